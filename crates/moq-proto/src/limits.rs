@@ -1,0 +1,36 @@
+//! Hard limits applied while decoding, so that no input can make the codec
+//! allocate or buffer without bound. Encoders enforce the same limits so we
+//! never send something our own decoder would refuse.
+
+/// Largest body of a length-prefixed control message (everything except frame
+/// payloads and datagrams), in bytes.
+pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
+
+/// Largest SETUP message body, in bytes. SETUP carries the client's path and
+/// query (and so a token), which is why it is not smaller than the others.
+pub const MAX_SETUP_SIZE: usize = 64 * 1024;
+
+/// Most SETUP parameters in one message.
+pub const MAX_PARAMETERS: usize = 64;
+
+/// Most segments in a broadcast path (moq-lite: paths have at most 32 parts).
+pub const MAX_PATH_SEGMENTS: usize = 32;
+
+/// Longest broadcast path, in bytes of UTF-8.
+pub const MAX_PATH_BYTES: usize = 8 * 1024;
+
+/// Longest track name, in bytes of UTF-8.
+pub const MAX_NAME_BYTES: usize = 8 * 1024;
+
+/// Longest GOAWAY URI, in bytes of UTF-8.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// Most relay ids in an announcement's hop list.
+pub const MAX_HOPS: usize = 32;
+
+/// Largest frame payload, in bytes. A frame is buffered whole by a relay's
+/// cache, so this also bounds memory per frame.
+pub const MAX_FRAME_SIZE: u64 = 32 * 1024 * 1024;
+
+/// Largest QUIC datagram body, in bytes (the QUIC maximum frame size).
+pub const MAX_DATAGRAM_SIZE: usize = 65_535;
