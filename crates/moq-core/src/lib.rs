@@ -1,0 +1,13 @@
+//! `moq-core`: the media model (broadcasts → tracks → groups → frames, the
+//! origin table, the cache) and the moq-lite session drivers that move it over
+//! any QUIC-like transport.
+//!
+//! It knows nothing about which QUIC library carries the streams (see
+//! [`transport`]) and nothing about media codecs: payloads are opaque bytes,
+//! shared between consumers and never copied per subscriber.
+
+mod error;
+pub mod model;
+
+pub use error::{Error, Result};
+pub use model::*;

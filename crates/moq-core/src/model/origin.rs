@@ -1,0 +1,607 @@
+//! The origin: the table of announced broadcasts by path, the thing a relay
+//! serves from.
+//!
+//! Publishers (local producers or remote sessions) attach to a path with
+//! [`Origin::publish`]. Consumers never see a publisher's broadcast directly:
+//! each path has one origin-owned broadcast whose tracks are piped from the
+//! current best publisher (fewest hops, then most recent). That gives three
+//! properties a relay needs:
+//! - one upstream subscription per track, however many viewers;
+//! - when the publisher changes (failover, reconnect), live tracks are re-bound
+//!   to the new one and viewers keep reading the same track;
+//! - when the last publisher vanishes abruptly the path stays announced for
+//!   `linger`, so a reconnecting publisher resumes without viewers noticing.
+//!
+//! The origin spawns one task per path and one per live track on the current
+//! tokio runtime; they end with the path or track.
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    sync::{Arc, Mutex, MutexGuard, Weak},
+    time::Duration,
+};
+
+use moq_proto::{Hops, Path};
+use tokio::sync::{Notify, watch};
+
+use super::{
+    broadcast::{BroadcastConsumer, BroadcastProducer},
+    cache::Cache,
+    track::{TrackConsumer, TrackProducer},
+};
+use crate::Error;
+
+#[derive(Debug, Clone)]
+struct Source {
+    id: u64,
+    broadcast: BroadcastConsumer,
+    hops: Hops,
+}
+
+#[derive(Debug)]
+struct Entry {
+    relay: BroadcastConsumer,
+    sources: Vec<Source>,
+    /// The source tracks are currently piped from; `None` while lingering.
+    active: watch::Sender<Option<Source>>,
+    /// Bumped whenever the path is (re)announced, so lingering timers can tell
+    /// whether they are stale.
+    generation: u64,
+}
+
+impl Entry {
+    fn best(&self) -> Option<Source> {
+        self.sources
+            .iter()
+            .min_by_key(|s| (s.hops.len(), std::cmp::Reverse(s.id)))
+            .cloned()
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    entries: BTreeMap<Path, Entry>,
+    watchers: Vec<Weak<Watcher>>,
+    next_id: u64,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    cache: Cache,
+    linger: Duration,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The broadcast table. Cheap to clone; clones share the table.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    shared: Arc<Shared>,
+}
+
+impl Default for Origin {
+    fn default() -> Self {
+        Self::new(Cache::default(), Duration::ZERO)
+    }
+}
+
+impl Origin {
+    /// An empty origin whose tracks share `cache`, keeping abruptly orphaned
+    /// paths announced for `linger`.
+    pub fn new(cache: Cache, linger: Duration) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                state: Mutex::default(),
+                cache,
+                linger,
+            }),
+        }
+    }
+
+    /// The cache every track of this origin uses.
+    pub fn cache(&self) -> &Cache {
+        &self.shared.cache
+    }
+
+    /// Attach a publisher's broadcast at `path`. The path is announced while
+    /// any publication for it lives. Call [`Publication::finish`] for a clean
+    /// end (unannounced at once); dropping it counts as abrupt (lingers).
+    pub fn publish(&self, path: Path, broadcast: BroadcastConsumer, hops: Hops) -> Publication {
+        let mut state = self.shared.lock();
+        let id = state.next_id;
+        state.next_id += 1;
+        let source = Source { id, broadcast, hops };
+        match state.entries.get_mut(&path) {
+            Some(entry) => {
+                entry.sources.push(source);
+                entry.generation += 1;
+                let best = entry.best();
+                let changed = entry.active.send_if_modified(|a| {
+                    let same = a.as_ref().map(|s| s.id) == best.as_ref().map(|s| s.id);
+                    *a = best.clone();
+                    !same
+                });
+                if changed {
+                    let relay = entry.relay.clone();
+                    let hops = best.map(|b| b.hops).unwrap_or_default();
+                    notify(&mut state, &path, Some((relay, hops)));
+                }
+            }
+            None => {
+                let relay = BroadcastProducer::dynamic(self.shared.cache.clone());
+                let relay_consumer = relay.consume();
+                let (active, active_rx) = watch::channel(Some(source.clone()));
+                tokio::spawn(route(relay, active_rx));
+                state.entries.insert(
+                    path.clone(),
+                    Entry {
+                        relay: relay_consumer.clone(),
+                        sources: vec![source.clone()],
+                        active,
+                        generation: 0,
+                    },
+                );
+                notify(&mut state, &path, Some((relay_consumer, source.hops)));
+            }
+        }
+        Publication {
+            origin: Arc::downgrade(&self.shared),
+            path,
+            id,
+            graceful: false,
+        }
+    }
+
+    /// The broadcast announced at `path`, if any.
+    pub fn consume(&self, path: &Path) -> Option<BroadcastConsumer> {
+        self.shared.lock().entries.get(path).map(|e| e.relay.clone())
+    }
+
+    /// The paths currently announced.
+    pub fn paths(&self) -> Vec<Path> {
+        self.shared.lock().entries.keys().cloned().collect()
+    }
+
+    /// Wait up to `timeout` for `path` to be announced.
+    pub async fn wait_for(&self, path: &Path, timeout: Duration) -> Option<BroadcastConsumer> {
+        let mut announced = self.announced(path.clone());
+        let wait = async {
+            while let Some(event) = announced.next().await {
+                if event.suffix.is_empty() {
+                    if let Some(b) = event.broadcast {
+                        return Some(b);
+                    }
+                }
+            }
+            None
+        };
+        tokio::time::timeout(timeout, wait).await.ok().flatten()
+    }
+
+    /// Follow the broadcasts announced under `prefix` (segment-aware): first
+    /// the ones active now, then every change.
+    pub fn announced(&self, prefix: Path) -> Announced {
+        let watcher = Arc::new(Watcher {
+            prefix: prefix.clone(),
+            pending: Mutex::default(),
+            notify: Notify::new(),
+        });
+        let mut state = self.shared.lock();
+        state.watchers.retain(|w| w.strong_count() > 0);
+        let initial: Vec<_> = state
+            .entries
+            .iter()
+            .filter(|(path, _)| path.has_prefix(&prefix))
+            .filter_map(|(path, e)| {
+                let hops = e.active.borrow().as_ref().map(|s| s.hops.clone())?;
+                Some((path.clone(), Some((e.relay.clone(), hops))))
+            })
+            .collect();
+        let count = initial.len();
+        {
+            let mut pending = watcher.lock();
+            for (path, change) in initial {
+                pending.changes.insert(path, change);
+            }
+        }
+        state.watchers.push(Arc::downgrade(&watcher));
+        Announced {
+            watcher,
+            seen: HashSet::new(),
+            initial: count,
+            _origin: self.shared.clone(),
+        }
+    }
+}
+
+fn notify(state: &mut State, path: &Path, change: Option<(BroadcastConsumer, Hops)>) {
+    state.watchers.retain(|w| {
+        let Some(watcher) = w.upgrade() else {
+            return false;
+        };
+        if path.has_prefix(&watcher.prefix) {
+            watcher.lock().changes.insert(path.clone(), change.clone());
+            watcher.notify.notify_one();
+        }
+        true
+    });
+}
+
+/// Keeps a publisher attached to a path. See [`Origin::publish`].
+#[derive(Debug)]
+pub struct Publication {
+    origin: Weak<Shared>,
+    path: Path,
+    id: u64,
+    graceful: bool,
+}
+
+impl Publication {
+    /// The announced path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Detach cleanly: if this was the last publisher, the path is unannounced now.
+    pub fn finish(mut self) {
+        self.graceful = true;
+    }
+}
+
+impl Drop for Publication {
+    fn drop(&mut self) {
+        let Some(shared) = self.origin.upgrade() else {
+            return;
+        };
+        let mut state = shared.lock();
+        let Some(entry) = state.entries.get_mut(&self.path) else {
+            return;
+        };
+        entry.sources.retain(|s| s.id != self.id);
+        let best = entry.best();
+        if best.is_some() || (!self.graceful && !shared.linger.is_zero()) {
+            let lingering = best.is_none();
+            let generation = entry.generation;
+            let changed = entry.active.send_if_modified(|a| {
+                let same = a.as_ref().map(|s| s.id) == best.as_ref().map(|s| s.id);
+                *a = best.clone();
+                !same
+            });
+            let relay = entry.relay.clone();
+            if changed && let Some(best) = best {
+                notify(&mut state, &self.path, Some((relay, best.hops)));
+            }
+            if lingering {
+                let origin = self.origin.clone();
+                let path = self.path.clone();
+                let linger = shared.linger;
+                tokio::spawn(async move {
+                    tokio::time::sleep(linger).await;
+                    if let Some(shared) = origin.upgrade() {
+                        let mut state = shared.lock();
+                        let expired = state
+                            .entries
+                            .get(&path)
+                            .is_some_and(|e| e.sources.is_empty() && e.generation == generation);
+                        if expired {
+                            remove(&mut state, &path);
+                        }
+                    }
+                });
+            }
+            return;
+        }
+        remove(&mut state, &self.path);
+    }
+}
+
+fn remove(state: &mut State, path: &Path) {
+    // Dropping the entry drops `active`, which ends the router and its pipes.
+    if state.entries.remove(path).is_some() {
+        notify(state, path, None);
+    }
+}
+
+/// The per-path router: hands each requested track to a pipe task.
+async fn route(mut relay: BroadcastProducer, active: watch::Receiver<Option<Source>>) {
+    let mut closed = active.clone();
+    loop {
+        tokio::select! {
+            request = relay.requested_track() => {
+                let Some(track) = request else { break };
+                tokio::spawn(pipe(track, active.clone()));
+            }
+            result = closed.changed() => {
+                if result.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    relay.close(Ok(()));
+}
+
+/// Fill a relay track from whichever source is active, re-binding when the
+/// active source changes, until nobody reads the track or the path is gone.
+async fn pipe(track: TrackProducer, mut active: watch::Receiver<Option<Source>>) {
+    loop {
+        let source = active.borrow_and_update().clone();
+        let Some(source) = source else {
+            // Lingering: keep the track open until a publisher returns.
+            tokio::select! {
+                changed = active.changed() => if changed.is_err() { return track.finish() },
+                _ = track.unused() => return,
+            }
+            continue;
+        };
+        let upstream = match source.broadcast.subscribe(track.name()) {
+            Ok(upstream) => upstream,
+            Err(err) => return track.abort(err),
+        };
+        tokio::select! {
+            result = forward(&track, upstream) => match result {
+                // The publisher ended the track.
+                Ok(()) => return track.finish(),
+                // The publisher went away; wait for the next one unless we are orphaned.
+                Err(Error::NotFound) => return track.abort(Error::NotFound),
+                Err(_) => {
+                    if active.borrow().as_ref().map(|s| s.id) == Some(source.id) {
+                        // Same source failed while still active: wait for a change.
+                        tokio::select! {
+                            changed = active.changed() => if changed.is_err() { return track.finish() },
+                            _ = track.unused() => return,
+                        }
+                    }
+                }
+            },
+            changed = active.changed() => if changed.is_err() { return track.finish() },
+            _ = track.unused() => return,
+        }
+    }
+}
+
+async fn forward(track: &TrackProducer, mut upstream: TrackConsumer) -> Result<(), Error> {
+    if track.info().is_none() {
+        track.set_info(upstream.info().await?);
+    }
+    while let Some(group) = upstream.next_group().await? {
+        match track.insert_group(group) {
+            // A re-bound publisher may repeat a sequence we still cache.
+            Ok(()) | Err(Error::Duplicate(_)) => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug)]
+struct Watcher {
+    prefix: Path,
+    pending: Mutex<Pending>,
+    notify: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    /// Coalesced: only the latest state of each path is kept, so a slow
+    /// reader holds at most one entry per path.
+    changes: BTreeMap<Path, Option<(BroadcastConsumer, Hops)>>,
+}
+
+impl Watcher {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One change under a prefix.
+#[derive(Debug, Clone)]
+pub struct OriginEvent {
+    /// The path relative to the watched prefix.
+    pub suffix: Path,
+    /// The broadcast, or `None` when it was unannounced.
+    pub broadcast: Option<BroadcastConsumer>,
+    /// Relays the broadcast crossed.
+    pub hops: Hops,
+}
+
+/// A stream of announcement changes under a prefix. See [`Origin::announced`].
+#[derive(Debug)]
+pub struct Announced {
+    watcher: Arc<Watcher>,
+    seen: HashSet<Path>,
+    initial: usize,
+    _origin: Arc<Shared>,
+}
+
+impl Announced {
+    /// How many broadcasts were active when watching started (they are the
+    /// first events).
+    pub fn initial(&self) -> usize {
+        self.initial
+    }
+
+    /// The next change without waiting, if one is pending.
+    pub fn try_next(&mut self) -> Option<OriginEvent> {
+        loop {
+            let (path, change) = self.watcher.lock().changes.pop_first()?;
+            let suffix = match path.strip_prefix(&self.watcher.prefix).map(Path::new) {
+                Some(Ok(suffix)) => suffix,
+                _ => continue,
+            };
+            match change {
+                Some((broadcast, hops)) => {
+                    self.seen.insert(path);
+                    return Some(OriginEvent {
+                        suffix,
+                        broadcast: Some(broadcast),
+                        hops,
+                    });
+                }
+                // Announced and gone before we looked: nothing to report.
+                None if !self.seen.remove(&path) => continue,
+                None => {
+                    return Some(OriginEvent {
+                        suffix,
+                        broadcast: None,
+                        hops: Hops::new(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// The next change. Never ends while the origin lives.
+    pub async fn next(&mut self) -> Option<OriginEvent> {
+        loop {
+            let watcher = self.watcher.clone();
+            let notified = watcher.notify.notified();
+            if let Some(event) = self.try_next() {
+                return Some(event);
+            }
+            notified.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::model::{Frame, TrackInfo};
+
+    fn path(s: &str) -> Path {
+        Path::new(s).unwrap()
+    }
+
+    fn publisher() -> (BroadcastProducer, TrackProducer) {
+        let broadcast = BroadcastProducer::new(Cache::default());
+        let track = broadcast.create_track(TrackProducer::with_info(
+            "t",
+            TrackInfo::default(),
+            Cache::default(),
+        ));
+        (broadcast, track)
+    }
+
+    fn write(track: &TrackProducer, seq: u64) {
+        let mut g = track.create_group(seq).unwrap();
+        g.write(Frame {
+            timestamp: seq,
+            payload: Bytes::from(vec![seq as u8]),
+        });
+        g.finish();
+    }
+
+    async fn timeout<F: std::future::Future>(f: F) -> F::Output {
+        tokio::time::timeout(Duration::from_secs(2), f).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn announce_and_unannounce() {
+        let origin = Origin::default();
+        let mut announced = origin.announced(path("room"));
+        let (broadcast, _track) = publisher();
+        let publication = origin.publish(path("room/a"), broadcast.consume(), Hops::new());
+        let _other = origin.publish(path("roomy/b"), broadcast.consume(), Hops::new());
+        let event = timeout(announced.next()).await.unwrap();
+        assert_eq!(event.suffix, path("a"));
+        assert!(event.broadcast.is_some());
+        publication.finish();
+        let event = timeout(announced.next()).await.unwrap();
+        assert_eq!((event.suffix, event.broadcast), (path("a"), None));
+        assert!(announced.try_next().is_none(), "roomy/b is not under room");
+    }
+
+    #[tokio::test]
+    async fn initial_set_comes_first() {
+        let origin = Origin::default();
+        let (broadcast, _track) = publisher();
+        let _a = origin.publish(path("x/1"), broadcast.consume(), Hops::new());
+        let _b = origin.publish(path("x/2"), broadcast.consume(), Hops::new());
+        let mut announced = origin.announced(path(""));
+        assert_eq!(announced.initial(), 2);
+        assert!(announced.try_next().is_some());
+        assert!(announced.try_next().is_some());
+        assert!(announced.try_next().is_none());
+    }
+
+    #[tokio::test]
+    async fn viewers_share_one_upstream_track() {
+        let origin = Origin::default();
+        let (broadcast, track) = publisher();
+        let _p = origin.publish(path("b"), broadcast.consume(), Hops::new());
+        let relay = origin.consume(&path("b")).unwrap();
+        let mut viewers: Vec<_> = (0..5).map(|_| relay.subscribe("t").unwrap()).collect();
+        write(&track, 0);
+        for viewer in &mut viewers {
+            let group = timeout(viewer.next_group()).await.unwrap().unwrap();
+            assert_eq!(group.sequence(), 0);
+        }
+        // One consumer of the publisher's track: the origin's pipe.
+        assert_eq!(track.consumers(), 1);
+    }
+
+    #[tokio::test]
+    async fn reconnecting_publisher_is_seamless_within_linger() {
+        let origin = Origin::new(Cache::default(), Duration::from_secs(5));
+        let mut announced = origin.announced(path(""));
+        let (broadcast, track) = publisher();
+        let p1 = origin.publish(path("b"), broadcast.consume(), Hops::new());
+        assert!(timeout(announced.next()).await.unwrap().broadcast.is_some());
+        let mut viewer = origin.consume(&path("b")).unwrap().subscribe("t").unwrap();
+        write(&track, 0);
+        assert_eq!(timeout(viewer.next_group()).await.unwrap().unwrap().sequence(), 0);
+
+        // The publisher vanishes abruptly, then comes back with a new broadcast.
+        drop(p1);
+        drop(track);
+        drop(broadcast);
+        let (broadcast, track) = publisher();
+        let _p2 = origin.publish(path("b"), broadcast.consume(), Hops::new());
+        // The viewer's track keeps going with the new publisher's groups.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        write(&track, 1);
+        assert_eq!(timeout(viewer.next_group()).await.unwrap().unwrap().sequence(), 1);
+        // Watchers never saw the path go away.
+        while let Some(event) = announced.try_next() {
+            assert!(event.broadcast.is_some());
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn orphaned_path_is_unannounced_after_linger() {
+        let origin = Origin::new(Cache::default(), Duration::from_secs(5));
+        let (broadcast, _track) = publisher();
+        let p = origin.publish(path("b"), broadcast.consume(), Hops::new());
+        let mut announced = origin.announced(path(""));
+        assert!(announced.next().await.unwrap().broadcast.is_some());
+        drop(p);
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert!(origin.consume(&path("b")).is_some());
+        assert!(announced.try_next().is_none());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(origin.consume(&path("b")).is_none());
+        assert!(announced.next().await.unwrap().broadcast.is_none());
+    }
+
+    #[tokio::test]
+    async fn fewer_hops_win() {
+        let origin = Origin::default();
+        let (far, far_track) = publisher();
+        let (near, near_track) = publisher();
+        let _a = origin.publish(path("b"), far.consume(), Hops::from_ids(vec![1, 2]).unwrap());
+        let _b = origin.publish(path("b"), near.consume(), Hops::from_ids(vec![3]).unwrap());
+        let mut viewer = origin.consume(&path("b")).unwrap().subscribe("t").unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        write(&far_track, 7);
+        write(&near_track, 8);
+        assert_eq!(timeout(viewer.next_group()).await.unwrap().unwrap().sequence(), 8);
+    }
+}

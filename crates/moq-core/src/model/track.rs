@@ -1,0 +1,509 @@
+//! A track: a sequence of groups, one of which is the latest. The producer
+//! keeps a small cache of recent groups; consumers start at the latest group
+//! and receive each newer group once.
+
+use std::{
+    collections::VecDeque,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use tokio::sync::watch;
+
+use super::{
+    cache::Cache,
+    group::{GroupConsumer, GroupProducer},
+};
+use crate::{Error, Result};
+
+/// A track's fixed properties (moq-lite TRACK_INFO).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrackInfo {
+    /// Publisher priority; higher is sent first.
+    pub priority: u8,
+    /// How long non-latest groups stay useful (and cached).
+    pub max_latency: Duration,
+    /// Units per second of frame timestamps.
+    pub timescale: u64,
+}
+
+impl Default for TrackInfo {
+    fn default() -> Self {
+        Self {
+            priority: 0,
+            max_latency: Duration::from_secs(5),
+            timescale: 1_000_000,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Cached {
+    sequence: u64,
+    arrival: u64,
+    created: Instant,
+    group: GroupConsumer,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct TrackState {
+    groups: VecDeque<Cached>,
+    next_arrival: u64,
+    latest: Option<u64>,
+    info: Option<TrackInfo>,
+    end: Option<Result<()>>,
+    /// Bytes of this track last reported to the cache.
+    charged: i64,
+}
+
+impl TrackState {
+    fn latest_cached(&self) -> Option<&Cached> {
+        self.groups.iter().max_by_key(|c| c.sequence)
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct TrackShared {
+    name: String,
+    state: watch::Sender<TrackState>,
+    cache: Cache,
+}
+
+/// Writes groups into a track. Dropping it without [`finish`](Self::finish)
+/// ends the track with [`Error::Cancelled`].
+#[derive(Debug)]
+pub struct TrackProducer {
+    shared: Arc<TrackShared>,
+}
+
+impl TrackProducer {
+    /// A new track with no info yet (set it with [`set_info`](Self::set_info)).
+    pub fn new(name: impl Into<String>, cache: Cache) -> Self {
+        let (tx, _) = watch::channel(TrackState::default());
+        Self {
+            shared: Arc::new(TrackShared {
+                name: name.into(),
+                state: tx,
+                cache,
+            }),
+        }
+    }
+
+    /// A new track with its info already known.
+    pub fn with_info(name: impl Into<String>, info: TrackInfo, cache: Cache) -> Self {
+        let track = Self::new(name, cache);
+        track.set_info(info);
+        track
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<TrackShared> {
+        &self.shared
+    }
+
+    /// The track name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Set the track's properties (once known from the publisher).
+    pub fn set_info(&self, info: TrackInfo) {
+        self.shared.state.send_modify(|s| s.info = Some(info));
+    }
+
+    /// The track's properties, if known.
+    pub fn info(&self) -> Option<TrackInfo> {
+        self.shared.state.borrow().info
+    }
+
+    /// A consumer starting at the latest group.
+    pub fn consume(&self) -> TrackConsumer {
+        TrackConsumer::new(&self.shared)
+    }
+
+    /// Start a new group. Fails if the sequence was already used (while cached).
+    pub fn create_group(&self, sequence: u64) -> Result<GroupProducer> {
+        let (producer, consumer) = GroupProducer::new(sequence);
+        self.insert_group(consumer)?;
+        Ok(producer)
+    }
+
+    /// Add a group produced elsewhere (shared, not copied): how a relay
+    /// forwards an upstream group into its own track.
+    pub fn insert_group(&self, group: GroupConsumer) -> Result<()> {
+        let sequence = group.sequence();
+        let cache = &self.shared.cache;
+        let mut result = Ok(());
+        self.shared.state.send_if_modified(|s| {
+            if s.end.is_some() {
+                result = Err(Error::Cancelled);
+                return false;
+            }
+            if s.groups.iter().any(|c| c.sequence == sequence) {
+                result = Err(Error::Duplicate(sequence));
+                return false;
+            }
+            let arrival = s.next_arrival;
+            s.next_arrival += 1;
+            s.latest = Some(s.latest.map_or(sequence, |l| l.max(sequence)));
+            s.groups.push_back(Cached {
+                sequence,
+                arrival,
+                created: Instant::now(),
+                group,
+            });
+            evict(s, cache);
+            true
+        });
+        result
+    }
+
+    /// The cached group with this sequence, for FETCH.
+    pub fn get_group(&self, sequence: u64) -> Option<GroupConsumer> {
+        get_group(&self.shared.state.borrow(), sequence)
+    }
+
+    /// The latest group's sequence, if any group exists.
+    pub fn latest(&self) -> Option<u64> {
+        self.shared.state.borrow().latest
+    }
+
+    /// End the track cleanly.
+    pub fn finish(self) {
+        self.end(Ok(()));
+    }
+
+    /// End the track with an error.
+    pub fn abort(self, err: Error) {
+        self.end(Err(err));
+    }
+
+    fn end(&self, result: Result<()>) {
+        let cache = &self.shared.cache;
+        self.shared.state.send_if_modified(|s| {
+            if s.end.is_some() {
+                return false;
+            }
+            s.end = Some(result);
+            cache.adjust(-s.charged);
+            s.charged = 0;
+            true
+        });
+    }
+
+    /// Whether the track has ended.
+    pub fn is_closed(&self) -> bool {
+        self.shared.state.borrow().end.is_some()
+    }
+
+    /// Resolves once no consumer is left.
+    pub async fn unused(&self) {
+        self.shared.state.closed().await
+    }
+
+    /// Number of live consumers.
+    pub fn consumers(&self) -> usize {
+        self.shared.state.receiver_count()
+    }
+}
+
+impl Drop for TrackProducer {
+    fn drop(&mut self) {
+        self.end(Err(Error::Cancelled));
+    }
+}
+
+impl TrackShared {
+    pub(crate) fn consume(self: &Arc<Self>) -> Option<TrackConsumer> {
+        match self.state.borrow().end {
+            Some(_) => None,
+            None => Some(TrackConsumer::new(self)),
+        }
+    }
+}
+
+fn get_group(s: &TrackState, sequence: u64) -> Option<GroupConsumer> {
+    s.groups
+        .iter()
+        .find(|c| c.sequence == sequence)
+        .map(|c| c.group.clone())
+}
+
+/// Drop non-latest groups that are too old or over the byte budget.
+fn evict(s: &mut TrackState, cache: &Cache) {
+    let max_latency = s.info.unwrap_or_default().max_latency;
+    let max_age = cache.max_age(max_latency);
+    let now = Instant::now();
+    let bytes: i64 = s.groups.iter().map(|c| c.group.bytes() as i64).sum();
+    cache.adjust(bytes - s.charged);
+    s.charged = bytes;
+    let latest = s.latest;
+    // The newest group is never evicted; groups are otherwise removed oldest first.
+    while s.groups.len() > 1 {
+        let Some(front) = s.groups.front() else { break };
+        if Some(front.sequence) == latest {
+            // Keep the latest; look at the next-oldest instead.
+            if let Some(pos) = s
+                .groups
+                .iter()
+                .position(|c| Some(c.sequence) != latest && too_old(c, now, max_age, cache))
+            {
+                if let Some(c) = s.groups.remove(pos) {
+                    release(s, cache, c);
+                }
+                continue;
+            }
+            break;
+        }
+        if !too_old(front, now, max_age, cache) {
+            break;
+        }
+        if let Some(c) = s.groups.pop_front() {
+            release(s, cache, c);
+        }
+    }
+}
+
+fn too_old(c: &Cached, now: Instant, max_age: Duration, cache: &Cache) -> bool {
+    now.duration_since(c.created) > max_age || cache.over_budget()
+}
+
+fn release(s: &mut TrackState, cache: &Cache, c: Cached) {
+    let bytes = c.group.bytes() as i64;
+    s.charged -= bytes;
+    cache.adjust(-bytes);
+    cache.evicted(bytes as u64);
+}
+
+/// Reads a track's groups: first the latest (or a requested start), then each
+/// newer group once, in arrival order. Groups that arrive late and are older
+/// than one already delivered are skipped.
+#[derive(Debug)]
+pub struct TrackConsumer {
+    name: String,
+    state: watch::Receiver<TrackState>,
+    cursor: u64,
+    delivered: Option<u64>,
+}
+
+impl Clone for TrackConsumer {
+    fn clone(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            state: self.state.clone(),
+            cursor: self.cursor,
+            delivered: self.delivered,
+        }
+    }
+}
+
+impl TrackConsumer {
+    fn new(shared: &Arc<TrackShared>) -> Self {
+        let state = shared.state.subscribe();
+        let (cursor, delivered) = {
+            let s = state.borrow();
+            match s.latest_cached() {
+                Some(latest) => (latest.arrival, None),
+                None => (s.next_arrival, None),
+            }
+        };
+        Self {
+            name: shared.name.clone(),
+            state,
+            cursor,
+            delivered,
+        }
+    }
+
+    /// The track name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Start at the first cached group with sequence ≥ `sequence` instead of
+    /// the latest (if it is still cached).
+    pub fn start_at(&mut self, sequence: u64) {
+        let s = self.state.borrow();
+        if let Some(c) = s
+            .groups
+            .iter()
+            .filter(|c| c.sequence >= sequence)
+            .min_by_key(|c| c.arrival)
+        {
+            self.cursor = c.arrival;
+        }
+    }
+
+    /// The track's properties, waiting until the publisher states them.
+    pub async fn info(&mut self) -> Result<TrackInfo> {
+        let s = self
+            .state
+            .wait_for(|s| s.info.is_some() || s.end.is_some())
+            .await
+            .map_err(|_| Error::Cancelled)?;
+        match (&s.info, &s.end) {
+            (Some(info), _) => Ok(*info),
+            (None, Some(Err(e))) => Err(e.clone()),
+            (None, _) => Err(Error::Cancelled),
+        }
+    }
+
+    /// The latest group's sequence, if any.
+    pub fn latest(&self) -> Option<u64> {
+        self.state.borrow().latest
+    }
+
+    /// The cached group with this sequence.
+    pub fn get_group(&self, sequence: u64) -> Option<GroupConsumer> {
+        get_group(&self.state.borrow(), sequence)
+    }
+
+    /// The next group; `Ok(None)` when the track finished.
+    pub async fn next_group(&mut self) -> Result<Option<GroupConsumer>> {
+        loop {
+            let cursor = self.cursor;
+            let s = self
+                .state
+                .wait_for(|s| s.next_arrival > cursor || s.end.is_some())
+                .await
+                .map_err(|_| Error::Cancelled)?;
+            let next = s
+                .groups
+                .iter()
+                .filter(|c| c.arrival >= cursor)
+                .find(|c| self.delivered.is_none_or(|d| c.sequence > d))
+                .map(|c| (c.arrival, c.sequence, c.group.clone()));
+            if let Some((arrival, sequence, group)) = next {
+                drop(s);
+                self.cursor = arrival + 1;
+                self.delivered = Some(sequence);
+                return Ok(Some(group));
+            }
+            // Everything from the cursor on is stale or already evicted.
+            if s.next_arrival > cursor {
+                self.cursor = s.next_arrival;
+                continue;
+            }
+            return match &s.end {
+                Some(Ok(())) => Ok(None),
+                Some(Err(e)) => Err(e.clone()),
+                None => continue,
+            };
+        }
+    }
+
+    /// Resolves when the track ends; returns how it ended.
+    pub async fn closed(&mut self) -> Result<()> {
+        let s = self
+            .state
+            .wait_for(|s| s.end.is_some())
+            .await
+            .map_err(|_| Error::Cancelled)?;
+        s.end.clone().unwrap_or(Err(Error::Cancelled))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::model::{Frame, cache::CacheConfig};
+
+    fn write_group(track: &TrackProducer, seq: u64, bytes: usize) {
+        let mut g = track.create_group(seq).unwrap();
+        g.write(Frame {
+            timestamp: 0,
+            payload: Bytes::from(vec![0; bytes]),
+        });
+        g.finish();
+    }
+
+    #[tokio::test]
+    async fn late_joiner_starts_at_latest() {
+        let track = TrackProducer::with_info("t", TrackInfo::default(), Cache::default());
+        for seq in 0..3 {
+            write_group(&track, seq, 10);
+        }
+        let mut consumer = track.consume();
+        assert_eq!(consumer.next_group().await.unwrap().unwrap().sequence(), 2);
+        write_group(&track, 3, 10);
+        assert_eq!(consumer.next_group().await.unwrap().unwrap().sequence(), 3);
+        track.finish();
+        assert!(consumer.next_group().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn start_at_replays_cached() {
+        let track = TrackProducer::with_info("t", TrackInfo::default(), Cache::default());
+        for seq in 0..3 {
+            write_group(&track, seq, 10);
+        }
+        let mut consumer = track.consume();
+        consumer.start_at(1);
+        assert_eq!(consumer.next_group().await.unwrap().unwrap().sequence(), 1);
+        assert_eq!(consumer.next_group().await.unwrap().unwrap().sequence(), 2);
+    }
+
+    #[tokio::test]
+    async fn stale_late_groups_are_skipped() {
+        let track = TrackProducer::with_info("t", TrackInfo::default(), Cache::default());
+        let mut consumer = track.consume();
+        write_group(&track, 5, 1);
+        assert_eq!(consumer.next_group().await.unwrap().unwrap().sequence(), 5);
+        write_group(&track, 4, 1);
+        write_group(&track, 6, 1);
+        assert_eq!(consumer.next_group().await.unwrap().unwrap().sequence(), 6);
+    }
+
+    #[tokio::test]
+    async fn duplicate_sequence_is_refused() {
+        let track = TrackProducer::new("t", Cache::default());
+        let _g = track.create_group(1).unwrap();
+        assert_eq!(track.create_group(1).unwrap_err(), Error::Duplicate(1));
+    }
+
+    #[tokio::test]
+    async fn byte_budget_evicts_old_groups_but_keeps_latest() {
+        let cache = Cache::new(CacheConfig {
+            capacity: Some(250),
+            duration: None,
+        });
+        let track = TrackProducer::with_info("t", TrackInfo::default(), cache.clone());
+        for seq in 0..10 {
+            write_group(&track, seq, 100);
+        }
+        // Group sizes are measured at the next insert; one more settles the count.
+        write_group(&track, 10, 100);
+        assert!(cache.stats().bytes() <= 300, "{}", cache.stats().bytes());
+        assert!(track.get_group(10).is_some());
+        assert!(track.get_group(0).is_none());
+        assert!(cache.stats().evicted_groups() >= 7);
+        track.finish();
+        assert_eq!(cache.stats().bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn age_limit_evicts() {
+        let cache = Cache::new(CacheConfig {
+            capacity: None,
+            duration: Some(Duration::ZERO),
+        });
+        let track = TrackProducer::with_info("t", TrackInfo::default(), cache);
+        write_group(&track, 0, 1);
+        std::thread::sleep(Duration::from_millis(2));
+        write_group(&track, 1, 1);
+        assert!(track.get_group(0).is_none());
+        assert!(track.get_group(1).is_some());
+    }
+
+    #[tokio::test]
+    async fn unused_resolves_when_consumers_leave() {
+        let track = TrackProducer::new("t", Cache::default());
+        let consumer = track.consume();
+        assert_eq!(track.consumers(), 1);
+        drop(consumer);
+        tokio::time::timeout(Duration::from_secs(1), track.unused())
+            .await
+            .unwrap();
+    }
+}
