@@ -172,10 +172,10 @@ impl Origin {
         let mut announced = self.announced(path.clone());
         let wait = async {
             while let Some(event) = announced.next().await {
-                if event.suffix.is_empty() {
-                    if let Some(b) = event.broadcast {
-                        return Some(b);
-                    }
+                if event.suffix.is_empty()
+                    && let Some(b) = event.broadcast
+                {
+                    return Some(b);
                 }
             }
             None
