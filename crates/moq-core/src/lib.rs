@@ -11,3 +11,5 @@ pub mod model;
 
 pub use error::{Error, Result};
 pub use model::*;
+pub mod session;
+pub mod transport;

@@ -177,6 +177,11 @@ impl TrackProducer {
         self.end(Err(err));
     }
 
+    /// End the track (through a shared reference, for tasks that share the producer).
+    pub fn close(&self, result: Result<()>) {
+        self.end(result);
+    }
+
     fn end(&self, result: Result<()>) {
         let cache = &self.shared.cache;
         self.shared.state.send_if_modified(|s| {

@@ -1,0 +1,238 @@
+//! moq-lite session drivers (lite-03 to lite-06).
+//!
+//! A session is symmetric: each side may publish and subscribe. [`run`] is the
+//! driver future: it serves the peer's requests from the `publish` origin,
+//! learns the peer's broadcasts (by opening an Announce stream to it, the
+//! "pull" model) into the `consume` origin, and subscribes upstream on demand,
+//! one subscription per track however many local consumers share it.
+//!
+//! Tasks are spawned into `JoinSet`s owned by the driver, so dropping the
+//! driver future cancels everything it started.
+
+mod publisher;
+mod stream;
+mod subscriber;
+
+use std::sync::{Arc, Mutex};
+
+use moq_proto::{DataStream, Path, Setup, Version};
+use tokio::task::JoinSet;
+
+use crate::{
+    Error, Origin, Result,
+    transport::{RecvStream, SendStream, Session},
+};
+use stream::{Reader, Writer};
+
+/// What the peer may do, as path prefixes relative to the session root.
+/// A path is allowed when one of the prefixes is a prefix of it
+/// (segment-aware). An empty list allows nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permissions {
+    /// Where the peer may publish.
+    pub publish: Vec<Path>,
+    /// What the peer may subscribe to and discover.
+    pub subscribe: Vec<Path>,
+}
+
+impl Permissions {
+    /// Everything allowed.
+    pub fn all() -> Self {
+        Self {
+            publish: vec![Path::empty()],
+            subscribe: vec![Path::empty()],
+        }
+    }
+
+    fn allows(prefixes: &[Path], path: &Path) -> bool {
+        prefixes.iter().any(|p| path.has_prefix(p))
+    }
+
+    /// Whether the peer may publish at `path` (relative to the root).
+    pub fn can_publish(&self, path: &Path) -> bool {
+        Self::allows(&self.publish, path)
+    }
+
+    /// Whether the peer may subscribe to `path` (relative to the root).
+    pub fn can_subscribe(&self, path: &Path) -> bool {
+        Self::allows(&self.subscribe, path)
+    }
+
+    /// Whether anything under `prefix` could be subscribed to.
+    pub fn can_discover(&self, prefix: &Path) -> bool {
+        self.subscribe.iter().any(|p| p.has_prefix(prefix) || prefix.has_prefix(p))
+    }
+}
+
+/// Per-session limits, so one peer cannot exhaust the relay.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Concurrent subscriptions the peer may hold on us.
+    pub max_subscriptions: usize,
+    /// Group streams in flight per subscription before the oldest is dropped.
+    pub max_groups_in_flight: usize,
+    /// Broadcasts the peer may announce to us.
+    pub max_announcements: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_subscriptions: 4096,
+            max_groups_in_flight: 4,
+            max_announcements: 4096,
+        }
+    }
+}
+
+/// How to run a session.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The negotiated version.
+    pub version: Version,
+    /// Broadcasts we serve to the peer, or `None` to serve nothing.
+    pub publish: Option<Origin>,
+    /// Where the peer's broadcasts go, or `None` to not ask for them.
+    pub consume: Option<Origin>,
+    /// The session root: paths on the wire are relative to it in both origins.
+    pub root: Path,
+    /// What the peer may do.
+    pub permissions: Permissions,
+    /// Our hop id (0 for none).
+    pub hop: u64,
+    /// The SETUP we send (lite-05+): a raw-QUIC client puts its path here.
+    pub setup: Setup,
+    /// The peer's SETUP when the caller already read it (a raw-QUIC server
+    /// reads it first to learn the path).
+    pub peer_setup: Option<Setup>,
+    /// Limits on what the peer may open.
+    pub limits: Limits,
+}
+
+impl Config {
+    /// A session that serves `publish` and feeds `consume`, at the root, allowing everything.
+    pub fn new(version: Version) -> Self {
+        Self {
+            version,
+            publish: None,
+            consume: None,
+            root: Path::empty(),
+            permissions: Permissions::all(),
+            hop: 0,
+            setup: Setup::default(),
+            peer_setup: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// State shared by the session's tasks.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub config: Config,
+    pub peer_setup: Mutex<Option<Setup>>,
+    pub subscriptions: subscriber::Subscriptions,
+    pub served: std::sync::atomic::AtomicUsize,
+}
+
+impl Shared {
+    /// The peer's hop id, from its SETUP, if it declared one.
+    pub fn peer_hop(&self) -> Option<u64> {
+        self.peer_setup
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .and_then(|s| s.origin)
+    }
+}
+
+/// Read the peer's SETUP from its Setup stream (lite-05+). A server on raw
+/// QUIC calls this before [`run`] to learn the requested path; pass the
+/// result as [`Config::peer_setup`].
+pub async fn read_setup<S: Session>(session: &S, version: Version) -> Result<Setup> {
+    let recv = session.accept_uni().await?;
+    let mut reader = Reader::new(recv, version);
+    match reader.decode::<DataStream>().await? {
+        DataStream::Setup => reader.decode::<Setup>().await,
+        DataStream::Group => Err(Error::Protocol("expected the SETUP stream first".into())),
+        _ => Err(Error::Protocol("unknown stream before SETUP".into())),
+    }
+}
+
+/// Run a session until the connection closes or a fatal error. Closes the
+/// connection with a matching code on a fatal error.
+pub async fn run<S: Session>(session: S, config: Config) -> Result<()> {
+    let version = config.version;
+    let shared = Arc::new(Shared {
+        peer_setup: Mutex::new(config.peer_setup.clone()),
+        config,
+        subscriptions: subscriber::Subscriptions::default(),
+        served: Default::default(),
+    });
+    let mut tasks: JoinSet<Result<()>> = JoinSet::new();
+
+    if version.has_setup_stream() {
+        let session = session.clone();
+        let setup = shared.config.setup.clone();
+        tasks.spawn(async move {
+            let mut writer = Writer::new(session.open_uni().await?, version);
+            writer.queue(&DataStream::Setup)?;
+            writer.queue(&setup)?;
+            writer.finish().await
+        });
+    }
+    if shared.config.consume.is_some() {
+        tasks.spawn(subscriber::announced(session.clone(), shared.clone()));
+    }
+
+    let result = loop {
+        tokio::select! {
+            stream = session.accept_bi() => {
+                let (send, recv) = match stream {
+                    Ok(stream) => stream,
+                    Err(err) => break Err(Error::from(err)),
+                };
+                tasks.spawn(publisher::serve(session.clone(), shared.clone(), send, recv));
+            }
+            stream = session.accept_uni() => {
+                let recv = match stream {
+                    Ok(stream) => stream,
+                    Err(err) => break Err(Error::from(err)),
+                };
+                tasks.spawn(subscriber::serve_uni(shared.clone(), recv));
+            }
+            datagram = session.recv_datagram(), if version.has_datagrams() => {
+                match datagram {
+                    Ok(datagram) => subscriber::datagram(&shared, datagram),
+                    Err(err) => break Err(Error::from(err)),
+                }
+            }
+            Some(done) = tasks.join_next() => {
+                match done {
+                    Ok(Ok(())) => {}
+                    // Fatal to the session: the peer broke the protocol on a stream
+                    // whose failure we cannot contain.
+                    Ok(Err(err @ (Error::Decode(_) | Error::Protocol(_)))) => break Err(err),
+                    Ok(Err(err)) => tracing::debug!(%err, "session task ended"),
+                    Err(join) if join.is_panic() => break Err(Error::Protocol("internal task panicked".into())),
+                    Err(_) => {}
+                }
+            }
+        }
+    };
+    if let Err(err) = &result {
+        match err {
+            Error::Transport(_) | Error::Reset(_) => {}
+            err => session.close(err.session_code(), &err.to_string()),
+        }
+    }
+    tasks.shutdown().await;
+    result
+}
+
+/// Reset both halves of a control stream with an error's code.
+pub(crate) fn reject<S: SendStream, R: RecvStream>(writer: &mut Writer<S>, reader: &mut Reader<R>, err: &Error) {
+    let code = err.stream_code();
+    writer.reset(code);
+    reader.stop(code);
+}

@@ -1,0 +1,81 @@
+//! What the session drivers need from a transport: QUIC-like multiplexed
+//! streams and datagrams. Implemented for raw QUIC and WebTransport elsewhere
+//! (`moq-native`); this crate never names a QUIC library.
+
+use std::future::Future;
+
+use bytes::Bytes;
+
+/// A transport failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct TransportError {
+    /// The peer reset or stopped the stream with this application code.
+    pub code: Option<u32>,
+    /// What happened, for logs.
+    pub message: String,
+}
+
+impl TransportError {
+    /// An error with only a message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            code: None,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<TransportError> for crate::Error {
+    fn from(err: TransportError) -> Self {
+        match err.code {
+            Some(code) => crate::Error::Reset(code),
+            None => crate::Error::Transport(err.message),
+        }
+    }
+}
+
+/// A connection carrying streams and datagrams. Clones refer to the same connection.
+pub trait Session: Clone + Send + Sync + 'static {
+    /// The sending half of a stream.
+    type SendStream: SendStream;
+    /// The receiving half of a stream.
+    type RecvStream: RecvStream;
+
+    /// Open a bidirectional stream.
+    fn open_bi(&self) -> impl Future<Output = Result<(Self::SendStream, Self::RecvStream), TransportError>> + Send;
+    /// Open a unidirectional stream.
+    fn open_uni(&self) -> impl Future<Output = Result<Self::SendStream, TransportError>> + Send;
+    /// Accept the peer's next bidirectional stream.
+    fn accept_bi(&self) -> impl Future<Output = Result<(Self::SendStream, Self::RecvStream), TransportError>> + Send;
+    /// Accept the peer's next unidirectional stream.
+    fn accept_uni(&self) -> impl Future<Output = Result<Self::RecvStream, TransportError>> + Send;
+    /// Receive the next datagram.
+    fn recv_datagram(&self) -> impl Future<Output = Result<Bytes, TransportError>> + Send;
+    /// Close the connection with an application code and a reason.
+    fn close(&self, code: u32, reason: &str);
+    /// Resolves when the connection is closed, with why.
+    fn closed(&self) -> impl Future<Output = TransportError> + Send;
+}
+
+/// The sending half of a stream.
+pub trait SendStream: Send + 'static {
+    /// Write all of `buf`.
+    fn write_all(&mut self, buf: &[u8]) -> impl Future<Output = Result<(), TransportError>> + Send;
+    /// Write a shared buffer without copying it.
+    fn write_chunk(&mut self, buf: Bytes) -> impl Future<Output = Result<(), TransportError>> + Send;
+    /// Higher is sent first.
+    fn set_priority(&mut self, priority: i32);
+    /// Gracefully end the stream (FIN).
+    fn finish(&mut self) -> Result<(), TransportError>;
+    /// Abruptly end the stream with a code (RESET_STREAM).
+    fn reset(&mut self, code: u32);
+}
+
+/// The receiving half of a stream.
+pub trait RecvStream: Send + 'static {
+    /// Read the next chunk of at most `max` bytes; `None` at the end of the stream.
+    fn read_chunk(&mut self, max: usize) -> impl Future<Output = Result<Option<Bytes>, TransportError>> + Send;
+    /// Tell the peer to stop sending (STOP_SENDING) with a code.
+    fn stop(&mut self, code: u32);
+}
