@@ -11,5 +11,7 @@ pub mod model;
 
 pub use error::{Error, Result};
 pub use model::*;
+#[cfg(any(test, feature = "mem"))]
+pub mod mem;
 pub mod session;
 pub mod transport;

@@ -43,11 +43,15 @@ pub trait Session: Clone + Send + Sync + 'static {
     type RecvStream: RecvStream;
 
     /// Open a bidirectional stream.
-    fn open_bi(&self) -> impl Future<Output = Result<(Self::SendStream, Self::RecvStream), TransportError>> + Send;
+    fn open_bi(
+        &self,
+    ) -> impl Future<Output = Result<(Self::SendStream, Self::RecvStream), TransportError>> + Send;
     /// Open a unidirectional stream.
     fn open_uni(&self) -> impl Future<Output = Result<Self::SendStream, TransportError>> + Send;
     /// Accept the peer's next bidirectional stream.
-    fn accept_bi(&self) -> impl Future<Output = Result<(Self::SendStream, Self::RecvStream), TransportError>> + Send;
+    fn accept_bi(
+        &self,
+    ) -> impl Future<Output = Result<(Self::SendStream, Self::RecvStream), TransportError>> + Send;
     /// Accept the peer's next unidirectional stream.
     fn accept_uni(&self) -> impl Future<Output = Result<Self::RecvStream, TransportError>> + Send;
     /// Receive the next datagram.
@@ -75,7 +79,10 @@ pub trait SendStream: Send + 'static {
 /// The receiving half of a stream.
 pub trait RecvStream: Send + 'static {
     /// Read the next chunk of at most `max` bytes; `None` at the end of the stream.
-    fn read_chunk(&mut self, max: usize) -> impl Future<Output = Result<Option<Bytes>, TransportError>> + Send;
+    fn read_chunk(
+        &mut self,
+        max: usize,
+    ) -> impl Future<Output = Result<Option<Bytes>, TransportError>> + Send;
     /// Tell the peer to stop sending (STOP_SENDING) with a code.
     fn stop(&mut self, code: u32);
 }

@@ -12,6 +12,8 @@
 mod publisher;
 mod stream;
 mod subscriber;
+#[cfg(test)]
+mod tests;
 
 use std::sync::{Arc, Mutex};
 
@@ -60,7 +62,9 @@ impl Permissions {
 
     /// Whether anything under `prefix` could be subscribed to.
     pub fn can_discover(&self, prefix: &Path) -> bool {
-        self.subscribe.iter().any(|p| p.has_prefix(prefix) || prefix.has_prefix(p))
+        self.subscribe
+            .iter()
+            .any(|p| p.has_prefix(prefix) || prefix.has_prefix(p))
     }
 }
 
@@ -231,7 +235,11 @@ pub async fn run<S: Session>(session: S, config: Config) -> Result<()> {
 }
 
 /// Reset both halves of a control stream with an error's code.
-pub(crate) fn reject<S: SendStream, R: RecvStream>(writer: &mut Writer<S>, reader: &mut Reader<R>, err: &Error) {
+pub(crate) fn reject<S: SendStream, R: RecvStream>(
+    writer: &mut Writer<S>,
+    reader: &mut Reader<R>,
+    err: &Error,
+) {
     let code = err.stream_code();
     writer.reset(code);
     reader.stop(code);

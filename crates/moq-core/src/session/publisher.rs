@@ -100,7 +100,10 @@ async fn serve_announce<S: SendStream, R: RecvStream>(
         .map_err(|e| Error::Protocol(e.to_string()))?;
     let permissions = &shared.config.permissions;
     if !permissions.can_discover(&request.prefix) {
-        return Err(Error::Unauthorized(format!("may not discover '{}'", request.prefix)));
+        return Err(Error::Unauthorized(format!(
+            "may not discover '{}'",
+            request.prefix
+        )));
     }
     let mut announced = origin(shared)?.announced(full);
     // The peer's identity, to avoid announcing routes back through it.
@@ -180,7 +183,9 @@ async fn serve_announce<S: SendStream, R: RecvStream>(
     let mut initial = Vec::new();
     for _ in 0..announced.initial() {
         match announced.try_next() {
-            Some(event) if event.broadcast.is_some() && visible(&event.suffix, &event.hops) => initial.push(event),
+            Some(event) if event.broadcast.is_some() && visible(&event.suffix, &event.hops) => {
+                initial.push(event)
+            }
             Some(_) => {}
             None => break,
         }

@@ -13,8 +13,8 @@ use std::{
 
 use bytes::Bytes;
 use moq_proto::{
-    Announce, AnnounceOk, AnnounceRequest, ControlStream, DataStream, Datagram, Decode, FrameHeader, GroupHeader,
-    Path, Range, Subscribe, SubscribeResponse, TimestampCursor, TrackRequest,
+    Announce, AnnounceOk, AnnounceRequest, ControlStream, DataStream, Datagram, Decode, FrameHeader,
+    GroupHeader, Path, Range, Subscribe, SubscribeResponse, TimestampCursor, TrackRequest,
 };
 use tokio::task::{AbortHandle, JoinSet};
 
