@@ -1,0 +1,618 @@
+//! The dialling side: relay-to-relay links, the CLI, and tests.
+//!
+//! | URL | transport | certificate check | version from |
+//! |---|---|---|---|
+//! | `https://host:port/path?query` | WebTransport | roots, or pinned fingerprints | `WT-Protocol` |
+//! | `http://host:port/path` | WebTransport | fingerprint fetched from `GET http://host:port/certificate.sha256` (development only) | `WT-Protocol` |
+//! | `moqt://host:port/path`, `moql://…` | raw QUIC | roots, or pinned fingerprints | ALPN |
+
+use std::{
+    net::{IpAddr, Ipv6Addr, SocketAddr},
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
+
+use futures::{StreamExt, stream::FuturesUnordered};
+use rustls::{client::danger::ServerCertVerifier, crypto::CryptoProvider};
+use url::Url;
+use web_transport_quinn::proto::ConnectRequest;
+
+use crate::{Error, Session, Transport, Version, alpn_list, canonical, quic, tls};
+
+/// How long to wait before dialling the next resolved address while earlier attempts
+/// are still running (Happy Eyeballs, RFC 8305 §5 recommends 250 ms).
+const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+
+/// TLS alert `no_application_protocol` (RFC 8446 §6.2) as a QUIC crypto error code
+/// (RFC 9001 §4.8: 0x100 + alert): the server shares none of our ALPNs.
+const NO_APPLICATION_PROTOCOL: u64 = 0x100 + 120;
+
+/// How the client checks the server's certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientTls {
+    /// Extra CA certificates (PEM files) to trust, on top of the system store.
+    pub roots: Vec<PathBuf>,
+    /// Trust the platform's root store (default true).
+    pub system_roots: bool,
+    /// Hex SHA-256 of acceptable server certificates. If not empty, exactly these
+    /// certificates are accepted and CA validation is skipped.
+    pub fingerprints: Vec<String>,
+    /// Accept any certificate. Development only: anyone on the path can impersonate the
+    /// server. A warning is logged when the client is created.
+    pub insecure: bool,
+}
+
+impl Default for ClientTls {
+    fn default() -> Self {
+        Self {
+            roots: Vec::new(),
+            system_roots: true,
+            fingerprints: Vec::new(),
+            insecure: false,
+        }
+    }
+}
+
+/// Client configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Local UDP address (default `[::]:0`, dual-stack, so IPv4 and IPv6 servers both work).
+    pub bind: SocketAddr,
+    /// Certificate checking.
+    pub tls: ClientTls,
+    /// moq-lite versions to offer; empty means all of them. Offered newest first.
+    pub versions: Vec<Version>,
+    /// QUIC limits for every connection.
+    pub quic: quic::Config,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0),
+            tls: ClientTls::default(),
+            versions: Vec::new(),
+            quic: quic::Config::default(),
+        }
+    }
+}
+
+/// An established session and what was negotiated for it.
+#[derive(Debug)]
+pub struct Connected {
+    /// The session, raw QUIC or WebTransport.
+    pub session: Session,
+    /// The moq-lite version both sides agreed on.
+    pub version: Version,
+    /// How the session is carried.
+    pub transport: Transport,
+}
+
+/// How a certificate was checked, to word errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Check {
+    Roots,
+    Pinned,
+    Fetched,
+    Insecure,
+}
+
+/// A QUIC endpoint that dials moq servers. One client can hold many connections.
+#[derive(Debug)]
+pub struct Client {
+    endpoint: quinn::Endpoint,
+    provider: Arc<CryptoProvider>,
+    versions: Arc<[Version]>,
+    /// `None` when verification by roots was asked for but no root is available.
+    verifier: Option<Arc<dyn ServerCertVerifier>>,
+    check: Check,
+    transport: Arc<quinn::TransportConfig>,
+    handshake_timeout: Duration,
+}
+
+impl Client {
+    /// Load the trust anchors and bind the UDP socket. Must be called inside a tokio runtime.
+    pub fn new(config: Config) -> Result<Self, Error> {
+        let provider = tls::provider();
+        let versions: Arc<[Version]> = crate::versions(&config.versions).into();
+        if versions.is_empty() {
+            return Err(Error::QuicConfig("no moq-lite version to offer".to_string()));
+        }
+
+        let (verifier, check): (Option<Arc<dyn ServerCertVerifier>>, Check) = if config.tls.insecure {
+            tracing::warn!(
+                "TLS certificate verification is disabled: anyone on the network path can impersonate the server"
+            );
+            (Some(Arc::new(tls::NoVerifier(provider.clone()))), Check::Insecure)
+        } else if !config.tls.fingerprints.is_empty() {
+            let pins = config
+                .tls
+                .fingerprints
+                .iter()
+                .map(|fp| tls::parse_fingerprint(fp))
+                .collect::<Result<Vec<_>, _>>()?;
+            (
+                Some(Arc::new(tls::FingerprintVerifier::new(provider.clone(), pins))),
+                Check::Pinned,
+            )
+        } else {
+            (roots_verifier(&config.tls, &provider)?, Check::Roots)
+        };
+
+        let endpoint = quic::bind(config.bind, None)?;
+
+        Ok(Self {
+            endpoint,
+            provider,
+            versions,
+            verifier,
+            check,
+            transport: config.quic.transport()?,
+            handshake_timeout: config.quic.handshake_timeout,
+        })
+    }
+
+    /// The bound UDP address.
+    pub fn local_addr(&self) -> Result<SocketAddr, Error> {
+        Ok(self.endpoint.local_addr()?)
+    }
+
+    /// The moq-lite versions this client offers, newest first.
+    pub fn versions(&self) -> &[Version] {
+        &self.versions
+    }
+
+    /// Dial `url` and establish a moq session; see the module documentation for the
+    /// schemes. Every resolved address is tried (staggered by 250 ms) and the first
+    /// completed handshake wins.
+    pub async fn connect(&self, url: &Url) -> Result<Connected, Error> {
+        let target = Target::parse(url)?;
+        match url.scheme() {
+            "https" => {
+                let verifier = self.verifier(&target)?;
+                self.webtransport(url.clone(), &target, verifier, self.check)
+                    .await
+            }
+            "http" => {
+                let pins = crate::http::fetch_fingerprints(url, &target, self.handshake_timeout).await?;
+                tracing::debug!(%url, "pinning the fetched certificate fingerprint (development mode)");
+                let verifier = Arc::new(tls::FingerprintVerifier::new(self.provider.clone(), pins));
+                let mut wt = url.clone();
+                wt.set_scheme("https").map_err(|()| Error::Url {
+                    url: url.to_string(),
+                    detail: "cannot turn it into an https URL".to_string(),
+                })?;
+                // `set_scheme` drops a port equal to http's default, which QUIC must keep.
+                if url.port().is_none() && wt.port().is_none() {
+                    let _ = wt.set_port(Some(target.port));
+                }
+                self.webtransport(wt, &target, verifier, Check::Fetched).await
+            }
+            "moqt" | "moql" => {
+                let verifier = self.verifier(&target)?;
+                self.quic(&target, verifier).await
+            }
+            other => Err(Error::Url {
+                url: url.to_string(),
+                detail: format!(
+                    "unsupported scheme '{other}' (use https://, http:// for a development relay, or moqt://)"
+                ),
+            }),
+        }
+    }
+
+    /// Close every connection and the socket.
+    pub fn close(&self) {
+        self.endpoint.close(0u32.into(), b"client closing");
+    }
+
+    pub(crate) fn verifier(&self, target: &Target) -> Result<Arc<dyn ServerCertVerifier>, Error> {
+        self.verifier.clone().ok_or_else(|| Error::NoRoots {
+            host: target.host.clone(),
+        })
+    }
+
+    pub(crate) fn quinn_config(
+        &self,
+        verifier: Arc<dyn ServerCertVerifier>,
+        alpns: Vec<Vec<u8>>,
+    ) -> Result<quinn::ClientConfig, Error> {
+        let mut crypto = rustls::ClientConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|err| Error::Tls(err.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        crypto.alpn_protocols = alpns;
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
+            .map_err(|err| Error::Tls(err.to_string()))?;
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        config.transport_config(self.transport.clone());
+        Ok(config)
+    }
+
+    async fn quic(&self, target: &Target, verifier: Arc<dyn ServerCertVerifier>) -> Result<Connected, Error> {
+        let alpns = self
+            .versions
+            .iter()
+            .map(|v| v.alpn().as_bytes().to_vec())
+            .collect();
+        let config = self.quinn_config(verifier, alpns)?;
+        let conn = self.handshake(target, config, self.check).await?;
+
+        let alpn = conn
+            .handshake_data()
+            .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+            .and_then(|data| data.protocol)
+            .unwrap_or_default();
+        let Some(version) = Version::from_alpn(&alpn).filter(|v| self.versions.contains(v)) else {
+            conn.close(0u32.into(), b"unexpected ALPN");
+            return Err(Error::Alpn {
+                addr: canonical(conn.remote_address()),
+                alpn: String::from_utf8_lossy(&alpn).into_owned(),
+            });
+        };
+
+        tracing::debug!(server = %canonical(conn.remote_address()), %version, "raw QUIC session established");
+        Ok(Connected {
+            session: Session::raw(conn),
+            version,
+            transport: Transport::Quic,
+        })
+    }
+
+    async fn webtransport(
+        &self,
+        url: Url,
+        target: &Target,
+        verifier: Arc<dyn ServerCertVerifier>,
+        check: Check,
+    ) -> Result<Connected, Error> {
+        let config = self.quinn_config(verifier, vec![b"h3".to_vec()])?;
+        let conn = self.handshake(target, config, check).await?;
+        let server = canonical(conn.remote_address());
+
+        let request = ConnectRequest::new(url.clone())
+            .with_protocols(self.versions.iter().map(|v| v.alpn().to_string()));
+
+        let connect = web_transport_quinn::Session::connect(conn, request);
+        let session = tokio::time::timeout(self.handshake_timeout, connect)
+            .await
+            .map_err(|_| Error::Timeout {
+                addr: server,
+                after: self.handshake_timeout,
+            })?
+            .map_err(|err| self.connect_error(&url, target, err))?;
+
+        let chosen = session.protocol().map(str::to_string);
+        let version = chosen
+            .as_deref()
+            .and_then(|p| Version::from_alpn(p.as_bytes()))
+            .filter(|v| self.versions.contains(v));
+        let Some(version) = version else {
+            session.close(0, b"no common moq-lite version");
+            return Err(Error::NoServerVersion {
+                server: target.to_string(),
+                offered: alpn_list(&self.versions),
+                detail: match chosen {
+                    Some(p) => format!("it answered WT-Protocol: {p}"),
+                    None => "it answered without WT-Protocol".to_string(),
+                },
+            });
+        };
+
+        tracing::debug!(%server, %url, %version, "WebTransport session established");
+        Ok(Connected {
+            session,
+            version,
+            transport: Transport::WebTransport,
+        })
+    }
+
+    fn connect_error(&self, url: &Url, target: &Target, err: web_transport_quinn::ClientError) -> Error {
+        use web_transport_quinn::{ClientError, ConnectError, proto};
+
+        let status = match &err {
+            ClientError::HttpError(ConnectError::ErrorStatus(status)) => Some(*status),
+            ClientError::HttpError(ConnectError::ProtoError(proto::ConnectError::WrongStatus(Some(
+                status,
+            )))) => Some(*status),
+            ClientError::HttpError(ConnectError::ProtocolMismatch(p)) => {
+                return Error::NoServerVersion {
+                    server: target.to_string(),
+                    offered: alpn_list(&self.versions),
+                    detail: format!("it answered WT-Protocol: {p}"),
+                };
+            }
+            _ => None,
+        };
+        match status {
+            // Our server answers 406 when it allows none of the versions we offered.
+            Some(status) if status == http::StatusCode::NOT_ACCEPTABLE => Error::NoServerVersion {
+                server: target.to_string(),
+                offered: alpn_list(&self.versions),
+                detail: "it answered 406 Not Acceptable".to_string(),
+            },
+            Some(status) => Error::Rejected {
+                url: url.to_string(),
+                status: status.as_u16(),
+            },
+            None => Error::WebTransportConnect {
+                url: url.to_string(),
+                source: err,
+            },
+        }
+    }
+
+    /// Dial every address of `target`, staggered, and keep the first completed handshake.
+    async fn handshake(
+        &self,
+        target: &Target,
+        config: quinn::ClientConfig,
+        check: Check,
+    ) -> Result<quinn::Connection, Error> {
+        let mut addrs = target.resolve().await?;
+        // An IPv4-only socket (no IPv6 on this host) cannot reach IPv6 addresses.
+        if self.endpoint.local_addr().is_ok_and(|a| a.is_ipv4()) {
+            addrs.retain(SocketAddr::is_ipv4);
+        }
+        self.race(target, &addrs, config, check).await
+    }
+
+    /// Dial `addrs` in order, each [`ATTEMPT_DELAY`] after the previous one, and keep the
+    /// first completed handshake; the others are abandoned.
+    pub(crate) async fn race(
+        &self,
+        target: &Target,
+        addrs: &[SocketAddr],
+        config: quinn::ClientConfig,
+        check: Check,
+    ) -> Result<quinn::Connection, Error> {
+        let mut attempts = FuturesUnordered::new();
+        for (i, addr) in addrs.iter().copied().enumerate() {
+            let config = config.clone();
+            let delay = ATTEMPT_DELAY.saturating_mul(u32::try_from(i).unwrap_or(u32::MAX));
+            attempts.push(async move {
+                tokio::time::sleep(delay).await;
+                (addr, self.attempt(addr, target, config, check).await)
+            });
+        }
+
+        let mut failures = Vec::new();
+        while let Some((addr, result)) = attempts.next().await {
+            match result {
+                Ok(conn) => return Ok(conn),
+                // We reached a server and it said no: another address will say the same.
+                Err(err) if decisive(&err) => return Err(err),
+                Err(err) => {
+                    tracing::debug!(%addr, %err, "connection attempt failed");
+                    failures.push(err.to_string());
+                }
+            }
+        }
+
+        Err(Error::Unreachable {
+            target: target.to_string(),
+            port: target.port,
+            attempts: if failures.is_empty() {
+                "no address".to_string()
+            } else {
+                failures.join("; ")
+            },
+        })
+    }
+
+    async fn attempt(
+        &self,
+        addr: SocketAddr,
+        target: &Target,
+        config: quinn::ClientConfig,
+        check: Check,
+    ) -> Result<quinn::Connection, Error> {
+        let connecting = self
+            .endpoint
+            .connect_with(config, addr, &target.server_name)
+            .map_err(|source| Error::Dial { addr, source })?;
+        match tokio::time::timeout(self.handshake_timeout, connecting).await {
+            Err(_) => Err(Error::Timeout {
+                addr,
+                after: self.handshake_timeout,
+            }),
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(err)) => Err(self.handshake_error(addr, target, check, err)),
+        }
+    }
+
+    /// Turn a failed QUIC handshake into an error a person can act on.
+    fn handshake_error(
+        &self,
+        addr: SocketAddr,
+        target: &Target,
+        check: Check,
+        err: quinn::ConnectionError,
+    ) -> Error {
+        match &err {
+            // Our verifier refused the certificate (RFC 9001 §4.8: 0x100 + TLS alert).
+            quinn::ConnectionError::TransportError(e)
+                if is_certificate_error(u64::from(e.code), &e.reason) =>
+            {
+                let detail = e
+                    .reason
+                    .trim_start_matches("invalid peer certificate: ")
+                    .to_string();
+                // Our fingerprint verifier puts the presented certificate's hash in the reason.
+                let presented = match sha256_hex(&detail) {
+                    Some(hash) => format!("the server presented {hash}"),
+                    None => detail.clone(),
+                };
+                match check {
+                    Check::Pinned => Error::FingerprintMismatch {
+                        host: target.host.clone(),
+                        detail: format!("{presented}; expected one of the configured fingerprints"),
+                    },
+                    Check::Fetched => Error::FingerprintMismatch {
+                        host: target.host.clone(),
+                        detail: format!("{presented}; expected the one served at /certificate.sha256"),
+                    },
+                    Check::Roots | Check::Insecure => Error::CertificateNotTrusted {
+                        host: target.host.clone(),
+                        detail,
+                    },
+                }
+            }
+            quinn::ConnectionError::ConnectionClosed(close)
+                if u64::from(close.error_code) == NO_APPLICATION_PROTOCOL =>
+            {
+                Error::NoServerVersion {
+                    server: target.to_string(),
+                    offered: alpn_list(&self.versions),
+                    detail: "its TLS handshake shares no ALPN with ours".to_string(),
+                }
+            }
+            quinn::ConnectionError::TimedOut => Error::Timeout {
+                addr,
+                after: self.handshake_timeout,
+            },
+            _ => Error::Connection { addr, source: err },
+        }
+    }
+}
+
+/// Whether a handshake failure came from a server that answered (so trying its other
+/// addresses is pointless).
+fn decisive(err: &Error) -> bool {
+    matches!(
+        err,
+        Error::CertificateNotTrusted { .. }
+            | Error::FingerprintMismatch { .. }
+            | Error::NoServerVersion { .. }
+    )
+}
+
+/// The first run of exactly 64 hex digits in `text`.
+fn sha256_hex(text: &str) -> Option<&str> {
+    text.split(|c: char| !c.is_ascii_hexdigit())
+        .find(|word| word.len() == 64)
+}
+
+/// A certificate rejection by our own verifier: rustls sends `bad_certificate` (42) …
+/// `access_denied` (49) and says "invalid peer certificate".
+fn is_certificate_error(code: u64, reason: &str) -> bool {
+    (0x100 + 42..=0x100 + 49).contains(&code) || reason.starts_with("invalid peer certificate")
+}
+
+/// The verifier for CA validation: system roots (if enabled) plus the configured roots.
+/// `None` if that leaves no root at all; connections that need it then fail with a clear
+/// error, while `http://` URLs (which pin a fetched fingerprint) still work.
+fn roots_verifier(
+    config: &ClientTls,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Option<Arc<dyn ServerCertVerifier>>, Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    if config.system_roots {
+        let native = rustls_native_certs::load_native_certs();
+        for err in native.errors {
+            tracing::warn!(%err, "cannot load a system root certificate");
+        }
+        let (added, ignored) = roots.add_parsable_certificates(native.certs);
+        tracing::debug!(added, ignored, "loaded system root certificates");
+    }
+    for path in &config.roots {
+        for cert in tls::read_certs(path, "root certificate")? {
+            roots.add(cert).map_err(|err| Error::Pem {
+                what: "root certificate",
+                path: path.clone(),
+                detail: err.to_string(),
+            })?;
+        }
+    }
+    if roots.is_empty() {
+        return Ok(None);
+    }
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .map_err(|err| Error::Tls(err.to_string()))?;
+    Ok(Some(verifier))
+}
+
+/// Where a URL points: host, port, and the TLS server name to present.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    /// The host as written (without brackets for IPv6).
+    pub(crate) host: String,
+    /// Its IP address if the host is a literal.
+    ip: Option<IpAddr>,
+    /// The UDP (and, for `http://`, TCP) port; 443 (or 80 for `http://`) when absent.
+    pub(crate) port: u16,
+    /// The SNI name, or the IP literal for certificate IP SAN checks.
+    server_name: String,
+}
+
+impl Target {
+    pub(crate) fn parse(url: &Url) -> Result<Self, Error> {
+        let bad = |detail: &str| Error::Url {
+            url: url.to_string(),
+            detail: detail.to_string(),
+        };
+        let port = url.port_or_known_default().unwrap_or(443);
+        let (host, ip) = match url.host() {
+            Some(url::Host::Ipv4(ip)) => (ip.to_string(), Some(IpAddr::V4(ip))),
+            Some(url::Host::Ipv6(ip)) => (ip.to_string(), Some(IpAddr::V6(ip))),
+            // Non-special schemes (moqt://) leave IPv4 literals as opaque names.
+            Some(url::Host::Domain(name)) => (name.to_string(), name.parse::<IpAddr>().ok()),
+            None => return Err(bad("the URL has no host")),
+        };
+        if host.is_empty() {
+            return Err(bad("the URL has no host"));
+        }
+        Ok(Self {
+            server_name: host.clone(),
+            host,
+            ip,
+            port,
+        })
+    }
+
+    /// Every address of the host, IPv6 and IPv4 interleaved (RFC 8305 §4), IPv6 first.
+    pub(crate) async fn resolve(&self) -> Result<Vec<SocketAddr>, Error> {
+        if let Some(ip) = self.ip {
+            return Ok(vec![SocketAddr::new(ip, self.port)]);
+        }
+        let resolved: Vec<SocketAddr> = tokio::net::lookup_host((self.host.as_str(), self.port))
+            .await
+            .map_err(|err| Error::Resolve {
+                host: self.host.clone(),
+                detail: err.to_string(),
+            })?
+            .collect();
+
+        let (v6, v4): (Vec<_>, Vec<_>) = resolved.into_iter().partition(SocketAddr::is_ipv6);
+        let mut addrs = Vec::with_capacity(v6.len() + v4.len());
+        let (mut v6, mut v4) = (v6.into_iter(), v4.into_iter());
+        loop {
+            match (v6.next(), v4.next()) {
+                (None, None) => break,
+                (a, b) => addrs.extend(a.into_iter().chain(b)),
+            }
+        }
+        addrs.dedup();
+        if addrs.is_empty() {
+            return Err(Error::Resolve {
+                host: self.host.clone(),
+                detail: "no addresses".to_string(),
+            });
+        }
+        Ok(addrs)
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.ip {
+            Some(IpAddr::V6(_)) => write!(f, "[{}]:{}", self.host, self.port),
+            _ => write!(f, "{}:{}", self.host, self.port),
+        }
+    }
+}

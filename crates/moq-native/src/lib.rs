@@ -1,0 +1,90 @@
+//! `moq-native`: the transport layer under the relay. It turns UDP sockets and TLS
+//! certificates into moq-lite sessions, and nothing more.
+//!
+//! What it does:
+//! - [`server::Server`] binds one quinn endpoint on one UDP port whose ALPN list is the
+//!   moq-lite versions we allow (newest first) plus `h3`. A connection that negotiates a
+//!   moq-lite ALPN is raw QUIC and the ALPN is the version; one that negotiates `h3` is
+//!   WebTransport and the version comes from the `WT-Available-Protocols` /
+//!   `WT-Protocol` CONNECT headers. Both end up as the same [`Session`] type.
+//! - [`client::Client`] dials `https://` (WebTransport), `http://` (WebTransport to a
+//!   development relay whose certificate fingerprint is fetched from
+//!   `/certificate.sha256` over TCP), and `moqt://` / `moql://` (raw QUIC) URLs, racing
+//!   every resolved address so `localhost` works whichever family the relay listens on.
+//! - [`tls`]: PEM certificate and key files, short-lived self-signed development
+//!   certificates, SHA-256 fingerprints, certificate pinning.
+//!
+//! What it must never do:
+//! - know about relays, broadcasts, tracks, tokens or permissions: the caller decides
+//!   whether to [`server::Request::ok`] or [`server::Request::reject`] a session;
+//! - parse moq-lite messages (that is `moq-proto`'s job) or spawn tasks behind the
+//!   caller's back (the only background work is quinn's and web-transport-quinn's own);
+//! - `unwrap` anything that came off the network, or end the accept loop because one
+//!   peer misbehaved;
+//! - log private keys, or silently accept an unverified certificate (`insecure` always
+//!   logs a warning).
+//!
+//! Every endpoint must be created inside a tokio runtime: quinn drives its sockets there.
+
+mod error;
+mod http;
+
+pub mod adapter;
+pub mod client;
+pub mod quic;
+pub mod server;
+pub mod tls;
+
+#[cfg(test)]
+mod tests;
+
+use std::{fmt, net::SocketAddr};
+
+pub use error::Error;
+pub use moq_proto::Version;
+/// An established moq session over raw QUIC or WebTransport; see [`web_transport_quinn::Session`].
+pub use web_transport_quinn::Session;
+
+/// The QUIC implementation, re-exported so callers name the same version we link.
+pub use quinn;
+/// The WebTransport implementation, re-exported for its stream and error types.
+pub use web_transport_quinn;
+
+/// How a session is carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// Raw QUIC: the moq-lite version is the TLS ALPN (`moqt://` / `moql://` URLs).
+    Quic,
+    /// WebTransport over HTTP/3 (ALPN `h3`): the version is the `WT-Protocol` header.
+    WebTransport,
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Quic => "quic",
+            Self::WebTransport => "webtransport",
+        })
+    }
+}
+
+/// The versions to use, newest first: `allowed` if it is not empty, otherwise all of them.
+///
+/// Order in the configuration does not matter; duplicates are dropped.
+pub(crate) fn versions(allowed: &[Version]) -> Vec<Version> {
+    Version::PREFERRED
+        .into_iter()
+        .filter(|v| allowed.is_empty() || allowed.contains(v))
+        .collect()
+}
+
+/// A list of versions as their ALPN identifiers, for logs and error messages.
+pub(crate) fn alpn_list(versions: &[Version]) -> String {
+    versions.iter().map(|v| v.alpn()).collect::<Vec<_>>().join(", ")
+}
+
+/// A dual-stack socket reports IPv4 peers as IPv4-mapped IPv6 (`::ffff:a.b.c.d`); logs,
+/// limits, allow-lists and error messages want the plain IPv4 address.
+pub(crate) fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}

@@ -1,0 +1,114 @@
+//! QUIC transport settings and UDP socket setup shared by the server and the client.
+
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
+
+use crate::Error;
+
+/// QUIC limits, sized for a relay that carries many subscriptions per connection.
+///
+/// The same settings apply to every connection of an endpoint, in both directions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// How many bidirectional streams the peer may have open at once (default 10 000).
+    /// moq-lite opens one per subscription and announcement interest.
+    pub max_bidi_streams: u32,
+    /// How many unidirectional streams the peer may have open at once (default 10 000).
+    /// moq-lite opens one per group, so this bounds groups in flight.
+    pub max_uni_streams: u32,
+    /// A connection with no traffic for this long is dropped (default 30 s).
+    pub idle_timeout: Duration,
+    /// Send a PING after this much quiet so NATs and the idle timer stay open
+    /// (default 5 s; `None` disables keep-alives).
+    pub keep_alive: Option<Duration>,
+    /// Accept QUIC datagrams (default true); moq-lite-05+ may carry single-frame groups in them.
+    pub datagrams: bool,
+    /// Limit on connection setup: the QUIC handshake, and on the server also the
+    /// WebTransport CONNECT that follows it (default 10 s). A peer that finishes the
+    /// QUIC handshake and then goes silent is dropped after this long instead of being
+    /// kept alive by our own keep-alives.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_bidi_streams: 10_000,
+            max_uni_streams: 10_000,
+            idle_timeout: Duration::from_secs(30),
+            keep_alive: Some(Duration::from_secs(5)),
+            datagrams: true,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Config {
+    /// The quinn transport configuration for these limits.
+    pub(crate) fn transport(&self) -> Result<Arc<quinn::TransportConfig>, Error> {
+        let mut transport = quinn::TransportConfig::default();
+        transport.max_concurrent_bidi_streams(self.max_bidi_streams.into());
+        transport.max_concurrent_uni_streams(self.max_uni_streams.into());
+
+        let idle = quinn::IdleTimeout::try_from(self.idle_timeout)
+            .map_err(|_| Error::QuicConfig(format!("idle timeout {:?} is too large", self.idle_timeout)))?;
+        transport.max_idle_timeout(Some(idle));
+
+        if let Some(keep_alive) = self.keep_alive {
+            if keep_alive >= self.idle_timeout {
+                // A keep-alive slower than the idle timeout cannot keep anything alive.
+                return Err(Error::QuicConfig(format!(
+                    "keep-alive {keep_alive:?} must be shorter than the idle timeout {:?}",
+                    self.idle_timeout
+                )));
+            }
+            transport.keep_alive_interval(Some(keep_alive));
+        }
+
+        if !self.datagrams {
+            transport.datagram_receive_buffer_size(None);
+        }
+
+        Ok(Arc::new(transport))
+    }
+}
+
+/// Bind a UDP socket for a quinn endpoint.
+///
+/// An IPv6 wildcard address is made dual-stack (IPV6_V6ONLY off) explicitly rather than
+/// trusting the system default (`net.ipv6.bindv6only`, BSD and Windows default to
+/// v6-only), so IPv4 clients reach a server on `[::]` and a client on `[::]` can dial
+/// IPv4 addresses. On a host without IPv6 the wildcard falls back to `0.0.0.0`.
+pub(crate) fn bind(addr: SocketAddr, server: Option<quinn::ServerConfig>) -> Result<quinn::Endpoint, Error> {
+    let socket = match socket(addr) {
+        Ok(socket) => socket,
+        Err(err) if addr.is_ipv6() && addr.ip().is_unspecified() => {
+            let v4 = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), addr.port());
+            tracing::warn!(%addr, %err, fallback = %v4, "IPv6 unavailable; binding IPv4 only");
+            socket(v4).map_err(|source| Error::Bind { addr: v4, source })?
+        }
+        Err(source) => return Err(Error::Bind { addr, source }),
+    };
+
+    let runtime: Arc<dyn quinn::Runtime> = Arc::new(quinn::TokioRuntime);
+    quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket, runtime)
+        .map_err(|source| Error::Bind { addr, source })
+}
+
+fn socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6()
+        && addr.ip().is_unspecified()
+        && let Err(err) = socket.set_only_v6(false)
+    {
+        tracing::warn!(%addr, %err, "cannot make the IPv6 socket dual-stack; IPv4 peers will not reach it");
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}

@@ -1,0 +1,443 @@
+//! The QUIC / WebTransport listener: one UDP port, moq-lite ALPNs plus `h3`.
+//!
+//! Lifecycle: [`Server::bind`] → loop on [`Server::accept`] (fast: it only hands out
+//! connection attempts) → per connection, usually in its own task,
+//! [`Incoming::accept`] (QUIC handshake, then the WebTransport CONNECT if the ALPN is
+//! `h3`) → inspect the [`Request`] (version, URL) → [`Request::ok`] or
+//! [`Request::reject`].
+
+use std::{
+    net::{Ipv6Addr, SocketAddr},
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
+
+use url::Url;
+use web_transport_quinn::proto::ConnectResponse;
+
+use crate::{Error, Session, Transport, Version, alpn_list, canonical, quic, tls};
+
+/// The HTTP/3 ALPN that selects WebTransport.
+const ALPN_H3: &[u8] = b"h3";
+
+/// HTTP/3 connection close code meaning "no error" (RFC 9114 §8.1).
+const H3_NO_ERROR: u32 = 0x100;
+
+/// TLS certificate sources for the server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// PEM certificate chain files (leaf first), one per served certificate.
+    pub cert: Vec<PathBuf>,
+    /// PEM private key files, paired with `cert` by position.
+    pub key: Vec<PathBuf>,
+    /// Host names for a generated self-signed development certificate (ECDSA P-256,
+    /// valid under 14 days, so browsers can pin it with `serverCertificateHashes`).
+    /// `localhost` also covers `127.0.0.1` and `::1`. Never use this in production.
+    pub generate: Vec<String>,
+}
+
+/// Server configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// UDP address to listen on (default `[::]:4443`, dual-stack).
+    pub bind: SocketAddr,
+    /// Certificates to serve.
+    pub tls: TlsConfig,
+    /// moq-lite versions to accept; empty means all of them.
+    pub versions: Vec<Version>,
+    /// QUIC limits for every accepted connection.
+    pub quic: quic::Config,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 4443),
+            tls: TlsConfig::default(),
+            versions: Vec::new(),
+            quic: quic::Config::default(),
+        }
+    }
+}
+
+/// A listening QUIC endpoint that accepts raw QUIC and WebTransport moq sessions.
+///
+/// Dropping it closes the endpoint abruptly; call [`Server::close`] first to tell
+/// peers.
+#[derive(Debug)]
+pub struct Server {
+    endpoint: quinn::Endpoint,
+    versions: Arc<[Version]>,
+    certs: Arc<tls::Certs>,
+    handshake_timeout: Duration,
+}
+
+impl Server {
+    /// Load or generate the certificates and bind the UDP socket.
+    ///
+    /// Must be called inside a tokio runtime.
+    pub fn bind(config: Config) -> Result<Self, Error> {
+        let versions: Arc<[Version]> = crate::versions(&config.versions).into();
+        if versions.is_empty() {
+            return Err(Error::QuicConfig("no moq-lite version is allowed".to_string()));
+        }
+
+        let provider = tls::provider();
+        let certs = Arc::new(tls::Certs::load(
+            &config.tls.cert,
+            &config.tls.key,
+            &config.tls.generate,
+            provider.clone(),
+        )?);
+
+        let mut crypto = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|err| Error::Tls(err.to_string()))?
+            .with_no_client_auth()
+            .with_cert_resolver(certs.clone());
+        // The server picks the first of its own ALPNs that the client offers, so newest
+        // first here means the newest common version wins on raw QUIC.
+        crypto.alpn_protocols = versions
+            .iter()
+            .map(|v| v.alpn().as_bytes().to_vec())
+            .chain([ALPN_H3.to_vec()])
+            .collect();
+
+        let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)
+            .map_err(|err| Error::Tls(err.to_string()))?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        server.transport_config(config.quic.transport()?);
+
+        let endpoint = quic::bind(config.bind, Some(server))?;
+        tracing::info!(
+            addr = ?endpoint.local_addr().ok(),
+            versions = %alpn_list(&versions),
+            "listening for QUIC and WebTransport"
+        );
+
+        Ok(Self {
+            endpoint,
+            versions,
+            certs,
+            handshake_timeout: config.quic.handshake_timeout,
+        })
+    }
+
+    /// The bound UDP address (with the real port if the configured one was 0).
+    pub fn local_addr(&self) -> Result<SocketAddr, Error> {
+        Ok(self.endpoint.local_addr()?)
+    }
+
+    /// Lowercase hex SHA-256 of each served leaf certificate, in configuration order
+    /// (files first, then the generated one). The first is what `/certificate.sha256`
+    /// serves.
+    pub fn fingerprints(&self) -> Vec<String> {
+        self.certs.fingerprints()
+    }
+
+    /// The moq-lite versions this server accepts, newest first.
+    pub fn versions(&self) -> &[Version] {
+        &self.versions
+    }
+
+    /// Re-read the certificate and key files (for example on SIGHUP). New handshakes use
+    /// the new certificates; established sessions are untouched. On error the previous
+    /// certificates stay in use.
+    pub fn reload_certificates(&self) -> Result<(), Error> {
+        self.certs.reload()
+    }
+
+    /// Wait for the next connection attempt. Returns `None` once the server is closed.
+    ///
+    /// This returns before any handshake work: a connection that cannot even be started
+    /// is logged at debug and skipped, never ending the loop. Run [`Incoming::accept`]
+    /// in a task per connection so a slow peer does not hold up the others.
+    pub async fn accept(&self) -> Option<Incoming> {
+        loop {
+            let incoming = self.endpoint.accept().await?;
+            let remote = canonical(incoming.remote_address());
+            match incoming.accept() {
+                Ok(connecting) => {
+                    return Some(Incoming {
+                        connecting,
+                        remote,
+                        versions: self.versions.clone(),
+                        handshake_timeout: self.handshake_timeout,
+                    });
+                }
+                Err(err) => tracing::debug!(%remote, %err, "connection attempt failed"),
+            }
+        }
+    }
+
+    /// Close every connection with application code 0 and stop accepting.
+    /// [`Server::accept`] then returns `None`.
+    pub fn close(&self) {
+        self.endpoint.close(0u32.into(), b"server closing");
+    }
+
+    /// Wait until every connection has finished closing (after [`Server::close`]).
+    pub async fn wait_idle(&self) {
+        self.endpoint.wait_idle().await;
+    }
+}
+
+/// A connection attempt whose handshake has not run yet.
+#[derive(Debug)]
+pub struct Incoming {
+    connecting: quinn::Connecting,
+    remote: SocketAddr,
+    versions: Arc<[Version]>,
+    handshake_timeout: Duration,
+}
+
+impl Incoming {
+    /// The peer's UDP address (not yet validated).
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.remote
+    }
+
+    /// Complete the QUIC handshake and, for WebTransport, read the CONNECT request
+    /// (without answering it), all within the handshake timeout.
+    pub async fn accept(self) -> Result<Request, Error> {
+        let addr = self.remote;
+        let after = self.handshake_timeout;
+        tokio::time::timeout(after, self.handshake())
+            .await
+            .map_err(|_| Error::Timeout { addr, after })?
+    }
+
+    async fn handshake(self) -> Result<Request, Error> {
+        let remote = self.remote;
+        let conn = self
+            .connecting
+            .await
+            .map_err(|source| Error::Connection { addr: remote, source })?;
+
+        let (alpn, server_name) = handshake_data(&conn);
+        let alpn = alpn.unwrap_or_default();
+
+        if alpn == ALPN_H3 {
+            let request = web_transport_quinn::Request::accept(conn.clone())
+                .await
+                .map_err(|source| Error::WebTransportAccept { addr: remote, source })?;
+
+            // Our preference decides, not the client's order: the newest version we
+            // allow that the client offered.
+            let version = self
+                .versions
+                .iter()
+                .copied()
+                .find(|v| request.protocols.iter().any(|p| p == v.alpn()));
+            if version.is_none() {
+                tracing::info!(
+                    %remote,
+                    offered = ?request.protocols,
+                    allowed = %alpn_list(&self.versions),
+                    "WebTransport client offered no moq-lite version we allow"
+                );
+            }
+
+            return Ok(Request {
+                conn,
+                remote,
+                version,
+                server_name,
+                versions: self.versions,
+                kind: Kind::WebTransport(Box::new(request)),
+            });
+        }
+
+        // Anything else is one of our moq-lite ALPNs: TLS only lets through what we offered.
+        match Version::from_alpn(&alpn).filter(|v| self.versions.contains(v)) {
+            Some(version) => Ok(Request {
+                conn,
+                remote,
+                version: Some(version),
+                server_name,
+                versions: self.versions,
+                kind: Kind::Quic,
+            }),
+            None => {
+                conn.close(0u32.into(), b"unexpected ALPN");
+                Err(Error::Alpn {
+                    addr: remote,
+                    alpn: String::from_utf8_lossy(&alpn).into_owned(),
+                })
+            }
+        }
+    }
+}
+
+/// The negotiated ALPN and the SNI the client sent, if any.
+fn handshake_data(conn: &quinn::Connection) -> (Option<Vec<u8>>, Option<String>) {
+    conn.handshake_data()
+        .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .map(|data| (data.protocol, data.server_name))
+        .unwrap_or_default()
+}
+
+enum Kind {
+    Quic,
+    WebTransport(Box<web_transport_quinn::Request>),
+}
+
+/// A connection that completed its handshake and awaits our decision.
+///
+/// Dropping it without [`Request::ok`] or [`Request::reject`] closes the connection.
+pub struct Request {
+    conn: quinn::Connection,
+    remote: SocketAddr,
+    version: Option<Version>,
+    server_name: Option<String>,
+    versions: Arc<[Version]>,
+    kind: Kind,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("transport", &self.transport())
+            .field("remote", &self.remote)
+            .field("version", &self.version)
+            .field("url", &self.url().map(Url::as_str))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Request {
+    /// Raw QUIC or WebTransport.
+    pub fn transport(&self) -> Transport {
+        match self.kind {
+            Kind::Quic => Transport::Quic,
+            Kind::WebTransport(_) => Transport::WebTransport,
+        }
+    }
+
+    /// The negotiated moq-lite version.
+    ///
+    /// Raw QUIC: the ALPN, always present. WebTransport: the newest version we allow
+    /// among those the client offered in `WT-Available-Protocols`, or `None` if it
+    /// offered none we know (the offered list has been logged); [`Request::ok`] then
+    /// refuses the session.
+    pub fn version(&self) -> Option<Version> {
+        self.version
+    }
+
+    /// The CONNECT URL (WebTransport only). Raw QUIC has none: its path arrives in the
+    /// moq-lite SETUP message.
+    pub fn url(&self) -> Option<&Url> {
+        match &self.kind {
+            Kind::Quic => None,
+            Kind::WebTransport(request) => Some(&request.url),
+        }
+    }
+
+    /// The subprotocols the client offered in `WT-Available-Protocols` (WebTransport
+    /// only; empty for raw QUIC).
+    pub fn protocols(&self) -> &[String] {
+        match &self.kind {
+            Kind::Quic => &[],
+            Kind::WebTransport(request) => &request.protocols,
+        }
+    }
+
+    /// The TLS server name (SNI) the client asked for; `None` when it dialled an IP address.
+    pub fn server_name(&self) -> Option<&str> {
+        self.server_name.as_deref()
+    }
+
+    /// The peer's UDP address.
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.remote
+    }
+
+    /// The underlying QUIC connection, for statistics.
+    pub fn connection(&self) -> &quinn::Connection {
+        &self.conn
+    }
+
+    /// Accept the session.
+    ///
+    /// WebTransport: answers 200 with `WT-Protocol` set to the chosen version's ALPN. If
+    /// the client offered no version we allow, answers 406 instead and returns
+    /// [`Error::NoClientVersion`]. Raw QUIC: wraps the connection as a [`Session`].
+    pub async fn ok(self) -> Result<Session, Error> {
+        let remote = self.remote;
+        match (self.kind, self.version) {
+            (Kind::Quic, _) => Ok(Session::raw(self.conn)),
+            (Kind::WebTransport(request), Some(version)) => request
+                .respond(ConnectResponse::OK.with_protocol(version.alpn()))
+                .await
+                .map_err(|source| Error::WebTransportAccept { addr: remote, source }),
+            (Kind::WebTransport(request), None) => {
+                let offered = request.protocols.join(", ");
+                reject_webtransport(*request, &self.conn, 406).await?;
+                Err(Error::NoClientVersion {
+                    peer: remote,
+                    offered: if offered.is_empty() {
+                        "nothing".to_string()
+                    } else {
+                        offered
+                    },
+                    allowed: alpn_list(&self.versions),
+                })
+            }
+        }
+    }
+
+    /// Refuse the session.
+    ///
+    /// WebTransport: answers the CONNECT with `status` (401, 403, 404, ...), waits briefly
+    /// for the response to be delivered, then closes the connection. Raw QUIC has no
+    /// HTTP, so the connection is closed with the moq-lite session error code closest
+    /// to `status` (see [`status_to_code`]) and the reason `"<status> <reason phrase>"`.
+    pub async fn reject(self, status: u16) -> Result<(), Error> {
+        let code = http::StatusCode::from_u16(status).map_err(|_| Error::Status(status))?;
+        match self.kind {
+            Kind::WebTransport(request) => reject_webtransport(*request, &self.conn, status).await,
+            Kind::Quic => {
+                let reason = format!("{} {}", code.as_u16(), code.canonical_reason().unwrap_or(""));
+                self.conn
+                    .close(status_to_code(status).into(), reason.trim_end().as_bytes());
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Answer a CONNECT with an error status and close the connection once the peer has it.
+async fn reject_webtransport(
+    request: web_transport_quinn::Request,
+    conn: &quinn::Connection,
+    status: u16,
+) -> Result<(), Error> {
+    let remote = canonical(conn.remote_address());
+    let status = http::StatusCode::from_u16(status).map_err(|_| Error::Status(status))?;
+    request
+        .reject(status)
+        .await
+        .map_err(|source| Error::WebTransportAccept { addr: remote, source })?;
+
+    // Closing at once could discard the response before it is sent; a client that gets
+    // it closes the connection itself, so wait for that, but not for long.
+    let grace = (conn.rtt() * 3).clamp(Duration::from_millis(100), Duration::from_secs(2));
+    let _ = tokio::time::timeout(grace, conn.closed()).await;
+    conn.close(H3_NO_ERROR.into(), status.as_str().as_bytes());
+    Ok(())
+}
+
+/// The moq-lite session close code used when rejecting a raw QUIC session with an HTTP
+/// status: 401/403 → 0x2 unauthorized, 400 → 0x3 protocol violation, 406 → 0x15
+/// version, 408/504 → 0x11 timeout, anything else → 0x1 internal. (Codes as in the
+/// moq-lite draft and moq-net's `Error::to_code`.)
+pub fn status_to_code(status: u16) -> u32 {
+    match status {
+        401 | 403 => 0x2,
+        400 => 0x3,
+        406 => 0x15,
+        408 | 504 => 0x11,
+        _ => 0x1,
+    }
+}

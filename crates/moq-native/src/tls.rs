@@ -1,0 +1,439 @@
+//! TLS material: PEM files, self-signed development certificates, fingerprints, and the
+//! certificate verifiers the client can use.
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    sync::{Arc, PoisonError, RwLock},
+    time::Duration,
+};
+
+use rustls::{
+    DigitallySignedStruct, SignatureScheme,
+    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+    crypto::CryptoProvider,
+    server::{ClientHello, ResolvesServerCert},
+    sign::CertifiedKey,
+};
+use rustls_pki_types::{
+    CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime, pem::PemObject,
+};
+use sha2::{Digest, Sha256};
+
+use crate::Error;
+
+/// How long a generated development certificate is valid, counted from its `notBefore`.
+///
+/// Chrome accepts a certificate pinned with `serverCertificateHashes` only if its whole
+/// validity period is at most 14 days and its key is ECDSA (WebTransport spec, "compute a
+/// certificate hash"); stay a day under the limit so clock skew cannot push us over.
+pub const GENERATED_VALIDITY: Duration = Duration::from_secs(13 * 24 * 60 * 60);
+
+/// How far in the past a generated certificate's `notBefore` is set, to tolerate clients
+/// whose clock is behind ours.
+const GENERATED_BACKDATE: Duration = Duration::from_secs(60 * 60);
+
+/// The lowercase hex SHA-256 of a certificate's DER encoding.
+///
+/// This is the value a relay serves at `/certificate.sha256` and that browsers pass as
+/// `serverCertificateHashes`.
+pub fn fingerprint(der: &[u8]) -> String {
+    hex::encode(Sha256::digest(der))
+}
+
+/// Parse a SHA-256 fingerprint written as hex, optionally with `:` separators
+/// (`AB:CD:...`, as browsers and `openssl x509 -fingerprint` print it) or whitespace
+/// around it. Case does not matter.
+pub fn parse_fingerprint(value: &str) -> Result<[u8; 32], Error> {
+    let cleaned: String = value.trim().chars().filter(|c| *c != ':').collect();
+    let bytes = hex::decode(&cleaned).map_err(|err| Error::Fingerprint {
+        value: value.to_string(),
+        detail: err.to_string(),
+    })?;
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| Error::Fingerprint {
+        value: value.to_string(),
+        detail: format!("{} bytes", bytes.len()),
+    })
+}
+
+/// The crypto provider: the process default if one was installed, otherwise ring.
+pub(crate) fn provider() -> Arc<CryptoProvider> {
+    CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()))
+}
+
+/// A self-signed certificate and its private key, PEM-encoded.
+#[derive(Clone)]
+pub struct Generated {
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// The PKCS#8 private key, PEM. Never log it.
+    pub key_pem: String,
+    /// The certificate, DER.
+    pub cert_der: Vec<u8>,
+    /// The PKCS#8 private key, DER. Never log it.
+    pub key_der: Vec<u8>,
+}
+
+impl fmt::Debug for Generated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Generated")
+            .field("fingerprint", &fingerprint(&self.cert_der))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Generate a self-signed development certificate for `names`.
+///
+/// ECDSA P-256 with SHA-256, valid from an hour ago for [`GENERATED_VALIDITY`] (under
+/// Chrome's 14-day limit for pinned certificates). Subject alternative names are the
+/// given names (IP literals become IP SANs) plus `127.0.0.1` and `::1` when `localhost`
+/// is among them, so `https://127.0.0.1:…` and `https://[::1]:…` verify too.
+pub fn generate(names: &[String]) -> Result<Generated, Error> {
+    let fail = |source| Error::Generate {
+        names: names.to_vec(),
+        source,
+    };
+
+    let mut sans: Vec<String> = Vec::new();
+    for name in names {
+        if !sans.contains(name) {
+            sans.push(name.clone());
+        }
+    }
+    if names.iter().any(|n| n.eq_ignore_ascii_case("localhost")) {
+        for ip in ["127.0.0.1", "::1"] {
+            if !sans.iter().any(|s| s == ip) {
+                sans.push(ip.to_string());
+            }
+        }
+    }
+
+    let mut params = rcgen::CertificateParams::new(sans).map_err(fail)?;
+    if let Some(first) = names.first() {
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, first.as_str());
+    }
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - GENERATED_BACKDATE;
+    params.not_after = params.not_before + GENERATED_VALIDITY;
+
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(fail)?;
+    let cert = params.self_signed(&key).map_err(fail)?;
+
+    Ok(Generated {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        cert_der: cert.der().to_vec(),
+        key_der: key.serialize_der(),
+    })
+}
+
+/// Read every certificate in a PEM file.
+pub(crate) fn read_certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let pem = std::fs::read(path).map_err(|source| Error::ReadFile {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| Error::Pem {
+            what,
+            path: path.to_path_buf(),
+            detail: err.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(Error::Pem {
+            what,
+            path: path.to_path_buf(),
+            detail: "no CERTIFICATE block found".to_string(),
+        });
+    }
+    Ok(certs)
+}
+
+/// Read the private key in a PEM file (PKCS#8, PKCS#1 or SEC1).
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, Error> {
+    let what = "private key";
+    let pem = std::fs::read(path).map_err(|source| Error::ReadFile {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|err| Error::Pem {
+        what,
+        path: path.to_path_buf(),
+        detail: match err {
+            rustls_pki_types::pem::Error::NoItemsFound => "no PRIVATE KEY block found".to_string(),
+            err => err.to_string(),
+        },
+    })
+}
+
+/// One certificate chain with its signing key, ready to serve.
+#[derive(Debug)]
+pub(crate) struct Cert {
+    key: Arc<CertifiedKey>,
+    fingerprint: String,
+}
+
+impl Cert {
+    fn new(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        provider: &CryptoProvider,
+    ) -> Result<Self, rustls::Error> {
+        let fingerprint = chain.first().map(|c| fingerprint(c)).unwrap_or_default();
+        let signer = provider.key_provider.load_private_key(key)?;
+        let key = CertifiedKey::new(chain, signer);
+        match key.keys_match() {
+            // Some signing keys cannot report their public key; nothing to compare then.
+            Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+            Err(err) => return Err(err),
+        }
+        Ok(Self {
+            key: Arc::new(key),
+            fingerprint,
+        })
+    }
+
+    fn load(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<Self, Error> {
+        let chain = read_certs(cert, "certificate")?;
+        let der = read_key(key)?;
+        Self::new(chain, der, provider).map_err(|err| Error::KeyMismatch {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            detail: err.to_string(),
+        })
+    }
+
+    fn generated(names: &[String], provider: &CryptoProvider) -> Result<Self, Error> {
+        let generated = generate(names)?;
+        let chain = vec![CertificateDer::from(generated.cert_der)];
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(generated.key_der));
+        Self::new(chain, key, provider).map_err(|err| Error::Tls(err.to_string()))
+    }
+
+    /// Whether this certificate's leaf is valid for `name`.
+    fn serves(&self, name: &ServerName<'_>) -> bool {
+        let Ok(leaf) = self.key.end_entity_cert() else {
+            return false;
+        };
+        webpki::EndEntityCert::try_from(leaf)
+            .is_ok_and(|cert| cert.verify_is_valid_for_subject_name(name).is_ok())
+    }
+}
+
+/// The server's certificates, chosen per handshake by SNI and replaceable at run time.
+#[derive(Debug)]
+pub(crate) struct Certs {
+    files: Vec<(PathBuf, PathBuf)>,
+    generated: Vec<Arc<Cert>>,
+    provider: Arc<CryptoProvider>,
+    current: RwLock<Arc<Vec<Arc<Cert>>>>,
+}
+
+impl Certs {
+    /// Load the certificate/key files and generate the development certificate, if any.
+    pub(crate) fn load(
+        cert: &[PathBuf],
+        key: &[PathBuf],
+        generate: &[String],
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Self, Error> {
+        if cert.len() != key.len() {
+            return Err(Error::CertKeyCount {
+                certs: cert.len(),
+                keys: key.len(),
+            });
+        }
+        if cert.is_empty() && generate.is_empty() {
+            return Err(Error::NoCertificate);
+        }
+
+        let files: Vec<_> = cert.iter().cloned().zip(key.iter().cloned()).collect();
+        let generated = if generate.is_empty() {
+            Vec::new()
+        } else {
+            let cert = Cert::generated(generate, &provider)?;
+            tracing::warn!(
+                names = ?generate,
+                fingerprint = %cert.fingerprint,
+                "generated a self-signed development certificate; clients must pin its fingerprint"
+            );
+            vec![Arc::new(cert)]
+        };
+
+        let certs = Self {
+            current: RwLock::new(Arc::new(Vec::new())),
+            files,
+            generated,
+            provider,
+        };
+        certs.reload()?;
+        Ok(certs)
+    }
+
+    /// Re-read the certificate and key files; on any error the old set stays in place.
+    /// Generated certificates are kept as they are, so their fingerprints do not change.
+    pub(crate) fn reload(&self) -> Result<(), Error> {
+        let mut list = Vec::with_capacity(self.files.len() + self.generated.len());
+        for (cert, key) in &self.files {
+            list.push(Arc::new(Cert::load(cert, key, &self.provider)?));
+        }
+        list.extend(self.generated.iter().cloned());
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(list);
+        Ok(())
+    }
+
+    fn current(&self) -> Arc<Vec<Arc<Cert>>> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The fingerprint of each certificate's leaf, in configuration order.
+    pub(crate) fn fingerprints(&self) -> Vec<String> {
+        self.current().iter().map(|c| c.fingerprint.clone()).collect()
+    }
+}
+
+impl ResolvesServerCert for Certs {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let list = self.current();
+        // Clients dialling an IP address send no SNI; they get the first certificate.
+        if let Some(name) = hello.server_name().and_then(|sni| ServerName::try_from(sni).ok())
+            && let Some(cert) = list.iter().find(|c| c.serves(&name))
+        {
+            return Some(cert.key.clone());
+        }
+        list.first().map(|c| c.key.clone())
+    }
+}
+
+/// Accepts exactly the certificates whose SHA-256 is pinned, skipping CA validation.
+///
+/// The handshake signature is still verified, so the peer must hold the pinned
+/// certificate's private key.
+#[derive(Debug)]
+pub(crate) struct FingerprintVerifier {
+    provider: Arc<CryptoProvider>,
+    fingerprints: Vec<[u8; 32]>,
+}
+
+impl FingerprintVerifier {
+    pub(crate) fn new(provider: Arc<CryptoProvider>, fingerprints: Vec<[u8; 32]>) -> Self {
+        Self {
+            provider,
+            fingerprints,
+        }
+    }
+}
+
+/// The reason a pinned certificate was refused, carried through rustls to the error.
+#[derive(Debug)]
+struct Mismatch(String);
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the server presented a certificate with SHA-256 {}", self.0)
+    }
+}
+
+impl std::error::Error for Mismatch {}
+
+impl ServerCertVerifier for FingerprintVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let hash: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
+        if self.fingerprints.contains(&hash) {
+            return Ok(ServerCertVerified::assertion());
+        }
+        Err(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::Other(rustls::OtherError(Arc::new(Mismatch(hex::encode(hash))))),
+        ))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// Accepts any certificate: development only. The handshake signature is still checked.
+#[derive(Debug)]
+pub(crate) struct NoVerifier(pub(crate) Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoVerifier {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
