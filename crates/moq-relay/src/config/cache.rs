@@ -1,0 +1,42 @@
+//! `[cache]`: how much group payload the relay keeps for late joiners and FETCH.
+
+use std::time::Duration;
+
+use clap::Args;
+use serde::Deserialize;
+
+use super::value::{MemoryLimit, de_with, parse_duration};
+
+/// `[cache]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Args)]
+#[serde(default, deny_unknown_fields)]
+pub struct Cache {
+    /// Target bytes of cached payload ("8GiB", "512MB", or "75%" of memory); unbounded if unset.
+    #[arg(
+        id = "cache-capacity",
+        long = "cache-capacity",
+        env = "MOQ_CACHE_CAPACITY",
+        value_name = "SIZE"
+    )]
+    pub capacity: Option<MemoryLimit>,
+
+    /// Longest a group other than a track's latest stays cached, e.g. "30s".
+    #[arg(
+        id = "cache-duration",
+        long = "cache-duration",
+        env = "MOQ_CACHE_DURATION",
+        value_name = "DURATION",
+        value_parser = parse_duration
+    )]
+    #[serde(deserialize_with = "de_with::duration")]
+    pub duration: Option<Duration>,
+
+    /// System memory to keep free ("1GiB" or "10%"); the cache shrinks to respect it.
+    #[arg(
+        id = "cache-headroom",
+        long = "cache-headroom",
+        env = "MOQ_CACHE_HEADROOM",
+        value_name = "SIZE"
+    )]
+    pub headroom: Option<MemoryLimit>,
+}

@@ -1,0 +1,259 @@
+//! `[cluster]`: links to other relays.
+
+use std::{fmt, path::PathBuf, time::Duration};
+
+use clap::Args;
+use serde::{Deserialize, Deserializer, de};
+
+use super::value::{de_with, parse_duration};
+
+/// How long a broadcast stays announced after its publisher vanishes abruptly.
+pub const DEFAULT_LINGER: Duration = Duration::from_secs(5);
+
+/// Hop ids are varints below 2^62.
+pub const MAX_ID: u64 = (1 << 62) - 1;
+
+/// Browsers read ids as JavaScript numbers, exact only below 2^53.
+pub const MAX_JS_SAFE_ID: u64 = (1 << 53) - 1;
+
+/// `[cluster]`: peers to dial, this relay's identity, gossip.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Args)]
+#[serde(default, deny_unknown_fields)]
+pub struct Cluster {
+    /// This relay's hop id: non-zero, below 2^62 (keep it below 2^53 for browsers); random if unset.
+    #[arg(
+        id = "cluster-id",
+        long = "cluster-id",
+        env = "MOQ_CLUSTER_ID",
+        value_name = "ID"
+    )]
+    pub id: Option<u64>,
+
+    /// Peer URLs to dial, e.g. "https://peer:443/?cost=2" (retried forever).
+    #[arg(
+        id = "cluster-connect",
+        long = "cluster-connect",
+        env = "MOQ_CLUSTER_CONNECT",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    #[serde(deserialize_with = "de_with::one_or_many")]
+    pub connect: Vec<String>,
+
+    /// URL or file returning a JSON array of peer URLs, polled for changes.
+    #[arg(
+        id = "cluster-connect-api",
+        long = "cluster-connect-api",
+        env = "MOQ_CLUSTER_CONNECT_API",
+        value_name = "URL"
+    )]
+    pub connect_api: Option<String>,
+
+    /// This relay's own externally reachable URL (gossiped; never put a token in it).
+    #[arg(
+        id = "cluster-node",
+        long = "cluster-node",
+        env = "MOQ_CLUSTER_NODE",
+        value_name = "URL",
+        alias = "cluster-advertise"
+    )]
+    pub node: Option<String>,
+
+    /// Gossip: announce `node` and dial the nodes other relays announce.
+    #[arg(
+        id = "cluster-mesh",
+        long = "cluster-mesh",
+        env = "MOQ_CLUSTER_MESH",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    #[serde(skip)]
+    pub mesh: Option<bool>,
+
+    /// File holding the JWT used to dial peers whose URL has no `?jwt=`.
+    #[arg(
+        id = "cluster-token",
+        long = "cluster-token",
+        env = "MOQ_CLUSTER_TOKEN",
+        value_name = "FILE"
+    )]
+    pub token: Option<PathBuf>,
+
+    /// Stats tier label for relay-to-relay traffic.
+    #[arg(
+        id = "cluster-tier",
+        long = "cluster-tier",
+        env = "MOQ_CLUSTER_TIER",
+        value_name = "TIER"
+    )]
+    pub tier: Option<String>,
+
+    /// Keep a broadcast announced this long after its publisher vanishes (default 5s).
+    #[arg(
+        id = "cluster-linger",
+        long = "cluster-linger",
+        env = "MOQ_CLUSTER_LINGER",
+        value_name = "DURATION",
+        value_parser = parse_duration
+    )]
+    #[serde(deserialize_with = "de_with::duration")]
+    pub linger: Option<Duration>,
+
+    /// Pre-0.11 spelling of the relay(s) to dial; dialled like `connect` (see [`Cluster::peers`]).
+    #[arg(
+        id = "cluster-root",
+        long = "cluster-root",
+        env = "MOQ_CLUSTER_ROOT",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    #[serde(deserialize_with = "de_with::one_or_many")]
+    pub root: Vec<String>,
+
+    /// `[cluster.lan]`.
+    #[command(flatten)]
+    pub lan: ClusterLan,
+
+    /// `mesh` as written: a bool, or (legacy) the node URL.
+    #[arg(skip)]
+    #[serde(rename = "mesh")]
+    mesh_file: Option<MeshValue>,
+
+    /// Legacy name of `node`.
+    #[arg(skip)]
+    advertise: Option<String>,
+
+    /// Legacy (<= 0.10) announcement prefix; ignored.
+    #[arg(skip)]
+    prefix: Option<String>,
+}
+
+impl Cluster {
+    /// Fold legacy spellings into the current fields (before flags apply).
+    pub(super) fn migrate(&mut self, warnings: &mut Vec<String>) -> Result<(), String> {
+        if let Some(advertise) = self.advertise.take() {
+            if self.node.is_some() {
+                return Err(
+                    "'cluster.advertise' is the old name of 'cluster.node' and both are set: \
+                            keep only 'node'"
+                        .to_string(),
+                );
+            }
+            warnings.push(format!(
+                "'cluster.advertise' was renamed: write node = \"{advertise}\" under [cluster] instead"
+            ));
+            self.node = Some(advertise);
+        }
+        if let Some(prefix) = self.prefix.take() {
+            warnings.push(format!(
+                "'cluster.prefix' (\"{prefix}\") was removed in moq-relay 0.11: clusters no longer share \
+                 an announcement prefix; delete the key (it is ignored)"
+            ));
+        }
+        match self.mesh_file.take() {
+            None => {}
+            Some(MeshValue::Enabled(enabled)) => self.mesh = Some(enabled),
+            Some(MeshValue::Node(url)) => {
+                if self.node.as_ref().is_some_and(|node| *node != url) {
+                    return Err(format!(
+                        "'cluster.mesh' = \"{url}\" is the old way to set 'cluster.node', which is set to \
+                         something else: write mesh = true and keep one node"
+                    ));
+                }
+                warnings.push(format!(
+                    "'cluster.mesh' = \"{url}\" is the old spelling: write node = \"{url}\" and mesh = true"
+                ));
+                self.node = Some(url);
+                self.mesh = Some(true);
+            }
+        }
+        Ok(())
+    }
+
+    /// The peers to dial: `connect` then legacy `root`, without this relay's own `node` (a
+    /// pre-0.11 root relay named itself there) and without duplicates. A bare `host:port`
+    /// (pre-0.11 spelling) becomes `https://host:port/`.
+    pub fn peers(&self) -> Vec<String> {
+        let own = self.node.as_deref().map(peer_url);
+        let mut peers: Vec<String> = Vec::new();
+        for url in self.connect.iter().chain(&self.root).map(|p| peer_url(p)) {
+            if Some(&url) != own.as_ref() && !peers.contains(&url) {
+                peers.push(url);
+            }
+        }
+        peers
+    }
+
+    /// Whether this relay takes part in a cluster at all.
+    pub fn is_enabled(&self) -> bool {
+        !self.peers().is_empty()
+            || self.connect_api.is_some()
+            || self.mesh == Some(true)
+            || self.lan.enabled == Some(true)
+    }
+}
+
+/// `host:port` → `https://host:port/`; URLs are kept as written.
+pub(super) fn peer_url(peer: &str) -> String {
+    if peer.contains("://") {
+        peer.to_string()
+    } else {
+        format!("https://{peer}/")
+    }
+}
+
+/// `[cluster.lan]`: mDNS discovery on the local network (0.17).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Args)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterLan {
+    /// Discover peers on the local network with mDNS.
+    #[arg(
+        id = "cluster-lan-enabled",
+        long = "cluster-lan-enabled",
+        env = "MOQ_CLUSTER_LAN_ENABLED",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub enabled: Option<bool>,
+
+    /// Shared secret (64 hex digits) that peers on the LAN must also have.
+    #[arg(
+        id = "cluster-lan-secret",
+        long = "cluster-lan-secret",
+        env = "MOQ_CLUSTER_LAN_SECRET",
+        value_name = "HEX"
+    )]
+    pub secret: Option<String>,
+}
+
+/// `[cluster] mesh` as written: a bool, or (legacy) the node URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum MeshValue {
+    Enabled(bool),
+    Node(String),
+}
+
+impl<'de> Deserialize<'de> for MeshValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl de::Visitor<'_> for Visitor {
+            type Value = MeshValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("true or false")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<MeshValue, E> {
+                Ok(MeshValue::Enabled(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<MeshValue, E> {
+                Ok(MeshValue::Node(v.to_string()))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}

@@ -1,0 +1,1148 @@
+//! Loading, merging, error messages and validation. Fixtures live in `tests/config/`.
+//!
+//! These call [`Config::load`] in-process, so they read the process environment: run them
+//! without `MOQ_*` variables set (the env-var tests run the binary instead, in `tests/check.rs`).
+
+use std::{
+    collections::BTreeSet,
+    io::Write,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use clap::CommandFactory;
+
+use super::*;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/config")
+        .join(name)
+}
+
+/// `Config::load` with the program name prepended.
+fn load(args: &[&str]) -> Result<Config, ConfigError> {
+    Config::load(std::iter::once("moq-relay").chain(args.iter().copied()))
+}
+
+fn load_fixture(name: &str, flags: &[&str]) -> Config {
+    let path = fixture(name);
+    let path = path.to_str().unwrap();
+    let config = load(&[&[path], flags].concat()).unwrap();
+    config.validate().unwrap_or_else(|err| panic!("{name}: {err}"));
+    config
+}
+
+/// A temporary file holding `text`; keep the handle alive while it is used.
+fn file(text: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+    file
+}
+
+fn load_text(text: &str, flags: &[&str]) -> Result<Config, ConfigError> {
+    let file = file(text);
+    let path = file.path().to_str().unwrap().to_string();
+    let mut config = load(&[&[path.as_str()], flags].concat())?;
+    config.file = None; // temp names differ between calls
+    Ok(config)
+}
+
+/// Parse as if read from `relay.toml`, returning the error's message.
+fn error(text: &str) -> String {
+    match Config::from_toml(text, Path::new("relay.toml")) {
+        Ok(config) => panic!("expected an error, got {config:?}"),
+        Err(err) => err.to_string(),
+    }
+}
+
+fn addr(s: &str) -> Option<Address> {
+    Some(s.parse().unwrap())
+}
+
+fn paths(list: &[&str]) -> Vec<PathBuf> {
+    list.iter().map(PathBuf::from).collect()
+}
+
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+// ---- the reference's example files -------------------------------------------------------
+
+#[test]
+fn example_localhost() {
+    let config = load_fixture("demo/localhost.toml", &[]);
+    assert_eq!(config.server.bind, addr("[::]:4443"));
+    assert_eq!(config.server.tls.generate, ["localhost"]);
+    assert_eq!(config.web.http.listen, addr("[::]:4443"));
+    assert_eq!(config.auth.public, Some(Public::everything()));
+    assert_eq!(config.stats.enabled, Some(true));
+    assert_eq!(config.stats.node.as_deref(), Some("local/host"));
+    assert_eq!(config.iroh.enabled, Some(false));
+    assert_eq!(config.iroh.secret, Some(PathBuf::from("./iroh-secret.key")));
+    assert!(!config.development);
+    assert_eq!(config.warnings, Vec::<String>::new());
+}
+
+#[test]
+fn example_root() {
+    let config = load_fixture("demo/root.toml", &[]);
+    assert_eq!(config.server.bind, addr("[::]:4443"));
+    assert_eq!(config.server.tls.cert, paths(&["root.crt"]));
+    assert_eq!(config.server.tls.key, paths(&["root.key"]));
+    assert_eq!(config.server.tls.root, paths(&["ca.pem"]));
+    assert_eq!(config.web.http.listen, addr("[::]:4443"));
+    assert_eq!(config.auth.public, Some(Public::everything()));
+    assert!(!config.cluster.is_enabled());
+}
+
+#[test]
+fn example_leaf0() {
+    let config = load_fixture("demo/leaf0.toml", &[]);
+    assert_eq!(config.server.bind, addr("[::]:4444"));
+    assert_eq!(config.server.tls.root, paths(&["ca.pem"]));
+    assert_eq!(config.client.tls.cert, Some(PathBuf::from("leaf0.crt")));
+    assert_eq!(config.client.tls.key, Some(PathBuf::from("leaf0.key")));
+    assert_eq!(config.client.tls.root, paths(&["ca.pem"]));
+    assert_eq!(config.cluster.connect, ["https://localhost:4443/"]);
+    assert_eq!(config.cluster.peers(), ["https://localhost:4443/"]);
+    assert_eq!(config.stats.node.as_deref(), Some("local/leaf0"));
+    // No [auth] at all: peers get in by client certificate (server.tls.root).
+    assert_eq!(config.auth, Auth::default());
+    assert_eq!(config.warnings, Vec::<String>::new());
+}
+
+#[test]
+fn example_leaf1() {
+    let config = load_fixture("demo/leaf1.toml", &[]);
+    assert_eq!(config.server.bind, addr("[::]:4445"));
+    assert_eq!(
+        config.cluster.peers(),
+        ["https://localhost:4443/", "https://localhost:4444/"]
+    );
+    assert_eq!(config.stats.node.as_deref(), Some("local/leaf1"));
+}
+
+#[test]
+fn example_prod() {
+    let config = load_fixture("demo/prod.toml", &[]);
+    assert_eq!(config.server.bind, addr("[::]:443"));
+    assert_eq!(config.server.tls.cert, paths(&["/etc/moq-relay/fullchain.pem"]));
+    assert_eq!(config.server.tls.key, paths(&["/etc/moq-relay/privkey.pem"]));
+    assert_eq!(config.web.https.listen, addr("[::]:443"));
+    assert_eq!(config.web.https.cert, config.server.tls.cert);
+    assert_eq!(config.web.https.key, config.server.tls.key);
+    assert_eq!(config.web.http.listen, None);
+    assert_eq!(config.auth.key, Some(PathBuf::from("root.jwk")));
+    assert_eq!(
+        config.auth.public,
+        Some(Public {
+            subscribe: strings(&["anon", "demo"]),
+            publish: strings(&["anon", "demo/viewer"])
+        })
+    );
+}
+
+#[test]
+fn example_dev_relay() {
+    let config = load_fixture("dev/relay.toml", &[]);
+    assert_eq!(config.server.bind, addr("[::]:4443"));
+    assert_eq!(config.server.tls.generate, ["localhost"]);
+    assert_eq!(config.web.http.listen, addr("[::]:4443"));
+    assert_eq!(config.auth.public, Some(Public::everything()));
+    assert_eq!(config.iroh.enabled, Some(false));
+}
+
+#[test]
+fn example_dev_root() {
+    let config = load_fixture("dev/root.toml", &[]);
+    assert_eq!(config.auth.key, Some(PathBuf::from("dev/root.jwk")));
+    assert_eq!(
+        config.auth.public,
+        Some(Public {
+            subscribe: strings(&["anon"]),
+            publish: strings(&["anon"])
+        })
+    );
+}
+
+#[test]
+fn example_dev_leaf0() {
+    let config = load_fixture("dev/leaf0.toml", &[]);
+    assert_eq!(config.server.bind, addr("[::]:4444"));
+    assert_eq!(config.cluster.connect, ["localhost:4443"]);
+    assert_eq!(config.cluster.peers(), ["https://localhost:4443/"]);
+    assert_eq!(config.cluster.token, Some(PathBuf::from("dev/root.jwt")));
+    assert_eq!(config.cluster.node.as_deref(), Some("localhost:4444"));
+    assert_eq!(config.client.tls.disable_verify, Some(true));
+    assert_eq!(config.auth.key, Some(PathBuf::from("dev/root.jwk")));
+    // The bare host:port peer loads, with a hint to write the URL.
+    assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+    assert!(
+        config.warnings[0].contains("https://localhost:4443/"),
+        "{:?}",
+        config.warnings
+    );
+}
+
+#[test]
+fn compat_advertise_and_prefix_migrate_with_hints() {
+    let config = load_fixture("compat/advertise.toml", &[]);
+    assert_eq!(config.cluster.node.as_deref(), Some("localhost:4444"));
+    let warnings = config.warnings.join("\n");
+    assert!(
+        warnings.contains("'cluster.advertise' was renamed: write node = \"localhost:4444\""),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("'cluster.prefix'") && warnings.contains("delete the key"),
+        "{warnings}"
+    );
+}
+
+#[test]
+fn compat_v017_spellings() {
+    let config = load_fixture("compat/v017.toml", &[]);
+    assert_eq!(config.server.bind, addr("[::]:4443"));
+    assert_eq!(config.client.tls.disable_verify, Some(true));
+    assert_eq!(config.web.http.listen, addr("[::]:4443"));
+    assert_eq!(config.quic.idle_timeout, Some(Duration::from_secs(10)));
+    assert_eq!(config.quic.congestion_control, Some(CongestionControl::Delay));
+    assert_eq!(config.drain_timeout, Some(Duration::from_secs(20)));
+    assert_eq!(config.cluster.mesh, Some(true));
+    assert_eq!(config.auth.public.unwrap().subscribe, ["anon/**"]);
+}
+
+// ---- development default -----------------------------------------------------------------
+
+#[test]
+fn no_arguments_is_the_development_relay() {
+    let config = load(&[]).unwrap();
+    assert_eq!(config, Config::development());
+    assert!(config.development);
+    config.validate().unwrap();
+    assert_eq!(config.server.bind, addr("[::]:4443"));
+    assert_eq!(config.server.tls.generate, ["localhost"]);
+    assert_eq!(config.web.http.listen, addr("[::]:4443"));
+    assert_eq!(config.auth.public, Some(Public::everything()));
+    assert_eq!(config.drain_timeout, Some(DEFAULT_DRAIN_TIMEOUT));
+}
+
+#[test]
+fn development_matches_the_localhost_example() {
+    let mut example = load_fixture("demo/localhost.toml", &[]);
+    example.stats = Stats::default();
+    example.iroh = Iroh::default();
+    example.file = None;
+    example.development = true;
+    assert_eq!(example, Config::development());
+}
+
+#[test]
+fn log_flags_keep_the_development_relay() {
+    let config = load(&["--log-level", "debug", "--log-format", "json"]).unwrap();
+    assert!(config.development);
+    assert_eq!(config.log.level.as_deref(), Some("debug"));
+    assert_eq!(config.log.format, Some(LogFormat::Json));
+    assert_eq!(config.server.tls.generate, ["localhost"]);
+}
+
+#[test]
+fn other_flags_turn_the_development_defaults_off() {
+    let config = load(&[
+        "--server-bind",
+        "127.0.0.1:5000",
+        "--server-tls-generate",
+        "localhost",
+    ])
+    .unwrap();
+    assert!(!config.development);
+    assert_eq!(config.auth.public, None);
+    assert_eq!(config.web.http.listen, None);
+    let err = config.validate().unwrap_err().to_string();
+    assert!(
+        err.starts_with("config (flags and environment): nobody could connect"),
+        "{err}"
+    );
+
+    let config = load(&[
+        "--server-bind=127.0.0.1:5000",
+        "--tls-generate=localhost",
+        "--auth-public=",
+    ])
+    .unwrap();
+    config.validate().unwrap();
+    assert_eq!(config.auth.public, Some(Public::everything()));
+}
+
+// ---- spellings ---------------------------------------------------------------------------
+
+#[test]
+fn listen_and_server_spellings_give_the_same_config() {
+    let old = r#"
+        [server]
+        listen = "[::]:4443"
+        tls.generate = ["localhost"]
+        [client]
+        bind = "[::]:0"
+        tls.disable_verify = true
+        [web.http]
+        listen = "[::]:4443"
+        [web.https]
+        listen = "[::]:443"
+        cert = "a.crt"
+        key = "a.key"
+        [internal]
+        listen = "127.0.0.1:9090"
+        [auth]
+        auth_api = "http://auth/"
+    "#;
+    let new = r#"
+        [listen]
+        bind = "[::]:4443"
+        tls.generate = ["localhost"]
+        [connect]
+        listen = "[::]:0"
+        tls.insecure = true
+        [web.http]
+        bind = "[::]:4443"
+        [web.https]
+        bind = "[::]:443"
+        cert = ["a.crt"]
+        key = ["a.key"]
+        [internal]
+        bind = "127.0.0.1:9090"
+        [auth]
+        url = "http://auth/"
+    "#;
+    let old = load_text(old, &[]).unwrap();
+    let new = load_text(new, &[]).unwrap();
+    assert_eq!(old, new);
+    assert_eq!(new.server.bind, addr("[::]:4443"));
+    assert_eq!(new.client.tls.disable_verify, Some(true));
+    assert_eq!(new.internal.listen, addr("127.0.0.1:9090"));
+    assert_eq!(new.auth.url.as_deref(), Some("http://auth/"));
+}
+
+#[test]
+fn both_spellings_at_once_is_an_error() {
+    let err = error("[server]\nbind = \"[::]:1\"\n[listen]\nbind = \"[::]:2\"\n");
+    assert!(err.contains("config relay.toml"), "{err}");
+    assert!(
+        err.contains("'server' and 'listen' are two spellings of the same key; keep one"),
+        "{err}"
+    );
+
+    let err = error("[server]\nbind = \"[::]:1\"\nlisten = \"[::]:2\"\n");
+    assert!(
+        err.contains("server.bind: set twice: 'bind' and 'listen'"),
+        "{err}"
+    );
+}
+
+// ---- flags and env over the file ---------------------------------------------------------
+
+const FILE: &str = r#"
+    [server]
+    bind = "[::]:4443"
+    tls.generate = ["localhost"]
+    [auth]
+    public = "anon"
+    [cache]
+    capacity = "8GiB"
+    duration = "30s"
+    [cluster]
+    connect = ["https://a/"]
+    mesh = true
+    node = "https://me/"
+    [stats]
+    enabled = true
+"#;
+
+#[test]
+fn flag_overrides_file() {
+    let config = load_text(
+        FILE,
+        &[
+            "--server-bind",
+            "127.0.0.1:5000",
+            "--cache-capacity",
+            "1GiB",
+            "--cache-duration=1m",
+            "--cluster-connect",
+            "https://b/,https://c/",
+            "--cluster-mesh=false",
+            "--stats-enabled=no",
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.server.bind, addr("127.0.0.1:5000"));
+    assert_eq!(config.cache.capacity, Some(MemoryLimit::Bytes(1 << 30)));
+    assert_eq!(config.cache.duration, Some(Duration::from_secs(60)));
+    assert_eq!(config.cluster.connect, ["https://b/", "https://c/"]);
+    assert_eq!(config.cluster.mesh, Some(false));
+    assert_eq!(config.stats.enabled, Some(false));
+}
+
+#[test]
+fn absent_flag_keeps_file_value() {
+    let plain = load_text(FILE, &[]).unwrap();
+    assert_eq!(plain.server.bind, addr("[::]:4443"));
+    assert_eq!(plain.cache.capacity, Some(MemoryLimit::Bytes(8 << 30)));
+    assert_eq!(plain.cluster.mesh, Some(true));
+    assert_eq!(plain.stats.enabled, Some(true));
+
+    // An unrelated flag changes that one value and nothing else.
+    let mut flagged = load_text(FILE, &["--log-level", "debug"]).unwrap();
+    assert_eq!(flagged.log.level.as_deref(), Some("debug"));
+    flagged.log.level = None;
+    assert_eq!(flagged, plain);
+
+    // Flags for other keys of the same sections leave the file's keys alone.
+    let config = load_text(
+        FILE,
+        &[
+            "--cache-headroom",
+            "10%",
+            "--cluster-linger",
+            "9s",
+            "--stats-node",
+            "x",
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.cache.capacity, Some(MemoryLimit::Bytes(8 << 30)));
+    assert_eq!(config.cache.duration, Some(Duration::from_secs(30)));
+    assert_eq!(config.cluster.connect, ["https://a/"]);
+    assert_eq!(config.cluster.mesh, Some(true));
+    assert_eq!(config.stats.enabled, Some(true));
+    assert_eq!(
+        config.auth.public,
+        Some(Public {
+            subscribe: strings(&["anon"]),
+            publish: strings(&["anon"])
+        })
+    );
+    assert_eq!(config.cluster.linger, Some(Duration::from_secs(9)));
+}
+
+#[test]
+fn bare_bool_flag_means_true() {
+    let config = load_text(
+        "[stats]\nenabled = false\n",
+        &["--stats-enabled", "--auth-public", ""],
+    )
+    .unwrap();
+    assert_eq!(config.stats.enabled, Some(true));
+}
+
+#[test]
+fn public_flags_override_the_file() {
+    let text = "[auth.public]\nsubscribe = [\"a\"]\npublish = [\"b\"]\n";
+    let config = load_text(text, &["--auth-public-subscribe", "x,y"]).unwrap();
+    assert_eq!(
+        config.auth.public,
+        Some(Public {
+            subscribe: strings(&["x", "y"]),
+            publish: strings(&["b"])
+        })
+    );
+
+    let config = load_text(text, &["--auth-public", ""]).unwrap();
+    assert_eq!(config.auth.public, Some(Public::everything()));
+
+    let config = load_text(text, &["--auth-public", "p", "--auth-public-publish", "q"]).unwrap();
+    assert_eq!(
+        config.auth.public,
+        Some(Public {
+            subscribe: strings(&["p"]),
+            publish: strings(&["q"])
+        })
+    );
+}
+
+// ---- normalising values ------------------------------------------------------------------
+
+#[test]
+fn public_forms_normalise() {
+    let public = |text: &str| {
+        Config::from_toml(text, Path::new("relay.toml"))
+            .unwrap()
+            .auth
+            .public
+    };
+    assert_eq!(public("[auth]\npublic = \"\""), Some(Public::everything()));
+    assert_eq!(
+        public("[auth]\npublic = \"anon\""),
+        Some(Public {
+            subscribe: strings(&["anon"]),
+            publish: strings(&["anon"])
+        })
+    );
+    assert_eq!(
+        public("[auth]\npublic = [\"a\", \"b\"]"),
+        Some(Public {
+            subscribe: strings(&["a", "b"]),
+            publish: strings(&["a", "b"])
+        })
+    );
+    assert_eq!(
+        public("[auth]\npublic = { subscribe = \"s\" }"),
+        Some(Public {
+            subscribe: strings(&["s"]),
+            publish: vec![]
+        })
+    );
+    assert_eq!(public("[auth]\nkey = \"k\""), None);
+}
+
+#[test]
+fn public_api_moves_to_auth_url() {
+    let config =
+        Config::from_toml("[auth.public]\napi = \"http://auth/\"\n", Path::new("relay.toml")).unwrap();
+    assert_eq!(config.auth.url.as_deref(), Some("http://auth/"));
+    assert!(
+        config.warnings[0].contains("write url = \"http://auth/\" under [auth]"),
+        "{:?}",
+        config.warnings
+    );
+
+    let err = error("[auth]\nurl = \"http://a/\"\n[auth.public]\napi = \"http://b/\"\n");
+    assert!(
+        err.contains("'auth.public.api' and 'auth.url' are both set"),
+        "{err}"
+    );
+}
+
+#[test]
+fn legacy_mesh_url_becomes_node() {
+    let config = Config::from_toml("[cluster]\nmesh = \"https://me/\"\n", Path::new("relay.toml")).unwrap();
+    assert_eq!(config.cluster.node.as_deref(), Some("https://me/"));
+    assert_eq!(config.cluster.mesh, Some(true));
+    assert!(config.warnings[0].contains("write node = \"https://me/\" and mesh = true"));
+}
+
+#[test]
+fn legacy_advertise_conflicting_with_node_is_an_error() {
+    let err = error("[cluster]\nnode = \"a:1\"\nadvertise = \"b:1\"\n");
+    assert_eq!(
+        err,
+        "config relay.toml: 'cluster.advertise' is the old name of 'cluster.node' and both are set: keep only 'node'"
+    );
+}
+
+#[test]
+fn warnings_never_show_tokens() {
+    let config = load_text("[cluster]\nconnect = \"peer:443/?jwt=secret\"\n", &[]).unwrap();
+    let warnings = config.warnings.join("\n");
+    assert!(
+        warnings.contains("cluster peer 'peer:443/' has no scheme"),
+        "{warnings}"
+    );
+    assert!(!warnings.contains("secret"), "{warnings}");
+}
+
+#[test]
+fn legacy_root_is_dialled_without_self() {
+    let text = "[cluster]\nroot = \"root.example.com:4443\"\nnode = \"root.example.com:4443\"\n";
+    let config = load_text(text, &[]).unwrap();
+    assert_eq!(config.cluster.peers(), Vec::<String>::new());
+    assert!(
+        config
+            .warnings
+            .iter()
+            .any(|w| w.contains("'cluster.root' is the pre-0.11 spelling"))
+    );
+
+    let text = "[cluster]\nroot = \"root:4443\"\nconnect = [\"https://root:4443/\", \"https://b/\"]\n";
+    let config = load_text(text, &[]).unwrap();
+    assert_eq!(config.cluster.peers(), ["https://root:4443/", "https://b/"]);
+}
+
+#[test]
+fn capacity_forms() {
+    let capacity = |value: &str| {
+        Config::from_toml(&format!("[cache]\ncapacity = {value}\n"), Path::new("relay.toml"))
+            .unwrap()
+            .cache
+            .capacity
+    };
+    assert_eq!(capacity("\"8GiB\""), Some(MemoryLimit::Bytes(8 << 30)));
+    assert_eq!(capacity("\"512MB\""), Some(MemoryLimit::Bytes(512_000_000)));
+    assert_eq!(capacity("\"512MiB\""), Some(MemoryLimit::Bytes(512 << 20)));
+    assert_eq!(capacity("1073741824"), Some(MemoryLimit::Bytes(1 << 30)));
+    assert_eq!(capacity("\"75%\""), Some(MemoryLimit::Fraction(0.75)));
+}
+
+#[test]
+fn durations_take_units_or_whole_seconds() {
+    let config = Config::from_toml(
+        "drain_timeout = \"250ms\"\n[cluster]\nlinger = \"1m\"\n[stats]\ninterval = 3\n[cache]\nduration = \"1h\"\n",
+        Path::new("relay.toml"),
+    )
+    .unwrap();
+    assert_eq!(config.drain_timeout, Some(Duration::from_millis(250)));
+    assert_eq!(config.cluster.linger, Some(Duration::from_secs(60)));
+    assert_eq!(config.stats.interval, Some(Duration::from_secs(3)));
+    assert_eq!(config.cache.duration, Some(Duration::from_secs(3600)));
+    let config = load(&["--stats-interval", "5", "--drain-timeout", "1s"]).unwrap();
+    assert_eq!(config.stats.interval, Some(Duration::from_secs(5)));
+}
+
+#[test]
+fn defaults_fill_in_linger_and_drain_timeout() {
+    let config = load_text("[auth]\npublic = \"\"\n", &[]).unwrap();
+    assert_eq!(config.cluster.linger, Some(Duration::from_secs(5)));
+    assert_eq!(config.drain_timeout, Some(Duration::from_secs(10)));
+    assert_eq!(config.web.ws, Some(true));
+}
+
+#[test]
+fn versions_are_checked() {
+    let config = Config::from_toml(
+        "[server]\nversion = [\"moq-lite-04\", \"moq-lite-03\"]\n",
+        Path::new("r.toml"),
+    )
+    .unwrap();
+    assert_eq!(
+        config.server.version,
+        [moq_proto::Version::Lite04, moq_proto::Version::Lite03]
+    );
+    let config = Config::from_toml("[client]\nversion = \"moq-lite-05\"\n", Path::new("r.toml")).unwrap();
+    assert_eq!(config.client.version, [moq_proto::Version::Lite05]);
+
+    let err = error("[server]\nversion = [\"moq-lite-02\"]\n");
+    assert!(
+        err.starts_with("config relay.toml:2: server.version: unknown version 'moq-lite-02'"),
+        "{err}"
+    );
+    assert!(err.contains("moq-lite-03"), "{err}");
+
+    let err = load(&["--server-version", "moq-transport-16"]).unwrap_err();
+    assert!(matches!(err, ConfigError::Usage(_)));
+    assert!(
+        err.to_string().contains("unknown version 'moq-transport-16'"),
+        "{err}"
+    );
+}
+
+// ---- error messages ----------------------------------------------------------------------
+
+#[test]
+fn unknown_key_names_file_line_and_suggestion() {
+    let err = error("[cluster]\nconnect = []\nroots = [\"x\"]\n");
+    assert_eq!(
+        err,
+        "config relay.toml:3: unknown key 'cluster.roots' (did you mean 'cluster.root'?)"
+    );
+}
+
+#[test]
+fn unknown_keys_at_every_depth() {
+    assert_eq!(
+        error("[clustr]\nid = 1\n"),
+        "config relay.toml:1: unknown key 'clustr' (did you mean 'cluster'?)"
+    );
+    assert_eq!(
+        error("[server.tls]\ncerts = \"a\"\n"),
+        "config relay.toml:2: unknown key 'server.tls.certs' (did you mean 'server.tls.cert'?)"
+    );
+    assert_eq!(
+        error("[listen]\ntls.genrate = [\"x\"]\n"),
+        "config relay.toml:2: unknown key 'listen.tls.genrate' (did you mean 'listen.tls.generate'?)"
+    );
+    assert_eq!(
+        error("[auth.public]\nsubscriber = []\n"),
+        "config relay.toml:2: unknown key 'auth.public.subscriber' (did you mean 'auth.public.subscribe'?)"
+    );
+    assert_eq!(
+        error("[auth]\nkey-dir = \"k\"\n"),
+        "config relay.toml:2: unknown key 'auth.key-dir' (did you mean 'auth.key_dir'?)"
+    );
+    assert_eq!(
+        error("[cache]\nbandwidth = 1\n"),
+        "config relay.toml:2: unknown key 'cache.bandwidth'"
+    );
+    assert_eq!(
+        error("drain = \"5s\"\n"),
+        "config relay.toml:1: unknown key 'drain'"
+    );
+    // Legacy keys are accepted but never suggested for a typo; the same name elsewhere is.
+    assert_eq!(
+        error("[cluster]\nprefx = \"a\"\n"),
+        "config relay.toml:2: unknown key 'cluster.prefx'"
+    );
+    assert_eq!(
+        error("[stats]\nprefx = \"a\"\n"),
+        "config relay.toml:2: unknown key 'stats.prefx' (did you mean 'stats.prefix'?)"
+    );
+}
+
+#[test]
+fn moved_key_gets_a_hint() {
+    assert_eq!(
+        error("[tls]\ncert = \"a\"\n"),
+        "config relay.toml:1: unknown key 'tls' (TLS settings live under [server.tls], or [client.tls] for dialing)"
+    );
+}
+
+#[test]
+fn bad_duration_messages() {
+    assert_eq!(
+        error("[cache]\nduration = \"30\"\n"),
+        "config relay.toml:2: cache.duration: '30' has no unit: write '30s' for seconds or '30ms' for milliseconds"
+    );
+    assert_eq!(
+        error("[cluster]\nlinger = \"5 parsecs\"\n"),
+        "config relay.toml:2: cluster.linger: '5 parsecs': unknown unit 'parsecs' (use ms, s, m, h or d, e.g. '30s')"
+    );
+    let err = error("drain_timeout = -1\n");
+    assert!(
+        err.contains("drain_timeout: '-1': a duration can't be negative"),
+        "{err}"
+    );
+    let err = load(&["--cache-duration", "soon"]).unwrap_err().to_string();
+    assert!(err.contains("'soon' is not a duration"), "{err}");
+}
+
+#[test]
+fn bad_size_messages() {
+    assert_eq!(
+        error("[cache]\ncapacity = \"8 gigs\"\n"),
+        "config relay.toml:2: cache.capacity: '8 gigs': unknown unit 'gigs' (use B, KB, MB, GB, TB or KiB, MiB, \
+         GiB, TiB, e.g. '8GiB')"
+    );
+    let err = error("[cache]\ncapacity = \"8G\"\n");
+    assert!(
+        err.contains("cache.capacity: '8G': unit 'G' is ambiguous: write '8GB'"),
+        "{err}"
+    );
+    let err = error("[cache]\nheadroom = \"150%\"\n");
+    assert!(
+        err.contains("cache.headroom: '150%': a share of memory must be more than 0% and at most 100%"),
+        "{err}"
+    );
+    let err = error("[cache]\ncapacity = 0.5\n");
+    assert!(err.contains("ambiguous"), "{err}");
+    let err = load(&["--cache-capacity", "lots"]).unwrap_err().to_string();
+    assert!(err.contains("'lots' is not a size"), "{err}");
+}
+
+#[test]
+fn wrong_type_messages() {
+    assert_eq!(
+        error("[stats]\nenabled = \"yes\"\n"),
+        "config relay.toml:2: stats.enabled: invalid type: string \"yes\", expected a boolean"
+    );
+    assert_eq!(
+        error("[cluster]\nid = \"seven\"\n"),
+        "config relay.toml:2: cluster.id: invalid type: string \"seven\", expected a non-negative whole number"
+    );
+    assert_eq!(
+        error("cache = 5\n"),
+        "config relay.toml:1: cache: invalid type: integer `5`, expected a table"
+    );
+    let err = error("[server]\nbind = 4443\n");
+    assert!(
+        err.starts_with(
+            "config relay.toml:2: server.bind: invalid type: integer `4443`, expected an address"
+        ),
+        "{err}"
+    );
+    let err = error("[server]\nbind = \"localhost\"\n");
+    assert!(
+        err.contains("server.bind: 'localhost' has no port: write host:port"),
+        "{err}"
+    );
+    let err = error("[server.tls]\ncert = [\"a\", 5]\n");
+    assert!(
+        err.contains("server.tls.cert[1]: invalid type: integer `5`, expected a string"),
+        "{err}"
+    );
+    let err = error("[server.tls]\ncert = 5\n");
+    assert!(
+        err.contains("server.tls.cert: invalid type: integer `5`, expected a string or a list of strings"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_enum_value_suggests_the_nearest() {
+    assert_eq!(
+        error("[log]\nformat = \"jsn\"\n"),
+        "config relay.toml:2: log.format: unknown value 'jsn' (expected 'human', 'json'); did you mean 'json'?"
+    );
+}
+
+#[test]
+fn syntax_error_has_line_and_column() {
+    let err = error("[server]\nbind = \"[::]:443\n");
+    assert!(err.starts_with("config relay.toml:2:"), "{err}");
+    assert!(err.contains("TOML syntax error"), "{err}");
+    assert!(!err.contains('\n'), "{err}");
+}
+
+#[test]
+fn missing_and_unreadable_files() {
+    let err = load(&["/nonexistent/relay.toml"]).unwrap_err();
+    assert!(matches!(err, ConfigError::NotFound { .. }));
+    assert_eq!(
+        err.to_string(),
+        "config /nonexistent/relay.toml: file not found (give the path of a TOML file, or run with no arguments \
+         for a development relay)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let err = load(&[dir.path().to_str().unwrap()]).unwrap_err();
+    assert!(matches!(err, ConfigError::Read { .. }), "{err}");
+    assert!(err.to_string().contains("cannot read"), "{err}");
+}
+
+#[test]
+fn error_names_the_file_as_given() {
+    let file = file("[cluster]\nroots = 1\n");
+    let err = load(&[file.path().to_str().unwrap()]).unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!("config {}:2: unknown key", file.path().display())),
+        "{err}"
+    );
+}
+
+// ---- validation --------------------------------------------------------------------------
+
+fn problems(text: &str) -> String {
+    load_text(text, &[]).unwrap().validate().unwrap_err().to_string()
+}
+
+const OK_AUTH: &str = "[auth]\npublic = \"\"\n";
+
+#[test]
+fn validate_tls_pairs() {
+    let err = problems(&format!(
+        "[server]\nbind = \"[::]:443\"\ntls.cert = \"a.crt\"\n{OK_AUTH}"
+    ));
+    assert!(
+        err.contains("server.tls.cert is set without server.tls.key: set server.tls.key"),
+        "{err}"
+    );
+    let err = problems(&format!(
+        "[server]\nbind = \"[::]:443\"\ntls.key = \"a.key\"\n{OK_AUTH}"
+    ));
+    assert!(
+        err.contains("server.tls.key is set without server.tls.cert"),
+        "{err}"
+    );
+    let err = problems(&format!(
+        "[server.tls]\ncert = [\"a\", \"b\"]\nkey = \"a\"\n{OK_AUTH}"
+    ));
+    assert!(
+        err.contains("server.tls has 2 certificate(s) but 1 key(s)"),
+        "{err}"
+    );
+    let err = problems(&format!(
+        "[server.tls]\ncert = \"a\"\nkey = \"a\"\ngenerate = [\"localhost\"]\n{OK_AUTH}"
+    ));
+    assert!(
+        err.contains("server.tls.cert and server.tls.generate are both set"),
+        "{err}"
+    );
+    let err = problems(&format!("[server]\nbind = \"[::]:443\"\n{OK_AUTH}"));
+    assert!(
+        err.contains("server.bind is [::]:443 but there is no TLS certificate"),
+        "{err}"
+    );
+    let err = problems(&format!("[web.https]\nlisten = \"[::]:443\"\n{OK_AUTH}"));
+    assert!(
+        err.contains("web.https.listen is set but there is no certificate"),
+        "{err}"
+    );
+    let err = problems(&format!(
+        "[client.tls]\ncert = \"c\"\n[web.http]\nlisten = \"[::]:80\"\n{OK_AUTH}"
+    ));
+    assert!(
+        err.contains("client.tls.cert is set without client.tls.key"),
+        "{err}"
+    );
+}
+
+#[test]
+fn validate_someone_can_connect() {
+    let err = problems("[server]\nbind = \"[::]:443\"\ntls.generate = [\"localhost\"]\n");
+    assert!(
+        err.contains("nobody could connect: no auth.key, auth.key_dir, auth.url or auth.public is set"),
+        "{err}"
+    );
+    assert!(
+        err.contains("set auth.key") && err.contains("auth.public = \"\"") && err.contains("server.tls.root")
+    );
+    let err =
+        problems("[server]\nbind = \"[::]:443\"\ntls.generate = [\"localhost\"]\n[auth]\npublic = []\n");
+    assert!(err.contains("auth.public grants nothing"), "{err}");
+
+    // Each way in is enough on its own.
+    let base = "[server]\nbind = \"[::]:443\"\n[server.tls]\ngenerate = [\"localhost\"]\n";
+    for extra in [
+        "[auth]\nkey = \"root.jwk\"\n",
+        "[auth]\nkey_dir = \"keys\"\n",
+        "[auth]\nurl = \"http://auth/\"\n",
+        "[auth]\npublic = \"anon\"\n",
+        "root = [\"ca.pem\"]\n",
+    ] {
+        load_text(&format!("{base}{extra}"), &[])
+            .unwrap()
+            .validate()
+            .unwrap_or_else(|e| panic!("{extra}: {e}"));
+    }
+}
+
+#[test]
+fn validate_nothing_to_listen_on() {
+    let err = problems(OK_AUTH);
+    assert!(err.contains("nothing to listen on"), "{err}");
+    load_text(&format!("[web.http]\nlisten = \"[::]:80\"\n{OK_AUTH}"), &[])
+        .unwrap()
+        .validate()
+        .unwrap();
+    // TLS without bind listens on the default port.
+    let config = load_text(
+        &format!("[server.tls]\ncert = \"a\"\nkey = \"a\"\n{OK_AUTH}"),
+        &[],
+    )
+    .unwrap();
+    config.validate().unwrap();
+    assert_eq!(config.server.quic_bind(), addr(DEFAULT_BIND));
+}
+
+#[test]
+fn validate_cluster() {
+    let base = format!("[web.http]\nlisten = \"[::]:80\"\n{OK_AUTH}");
+    let err = problems(&format!("{base}[cluster]\nid = 0\n"));
+    assert!(err.contains("cluster.id must not be 0"), "{err}");
+    let err = problems(&format!("{base}[cluster]\nid = {}\n", 1u64 << 62));
+    assert!(err.contains("too large"), "{err}");
+    let err = problems(&format!("{base}[cluster]\nmesh = true\n"));
+    assert!(err.contains("cluster.mesh = true needs cluster.node"), "{err}");
+    let err = problems(&format!("{base}[cluster]\nnode = \"https://me/?jwt=abc\"\n"));
+    assert!(err.contains("cluster.node contains a token"), "{err}");
+    let err = problems(&format!("{base}[cluster.lan]\nenabled = true\n"));
+    assert!(
+        err.contains("cluster.lan.enabled needs cluster.lan.secret"),
+        "{err}"
+    );
+    let err = problems(&format!("{base}[cluster.lan]\nsecret = \"abc\"\n"));
+    assert!(err.contains("64 hex digits"), "{err}");
+
+    let config = load_text(&format!("{base}[cluster]\nid = {}\n", 1u64 << 60), &[]).unwrap();
+    config.validate().unwrap();
+    assert!(
+        config.warnings.iter().any(|w| w.contains("above 2^53")),
+        "{:?}",
+        config.warnings
+    );
+}
+
+#[test]
+fn validate_log_level_and_auth_url() {
+    let base = format!("[web.http]\nlisten = \"[::]:80\"\n{OK_AUTH}");
+    let err = problems(&format!("{base}[log]\nlevel = \"infoo\"\n"));
+    assert!(err.contains("log.level 'infoo' is not a level"), "{err}");
+    load_text(&format!("{base}[log]\nlevel = \"info,moq_relay=trace\"\n"), &[])
+        .unwrap()
+        .validate()
+        .unwrap();
+    let err = problems(&format!("{base}url = \"http://a/\"\nkey = \"k.jwk\"\n"));
+    assert!(
+        err.contains("auth.url (an auth service) verifies tokens itself"),
+        "{err}"
+    );
+}
+
+#[test]
+fn validate_lists_every_problem() {
+    let err = problems("[server.tls]\ncert = \"a\"\ngenerate = [\"x\"]\n");
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines[0].ends_with(": 3 problems:"), "{err}");
+    assert_eq!(lines.len(), 4, "{err}");
+    assert!(lines[1..].iter().all(|line| line.starts_with("  - ")), "{err}");
+}
+
+#[test]
+fn iroh_enabled_warns() {
+    let config = load_text("[iroh]\nenabled = true\n", &[]).unwrap();
+    assert!(
+        config
+            .warnings
+            .iter()
+            .any(|w| w.contains("iroh is not supported")),
+        "{:?}",
+        config.warnings
+    );
+}
+
+#[test]
+fn summary_says_what_will_run() {
+    let summary = Config::development().summary();
+    assert_eq!(
+        summary,
+        "(development defaults): ok: quic [::]:4443 (self-signed for localhost), http [::]:4443, \
+         auth public subscribe [\"\"] publish [\"\"], no cluster, cache unbounded"
+    );
+    let summary = load_fixture("demo/leaf1.toml", &["--cache-capacity", "75%"]).summary();
+    assert!(
+        summary.contains("quic [::]:4445 (1 certificate(s), mTLS)"),
+        "{summary}"
+    );
+    assert!(summary.contains("cluster 2 peer(s)"), "{summary}");
+    assert!(summary.contains("cache 75% of memory"), "{summary}");
+    assert!(!summary.contains('\n'));
+}
+
+// ---- every key is a flag and an env var --------------------------------------------------
+
+/// Dotted paths of every leaf value in a TOML table.
+fn leaves(table: &toml::Table, prefix: &str, out: &mut BTreeSet<String>) {
+    for (key, value) in table {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            toml::Value::Table(inner) => leaves(inner, &path, out),
+            _ => {
+                out.insert(path);
+            }
+        }
+    }
+}
+
+fn full_keys() -> BTreeSet<String> {
+    let text = std::fs::read_to_string(fixture("full.toml")).unwrap();
+    let mut keys = BTreeSet::new();
+    leaves(&text.parse().unwrap(), "", &mut keys);
+    keys
+}
+
+fn flag_for(key: &str) -> String {
+    key.replace(['.', '_'], "-")
+}
+
+/// Flags that are not a TOML key: the file itself, `--check`, and `--auth-public`, which
+/// stands for `[auth] public = "..."` (the string form of the table `full.toml` uses).
+const NOT_KEYS: [&str; 3] = ["file", "check", "auth-public"];
+
+#[test]
+fn every_key_is_a_flag_and_every_flag_a_key() {
+    let command = Config::command();
+    let flags: BTreeSet<String> = command
+        .get_arguments()
+        .filter_map(|arg| arg.get_long())
+        .filter(|long| !["help", "version"].contains(long))
+        .map(str::to_string)
+        .collect();
+    let keys = full_keys();
+    let key_flags: BTreeSet<String> = keys.iter().map(|key| flag_for(key)).collect();
+    let missing: Vec<_> = key_flags.difference(&flags).collect();
+    assert!(missing.is_empty(), "keys without a flag: {missing:?}");
+    let extra: Vec<_> = flags
+        .difference(&key_flags)
+        .filter(|f| !NOT_KEYS.contains(&f.as_str()))
+        .collect();
+    assert!(extra.is_empty(), "flags without a key in full.toml: {extra:?}");
+}
+
+#[test]
+fn every_flag_has_an_env_var_and_an_id_named_after_it() {
+    for arg in Config::command().get_arguments() {
+        let id = arg.get_id().as_str();
+        if ["file", "check", "help", "version"].contains(&id) {
+            continue;
+        }
+        let long = arg.get_long().unwrap_or_else(|| panic!("{id} has no flag"));
+        assert_eq!(id, long, "the arg id is the flag name");
+        let env = arg.get_env().unwrap_or_else(|| panic!("--{long} has no env var"));
+        assert_eq!(
+            env.to_str().unwrap(),
+            format!("MOQ_{}", long.to_uppercase().replace('-', "_"))
+        );
+    }
+}
+
+#[test]
+fn full_fixture_sets_every_field() {
+    let mut config = load_fixture_unvalidated("full.toml");
+    config.warnings.clear();
+    // Private raw fields (`public_file`, `mesh_file`, ...) are consumed at load.
+    let consumed = [
+        "public_file",
+        "public_flag",
+        "public_subscribe_flag",
+        "public_publish_flag",
+        "mesh_file",
+        "advertise",
+        "prefix",
+        "warnings",
+    ];
+    let pretty = format!("{config:#?}");
+    let empty: Vec<&str> = pretty
+        .lines()
+        .map(str::trim)
+        .filter(|line| line.ends_with(": None,") || line.ends_with(": [],"))
+        .filter_map(|line| line.split(':').next())
+        .filter(|name| !consumed.contains(name))
+        .collect();
+    assert!(empty.is_empty(), "full.toml leaves these fields unset: {empty:?}");
+    assert_eq!(config.server.quic.quic_lb_id.as_deref(), Some("7"));
+    assert_eq!(config.stats.interval, Some(Duration::from_secs(2)));
+    assert_eq!(config.cache.headroom, Some(MemoryLimit::Fraction(0.1)));
+    assert_eq!(config.quic.congestion_control, Some(CongestionControl::Loss));
+    assert_eq!(
+        config.client.quic.congestion_control,
+        Some(CongestionControl::Delay)
+    );
+}
+
+fn load_fixture_unvalidated(name: &str) -> Config {
+    load(&[fixture(name).to_str().unwrap()]).unwrap()
+}
+
+#[test]
+fn every_flag_overrides_full_fixture() {
+    // Set each flag to a value and check the loaded config changed: a flag that parses but
+    // is dropped by the merge would slip through the tests above.
+    let base = load_fixture_unvalidated("full.toml");
+    let values: &[(&str, &str)] = &[
+        ("server-bind", "[::]:1"),
+        ("server-tls-cert", "z.crt"),
+        ("server-quic-max-streams", "1"),
+        ("server-quic-idle-timeout", "1s"),
+        ("server-unix-allow-uid", "7"),
+        ("client-tls-disable-verify", "true"),
+        (
+            "client-tls-fingerprint",
+            "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+        ),
+        ("client-websocket-delay", "1s"),
+        ("quic-congestion-control", "delay"),
+        ("web-ws", "true"),
+        ("web-https-root", "z.pem"),
+        ("internal-listen", "127.0.0.1:1"),
+        ("auth-key", "z.jwk"),
+        ("auth-public-subscribe", "z"),
+        ("cluster-id", "9"),
+        ("cluster-root", "https://z/"),
+        ("cluster-lan-secret", "ff"),
+        ("cache-capacity", "1MiB"),
+        ("stats-depth", "9"),
+        ("iroh-disable-relay", "false"),
+        ("runtime-workers", "9"),
+        ("drain-timeout", "1s"),
+        ("log-format", "human"),
+    ];
+    for (flag, value) in values {
+        let path = fixture("full.toml");
+        let flag_arg = format!("--{flag}={value}");
+        let config = load(&[path.to_str().unwrap(), &flag_arg]).unwrap();
+        assert_ne!(config, base, "{flag_arg} changed nothing");
+    }
+}
