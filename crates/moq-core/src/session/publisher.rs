@@ -343,6 +343,8 @@ async fn serve_group<S: Session>(
         sequence,
         frame_start: 0,
     })?;
+    // Send the header at once: some clients fail a stream reset before its header arrives.
+    writer.flush().await?;
     let result = write_frames(&mut writer, version, &mut group, 0, None).await;
     match result {
         Ok(()) => writer.finish().await,
