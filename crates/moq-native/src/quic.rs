@@ -31,6 +31,13 @@ pub struct Config {
     /// QUIC handshake and then goes silent is dropped after this long instead of being
     /// kept alive by our own keep-alives.
     pub handshake_timeout: Duration,
+    /// Bytes the peer may have in flight to us across all streams of a connection
+    /// before it must wait for us to read (default 16 MiB). Bounds what one peer can
+    /// make us buffer; QUIC's own default is unlimited.
+    pub receive_window: u32,
+    /// Bytes the peer may have in flight to us on one stream (default 4 MiB, enough
+    /// for a large key frame without stalling).
+    pub stream_receive_window: u32,
 }
 
 impl Default for Config {
@@ -42,6 +49,8 @@ impl Default for Config {
             keep_alive: Some(Duration::from_secs(5)),
             datagrams: true,
             handshake_timeout: Duration::from_secs(10),
+            receive_window: 16 << 20,
+            stream_receive_window: 4 << 20,
         }
     }
 }
@@ -67,6 +76,9 @@ impl Config {
             }
             transport.keep_alive_interval(Some(keep_alive));
         }
+
+        transport.receive_window(self.receive_window.into());
+        transport.stream_receive_window(self.stream_receive_window.into());
 
         if !self.datagrams {
             transport.datagram_receive_buffer_size(None);

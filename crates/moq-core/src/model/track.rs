@@ -279,15 +279,18 @@ fn release(s: &mut TrackState, cache: &Cache, c: Cached) {
     cache.evicted(bytes as u64);
 }
 
-/// Reads a track's groups: first the latest (or a requested start), then each
-/// newer group once, in arrival order. Groups that arrive late and are older
-/// than one already delivered are skipped.
+/// Reads a track's groups: first the latest (or a requested start), then every
+/// group that arrives after it, once each, in arrival order. Groups travel on
+/// independent streams, so a group may arrive after a newer one; it is still
+/// delivered, unless it is older than where this consumer started (a late
+/// joiner never goes back before the group it joined at).
 #[derive(Debug)]
 pub struct TrackConsumer {
     name: String,
     state: watch::Receiver<TrackState>,
     cursor: u64,
-    delivered: Option<u64>,
+    /// Groups below this sequence are before our starting point.
+    floor: Option<u64>,
 }
 
 impl Clone for TrackConsumer {
@@ -296,7 +299,7 @@ impl Clone for TrackConsumer {
             name: self.name.clone(),
             state: self.state.clone(),
             cursor: self.cursor,
-            delivered: self.delivered,
+            floor: self.floor,
         }
     }
 }
@@ -304,10 +307,10 @@ impl Clone for TrackConsumer {
 impl TrackConsumer {
     fn new(shared: &Arc<TrackShared>) -> Self {
         let state = shared.state.subscribe();
-        let (cursor, delivered) = {
+        let (cursor, floor) = {
             let s = state.borrow();
             match s.latest_cached() {
-                Some(latest) => (latest.arrival, None),
+                Some(latest) => (latest.arrival, Some(latest.sequence)),
                 None => (s.next_arrival, None),
             }
         };
@@ -315,7 +318,7 @@ impl TrackConsumer {
             name: shared.name.clone(),
             state,
             cursor,
-            delivered,
+            floor,
         }
     }
 
@@ -327,15 +330,18 @@ impl TrackConsumer {
     /// Start at the first cached group with sequence ≥ `sequence` instead of
     /// the latest (if it is still cached).
     pub fn start_at(&mut self, sequence: u64) {
-        let s = self.state.borrow();
-        if let Some(c) = s
-            .groups
-            .iter()
-            .filter(|c| c.sequence >= sequence)
-            .min_by_key(|c| c.arrival)
-        {
-            self.cursor = c.arrival;
+        let first = {
+            let s = self.state.borrow();
+            s.groups
+                .iter()
+                .filter(|c| c.sequence >= sequence)
+                .map(|c| c.arrival)
+                .min()
+        };
+        if let Some(arrival) = first {
+            self.cursor = arrival;
         }
+        self.floor = Some(sequence);
     }
 
     /// The track's properties, waiting until the publisher states them.
@@ -371,19 +377,19 @@ impl TrackConsumer {
                 .wait_for(|s| s.next_arrival > cursor || s.end.is_some())
                 .await
                 .map_err(|_| Error::Cancelled)?;
+            let floor = self.floor;
             let next = s
                 .groups
                 .iter()
                 .filter(|c| c.arrival >= cursor)
-                .find(|c| self.delivered.is_none_or(|d| c.sequence > d))
-                .map(|c| (c.arrival, c.sequence, c.group.clone()));
-            if let Some((arrival, sequence, group)) = next {
+                .find(|c| floor.is_none_or(|f| c.sequence >= f))
+                .map(|c| (c.arrival, c.group.clone()));
+            if let Some((arrival, group)) = next {
                 drop(s);
                 self.cursor = arrival + 1;
-                self.delivered = Some(sequence);
                 return Ok(Some(group));
             }
-            // Everything from the cursor on is stale or already evicted.
+            // Everything from the cursor on was already evicted.
             if s.next_arrival > cursor {
                 self.cursor = s.next_arrival;
                 continue;
@@ -438,6 +444,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn late_joiner_never_goes_back_before_its_start() {
+        let track = TrackProducer::with_info("t", TrackInfo::default(), Cache::default());
+        // Groups arrived out of order: 1, 2, 0.
+        for seq in [1, 2, 0] {
+            write_group(&track, seq, 1);
+        }
+        let mut consumer = track.consume();
+        assert_eq!(consumer.next_group().await.unwrap().unwrap().sequence(), 2);
+        write_group(&track, 3, 1);
+        assert_eq!(consumer.next_group().await.unwrap().unwrap().sequence(), 3);
+    }
+
+    #[tokio::test]
     async fn start_at_replays_cached() {
         let track = TrackProducer::with_info("t", TrackInfo::default(), Cache::default());
         for seq in 0..3 {
@@ -450,14 +469,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn stale_late_groups_are_skipped() {
+    async fn late_arrivals_are_delivered_once_in_arrival_order() {
         let track = TrackProducer::with_info("t", TrackInfo::default(), Cache::default());
         let mut consumer = track.consume();
         write_group(&track, 5, 1);
         assert_eq!(consumer.next_group().await.unwrap().unwrap().sequence(), 5);
         write_group(&track, 4, 1);
         write_group(&track, 6, 1);
+        assert_eq!(consumer.next_group().await.unwrap().unwrap().sequence(), 4);
         assert_eq!(consumer.next_group().await.unwrap().unwrap().sequence(), 6);
+        track.finish();
+        assert!(consumer.next_group().await.unwrap().is_none());
     }
 
     #[tokio::test]

@@ -1,0 +1,584 @@
+//! The relay end to end over real QUIC sockets on loopback: in-process relay,
+//! in-process publishers and subscribers speaking moq-lite over raw QUIC and
+//! WebTransport.
+#![allow(clippy::unwrap_used)] // Test code.
+
+use std::{
+    net::SocketAddr,
+    path::Path as FsPath,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use moq_core::{
+    BroadcastProducer, Frame, Origin, TrackConsumer, TrackInfo, TrackProducer,
+    model::cache::Cache,
+    session::{self, Config as SessionConfig},
+    transport::Session as _,
+};
+use moq_native::{Transport, Version, adapter::MoqSession, client};
+use moq_proto::{Hops, Path};
+use moq_relay::{Relay, config::Config};
+use url::Url;
+
+struct TestRelay {
+    quic: SocketAddr,
+    web: SocketAddr,
+    fingerprint: String,
+}
+
+async fn start_relay(extra: &str) -> TestRelay {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+tls.generate = ["localhost"]
+[web.http]
+listen = "127.0.0.1:0"
+{extra}
+"#
+    );
+    let mut config = Config::from_toml(&text, FsPath::new("test.toml")).unwrap();
+    if config.auth.public.is_none() {
+        config.auth.public = Some(moq_relay::config::Public::everything());
+    }
+    config.validate().unwrap();
+    let relay = Relay::bind(config).await.unwrap();
+    let quic = relay.quic_addr().unwrap();
+    let web = relay.web_addr().unwrap();
+    let fingerprint = relay.quic.fingerprints()[0].clone();
+    tokio::spawn(relay.run());
+    TestRelay {
+        quic,
+        web,
+        fingerprint,
+    }
+}
+
+impl TestRelay {
+    fn client(&self, versions: &[Version]) -> client::Client {
+        client::Client::new(client::Config {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            tls: client::ClientTls {
+                fingerprints: vec![self.fingerprint.clone()],
+                ..Default::default()
+            },
+            versions: versions.to_vec(),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    fn url(&self, scheme: &str, path: &str) -> Url {
+        Url::parse(&format!("{scheme}://localhost:{}/{path}", self.quic.port())).unwrap()
+    }
+}
+
+/// Connect and run a session in the background; returns the session handle.
+async fn connect(
+    client: &client::Client,
+    url: &Url,
+    publish: Option<Origin>,
+    consume: Option<Origin>,
+) -> (MoqSession, Version) {
+    let connected = client.connect(url).await.unwrap();
+    let mut config = SessionConfig::new(connected.version);
+    config.publish = publish;
+    config.consume = consume;
+    if connected.transport == Transport::Quic {
+        config.setup.path = Some(url.path().to_string());
+    }
+    let session = MoqSession(connected.session);
+    tokio::spawn(session::run(session.clone(), config));
+    (session, connected.version)
+}
+
+struct Publisher {
+    _origin: Origin,
+    broadcast: BroadcastProducer,
+    track: TrackProducer,
+    session: MoqSession,
+    _publication: moq_core::Publication,
+}
+
+async fn publisher(relay: &TestRelay, client: &client::Client, scheme: &str, name: &str) -> Publisher {
+    let origin = Origin::default();
+    let broadcast = BroadcastProducer::new(Cache::default());
+    let track = broadcast.create_track(TrackProducer::with_info(
+        "video",
+        TrackInfo::default(),
+        Cache::default(),
+    ));
+    let publication = origin.publish(Path::new(name).unwrap(), broadcast.consume(), Hops::new());
+    let (session, _) = connect(client, &relay.url(scheme, "anon"), Some(origin.clone()), None).await;
+    Publisher {
+        _origin: origin,
+        broadcast,
+        track,
+        session,
+        _publication: publication,
+    }
+}
+
+async fn subscriber(
+    relay: &TestRelay,
+    client: &client::Client,
+    scheme: &str,
+    name: &str,
+) -> (TrackConsumer, MoqSession) {
+    let origin = Origin::default();
+    let (session, _) = connect(client, &relay.url(scheme, "anon"), None, Some(origin.clone())).await;
+    let broadcast = origin
+        .wait_for(&Path::new(name).unwrap(), Duration::from_secs(10))
+        .await
+        .expect("broadcast announced");
+    (broadcast.subscribe("video").unwrap(), session)
+}
+
+fn frame(group: u64, index: u64, size: usize) -> Frame {
+    let mut payload = format!("{group}:{index}:").into_bytes();
+    payload.resize(size.max(payload.len()), b'x');
+    Frame {
+        timestamp: group * 1_000_000 + index * 1000,
+        payload: Bytes::from(payload),
+    }
+}
+
+fn write_group(track: &TrackProducer, seq: u64, frames: u64, size: usize) {
+    let mut group = track.create_group(seq).unwrap();
+    for i in 0..frames {
+        group.write(frame(seq, i, size));
+    }
+    group.finish();
+}
+
+/// Read `groups` whole groups; returns (sequence, frames) each, by sequence
+/// (groups travel on independent streams, so they may arrive out of order).
+async fn read_groups(track: &mut TrackConsumer, groups: usize) -> Vec<(u64, Vec<Frame>)> {
+    let mut out = Vec::new();
+    while out.len() < groups {
+        let mut group = tokio::time::timeout(Duration::from_secs(20), track.next_group())
+            .await
+            .expect("group in time")
+            .unwrap()
+            .expect("track still live");
+        let mut frames = Vec::new();
+        while let Some(f) = tokio::time::timeout(Duration::from_secs(20), group.next_frame())
+            .await
+            .expect("frame in time")
+            .unwrap()
+        {
+            frames.push(f);
+        }
+        out.push((group.sequence(), frames));
+    }
+    out.sort_by_key(|(sequence, _)| *sequence);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_publisher_two_hundred_subscribers_every_frame_in_order() {
+    let relay = start_relay("").await;
+    let client = relay.client(&[]);
+    let publisher = publisher(&relay, &client, "moqt", "live").await;
+
+    let mut subscribers = Vec::new();
+    for i in 0..200 {
+        // Half over raw QUIC, half over WebTransport.
+        let scheme = if i % 2 == 0 { "moqt" } else { "https" };
+        subscribers.push(subscriber(&relay, &client, scheme, "live").await);
+    }
+    // Let every subscription reach the publisher before the first group.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    const GROUPS: u64 = 5;
+    const FRAMES: u64 = 10;
+    let track = &publisher.track;
+    let writer = async {
+        for seq in 0..GROUPS {
+            write_group(track, seq, FRAMES, 1000);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let readers = futures_join_all(
+        subscribers
+            .iter_mut()
+            .map(|(t, _)| read_groups(t, GROUPS as usize)),
+    );
+    let ((), results) = tokio::join!(writer, readers);
+    for (n, got) in results.into_iter().enumerate() {
+        for (seq, (sequence, frames)) in got.iter().enumerate() {
+            assert_eq!(*sequence, seq as u64, "subscriber {n}");
+            let want: Vec<_> = (0..FRAMES).map(|i| frame(seq as u64, i, 1000)).collect();
+            assert_eq!(frames, &want, "subscriber {n} group {seq}");
+        }
+    }
+    // One upstream subscription serves all 200.
+    assert_eq!(publisher.track.consumers(), 1);
+}
+
+/// Poll a set of futures to completion concurrently, in order.
+async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let handles: Vec<_> = futures.map(Box::pin).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    // Sequential awaits still make progress for all: the sessions run on their own tasks.
+    for h in handles {
+        out.push(h.await);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_joiner_starts_at_the_latest_group() {
+    let relay = start_relay("").await;
+    let client = relay.client(&[]);
+    let publisher = publisher(&relay, &client, "https", "live").await;
+    let (mut early, _s1) = subscriber(&relay, &client, "moqt", "live").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for seq in 0..3 {
+        write_group(&publisher.track, seq, 2, 10);
+    }
+    assert_eq!(read_groups(&mut early, 3).await.last().unwrap().0, 2);
+
+    let (mut late, _s2) = subscriber(&relay, &client, "moqt", "live").await;
+    let first = read_groups(&mut late, 1).await;
+    assert_eq!(first[0].0, 2, "a late joiner starts at the latest group");
+    write_group(&publisher.track, 3, 2, 10);
+    assert_eq!(read_groups(&mut late, 1).await[0].0, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_version_over_both_transports() {
+    let relay = start_relay("").await;
+    for version in Version::ALL {
+        for scheme in ["moqt", "https"] {
+            let client = relay.client(&[version]);
+            let name = format!("v{}{scheme}", version.code() & 0xff);
+            let publisher = publisher(&relay, &client, scheme, &name).await;
+            let (mut track, session) = subscriber(&relay, &client, scheme, &name).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            write_group(&publisher.track, 7, 3, 100);
+            let got = read_groups(&mut track, 1).await;
+            assert_eq!(got[0].0, 7, "{version} {scheme}");
+            assert_eq!(got[0].1.len(), 3, "{version} {scheme}");
+            if version.has_frame_timestamps() {
+                assert_eq!(
+                    got[0].1[1].timestamp, 7_001_000,
+                    "{version} {scheme}: timestamps carried"
+                );
+            }
+            session.close(0, "done");
+            publisher.session.close(0, "done");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publisher_gone_subscribers_see_the_end_after_linger() {
+    let relay = start_relay("[cluster]\nlinger = \"1s\"").await;
+    let client = relay.client(&[]);
+    let publisher = publisher(&relay, &client, "moqt", "live").await;
+    let viewer_origin = Origin::default();
+    let (_viewer, _) = connect(
+        &client,
+        &relay.url("https", "anon"),
+        None,
+        Some(viewer_origin.clone()),
+    )
+    .await;
+    let mut announced = viewer_origin.announced(Path::empty());
+    let event = tokio::time::timeout(Duration::from_secs(5), announced.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(event.broadcast.is_some());
+
+    // The publisher's connection dies abruptly.
+    let gone = Instant::now();
+    publisher.session.close(0, "crash");
+    drop(publisher);
+    let event = tokio::time::timeout(Duration::from_secs(5), announced.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(event.broadcast.is_none(), "unannounced");
+    let waited = gone.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900),
+        "kept for the linger: {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(3), "not much longer: {waited:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publisher_that_finishes_is_unannounced_at_once() {
+    let relay = start_relay("[cluster]\nlinger = \"5s\"").await;
+    let client = relay.client(&[]);
+    let publisher = publisher(&relay, &client, "moqt", "live").await;
+    let viewer_origin = Origin::default();
+    let (_viewer, _) = connect(
+        &client,
+        &relay.url("moqt", "anon"),
+        None,
+        Some(viewer_origin.clone()),
+    )
+    .await;
+    let mut announced = viewer_origin.announced(Path::empty());
+    tokio::time::timeout(Duration::from_secs(5), announced.next())
+        .await
+        .unwrap()
+        .unwrap();
+    // A clean unannounce (the publisher ends its broadcast) skips the linger.
+    drop(publisher._publication);
+    let event = tokio::time::timeout(Duration::from_secs(2), announced.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(event.broadcast.is_none());
+    drop(publisher.broadcast);
+}
+
+/// Resident set size of a process, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+/// A free port on 127.0.0.1 for both UDP and TCP (best effort).
+fn free_port() -> u16 {
+    loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// The relay binary as its own process, so its memory can be measured alone.
+struct RelayProcess {
+    child: std::process::Child,
+    relay: TestRelay,
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn spawn_relay(extra: &[&str]) -> RelayProcess {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_moq-relay"))
+        .args([
+            "--server-bind",
+            &addr,
+            "--tls-generate",
+            "localhost",
+            "--web-http-listen",
+            &addr,
+        ])
+        .args(["--auth-public", ""])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let web: SocketAddr = addr.parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let fingerprint = loop {
+        if tokio::net::TcpStream::connect(web).await.is_ok() {
+            let (status, body) = http_get(&format!("http://{addr}/certificate.sha256")).await;
+            if status == 200 {
+                break body;
+            }
+        }
+        assert!(Instant::now() < deadline, "relay did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    RelayProcess {
+        child,
+        relay: TestRelay {
+            quic: web,
+            web,
+            fingerprint,
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_subscriber_does_not_delay_others_or_grow_memory() {
+    let process = spawn_relay(&["--cache-capacity", "4MiB", "--cache-duration", "1s"]).await;
+    let relay = &process.relay;
+    let client = relay.client(&[Version::Lite06]);
+    let publisher = publisher(relay, &client, "moqt", "live").await;
+    let (mut fast, _fast_session) = subscriber(relay, &client, "moqt", "live").await;
+
+    // A subscriber that subscribes, then never reads a byte of the groups.
+    let stalled = client.connect(&relay.url("moqt", "anon")).await.unwrap();
+    let stalled = MoqSession(stalled.session);
+    {
+        use moq_proto::{ControlStream, Encode, Setup, Subscribe};
+        let mut setup = moq_core::transport::Session::open_uni(&stalled).await.unwrap();
+        let mut hello = moq_proto::DataStream::Setup.to_vec(Version::Lite06).unwrap();
+        hello.extend(
+            Setup {
+                path: Some("/anon".into()),
+                ..Default::default()
+            }
+            .to_vec(Version::Lite06)
+            .unwrap(),
+        );
+        moq_core::transport::SendStream::write_all(&mut setup, &hello)
+            .await
+            .unwrap();
+        moq_core::transport::SendStream::finish(&mut setup).unwrap();
+        let (mut send, _recv) = moq_core::transport::Session::open_bi(&stalled).await.unwrap();
+        let mut msg = ControlStream::Subscribe.to_vec(Version::Lite06).unwrap();
+        msg.extend(
+            Subscribe {
+                id: 0,
+                broadcast: Path::new("live").unwrap(),
+                track: "video".into(),
+                ..Default::default()
+            }
+            .to_vec(Version::Lite06)
+            .unwrap(),
+        );
+        moq_core::transport::SendStream::write_all(&mut send, &msg)
+            .await
+            .unwrap();
+        std::mem::forget(send);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // 60 groups of 1 MB: far more than any window or queue may hold.
+    let pid = process.child.id();
+    let before = rss(pid);
+    let track = &publisher.track;
+    let mut latencies = Vec::new();
+    let mut peak = before;
+    for seq in 0..60u64 {
+        let sent = Instant::now();
+        write_group(track, seq, 10, 100_000);
+        let got = read_groups(&mut fast, 1).await;
+        assert_eq!(got[0].0, seq, "the fast subscriber gets every group, in order");
+        latencies.push(sent.elapsed());
+        peak = peak.max(rss(pid));
+    }
+    let worst = latencies.iter().max().unwrap();
+    assert!(
+        *worst < Duration::from_secs(1),
+        "fast subscriber delayed: worst group took {worst:?}"
+    );
+    let grown = peak.saturating_sub(before);
+    // Bounded by the cache (4 MiB), the stalled subscriber's groups in flight
+    // (4 x 1 MB) and its connection's send window; not by the 60 MB published.
+    assert!(
+        grown < 32 << 20,
+        "relay memory grew by {} MiB while a subscriber stalled",
+        grown >> 20
+    );
+    stalled.close(0, "bye");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_endpoints() {
+    let relay = start_relay("").await;
+    let client = relay.client(&[]);
+    let publisher = publisher(&relay, &client, "moqt", "live").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let get = |path: &str| {
+        let url = format!("http://{}{path}", relay.web);
+        async move { http_get(&url).await }
+    };
+    let (status, body) = get("/certificate.sha256").await;
+    assert_eq!((status, body.as_str()), (200, relay.fingerprint.as_str()));
+    assert_eq!(get("/health").await, (200, "ok\n".to_string()));
+    assert_eq!(get("/announced").await, (200, "anon/live\n".to_string()));
+    assert_eq!(get("/announced/anon").await, (200, "anon/live\n".to_string()));
+    assert_eq!(get("/announced/other").await, (200, String::new()));
+
+    write_group(&publisher.track, 0, 3, 4);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, body) = get("/fetch/anon/live/video?group=0").await;
+    assert_eq!(status, 200);
+    assert_eq!(body, "0:0:0:1:0:2:");
+    let (status, _) = get("/fetch/anon/missing/video").await;
+    assert_eq!(status, 404);
+}
+
+/// A minimal HTTP/1.1 GET over TCP: (status, body).
+async fn http_get(url: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let url = Url::parse(url).unwrap();
+    let addr = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap());
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let target = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
+    };
+    let request = format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(40), stream.read_to_end(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&response).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    // Bodies here are small and either sized or chunked in one chunk.
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        let mut out = String::new();
+        let mut rest = body;
+        while let Some((size, tail)) = rest.split_once("\r\n") {
+            let size = usize::from_str_radix(size.trim(), 16).unwrap();
+            if size == 0 {
+                break;
+            }
+            out.push_str(&tail[..size]);
+            rest = &tail[size + 2..];
+        }
+        out
+    } else {
+        body.to_string()
+    };
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_access_is_limited_to_public_prefixes() {
+    let relay = start_relay("[auth]\npublic = \"anon\"").await;
+    let client = relay.client(&[]);
+    // Inside the public prefix: works.
+    let _ok = publisher(&relay, &client, "moqt", "live").await;
+    // Outside it: refused with a reason (WebTransport: HTTP 401 at CONNECT).
+    let err = client.connect(&relay.url("https", "secret")).await.unwrap_err();
+    assert!(err.to_string().contains("401"), "{err}");
+    // Raw QUIC: the path arrives in SETUP, so the refusal is a close with code 2.
+    let connected = client.connect(&relay.url("moqt", "secret")).await.unwrap();
+    let session = MoqSession(connected.session);
+    let mut config = SessionConfig::new(connected.version);
+    config.setup.path = Some("/secret".into());
+    config.consume = Some(Origin::default());
+    let result = tokio::time::timeout(Duration::from_secs(5), session::run(session, config))
+        .await
+        .unwrap();
+    let err = result.unwrap_err().to_string();
+    assert!(
+        err.contains("unauthorized") || err.contains("code 2") || err.contains("not public"),
+        "{err}"
+    );
+}
