@@ -8,6 +8,7 @@
 
 mod error;
 pub mod model;
+pub mod stats;
 
 pub use error::{Error, Result};
 pub use model::*;

@@ -18,10 +18,11 @@ mod tests;
 use std::sync::{Arc, Mutex};
 
 use moq_proto::{DataStream, Path, Setup, Version};
-use tokio::task::JoinSet;
+use tokio::{sync::watch, task::JoinSet};
 
 use crate::{
     Error, Origin, Result,
+    stats::Stats,
     transport::{RecvStream, SendStream, Session},
 };
 use stream::{Reader, Writer};
@@ -111,6 +112,11 @@ pub struct Config {
     pub peer_setup: Option<Setup>,
     /// Limits on what the peer may open.
     pub limits: Limits,
+    /// Counters to update (shared across sessions by a relay).
+    pub stats: Arc<Stats>,
+    /// When this turns true, tell the peer we are going away (GOAWAY, lite-04+)
+    /// and keep serving until it leaves or the driver is dropped.
+    pub shutdown: Option<watch::Receiver<bool>>,
 }
 
 impl Config {
@@ -126,6 +132,8 @@ impl Config {
             setup: Setup::default(),
             peer_setup: None,
             limits: Limits::default(),
+            stats: Arc::default(),
+            shutdown: None,
         }
     }
 }
@@ -189,8 +197,21 @@ pub async fn run<S: Session>(session: S, config: Config) -> Result<()> {
         tasks.spawn(subscriber::announced(session.clone(), shared.clone()));
     }
 
+    let mut shutdown = shared.config.shutdown.clone();
+    let mut going_away = false;
     let result = loop {
         tokio::select! {
+            changed = async {
+                match shutdown.as_mut() {
+                    Some(rx) => rx.wait_for(|v| *v).await.map(|_| ()),
+                    None => std::future::pending().await,
+                }
+            }, if !going_away => {
+                going_away = true;
+                if changed.is_ok() && version.has_goaway() {
+                    tasks.spawn(publisher::goaway(session.clone(), version));
+                }
+            }
             stream = session.accept_bi() => {
                 let (send, recv) = match stream {
                     Ok(stream) => stream,

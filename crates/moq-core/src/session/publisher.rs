@@ -13,6 +13,7 @@ use tokio::task::{AbortHandle, JoinSet};
 use super::{Reader, Shared, Writer, reject};
 use crate::{
     BroadcastConsumer, Error, GroupConsumer, Result, TrackConsumer,
+    stats::{ActiveSubscription, Stats},
     transport::{RecvStream, SendStream, Session},
 };
 
@@ -222,6 +223,15 @@ async fn serve_announce<S: SendStream, R: RecvStream>(
     writer.finish().await
 }
 
+/// Tell the peer we are going away (lite-04+): it should reconnect, here or elsewhere.
+pub(crate) async fn goaway<S: Session>(session: S, version: Version) -> Result<()> {
+    let (send, _recv) = session.open_bi().await?;
+    let mut writer = Writer::new(send, version);
+    writer.queue(&ControlStream::Goaway)?;
+    writer.queue(&moq_proto::Goaway::default())?;
+    writer.finish().await
+}
+
 /// Send order: subscriber priority first, then newer groups first.
 fn priority(subscriber: u8, sequence: u64) -> i32 {
     ((i32::from(subscriber) - 128) << 23) | (sequence & 0x7f_ffff) as i32
@@ -240,6 +250,7 @@ async fn serve_subscribe<S: Session>(
     if served >= shared.config.limits.max_subscriptions {
         return Err(Error::Limit("subscriptions per session"));
     }
+    let _active = ActiveSubscription::new(&shared.config.stats);
     let broadcast = broadcast(shared, &subscribe.broadcast)?;
     let mut track = broadcast.subscribe(&subscribe.track)?;
     if let Some(start) = subscribe.range.start_group {
@@ -288,7 +299,8 @@ async fn serve_subscribe<S: Session>(
                         oldest.abort();
                     }
                 }
-                let handle = groups.spawn(serve_group(session.clone(), version, subscribe.id, prio, group));
+                let stats = shared.config.stats.clone();
+                let handle = groups.spawn(serve_group(session.clone(), version, subscribe.id, prio, group, stats));
                 in_flight.push_back(handle);
             }
             update = reader.decode_maybe::<SubscribeUpdate>() => {
@@ -333,8 +345,10 @@ async fn serve_group<S: Session>(
     subscribe: u64,
     prio: u8,
     mut group: GroupConsumer,
+    stats: Arc<Stats>,
 ) -> Result<()> {
     let sequence = group.sequence();
+    Stats::add(&stats.groups_sent, 1);
     let mut writer = Writer::new(session.open_uni().await?, version);
     writer.set_priority(priority(prio, sequence));
     writer.queue(&DataStream::Group)?;
@@ -345,7 +359,7 @@ async fn serve_group<S: Session>(
     })?;
     // Send the header at once: some clients fail a stream reset before its header arrives.
     writer.flush().await?;
-    let result = write_frames(&mut writer, version, &mut group, 0, None).await;
+    let result = write_frames(&mut writer, version, &mut group, 0, None, &stats).await;
     match result {
         Ok(()) => writer.finish().await,
         Err(err) => {
@@ -361,6 +375,7 @@ async fn write_frames<S: SendStream>(
     group: &mut GroupConsumer,
     start: u64,
     end: Option<u64>,
+    stats: &Stats,
 ) -> Result<()> {
     let mut cursor = TimestampCursor::new();
     let mut index = 0u64;
@@ -376,7 +391,10 @@ async fn write_frames<S: SendStream>(
                 timestamp_delta: if version.has_frame_timestamps() { delta } else { 0 },
                 size: frame.payload.len() as u64,
             })?;
+            let size = frame.payload.len() as u64;
             writer.payload(frame.payload).await?;
+            Stats::add(&stats.frames_sent, 1);
+            Stats::add(&stats.bytes_sent, size);
         }
         index += 1;
     }
@@ -393,7 +411,16 @@ async fn serve_fetch<S: SendStream, R: RecvStream>(
     let broadcast = broadcast(shared, &fetch.broadcast)?;
     let track = broadcast.subscribe(&fetch.track)?;
     let mut group = cached_group(&track, fetch.group).ok_or(Error::NotFound)?;
-    write_frames(writer, version, &mut group, fetch.start_frame, fetch.end_frame).await?;
+    let stats = &shared.config.stats;
+    write_frames(
+        writer,
+        version,
+        &mut group,
+        fetch.start_frame,
+        fetch.end_frame,
+        stats,
+    )
+    .await?;
     writer.finish().await
 }
 

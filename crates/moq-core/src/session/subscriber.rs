@@ -22,6 +22,7 @@ use super::{Reader, Shared, Writer};
 use crate::{
     BroadcastProducer, Error, Frame, Result, TrackInfo, TrackProducer,
     model::Publication,
+    stats::Stats,
     transport::{RecvStream, Session},
 };
 
@@ -353,6 +354,8 @@ async fn ingest_group<R: RecvStream>(shared: &Shared, mut reader: Reader<R>) -> 
             return Ok(());
         }
     };
+    let stats = &shared.config.stats;
+    Stats::add(&stats.groups_received, 1);
     let mut cursor = TimestampCursor::new();
     loop {
         let header = match reader.decode_maybe::<FrameHeader>().await {
@@ -380,6 +383,8 @@ async fn ingest_group<R: RecvStream>(shared: &Shared, mut reader: Reader<R>) -> 
                 return Ok(());
             }
         };
+        Stats::add(&stats.frames_received, 1);
+        Stats::add(&stats.bytes_received, header.size);
         group.write(Frame { timestamp, payload });
     }
     group.finish();
@@ -401,6 +406,10 @@ pub(crate) fn datagram(shared: &Shared, datagram: Bytes) {
     };
     // Datagrams may duplicate a group already received on a stream.
     if let Ok(mut group) = track.create_group(datagram.sequence) {
+        let stats = &shared.config.stats;
+        Stats::add(&stats.groups_received, 1);
+        Stats::add(&stats.frames_received, 1);
+        Stats::add(&stats.bytes_received, datagram.payload.len() as u64);
         group.write(Frame {
             timestamp: datagram.timestamp,
             payload: datagram.payload,

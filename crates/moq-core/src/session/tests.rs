@@ -327,3 +327,57 @@ async fn datagrams_deliver_single_frame_groups() {
     assert_eq!(got[0].0, 9);
     assert_eq!(got[0].1[0].payload, "dg");
 }
+
+#[tokio::test]
+async fn stats_count_media_in_and_out() {
+    let version = Version::Lite06;
+    let publisher = publisher("b");
+    let relay = Origin::default();
+    let mut relay_side = client(version, Some(relay.clone()), Some(relay.clone()));
+    let stats = relay_side.stats.clone();
+    relay_side.root = Path::empty();
+    connect(
+        client(version, Some(publisher.origin.clone()), None),
+        relay_side.clone(),
+    );
+    let viewer = Origin::default();
+    connect(relay_side, client(version, None, Some(viewer.clone())));
+    let broadcast = within(viewer.wait_for(&path("b"), Duration::from_secs(5)))
+        .await
+        .unwrap();
+    let mut track = broadcast.subscribe("seconds").unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    write_group(&publisher.track, 0, &["abc", "de"]);
+    read_frames(&mut track, 1).await;
+    use std::sync::atomic::Ordering::Relaxed;
+    // The relay received 5 payload bytes in 2 frames and sent the same to the viewer.
+    assert_eq!(stats.bytes_received.load(Relaxed), 5);
+    assert_eq!(stats.frames_received.load(Relaxed), 2);
+    assert_eq!(stats.groups_received.load(Relaxed), 1);
+    assert_eq!(stats.bytes_sent.load(Relaxed), 5);
+    assert_eq!(stats.frames_sent.load(Relaxed), 2);
+    assert_eq!(stats.groups_sent.load(Relaxed), 1);
+    assert_eq!(stats.subscriptions_active.load(Relaxed), 1);
+}
+
+#[tokio::test]
+async fn shutdown_sends_goaway() {
+    for version in [Version::Lite04, Version::Lite06] {
+        let (ours, peer) = mem::pair();
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let mut config = client(version, Some(Origin::default()), None);
+        config.shutdown = Some(rx);
+        tokio::spawn(run(ours, config));
+        tx.send(true).unwrap();
+        let (_send, recv) = within(peer.accept_bi()).await.unwrap();
+        let mut reader = stream::Reader::new(recv, version);
+        assert_eq!(
+            within(reader.decode::<ControlStream>()).await.unwrap(),
+            ControlStream::Goaway
+        );
+        assert_eq!(
+            within(reader.decode::<moq_proto::Goaway>()).await.unwrap().uri,
+            ""
+        );
+    }
+}
