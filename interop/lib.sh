@@ -9,6 +9,11 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/moq-interop.XXXXXX")
 PIDS=()
 
 cleanup() {
+    # spawn() also records PIDs in a file, so processes started in a subshell
+    # (e.g. port=$(start_our_relay)) are found too.
+    if [[ -f "$WORK/pids" ]]; then
+        while read -r pid; do kill "$pid" 2>/dev/null || true; done <"$WORK/pids"
+    fi
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$WORK"
@@ -25,6 +30,7 @@ spawn() {
     local name=$1; shift
     "$@" >"$WORK/$name.log" 2>&1 &
     PIDS+=($!)
+    echo $! >>"$WORK/pids"
 }
 
 # Wait until something answers on TCP 127.0.0.1:$1 (the relay's HTTP listener).

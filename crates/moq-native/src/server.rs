@@ -148,6 +148,22 @@ impl Server {
         self.certs.reload()
     }
 
+    /// When the first of the served certificates expires (`notAfter`).
+    pub fn certificate_expiry(&self) -> Option<std::time::SystemTime> {
+        let secs = u64::try_from(self.certs.not_after()?).ok()?;
+        Some(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+    }
+
+    /// The certificate and key files served, to watch for changes.
+    pub fn certificate_files(&self) -> Vec<std::path::PathBuf> {
+        self.certs.files()
+    }
+
+    /// Stop accepting new connections; established ones carry on.
+    pub fn stop_accepting(&self) {
+        self.endpoint.set_server_config(None);
+    }
+
     /// Wait for the next connection attempt. Returns `None` once the server is closed.
     ///
     /// This returns before any handshake work: a connection that cannot even be started

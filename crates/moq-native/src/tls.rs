@@ -300,6 +300,24 @@ impl Certs {
     pub(crate) fn fingerprints(&self) -> Vec<String> {
         self.current().iter().map(|c| c.fingerprint.clone()).collect()
     }
+
+    /// The earliest `notAfter` of the leaf certificates in use, in Unix seconds.
+    pub(crate) fn not_after(&self) -> Option<i64> {
+        self.current()
+            .iter()
+            .filter_map(|c| c.key.cert.first())
+            .filter_map(|der| x509_parser::parse_x509_certificate(der).ok())
+            .map(|(_, cert)| cert.validity().not_after.timestamp())
+            .min()
+    }
+
+    /// The certificate and key files being served (empty for a generated certificate).
+    pub(crate) fn files(&self) -> Vec<PathBuf> {
+        self.files
+            .iter()
+            .flat_map(|(c, k)| [c.clone(), k.clone()])
+            .collect()
+    }
 }
 
 impl ResolvesServerCert for Certs {

@@ -51,7 +51,13 @@ impl Web {
             .route("/announced", get(announced_root))
             .route("/announced/{*prefix}", get(announced))
             .route("/fetch/{*path}", get(fetch))
-            .with_state(state);
+            .with_state(state)
+            // Browsers on any origin fetch /certificate.sha256 and the other endpoints.
+            .layer(
+                tower_http::cors::CorsLayer::new()
+                    .allow_origin(tower_http::cors::Any)
+                    .allow_methods([axum::http::Method::GET]),
+            );
         Ok(Self { listener, router })
     }
 
@@ -92,10 +98,14 @@ async fn list(State(state): State<WebState>, prefix: &str) -> Response {
     let Ok(prefix) = Path::new(prefix) else {
         return error(StatusCode::BAD_REQUEST, "bad prefix");
     };
+    // One path per line, relative to the prefix (as the reference relay lists them).
     let mut body = String::new();
     for path in state.shared.origin.paths() {
-        if path.has_prefix(&prefix) && state.shared.public.can_subscribe(&path) {
-            body.push_str(path.as_str());
+        if !state.shared.public.can_subscribe(&path) {
+            continue;
+        }
+        if let Some(suffix) = path.strip_prefix(&prefix) {
+            body.push_str(suffix);
             body.push('\n');
         }
     }

@@ -507,7 +507,7 @@ async fn http_endpoints() {
     assert_eq!((status, body.as_str()), (200, relay.fingerprint.as_str()));
     assert_eq!(get("/health").await, (200, "ok\n".to_string()));
     assert_eq!(get("/announced").await, (200, "anon/live\n".to_string()));
-    assert_eq!(get("/announced/anon").await, (200, "anon/live\n".to_string()));
+    assert_eq!(get("/announced/anon").await, (200, "live\n".to_string()));
     assert_eq!(get("/announced/other").await, (200, String::new()));
 
     write_group(&publisher.track, 0, 3, 4);
@@ -517,6 +517,22 @@ async fn http_endpoints() {
     assert_eq!(body, "0:0:0:1:0:2:");
     let (status, _) = get("/fetch/anon/missing/video").await;
     assert_eq!(status, 404);
+
+    // Browser pages on another origin may read the fingerprint (CORS).
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(relay.web).await.unwrap();
+    stream
+        .write_all(b"GET /certificate.sha256 HTTP/1.1\r\nHost: x\r\nOrigin: http://example.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("access-control-allow-origin: *"),
+        "{response}"
+    );
 }
 
 /// A minimal HTTP/1.1 GET over TCP: (status, body).
