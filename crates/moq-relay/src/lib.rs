@@ -4,7 +4,10 @@
 //! This crate must never log a token or a key, nor start anything while loading its config.
 
 pub mod config;
+pub mod internal;
+pub mod metrics;
 pub mod relay;
+pub mod systemd;
 pub mod web;
 
-pub use relay::Relay;
+pub use relay::{Handle, Relay};

@@ -1,11 +1,14 @@
 //! `moq-relay`: the relay server. With no arguments it runs a development relay on
 //! `[::]:4443` (self-signed certificate, anonymous access) and prints how to use it.
 
-use std::process::ExitCode;
+use std::{process::ExitCode, time::Duration};
+
+use tokio::signal::unix::{SignalKind, signal};
 
 use moq_relay::{
     Relay,
     config::{Config, ConfigError, LogFormat},
+    systemd,
 };
 
 fn main() -> ExitCode {
@@ -61,14 +64,41 @@ fn init_logging(config: &Config) {
     }
 }
 
+/// Warn, with the fix, when the kernel caps UDP socket buffers below what a
+/// busy QUIC server needs (bursts are dropped in the kernel otherwise).
+fn check_udp_buffers() {
+    const WANT: u64 = 7_500_000;
+    let read = |name: &str| {
+        std::fs::read_to_string(format!("/proc/sys/net/core/{name}"))
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    let (Some(rmem), Some(wmem)) = (read("rmem_max"), read("wmem_max")) else {
+        return;
+    };
+    if rmem < WANT || wmem < WANT {
+        tracing::warn!(
+            rmem_max = rmem,
+            wmem_max = wmem,
+            "UDP socket buffers are small for a relay; run: sysctl -w net.core.rmem_max={WANT} net.core.wmem_max={WANT} \
+             (and persist it in /etc/sysctl.d/)"
+        );
+    }
+}
+
 async fn serve(config: Config) -> anyhow::Result<()> {
     let development = config.development;
+    let drain_timeout = config.drain_timeout.unwrap_or(Duration::from_secs(10));
+    check_udp_buffers();
     let relay = Relay::bind(config).await?;
     let quic = relay.quic_addr()?;
     let versions: Vec<&str> = relay.quic.versions().iter().map(|v| v.alpn()).collect();
     tracing::info!(%quic, versions = %versions.join(","), "listening for QUIC and WebTransport");
     if let Some(web) = relay.web_addr() {
         tracing::info!(%web, "listening for HTTP");
+    }
+    if let Some(internal) = relay.internal_addr() {
+        tracing::info!(%internal, "listening for ops (metrics, health, readiness)");
     }
     if development {
         let port = quic.port();
@@ -87,11 +117,37 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         println!("  watch it:         moq clock http://localhost:{port}/anon --broadcast clock");
         println!("  list broadcasts:  moq announced http://localhost:{port}/anon");
     }
-    tokio::select! {
-        result = relay.run() => result,
-        _ = tokio::signal::ctrl_c() => {
-            tracing::info!("interrupted; shutting down");
-            Ok(())
+
+    let handle = relay.handle();
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    let watchdog = systemd::watchdog_interval().map(|interval| tokio::spawn(systemd::watchdog(interval)));
+    systemd::notify("READY=1");
+
+    let run = relay.run();
+    tokio::pin!(run);
+    let result = loop {
+        tokio::select! {
+            result = &mut run => break result,
+            _ = hangup.recv() => match handle.reload_certificates() {
+                Ok(()) => tracing::info!("SIGHUP: certificates reloaded"),
+                Err(err) => tracing::warn!(%err, "SIGHUP: certificates not reloaded; keeping the old ones"),
+            },
+            _ = terminate.recv() => {
+                tracing::info!(timeout = ?drain_timeout, "SIGTERM: draining");
+                systemd::notify("STOPPING=1");
+                let left = handle.drain(drain_timeout).await;
+                tracing::info!(left, "drained; exiting");
+                break Ok(());
+            }
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("interrupted; shutting down");
+                break Ok(());
+            }
         }
+    };
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
     }
+    result
 }

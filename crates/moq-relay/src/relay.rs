@@ -1,19 +1,31 @@
 //! The relay: a QUIC/WebTransport listener and an HTTP listener in front of
 //! one shared origin, with a gate that decides what each session may do.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use anyhow::Context;
 use moq_core::{
     Origin,
     model::cache::{Cache, CacheConfig},
     session::{self, Permissions},
+    stats::Stats,
 };
 use moq_native::{Transport, adapter::MoqSession, server};
 use moq_proto::Path;
+use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::{config::Config, web};
+use crate::{
+    config::Config,
+    internal,
+    metrics::{Metrics, SessionLabels},
+    web,
+};
 
 /// How long a raw-QUIC client has to send its SETUP (which carries its path).
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -87,6 +99,25 @@ fn relative(prefixes: &[Path], root: &Path) -> Vec<Path> {
     out
 }
 
+/// A live session, for `/sessions` and QUIC statistics.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    /// Connection id (as in the log span).
+    pub id: u64,
+    /// Remote address.
+    pub peer: SocketAddr,
+    /// The session root.
+    pub path: String,
+    /// Negotiated version.
+    pub version: String,
+    /// `quic` or `webtransport`.
+    pub transport: String,
+    /// When it was accepted.
+    pub since: std::time::Instant,
+    /// The QUIC connection, for its statistics.
+    pub connection: moq_native::quinn::Connection,
+}
+
 /// What every connection task shares.
 #[derive(Debug)]
 pub struct Shared {
@@ -96,6 +127,55 @@ pub struct Shared {
     pub public: Public,
     /// This relay's hop id (0 = none).
     pub hop: u64,
+    /// This relay's public URL, if configured.
+    pub node: Option<String>,
+    /// Media counters, shared by every session.
+    pub stats: Arc<Stats>,
+    /// Every metric.
+    pub metrics: Metrics,
+    /// Turns true when draining: sessions are told to go away.
+    pub draining: watch::Sender<bool>,
+    sessions: Mutex<HashMap<u64, SessionInfo>>,
+}
+
+impl Shared {
+    /// The sessions open now.
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        self.lock_sessions().values().cloned().collect()
+    }
+
+    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<u64, SessionInfo>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the relay should receive traffic, and why not.
+    pub fn ready(&self) -> Result<(), &'static str> {
+        if *self.draining.borrow() {
+            return Err("draining");
+        }
+        if self.metrics.ready.get() != 1 {
+            return Err("starting");
+        }
+        Ok(())
+    }
+}
+
+/// Removes a session from the registry and the active gauge when it ends.
+struct Registered<'a> {
+    shared: &'a Shared,
+    id: u64,
+    labels: SessionLabels,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.shared.lock_sessions().remove(&self.id);
+        self.shared
+            .metrics
+            .sessions_active
+            .get_or_create(&self.labels)
+            .dec();
+    }
 }
 
 /// A bound relay, ready to [`run`](Relay::run).
@@ -105,9 +185,67 @@ pub struct Relay {
     /// State shared with every session.
     pub shared: Arc<Shared>,
     /// The QUIC + WebTransport listener.
-    pub quic: server::Server,
+    pub quic: Arc<server::Server>,
     /// The HTTP listener (certificate fingerprint, announced, fetch, health).
     pub web: Option<web::Web>,
+    /// The internal ops listener (metrics, health, readiness).
+    pub internal: Option<internal::Internal>,
+}
+
+/// Controls a running relay: drain it, reload its certificates.
+#[derive(Clone)]
+pub struct Handle {
+    shared: Arc<Shared>,
+    quic: Arc<server::Server>,
+}
+
+impl Handle {
+    /// Stop accepting, tell every session to go away (GOAWAY), and wait up to
+    /// `timeout` for them to leave. Returns how many were still open.
+    pub async fn drain(&self, timeout: Duration) -> usize {
+        self.shared.metrics.ready.set(0);
+        self.quic.stop_accepting();
+        self.shared.draining.send_replace(true);
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.shared.lock_sessions().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let left = self.shared.lock_sessions().len();
+        self.quic.close();
+        left
+    }
+
+    /// Re-read the certificate and key files (keeping the old ones if the new are bad).
+    pub fn reload_certificates(&self) -> anyhow::Result<()> {
+        self.quic.reload_certificates()?;
+        record_expiry(&self.shared, &self.quic);
+        Ok(())
+    }
+
+    /// The shared state.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
+/// Export the certificate's expiry and warn when it is close.
+fn record_expiry(shared: &Shared, quic: &server::Server) {
+    let Some(expiry) = quic.certificate_expiry() else {
+        return;
+    };
+    let unix = expiry
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    shared.metrics.cert_expiry.set(unix as i64);
+    let left = expiry
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    if left < Duration::from_secs(7 * 86_400) {
+        tracing::warn!(
+            days = left.as_secs() / 86_400,
+            "TLS certificate expires within 7 days"
+        );
+    }
 }
 
 fn total_memory() -> u64 {
@@ -151,11 +289,21 @@ impl Relay {
             duration: config.cache.duration,
         });
         let linger = config.cluster.linger.unwrap_or(Duration::from_secs(5));
+        let stats = Arc::new(Stats::default());
+        let origin = Origin::new(cache.clone(), linger);
+        let metrics = Metrics::new(stats.clone(), cache.stats().clone(), origin.clone());
         let shared = Arc::new(Shared {
-            origin: Origin::new(cache, linger),
+            origin,
             public: Public::from_config(&config)?,
             hop: config.cluster.id.unwrap_or(0),
+            node: config.cluster.node.clone(),
+            stats,
+            metrics,
+            draining: watch::channel(false).0,
+            sessions: Mutex::default(),
         });
+        let quic = Arc::new(quic);
+        record_expiry(&shared, &quic);
 
         let web = match &config.web.http.listen {
             Some(listen) => {
@@ -175,12 +323,40 @@ impl Relay {
             }
             None => None,
         };
+        let internal = match &config.internal.listen {
+            Some(listen) => {
+                let addr = *listen
+                    .resolve()
+                    .with_context(|| {
+                        format!("cannot resolve [internal] listen {}:{}", listen.host, listen.port)
+                    })?
+                    .first()
+                    .context("[internal] listen resolved to nothing")?;
+                Some(internal::Internal::bind(addr, shared.clone()).await?)
+            }
+            None => None,
+        };
+        shared.metrics.ready.set(1);
         Ok(Self {
             config,
             shared,
             quic,
             web,
+            internal,
         })
+    }
+
+    /// A handle to drain the relay or reload its certificates while it runs.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            shared: self.shared.clone(),
+            quic: self.quic.clone(),
+        }
+    }
+
+    /// The internal listener's address, if there is one.
+    pub fn internal_addr(&self) -> Option<SocketAddr> {
+        self.internal.as_ref().and_then(|i| i.local_addr().ok())
     }
 
     /// The QUIC listener's address.
@@ -195,17 +371,80 @@ impl Relay {
 
     /// Serve until the listener closes.
     pub async fn run(self) -> anyhow::Result<()> {
+        let watcher = tokio::spawn(watch_certificates(self.handle()));
+        let sampler = tokio::spawn(sample_quic(self.shared.clone()));
         let web = self.web.map(|web| tokio::spawn(web.run()));
+        let internal = self.internal.map(|i| tokio::spawn(i.run()));
         let mut next_id = 0u64;
         while let Some(incoming) = self.quic.accept().await {
             next_id += 1;
-            let span = tracing::info_span!("conn", id = next_id, peer = %incoming.remote_addr());
-            tokio::spawn(serve(self.shared.clone(), incoming).instrument(span));
+            let span = tracing::info_span!(
+                "conn",
+                id = next_id,
+                peer = %incoming.remote_addr(),
+                path = tracing::field::Empty,
+                version = tracing::field::Empty,
+            );
+            tokio::spawn(serve(self.shared.clone(), incoming, next_id).instrument(span));
         }
-        if let Some(web) = web {
-            web.abort();
+        for task in [web, internal].into_iter().flatten() {
+            task.abort();
         }
+        sampler.abort();
+        watcher.abort();
         Ok(())
+    }
+}
+
+/// Sample RTT, congestion window and losses of live connections.
+async fn sample_quic(shared: Arc<Shared>) {
+    let mut ticker = tokio::time::interval(crate::metrics::QUIC_SAMPLE_INTERVAL);
+    let mut lost_seen: HashMap<u64, u64> = HashMap::new();
+    loop {
+        ticker.tick().await;
+        let sessions = shared.sessions();
+        let mut cwnd = 0u64;
+        let mut live = HashMap::new();
+        for session in &sessions {
+            let stats = session.connection.stats();
+            shared.metrics.quic_rtt.observe(stats.path.rtt.as_secs_f64());
+            cwnd += stats.path.cwnd;
+            let lost = stats.path.lost_packets;
+            let before = lost_seen.get(&session.id).copied().unwrap_or(0);
+            shared.metrics.quic_lost.inc_by(lost.saturating_sub(before));
+            live.insert(session.id, lost);
+        }
+        lost_seen = live;
+        shared.metrics.quic_cwnd.set(cwnd as i64);
+    }
+}
+
+/// Reload the certificate when its files change (polled: no inotify needed).
+async fn watch_certificates(handle: Handle) {
+    let files = handle.quic.certificate_files();
+    if files.is_empty() {
+        return;
+    }
+    let stamp = |files: &[std::path::PathBuf]| -> Vec<Option<std::time::SystemTime>> {
+        files
+            .iter()
+            .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+            .collect()
+    };
+    let mut last = stamp(&files);
+    let mut ticker = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        ticker.tick().await;
+        let now = stamp(&files);
+        if now != last {
+            last = now;
+            match handle.reload_certificates() {
+                Ok(()) => tracing::info!("certificate files changed; reloaded"),
+                Err(err) => {
+                    tracing::warn!(%err, "certificate files changed but could not be loaded; keeping the old ones")
+                }
+            }
+        }
     }
 }
 
@@ -242,20 +481,25 @@ fn percent_decode(s: &str) -> Result<String, String> {
     String::from_utf8(out).map_err(|_| format!("path '{s}' is not UTF-8"))
 }
 
-async fn serve(shared: Arc<Shared>, incoming: server::Incoming) {
+async fn serve(shared: Arc<Shared>, incoming: server::Incoming, id: u64) {
     let request = match incoming.accept().await {
         Ok(request) => request,
         Err(err) => {
             tracing::debug!(%err, "handshake failed");
+            shared.metrics.refused("handshake");
             return;
         }
     };
     let Some(version) = request.version() else {
         tracing::info!(offered = ?request.protocols(), "refused: no common moq-lite version");
+        shared.metrics.refused("version");
         let _ = request.reject(406).await;
         return;
     };
     let transport = request.transport();
+    let connection = request.connection().clone();
+    let peer = request.remote_addr();
+    tracing::Span::current().record("version", version.alpn());
 
     // WebTransport carries the path in its URL: decide before accepting.
     let (session, root, peer_setup) = match transport {
@@ -265,14 +509,15 @@ async fn serve(shared: Arc<Shared>, incoming: server::Incoming) {
                 Ok(root) => root,
                 Err(reason) => {
                     tracing::info!(%reason, "refused");
+                    shared.metrics.refused("bad_path");
                     let _ = request.reject(400).await;
                     return;
                 }
             };
-            if shared.public.permissions(&root).publish.is_empty()
-                && shared.public.permissions(&root).subscribe.is_empty()
-            {
+            let permissions = shared.public.permissions(&root);
+            if permissions.publish.is_empty() && permissions.subscribe.is_empty() {
                 tracing::info!(path = %root, reason = "no token and the path is not public", "refused");
+                shared.metrics.auth_failed("no_token");
                 let _ = request.reject(401).await;
                 return;
             }
@@ -300,11 +545,13 @@ async fn serve(shared: Arc<Shared>, incoming: server::Incoming) {
                     Ok(Ok(setup)) => setup,
                     Ok(Err(err)) => {
                         tracing::info!(%err, "refused: bad SETUP");
+                        shared.metrics.refused("bad_setup");
                         moq_core::transport::Session::close(&session, err.session_code(), &err.to_string());
                         return;
                     }
                     Err(_) => {
                         tracing::info!("refused: no SETUP within {SETUP_TIMEOUT:?}");
+                        shared.metrics.refused("setup_timeout");
                         moq_core::transport::Session::close(&session, 0x11, "no SETUP");
                         return;
                     }
@@ -312,6 +559,7 @@ async fn serve(shared: Arc<Shared>, incoming: server::Incoming) {
                 let root = match request_path(setup.path.as_deref().unwrap_or("")) {
                     Ok(root) => root,
                     Err(reason) => {
+                        shared.metrics.refused("bad_path");
                         moq_core::transport::Session::close(&session, 0x3, &reason);
                         return;
                     }
@@ -326,6 +574,7 @@ async fn serve(shared: Arc<Shared>, incoming: server::Incoming) {
     let permissions = shared.public.permissions(&root);
     if permissions.publish.is_empty() && permissions.subscribe.is_empty() {
         tracing::info!(path = %root, reason = "no token and the path is not public", "refused");
+        shared.metrics.auth_failed("no_token");
         moq_core::transport::Session::close(
             &session,
             0x2,
@@ -333,7 +582,31 @@ async fn serve(shared: Arc<Shared>, incoming: server::Incoming) {
         );
         return;
     }
+    tracing::Span::current().record("path", root.as_str());
     tracing::info!(%version, %transport, path = %root, "session accepted");
+    let labels = SessionLabels {
+        transport: transport.to_string(),
+        version: version.alpn().to_string(),
+    };
+    shared.metrics.sessions_total.get_or_create(&labels).inc();
+    shared.metrics.sessions_active.get_or_create(&labels).inc();
+    shared.lock_sessions().insert(
+        id,
+        SessionInfo {
+            id,
+            peer,
+            path: root.as_str().to_string(),
+            version: version.alpn().to_string(),
+            transport: transport.to_string(),
+            since: std::time::Instant::now(),
+            connection,
+        },
+    );
+    let _registered = Registered {
+        shared: &shared,
+        id,
+        labels,
+    };
     let mut config = session::Config::new(version);
     config.publish = (!permissions.subscribe.is_empty()).then(|| shared.origin.clone());
     config.consume = (!permissions.publish.is_empty()).then(|| shared.origin.clone());
@@ -341,6 +614,8 @@ async fn serve(shared: Arc<Shared>, incoming: server::Incoming) {
     config.permissions = permissions;
     config.hop = shared.hop;
     config.peer_setup = peer_setup;
+    config.stats = shared.stats.clone();
+    config.shutdown = Some(shared.draining.subscribe());
     match session::run(session, config).await {
         Ok(()) => tracing::info!("session closed"),
         Err(err) => tracing::info!(%err, "session ended"),

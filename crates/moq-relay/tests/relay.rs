@@ -25,6 +25,7 @@ struct TestRelay {
     quic: SocketAddr,
     web: SocketAddr,
     fingerprint: String,
+    internal: Option<SocketAddr>,
 }
 
 async fn start_relay(extra: &str) -> TestRelay {
@@ -51,11 +52,13 @@ listen = "127.0.0.1:0"
     let quic = relay.quic_addr().unwrap();
     let web = relay.web_addr().unwrap();
     let fingerprint = relay.quic.fingerprints()[0].clone();
+    let internal = relay.internal_addr();
     tokio::spawn(relay.run());
     TestRelay {
         quic,
         web,
         fingerprint,
+        internal,
     }
 }
 
@@ -413,6 +416,7 @@ async fn spawn_relay(extra: &[&str]) -> RelayProcess {
             quic: web,
             web,
             fingerprint,
+            internal: None,
         },
     }
 }
@@ -597,4 +601,174 @@ async fn anonymous_access_is_limited_to_public_prefixes() {
         err.contains("unauthorized") || err.contains("code 2") || err.contains("not public"),
         "{err}"
     );
+}
+
+/// The value of one sample in a Prometheus text exposition.
+fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.strip_prefix(name_and_labels)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_real_traffic() {
+    let relay = start_relay("[internal]\nlisten = \"127.0.0.1:0\"\n[auth]\npublic = \"anon\"").await;
+    let internal = relay.internal.unwrap();
+    let client = relay.client(&[]);
+    let publisher = publisher(&relay, &client, "moqt", "live").await;
+    let mut subscribers = Vec::new();
+    for _ in 0..3 {
+        subscribers.push(subscriber(&relay, &client, "https", "live").await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for seq in 0..2 {
+        write_group(&publisher.track, seq, 5, 1000);
+    }
+    for (track, _) in &mut subscribers {
+        read_groups(track, 2).await;
+    }
+    // One refused session: no token, outside the public prefix.
+    let _ = client.connect(&relay.url("https", "secret")).await;
+
+    let (status, text) = http_get(&format!("http://{internal}/metrics")).await;
+    assert_eq!(status, 200);
+    // 10 frames of 1000 bytes in, to each of 3 subscribers out.
+    assert_eq!(
+        sample(&text, "moq_relay_bytes_received_total"),
+        Some(10_000.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "moq_relay_bytes_sent_total"),
+        Some(30_000.0),
+        "{text}"
+    );
+    assert_eq!(sample(&text, "moq_relay_frames_received_total"), Some(10.0));
+    assert_eq!(sample(&text, "moq_relay_groups_sent_total"), Some(6.0));
+    assert_eq!(sample(&text, "moq_relay_subscriptions_active"), Some(3.0));
+    assert_eq!(sample(&text, "moq_relay_broadcasts_active"), Some(1.0));
+    assert_eq!(
+        sample(
+            &text,
+            "moq_relay_sessions_active{transport=\"webtransport\",version=\"moq-lite-06\"}"
+        ),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "moq_relay_auth_failures_total{reason=\"no_token\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(sample(&text, "moq_relay_ready"), Some(1.0));
+    assert!(sample(&text, "moq_relay_tls_certificate_expiry_timestamp_seconds").unwrap() > 1.7e9);
+    assert!(sample(&text, "process_resident_memory_bytes").unwrap() > 0.0);
+    assert!(text.contains("moq_relay_build_info{version="), "{text}");
+
+    let (status, body) = http_get(&format!("http://{internal}/sessions")).await;
+    assert_eq!(status, 200);
+    let sessions: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(sessions.as_array().unwrap().len(), 4, "{body}");
+    assert_eq!(http_get(&format!("http://{internal}/health")).await.0, 200);
+    drop(publisher);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_turns_ready_off_and_sends_goaway() {
+    let text = "[server]\nlisten = \"127.0.0.1:0\"\ntls.generate = [\"localhost\"]\n[web.http]\nlisten = \"127.0.0.1:0\"\n[internal]\nlisten = \"127.0.0.1:0\"\n[auth]\npublic = \"\"";
+    let config = Config::from_toml(text, FsPath::new("test.toml")).unwrap();
+    let relay = Relay::bind(config).await.unwrap();
+    let internal = relay.internal_addr().unwrap();
+    let test = TestRelay {
+        quic: relay.quic_addr().unwrap(),
+        web: relay.web_addr().unwrap(),
+        fingerprint: relay.quic.fingerprints()[0].clone(),
+        internal: None,
+    };
+    let handle = relay.handle();
+    tokio::spawn(relay.run());
+    assert_eq!(http_get(&format!("http://{internal}/ready")).await.0, 200);
+
+    // A lite-04 WebTransport client that only listens for what the relay opens.
+    let client = test.client(&[Version::Lite04]);
+    let connected = client.connect(&test.url("https", "anon")).await.unwrap();
+    let session = MoqSession(connected.session);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let drain = tokio::spawn({
+        let handle = handle.clone();
+        async move { handle.drain(Duration::from_secs(2)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, body) = http_get(&format!("http://{internal}/ready")).await;
+    assert_eq!((status, body.as_str()), (503, "not ready: draining\n"));
+
+    // The relay opens an Announce stream (pull model) and then a Goaway stream.
+    let mut saw_goaway = false;
+    for _ in 0..2 {
+        let (_send, mut recv) = tokio::time::timeout(Duration::from_secs(2), session.accept_bi())
+            .await
+            .unwrap()
+            .unwrap();
+        let chunk = moq_core::transport::RecvStream::read_chunk(&mut recv, 1)
+            .await
+            .unwrap()
+            .unwrap();
+        if chunk[0] == moq_proto::ControlStream::Goaway.code() as u8 {
+            saw_goaway = true;
+            break;
+        }
+    }
+    assert!(saw_goaway, "GOAWAY sent on drain");
+    // Nobody left on their own: the drain gives up after its timeout and closes.
+    assert_eq!(drain.await.unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_exits_zero() {
+    let port = free_port();
+    let internal = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let internal_addr = format!("127.0.0.1:{internal}");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_moq-relay"))
+        .args([
+            "--server-bind",
+            &addr,
+            "--tls-generate",
+            "localhost",
+            "--web-http-listen",
+            &addr,
+        ])
+        .args([
+            "--auth-public",
+            "",
+            "--internal-listen",
+            &internal_addr,
+            "--drain-timeout",
+            "1s",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(&internal_addr).await.is_err() {
+        assert!(Instant::now() < deadline, "relay did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let started = Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(exit.code(), Some(0));
+    assert!(started.elapsed() < Duration::from_secs(5));
 }
