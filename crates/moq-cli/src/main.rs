@@ -2,6 +2,7 @@
 //! relay (moq-lite 03–06 over raw QUIC or WebTransport).
 
 mod clock;
+mod token;
 
 use std::{
     io::{BufRead, Read, Write},
@@ -66,6 +67,8 @@ enum Command {
     Clock(ClockArgs),
     /// List the broadcasts announced under a prefix.
     Announced(AnnouncedArgs),
+    /// Generate keys, and sign and verify tokens.
+    Token(token::TokenArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -167,6 +170,9 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Token(args) = cli.command {
+        return token::run(args);
+    }
     let client = client::Client::new(client::Config {
         tls: client::ClientTls {
             roots: cli.tls.roots.clone(),
@@ -177,7 +183,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         versions: cli.versions.clone(),
         ..Default::default()
     })?;
-    match cli.command {
+    let result = match cli.command {
         Command::Publish { source } => publish(&client, source).await,
         Command::Subscribe(args) => subscribe(&client, args).await,
         Command::Clock(args) => {
@@ -185,7 +191,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             clock::subscribe(track, args.count).await
         }
         Command::Announced(args) => announced(&client, args).await,
-    }
+        Command::Token(_) => Ok(()),
+    };
+    // Tell the relay we are gone rather than leaving it to time the session out.
+    client.close_and_wait(Duration::from_millis(500)).await;
+    result
 }
 
 /// A connected session: its driver runs in the background.

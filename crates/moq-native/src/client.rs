@@ -207,6 +207,13 @@ impl Client {
         self.endpoint.close(0u32.into(), b"client closing");
     }
 
+    /// Close every connection and wait (up to `timeout`) until the peers have been
+    /// told, so a process that exits right after does not leave sessions behind.
+    pub async fn close_and_wait(&self, timeout: std::time::Duration) {
+        self.close();
+        let _ = tokio::time::timeout(timeout, self.endpoint.wait_idle()).await;
+    }
+
     pub(crate) fn verifier(&self, target: &Target) -> Result<Arc<dyn ServerCertVerifier>, Error> {
         self.verifier.clone().ok_or_else(|| Error::NoRoots {
             host: target.host.clone(),

@@ -120,7 +120,20 @@ fn socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     {
         tracing::warn!(%addr, %err, "cannot make the IPv6 socket dual-stack; IPv4 peers will not reach it");
     }
+    // Bursts of datagrams are dropped in the kernel when these buffers are small.
+    // The kernel caps the request at net.core.{r,w}mem_max; ask anyway.
+    for (what, result) in [
+        ("receive", socket.set_recv_buffer_size(SOCKET_BUFFER)),
+        ("send", socket.set_send_buffer_size(SOCKET_BUFFER)),
+    ] {
+        if let Err(err) = result {
+            tracing::debug!(%addr, %err, "cannot set the UDP {what} buffer size");
+        }
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     Ok(socket.into())
 }
+
+/// UDP socket buffer size requested for every endpoint, in bytes.
+pub const SOCKET_BUFFER: usize = 8 << 20;

@@ -170,21 +170,14 @@ impl Server {
     /// is logged at debug and skipped, never ending the loop. Run [`Incoming::accept`]
     /// in a task per connection so a slow peer does not hold up the others.
     pub async fn accept(&self) -> Option<Incoming> {
-        loop {
-            let incoming = self.endpoint.accept().await?;
-            let remote = canonical(incoming.remote_address());
-            match incoming.accept() {
-                Ok(connecting) => {
-                    return Some(Incoming {
-                        connecting,
-                        remote,
-                        versions: self.versions.clone(),
-                        handshake_timeout: self.handshake_timeout,
-                    });
-                }
-                Err(err) => tracing::debug!(%remote, %err, "connection attempt failed"),
-            }
-        }
+        let incoming = self.endpoint.accept().await?;
+        let remote = canonical(incoming.remote_address());
+        Some(Incoming {
+            incoming,
+            remote,
+            versions: self.versions.clone(),
+            handshake_timeout: self.handshake_timeout,
+        })
     }
 
     /// Close every connection with application code 0 and stop accepting.
@@ -202,7 +195,7 @@ impl Server {
 /// A connection attempt whose handshake has not run yet.
 #[derive(Debug)]
 pub struct Incoming {
-    connecting: quinn::Connecting,
+    incoming: quinn::Incoming,
     remote: SocketAddr,
     versions: Arc<[Version]>,
     handshake_timeout: Duration,
@@ -224,10 +217,19 @@ impl Incoming {
             .map_err(|_| Error::Timeout { addr, after })?
     }
 
+    /// Refuse the connection before any handshake work (QUIC CONNECTION_REFUSED):
+    /// the cheap answer to a flood.
+    pub fn refuse(self) {
+        self.incoming.refuse();
+    }
+
     async fn handshake(self) -> Result<Request, Error> {
         let remote = self.remote;
-        let conn = self
-            .connecting
+        let connecting = self
+            .incoming
+            .accept()
+            .map_err(|source| Error::Connection { addr: remote, source })?;
+        let conn = connecting
             .await
             .map_err(|source| Error::Connection { addr: remote, source })?;
 

@@ -824,9 +824,11 @@ async fn handshake_timeout_drops_a_silent_webtransport_client() {
         .connect_with(raw_config(verifier, b"h3"), addr, "localhost")
         .unwrap();
 
-    let (incoming, conn) = bounded(async { tokio::join!(server.accept(), connecting) }).await;
+    // The server starts the handshake only when it accepts the incoming connection.
+    let incoming = bounded(server.accept()).await.unwrap();
+    let (result, conn) = bounded(async { tokio::join!(incoming.accept(), connecting) }).await;
     let _conn = conn.unwrap();
-    let err = bounded(incoming.unwrap().accept()).await.unwrap_err();
+    let err = result.unwrap_err();
     eprintln!("{err}");
     assert!(matches!(err, Error::Timeout { .. }), "{err}");
 }
@@ -989,9 +991,12 @@ async fn webtransport_handshake_errors_keep_their_detail() {
     let connecting = endpoint
         .connect_with(raw_config(verifier, b"h3"), addr, "localhost")
         .unwrap();
-    let (incoming, conn) = bounded(async { tokio::join!(server.accept(), connecting) }).await;
-    conn.unwrap().close(7u32.into(), b"bye");
-    let err = bounded(incoming.unwrap().accept()).await.unwrap_err();
+    // The server starts the handshake only when it accepts the incoming connection.
+    let incoming = bounded(server.accept()).await.unwrap();
+    let accept = tokio::spawn(incoming.accept());
+    let conn = bounded(connecting).await.unwrap();
+    conn.close(7u32.into(), b"bye");
+    let err = bounded(accept).await.unwrap().unwrap_err();
     eprintln!("{err}");
     assert!(matches!(err, Error::WebTransportAccept { .. }), "{err}");
     assert!(err.to_string().contains("bye"), "{err}");

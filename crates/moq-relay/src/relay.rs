@@ -3,7 +3,7 @@
 
 use std::{
     collections::HashMap,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -20,6 +20,8 @@ use moq_proto::Path;
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use moq_auth::{Claims, KeySet, Public};
+
 use crate::{
     config::Config,
     internal,
@@ -29,75 +31,6 @@ use crate::{
 
 /// How long a raw-QUIC client has to send its SETUP (which carries its path).
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Anonymous access, as absolute path prefixes.
-#[derive(Debug, Clone, Default)]
-pub struct Public {
-    /// Prefixes anyone may subscribe to.
-    pub subscribe: Vec<Path>,
-    /// Prefixes anyone may publish under.
-    pub publish: Vec<Path>,
-}
-
-/// Turn a configured prefix (`""`, `anon`, or a 0.17-style glob `anon/**`) into a path.
-fn prefix(raw: &str) -> anyhow::Result<Path> {
-    let trimmed = raw.trim_end_matches("**").trim_end_matches('/');
-    if trimmed.contains('*') {
-        anyhow::bail!("public prefix '{raw}': only a trailing '/**' wildcard is supported");
-    }
-    Path::new(trimmed).with_context(|| format!("public prefix '{raw}'"))
-}
-
-impl Public {
-    /// From the `[auth] public` setting.
-    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
-        let Some(public) = &config.auth.public else {
-            return Ok(Self::default());
-        };
-        Ok(Self {
-            subscribe: public
-                .subscribe
-                .iter()
-                .map(|p| prefix(p))
-                .collect::<Result<_, _>>()?,
-            publish: public
-                .publish
-                .iter()
-                .map(|p| prefix(p))
-                .collect::<Result<_, _>>()?,
-        })
-    }
-
-    /// What an anonymous session rooted at `root` may do, relative to `root`.
-    pub fn permissions(&self, root: &Path) -> Permissions {
-        Permissions {
-            publish: relative(&self.publish, root),
-            subscribe: relative(&self.subscribe, root),
-        }
-    }
-
-    /// Whether anyone may subscribe to this absolute path.
-    pub fn can_subscribe(&self, path: &Path) -> bool {
-        self.subscribe.iter().any(|p| path.has_prefix(p))
-    }
-}
-
-/// Re-express absolute prefixes relative to `root`, dropping unrelated ones.
-fn relative(prefixes: &[Path], root: &Path) -> Vec<Path> {
-    let mut out = Vec::new();
-    for prefix in prefixes {
-        if root.has_prefix(prefix) {
-            // The whole root is inside the prefix.
-            return vec![Path::empty()];
-        }
-        if let Some(rest) = prefix.strip_prefix(root)
-            && let Ok(rest) = Path::new(rest)
-        {
-            out.push(rest);
-        }
-    }
-    out
-}
 
 /// A live session, for `/sessions` and QUIC statistics.
 #[derive(Debug, Clone)]
@@ -125,6 +58,12 @@ pub struct Shared {
     pub origin: Origin,
     /// Anonymous access.
     pub public: Public,
+    /// Token verification keys, if tokens are accepted.
+    pub keys: Option<KeySet>,
+    /// Abuse protection.
+    pub limits: Limits,
+    /// New-connection budget per source address.
+    rate: Mutex<HashMap<IpAddr, Bucket>>,
     /// This relay's hop id (0 = none).
     pub hop: u64,
     /// This relay's public URL, if configured.
@@ -294,7 +233,10 @@ impl Relay {
         let metrics = Metrics::new(stats.clone(), cache.stats().clone(), origin.clone());
         let shared = Arc::new(Shared {
             origin,
-            public: Public::from_config(&config)?,
+            public: public(&config)?,
+            keys: keys(&config)?,
+            limits: Limits::from_config(&config),
+            rate: Mutex::default(),
             hop: config.cluster.id.unwrap_or(0),
             node: config.cluster.node.clone(),
             stats,
@@ -448,11 +390,147 @@ async fn watch_certificates(handle: Handle) {
     }
 }
 
-/// Split `path?query` into a normalised path.
-fn request_path(raw: &str) -> Result<Path, String> {
-    let path = raw.split_once('?').map_or(raw, |(p, _)| p);
+/// Resolved `[limits]`.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// New connections per second per source address (also the burst).
+    pub connections_per_second_per_ip: u32,
+    /// Concurrent sessions per source address.
+    pub sessions_per_ip: u32,
+    /// Concurrent sessions in total.
+    pub max_sessions: u32,
+    /// Per-session limits handed to the session driver.
+    pub session: session::Limits,
+}
+
+impl Limits {
+    fn from_config(config: &Config) -> Self {
+        use crate::config as c;
+        let l = &config.limits;
+        Self {
+            connections_per_second_per_ip: l
+                .connections_per_second_per_ip
+                .unwrap_or(c::DEFAULT_CONNECTIONS_PER_SECOND_PER_IP),
+            sessions_per_ip: l.sessions_per_ip.unwrap_or(c::DEFAULT_SESSIONS_PER_IP),
+            max_sessions: l.max_sessions.unwrap_or(c::DEFAULT_MAX_SESSIONS),
+            session: session::Limits {
+                max_subscriptions: l
+                    .subscriptions_per_session
+                    .unwrap_or(c::DEFAULT_SUBSCRIPTIONS_PER_SESSION)
+                    as usize,
+                max_announcements: l
+                    .announcements_per_session
+                    .unwrap_or(c::DEFAULT_ANNOUNCEMENTS_PER_SESSION)
+                    as usize,
+                ..Default::default()
+            },
+        }
+    }
+}
+
+/// A token bucket: `rate` tokens per second, holding at most `rate`.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    last: std::time::Instant,
+}
+
+impl Shared {
+    /// Take one new-connection token for `ip`; false when it is over its rate.
+    fn admit(&self, ip: IpAddr) -> bool {
+        let rate = f64::from(self.limits.connections_per_second_per_ip.max(1));
+        let now = std::time::Instant::now();
+        let mut buckets = self.rate.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget idle addresses now and then, so the table stays small.
+        if buckets.len() > 10_000 {
+            buckets.retain(|_, b| now.duration_since(b.last) < Duration::from_secs(10));
+        }
+        let bucket = buckets.entry(ip).or_insert(Bucket {
+            tokens: rate,
+            last: now,
+        });
+        bucket.tokens = (bucket.tokens + now.duration_since(bucket.last).as_secs_f64() * rate).min(rate);
+        bucket.last = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Why a new session from `ip` may not open now, if it may not.
+    fn session_limit(&self, ip: IpAddr) -> Option<&'static str> {
+        let sessions = self.lock_sessions();
+        if sessions.len() >= self.limits.max_sessions as usize {
+            return Some("max_sessions");
+        }
+        let from_ip = sessions.values().filter(|s| s.peer.ip() == ip).count();
+        (from_ip >= self.limits.sessions_per_ip as usize).then_some("sessions_per_ip")
+    }
+
+    /// Verify an optional token and combine it with the public prefixes into
+    /// what a session rooted at `root` may do.
+    pub fn authorize(
+        &self,
+        root: &Path,
+        token: Option<&str>,
+    ) -> Result<(Permissions, Option<Claims>), moq_auth::Error> {
+        let claims = match token {
+            Some(token) => match &self.keys {
+                Some(keys) => Some(keys.verify(token)?),
+                None => {
+                    return Err(moq_auth::Error::TokenRequired(
+                        "a token was given but this relay has no [auth] key or key_dir to verify it".into(),
+                    ));
+                }
+            },
+            None => None,
+        };
+        let permissions = moq_auth::authorize(claims.as_ref(), root, &self.public)?;
+        Ok((permissions, claims))
+    }
+}
+
+fn public(config: &Config) -> anyhow::Result<Public> {
+    match &config.auth.public {
+        Some(p) => Ok(Public::from_prefixes(&p.subscribe, &p.publish)?),
+        None => Ok(Public::default()),
+    }
+}
+
+fn keys(config: &Config) -> anyhow::Result<Option<KeySet>> {
+    if let Some(file) = &config.auth.key {
+        let key = moq_auth::Key::from_file(file).with_context(|| format!("[auth] key {}", file.display()))?;
+        return Ok(Some(KeySet::single(key)?));
+    }
+    if let Some(dir) = &config.auth.key_dir {
+        if dir.starts_with("http://") || dir.starts_with("https://") {
+            anyhow::bail!(
+                "[auth] key_dir as a URL is not supported: point it at a local directory of {{kid}}.jwk files"
+            );
+        }
+        return Ok(Some(KeySet::dir(dir)?));
+    }
+    Ok(None)
+}
+
+/// The `jwt` query parameter, if present and not empty.
+pub fn token_from_query(query: Option<&str>) -> Option<String> {
+    url::form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, v)| k == "jwt" && !v.is_empty())
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Split `path?query` into a normalised path and its token.
+fn request_target(raw: &str) -> Result<(Path, Option<String>), String> {
+    let (path, query) = match raw.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (raw, None),
+    };
     let path = percent_decode(path)?;
-    Path::new(&path).map_err(|e| format!("bad path '{raw}': {e}"))
+    let path = Path::new(&path).map_err(|e| format!("bad path '{path}': {e}"))?;
+    Ok((path, token_from_query(query)))
 }
 
 /// Decode `%XX` escapes; a malformed escape or non-UTF-8 result is refused.
@@ -460,28 +538,70 @@ fn percent_decode(s: &str) -> Result<String, String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
-    while i < bytes.len() {
-        match bytes.get(i) {
-            Some(b'%') => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| format!("bad percent escape in '{s}'"))?;
-                out.push(hex);
-                i += 3;
-            }
-            Some(&b) => {
-                out.push(b);
-                i += 1;
-            }
-            None => break,
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("bad percent escape in '{s}'"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
         }
     }
     String::from_utf8(out).map_err(|_| format!("path '{s}' is not UTF-8"))
 }
 
+/// Why a connection was refused: the reason counted and logged, and the codes sent.
+struct Refusal {
+    reason: &'static str,
+    detail: String,
+    status: u16,
+    code: u32,
+    auth: bool,
+}
+
+impl Refusal {
+    fn auth(err: &moq_auth::Error) -> Self {
+        Self {
+            reason: err.reason(),
+            detail: err.to_string(),
+            status: 401,
+            code: 0x2,
+            auth: true,
+        }
+    }
+
+    fn record(&self, shared: &Shared, peer: SocketAddr) {
+        if self.auth {
+            // Never the token itself: only where it came from and why it failed.
+            tracing::warn!(%peer, reason = self.reason, detail = %self.detail, "authentication failed");
+            shared.metrics.auth_failed(self.reason);
+        } else {
+            tracing::info!(%peer, reason = self.reason, detail = %self.detail, "refused");
+            shared.metrics.refused(self.reason);
+        }
+    }
+}
+
 async fn serve(shared: Arc<Shared>, incoming: server::Incoming, id: u64) {
+    let peer = incoming.remote_addr();
+    // Refuse floods before spending a handshake on them.
+    if !shared.admit(peer.ip()) {
+        shared.metrics.refused("rate_limit");
+        tracing::debug!(%peer, "refused: connection rate limit");
+        incoming.refuse();
+        return;
+    }
+    if let Some(reason) = shared.session_limit(peer.ip()) {
+        shared.metrics.refused(reason);
+        tracing::info!(%peer, reason, "refused: session limit");
+        incoming.refuse();
+        return;
+    }
     let request = match incoming.accept().await {
         Ok(request) => request,
         Err(err) => {
@@ -498,38 +618,46 @@ async fn serve(shared: Arc<Shared>, incoming: server::Incoming, id: u64) {
     };
     let transport = request.transport();
     let connection = request.connection().clone();
-    let peer = request.remote_addr();
     tracing::Span::current().record("version", version.alpn());
 
-    // WebTransport carries the path in its URL: decide before accepting.
-    let (session, root, peer_setup) = match transport {
+    // WebTransport carries path and token in its URL: decide before answering.
+    // Raw QUIC (lite-05+) carries them in the client's SETUP, read after accepting.
+    let (session, root, permissions, claims, peer_setup) = match transport {
         Transport::WebTransport => {
-            let raw = request.url().map(|u| u.path().to_string()).unwrap_or_default();
-            let root = match request_path(&raw) {
-                Ok(root) => root,
-                Err(reason) => {
-                    tracing::info!(%reason, "refused");
-                    shared.metrics.refused("bad_path");
-                    let _ = request.reject(400).await;
-                    return;
-                }
-            };
-            let permissions = shared.public.permissions(&root);
-            if permissions.publish.is_empty() && permissions.subscribe.is_empty() {
-                tracing::info!(path = %root, reason = "no token and the path is not public", "refused");
-                shared.metrics.auth_failed("no_token");
-                let _ = request.reject(401).await;
-                return;
-            }
-            match request.ok().await {
-                Ok(session) => (MoqSession(session), root, None),
-                Err(err) => {
-                    tracing::debug!(%err, "accept failed");
+            let url = request.url().cloned();
+            let target = url.as_ref().map_or(String::new(), |u| match u.query() {
+                Some(q) => format!("{}?{q}", u.path()),
+                None => u.path().to_string(),
+            });
+            let decided = request_target(&target)
+                .map_err(|detail| Refusal {
+                    reason: "bad_path",
+                    detail,
+                    status: 400,
+                    code: 0x3,
+                    auth: false,
+                })
+                .and_then(|(root, token)| {
+                    let (permissions, claims) = shared
+                        .authorize(&root, token.as_deref())
+                        .map_err(|e| Refusal::auth(&e))?;
+                    Ok((root, permissions, claims))
+                });
+            match decided {
+                Ok((root, permissions, claims)) => match request.ok().await {
+                    Ok(session) => (MoqSession(session), root, permissions, claims, None),
+                    Err(err) => {
+                        tracing::debug!(%err, "accept failed");
+                        return;
+                    }
+                },
+                Err(refusal) => {
+                    refusal.record(&shared, peer);
+                    let _ = request.reject(refusal.status).await;
                     return;
                 }
             }
         }
-        // Raw QUIC: lite-05+ sends the path in SETUP; older versions have no path.
         _ => {
             let session = match request.ok().await {
                 Ok(session) => MoqSession(session),
@@ -538,52 +666,64 @@ async fn serve(shared: Arc<Shared>, incoming: server::Incoming, id: u64) {
                     return;
                 }
             };
-            if version.has_setup_stream() {
-                let setup = match tokio::time::timeout(SETUP_TIMEOUT, session::read_setup(&session, version))
-                    .await
-                {
-                    Ok(Ok(setup)) => setup,
+            let (target, peer_setup) = if version.has_setup_stream() {
+                match tokio::time::timeout(SETUP_TIMEOUT, session::read_setup(&session, version)).await {
+                    Ok(Ok(setup)) => (setup.path.clone().unwrap_or_default(), Some(setup)),
                     Ok(Err(err)) => {
-                        tracing::info!(%err, "refused: bad SETUP");
-                        shared.metrics.refused("bad_setup");
-                        moq_core::transport::Session::close(&session, err.session_code(), &err.to_string());
+                        let refusal = Refusal {
+                            reason: "bad_setup",
+                            detail: err.to_string(),
+                            status: 400,
+                            code: err.session_code(),
+                            auth: false,
+                        };
+                        refusal.record(&shared, peer);
+                        moq_core::transport::Session::close(&session, refusal.code, &refusal.detail);
                         return;
                     }
                     Err(_) => {
-                        tracing::info!("refused: no SETUP within {SETUP_TIMEOUT:?}");
                         shared.metrics.refused("setup_timeout");
+                        tracing::info!(%peer, "refused: no SETUP within {SETUP_TIMEOUT:?}");
                         moq_core::transport::Session::close(&session, 0x11, "no SETUP");
                         return;
                     }
-                };
-                let root = match request_path(setup.path.as_deref().unwrap_or("")) {
-                    Ok(root) => root,
-                    Err(reason) => {
-                        shared.metrics.refused("bad_path");
-                        moq_core::transport::Session::close(&session, 0x3, &reason);
-                        return;
-                    }
-                };
-                (session, root, Some(setup))
+                }
             } else {
-                (session, Path::empty(), None)
+                // lite-03/04 over raw QUIC have no path: the session is rooted at "".
+                (String::new(), None)
+            };
+            let decided = request_target(&target)
+                .map_err(|detail| Refusal {
+                    reason: "bad_path",
+                    detail,
+                    status: 400,
+                    code: 0x3,
+                    auth: false,
+                })
+                .and_then(|(root, token)| {
+                    let (permissions, claims) = shared
+                        .authorize(&root, token.as_deref())
+                        .map_err(|e| Refusal::auth(&e))?;
+                    Ok((root, permissions, claims))
+                });
+            match decided {
+                Ok((root, permissions, claims)) => (session, root, permissions, claims, peer_setup),
+                Err(refusal) => {
+                    refusal.record(&shared, peer);
+                    let reason = format!(
+                        "{}: {}",
+                        if refusal.auth { "unauthorized" } else { "refused" },
+                        refusal.detail
+                    );
+                    moq_core::transport::Session::close(&session, refusal.code, &reason);
+                    return;
+                }
             }
         }
     };
 
-    let permissions = shared.public.permissions(&root);
-    if permissions.publish.is_empty() && permissions.subscribe.is_empty() {
-        tracing::info!(path = %root, reason = "no token and the path is not public", "refused");
-        shared.metrics.auth_failed("no_token");
-        moq_core::transport::Session::close(
-            &session,
-            0x2,
-            "unauthorized: no token and the path is not public",
-        );
-        return;
-    }
     tracing::Span::current().record("path", root.as_str());
-    tracing::info!(%version, %transport, path = %root, "session accepted");
+    tracing::info!(%version, %transport, path = %root, token = claims.is_some(), "session accepted");
     let labels = SessionLabels {
         transport: transport.to_string(),
         version: version.alpn().to_string(),
@@ -607,6 +747,7 @@ async fn serve(shared: Arc<Shared>, incoming: server::Incoming, id: u64) {
         id,
         labels,
     };
+
     let mut config = session::Config::new(version);
     config.publish = (!permissions.subscribe.is_empty()).then(|| shared.origin.clone());
     config.consume = (!permissions.publish.is_empty()).then(|| shared.origin.clone());
@@ -616,7 +757,31 @@ async fn serve(shared: Arc<Shared>, incoming: server::Incoming, id: u64) {
     config.peer_setup = peer_setup;
     config.stats = shared.stats.clone();
     config.shutdown = Some(shared.draining.subscribe());
-    match session::run(session, config).await {
+    config.limits = shared.limits.session.clone();
+
+    // A token is good for the whole session, until its `exp`.
+    let expires = claims.as_ref().and_then(|c| c.exp).map(|exp| {
+        let at = std::time::UNIX_EPOCH + Duration::from_secs(exp);
+        let left = at
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        tokio::time::Instant::now() + left
+    });
+    let run = session::run(session.clone(), config);
+    tokio::pin!(run);
+    let result = match expires {
+        Some(deadline) => tokio::select! {
+            result = &mut run => result,
+            _ = tokio::time::sleep_until(deadline) => {
+                tracing::info!(%peer, "token expired; closing the session");
+                shared.metrics.auth_failed("expired");
+                moq_core::transport::Session::close(&session, 0x2, "unauthorized: token expired");
+                return;
+            }
+        },
+        None => run.await,
+    };
+    match result {
         Ok(()) => tracing::info!("session closed"),
         Err(err) => tracing::info!(%err, "session ended"),
     }
@@ -631,26 +796,18 @@ mod tests {
     }
 
     #[test]
-    fn public_prefixes_are_relative_to_the_root() {
-        let public = Public {
-            subscribe: vec![p("anon"), p("demo/view")],
-            publish: vec![p("anon")],
-        };
-        assert_eq!(public.permissions(&p("anon/room")).subscribe, vec![p("")]);
-        assert_eq!(public.permissions(&p("demo")).subscribe, vec![p("view")]);
-        assert_eq!(public.permissions(&p("")).publish, vec![p("anon")]);
-        assert!(public.permissions(&p("secret")).subscribe.is_empty());
-        assert!(public.permissions(&p("anonymous")).subscribe.is_empty());
-    }
-
-    #[test]
-    fn globs_and_paths() {
-        assert_eq!(prefix("anon/**").unwrap(), p("anon"));
-        assert_eq!(prefix("**").unwrap(), p(""));
-        assert!(prefix("a/*/b").is_err());
-        assert_eq!(request_path("/anon/room?jwt=x").unwrap(), p("anon/room"));
-        assert_eq!(request_path("/a%2Fb").unwrap(), p("a/b"));
-        assert!(request_path("/a%zz").is_err());
-        assert!(request_path("/a%ff").is_err());
+    fn request_targets() {
+        assert_eq!(
+            request_target("/anon/room?jwt=x").unwrap(),
+            (p("anon/room"), Some("x".into()))
+        );
+        assert_eq!(request_target("/anon?jwt=").unwrap(), (p("anon"), None));
+        assert_eq!(request_target("/a%2Fb").unwrap(), (p("a/b"), None));
+        assert_eq!(
+            request_target("/x?a=1&jwt=t%2Bk").unwrap(),
+            (p("x"), Some("t+k".into()))
+        );
+        assert!(request_target("/a%zz").is_err());
+        assert!(request_target("/a%ff").is_err());
     }
 }

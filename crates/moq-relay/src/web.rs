@@ -12,6 +12,7 @@ use axum::{
     routing::get,
 };
 use bytes::BytesMut;
+use moq_core::session::Permissions;
 use moq_proto::Path;
 
 use crate::relay::Shared;
@@ -86,22 +87,49 @@ async fn certificate(State(state): State<WebState>) -> Response {
     }
 }
 
-async fn announced_root(state: State<WebState>) -> Response {
-    list(state, "").await
+#[derive(serde::Deserialize)]
+struct TokenQuery {
+    jwt: Option<String>,
 }
 
-async fn announced(state: State<WebState>, UrlPath(prefix): UrlPath<String>) -> Response {
-    list(state, &prefix).await
+/// What the request may read: its `?jwt=` token (if any) plus the public prefixes,
+/// as absolute paths. Failures are counted like session authentication failures.
+fn permissions(state: &WebState, jwt: Option<&str>) -> Result<Permissions, Box<Response>> {
+    let jwt = jwt.filter(|t| !t.is_empty());
+    match state.shared.authorize(&Path::empty(), jwt) {
+        Ok((permissions, _)) => Ok(permissions),
+        Err(err) => {
+            tracing::warn!(reason = err.reason(), "HTTP authentication failed");
+            state.shared.metrics.auth_failed(err.reason());
+            Err(Box::new(error(StatusCode::UNAUTHORIZED, err.to_string())))
+        }
+    }
 }
 
-async fn list(State(state): State<WebState>, prefix: &str) -> Response {
+async fn announced_root(state: State<WebState>, query: Query<TokenQuery>) -> Response {
+    list(state, "", query).await
+}
+
+async fn announced(
+    state: State<WebState>,
+    UrlPath(prefix): UrlPath<String>,
+    query: Query<TokenQuery>,
+) -> Response {
+    list(state, &prefix, query).await
+}
+
+async fn list(State(state): State<WebState>, prefix: &str, Query(query): Query<TokenQuery>) -> Response {
     let Ok(prefix) = Path::new(prefix) else {
         return error(StatusCode::BAD_REQUEST, "bad prefix");
+    };
+    let permissions = match permissions(&state, query.jwt.as_deref()) {
+        Ok(p) => p,
+        Err(response) => return *response,
     };
     // One path per line, relative to the prefix (as the reference relay lists them).
     let mut body = String::new();
     for path in state.shared.origin.paths() {
-        if !state.shared.public.can_subscribe(&path) {
+        if !permissions.can_subscribe(&path) {
             continue;
         }
         if let Some(suffix) = path.strip_prefix(&prefix) {
@@ -115,6 +143,7 @@ async fn list(State(state): State<WebState>, prefix: &str) -> Response {
 #[derive(serde::Deserialize)]
 struct FetchQuery {
     group: Option<u64>,
+    jwt: Option<String>,
 }
 
 async fn fetch(
@@ -128,8 +157,16 @@ async fn fetch(
     let Ok(broadcast) = Path::new(broadcast) else {
         return error(StatusCode::BAD_REQUEST, "bad broadcast path");
     };
-    if !state.shared.public.can_subscribe(&broadcast) {
-        return error(StatusCode::UNAUTHORIZED, format!("'{broadcast}' is not public"));
+    let permissions = match permissions(&state, query.jwt.as_deref()) {
+        Ok(p) => p,
+        Err(response) => return *response,
+    };
+    if !permissions.can_subscribe(&broadcast) {
+        state.shared.metrics.auth_failed("no_access");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            format!("not allowed to read '{broadcast}'"),
+        );
     }
     let Some(consumer) = state.shared.origin.wait_for(&broadcast, FETCH_TIMEOUT).await else {
         return error(

@@ -259,12 +259,16 @@ fn help_exits_0_and_lists_env_vars() {
 }
 
 #[test]
-fn without_check_the_server_is_not_yet_implemented() {
-    let output = relay(&[fixture("demo/localhost.toml").to_str().unwrap()], &[]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("not yet implemented"),
-        "{}",
-        stderr(&output)
-    );
+fn without_check_the_relay_starts_and_reports_bad_files() {
+    // A certificate file that does not exist is only found at startup (not by --check).
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("relay.toml");
+    std::fs::write(
+        &config,
+        "[server]\nlisten = \"127.0.0.1:0\"\n[server.tls]\ncert = \"missing.pem\"\nkey = \"missing.key\"\n[auth]\npublic = \"\"\n",
+    )
+    .unwrap();
+    let output = relay(&[config.to_str().unwrap()], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("missing.pem"), "{}", stderr(&output));
 }

@@ -29,6 +29,12 @@ struct TestRelay {
 }
 
 async fn start_relay(extra: &str) -> TestRelay {
+    // Every test client comes from 127.0.0.1: lift the per-address limits.
+    let limits = if extra.contains("[limits]") {
+        ""
+    } else {
+        "[limits]\nconnections_per_second_per_ip = 100000\nsessions_per_ip = 100000"
+    };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -40,11 +46,12 @@ listen = "127.0.0.1:0"
 tls.generate = ["localhost"]
 [web.http]
 listen = "127.0.0.1:0"
+{limits}
 {extra}
 "#
     );
     let mut config = Config::from_toml(&text, FsPath::new("test.toml")).unwrap();
-    if config.auth.public.is_none() {
+    if !extra.contains("[auth]") {
         config.auth.public = Some(moq_relay::config::Public::everything());
     }
     config.validate().unwrap();
@@ -660,7 +667,7 @@ async fn metrics_count_real_traffic() {
         "{text}"
     );
     assert_eq!(
-        sample(&text, "moq_relay_auth_failures_total{reason=\"no_token\"}"),
+        sample(&text, "moq_relay_auth_failures_total{reason=\"token_required\"}"),
         Some(1.0),
         "{text}"
     );
@@ -771,4 +778,185 @@ async fn sigterm_drains_and_exits_zero() {
         .unwrap();
     assert_eq!(exit.code(), Some(0));
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// A relay that requires tokens signed by a fresh key; returns the key too.
+async fn token_relay(extra: &str) -> (TestRelay, moq_auth::Key, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = moq_auth::Key::generate(moq_auth::Algorithm::ES256, None).unwrap();
+    let path = dir.path().join("root.jwk");
+    key.write_file(&path).unwrap();
+    let relay = start_relay(&format!("[auth]\nkey = \"{}\"\n{extra}", path.display())).await;
+    (relay, key, dir)
+}
+
+fn token(key: &moq_auth::Key, root: &str, put: &[&str], get: &[&str], exp: Option<u64>) -> String {
+    let mut claims = moq_auth::Claims::new(root);
+    claims.put = put.iter().map(|s| s.to_string()).collect();
+    claims.get = get.iter().map(|s| s.to_string()).collect();
+    claims.exp = exp;
+    key.sign(&claims).unwrap()
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_grant_exactly_their_scope_on_both_transports() {
+    let (relay, key, _dir) = token_relay("[internal]\nlisten = \"127.0.0.1:0\"").await;
+    let client = relay.client(&[]);
+    let publish = token(&key, "room", &["cam"], &[], None);
+    let watch = token(&key, "room", &[], &["cam"], None);
+
+    // A publisher with a publish-only token, over raw QUIC (token in SETUP) ...
+    let origin = Origin::default();
+    let broadcast = BroadcastProducer::new(Cache::default());
+    let track = broadcast.create_track(TrackProducer::with_info(
+        "video",
+        TrackInfo::default(),
+        Cache::default(),
+    ));
+    let _p = origin.publish(Path::new("cam").unwrap(), broadcast.consume(), Hops::new());
+    let url = Url::parse(&format!(
+        "moqt://localhost:{}/room?jwt={publish}",
+        relay.quic.port()
+    ))
+    .unwrap();
+    let connected = client.connect(&url).await.unwrap();
+    let mut config = SessionConfig::new(connected.version);
+    config.publish = Some(origin.clone());
+    config.setup.path = Some(format!("/room?jwt={publish}"));
+    tokio::spawn(session::run(MoqSession(connected.session), config));
+
+    // ... and a viewer with a subscribe-only token, over WebTransport (token in the URL).
+    let viewer = Origin::default();
+    let url = Url::parse(&format!(
+        "https://localhost:{}/room?jwt={watch}",
+        relay.quic.port()
+    ))
+    .unwrap();
+    let (_viewer, _) = connect(&client, &url, None, Some(viewer.clone())).await;
+    let cam = viewer
+        .wait_for(&Path::new("cam").unwrap(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let mut video = cam.subscribe("video").unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    write_group(&track, 0, 2, 10);
+    assert_eq!(read_groups(&mut video, 1).await[0].0, 0);
+
+    // No token, a forged token, a token for another root: refused and counted by reason.
+    let forged = token(
+        &moq_auth::Key::generate(moq_auth::Algorithm::ES256, None).unwrap(),
+        "room",
+        &[],
+        &["cam"],
+        None,
+    );
+    for (query, _) in [
+        ("", "token_required"),
+        (&format!("?jwt={forged}")[..], "bad_signature"),
+    ] {
+        let url = Url::parse(&format!("https://localhost:{}/room{query}", relay.quic.port())).unwrap();
+        let err = client.connect(&url).await.unwrap_err();
+        assert!(err.to_string().contains("401"), "{err}");
+    }
+    let url = Url::parse(&format!(
+        "https://localhost:{}/other?jwt={watch}",
+        relay.quic.port()
+    ))
+    .unwrap();
+    assert!(client.connect(&url).await.is_err());
+
+    let (_, text) = http_get(&format!("http://{}/metrics", relay.internal.unwrap())).await;
+    assert_eq!(
+        sample(&text, "moq_relay_auth_failures_total{reason=\"token_required\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "moq_relay_auth_failures_total{reason=\"bad_signature\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "moq_relay_auth_failures_total{reason=\"wrong_root\"}"),
+        Some(1.0),
+        "{text}"
+    );
+
+    // HTTP obeys the same rules.
+    assert_eq!(
+        http_get(&format!("http://{}/announced/room", relay.web)).await.0,
+        401
+    );
+    let (status, body) = http_get(&format!("http://{}/announced/room?jwt={watch}", relay.web)).await;
+    assert_eq!((status, body.as_str()), (200, "cam\n"));
+    let (status, _) = http_get(&format!(
+        "http://{}/fetch/room/cam/video?group=0&jwt={publish}",
+        relay.web
+    ))
+    .await;
+    assert_eq!(status, 401, "a publish-only token may not read");
+    let (status, body) = http_get(&format!(
+        "http://{}/fetch/room/cam/video?group=0&jwt={watch}",
+        relay.web
+    ))
+    .await;
+    assert_eq!((status, body.len()), (200, 20));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_closes_within_a_second_of_token_expiry() {
+    let (relay, key, _dir) = token_relay("").await;
+    let client = relay.client(&[]);
+    let exp = now() + 2;
+    let watch = token(&key, "", &[], &[""], Some(exp));
+    let url = Url::parse(&format!("https://localhost:{}/?jwt={watch}", relay.quic.port())).unwrap();
+    let (session, _) = connect(&client, &url, None, Some(Origin::default())).await;
+    let closed = tokio::time::timeout(
+        Duration::from_secs(5),
+        moq_core::transport::Session::closed(&session),
+    )
+    .await
+    .expect("closed at expiry");
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(at < exp as f64 + 1.0, "closed {:.2}s after exp", at - exp as f64);
+    assert!(at >= exp as f64 - 0.05, "closed before exp");
+    assert!(closed.to_string().contains("expired"), "{closed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_floods_from_one_address_are_refused_cheaply() {
+    let relay = start_relay(
+        "[internal]\nlisten = \"127.0.0.1:0\"\n[limits]\nconnections_per_second_per_ip = 5\nsessions_per_ip = 1000\n[auth]\npublic = \"\"",
+    )
+    .await;
+    let client = relay.client(&[]);
+    let mut ok = 0;
+    let mut refused = 0;
+    for _ in 0..12 {
+        match client.connect(&relay.url("moqt", "anon")).await {
+            Ok(_) => ok += 1,
+            Err(err) => {
+                assert!(err.to_string().contains("refused"), "{err}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(ok >= 5 && ok <= 7, "{ok} admitted");
+    assert!(refused >= 5, "{refused} refused");
+    let (_, text) = http_get(&format!("http://{}/metrics", relay.internal.unwrap())).await;
+    assert_eq!(
+        sample(&text, "moq_relay_sessions_refused_total{reason=\"rate_limit\"}"),
+        Some(refused as f64),
+        "{text}"
+    );
 }

@@ -347,11 +347,14 @@ async fn pipe(track: TrackProducer, mut active: watch::Receiver<Option<Source>>)
             result = forward(&track, upstream) => match result {
                 // The publisher ended the track.
                 Ok(()) => return track.finish(),
-                // The publisher went away; wait for the next one unless we are orphaned.
-                Err(Error::NotFound) => return track.abort(Error::NotFound),
+                // The publisher refused the subscription: tell our subscribers, and
+                // forget the track so a later request asks again.
+                Err(err @ (Error::NotFound | Error::Unauthorized(_) | Error::Reset(_) | Error::Protocol(_))) => {
+                    return track.abort(err);
+                }
+                // The publisher went away; wait for the next one (linger, failover).
                 Err(_) => {
                     if active.borrow().as_ref().map(|s| s.id) == Some(source.id) {
-                        // Same source failed while still active: wait for a change.
                         tokio::select! {
                             changed = active.changed() => if changed.is_err() { return track.finish() },
                             _ = track.unused() => return,

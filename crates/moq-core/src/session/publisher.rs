@@ -17,6 +17,12 @@ use crate::{
     transport::{RecvStream, SendStream, Session},
 };
 
+/// A group in flight this long, with newer ones queued behind it, is given up.
+const STUCK: Duration = Duration::from_millis(500);
+
+/// How long FETCH waits for a group that is not cached yet.
+const FETCH_WAIT: Duration = Duration::from_secs(5);
+
 /// How long to wait for a track's info before answering without it.
 const INFO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -95,6 +101,20 @@ async fn serve_announce<S: SendStream, R: RecvStream>(
 ) -> Result<()> {
     let version = shared.config.version;
     let request = reader.decode::<AnnounceRequest>().await?;
+    let Some(origin) = shared.config.publish.as_ref() else {
+        // We publish nothing: say so (lite-05+) and keep the stream open. Resetting it
+        // would end the session for peers that treat announce errors as fatal.
+        if version.has_announce_ok() {
+            writer
+                .encode(&AnnounceOk {
+                    origin: shared.config.hop,
+                    active: 0,
+                })
+                .await?;
+        }
+        reader.closed().await?;
+        return writer.finish().await;
+    };
     let root = &shared.config.root;
     let full = root
         .join(request.prefix.as_str())
@@ -106,7 +126,7 @@ async fn serve_announce<S: SendStream, R: RecvStream>(
             request.prefix
         )));
     }
-    let mut announced = origin(shared)?.announced(full);
+    let mut announced = origin.announced(full);
     // The peer's identity, to avoid announcing routes back through it.
     let exclude = match request.exclude_hop {
         0 => shared.peer_hop(),
@@ -271,7 +291,7 @@ async fn serve_subscribe<S: Session>(
     let mut prio = subscribe.priority;
     let limit = shared.config.limits.max_groups_in_flight.max(1);
     let mut groups: JoinSet<Result<()>> = JoinSet::new();
-    let mut in_flight: std::collections::VecDeque<AbortHandle> = Default::default();
+    let mut in_flight: std::collections::VecDeque<(AbortHandle, tokio::time::Instant)> = Default::default();
     let mut started = false;
     let mut last = None;
     let end_group = subscribe.range.end_group;
@@ -292,16 +312,23 @@ async fn serve_subscribe<S: Session>(
                 }
                 started = true;
                 last = Some(sequence);
-                // A slow subscriber: drop the oldest group in flight, never buffer more.
-                in_flight.retain(|h| !h.is_finished());
+                // A slow subscriber: drop the oldest groups in flight once there are
+                // too many and they have been stuck for a while, never buffer more.
+                // A burst of small groups completes quickly and loses nothing.
+                in_flight.retain(|(h, _)| !h.is_finished());
+                let now = tokio::time::Instant::now();
                 while in_flight.len() >= limit {
-                    if let Some(oldest) = in_flight.pop_front() {
+                    let stuck = in_flight.front().is_some_and(|(_, since)| now - *since > STUCK);
+                    if !stuck && in_flight.len() < limit * 8 {
+                        break;
+                    }
+                    if let Some((oldest, _)) = in_flight.pop_front() {
                         oldest.abort();
                     }
                 }
                 let stats = shared.config.stats.clone();
                 let handle = groups.spawn(serve_group(session.clone(), version, subscribe.id, prio, group, stats));
-                in_flight.push_back(handle);
+                in_flight.push_back((handle, now));
             }
             update = reader.decode_maybe::<SubscribeUpdate>() => {
                 match update? {
@@ -409,8 +436,25 @@ async fn serve_fetch<S: SendStream, R: RecvStream>(
     let version = shared.config.version;
     let fetch = reader.decode::<Fetch>().await?;
     let broadcast = broadcast(shared, &fetch.broadcast)?;
-    let track = broadcast.subscribe(&fetch.track)?;
-    let mut group = cached_group(&track, fetch.group).ok_or(Error::NotFound)?;
+    let mut track = broadcast.subscribe(&fetch.track)?;
+    let mut group = match cached_group(&track, fetch.group) {
+        Some(group) => group,
+        // Not cached (nobody was reading the track): pull it and wait for the group.
+        None => tokio::time::timeout(FETCH_WAIT, async {
+            loop {
+                if let Some(group) = cached_group(&track, fetch.group) {
+                    return Ok(group);
+                }
+                match track.next_group().await? {
+                    Some(g) if g.sequence() == fetch.group => return Ok(g),
+                    Some(_) => continue,
+                    None => return Err(Error::NotFound),
+                }
+            }
+        })
+        .await
+        .map_err(|_| Error::NotFound)??,
+    };
     let stats = &shared.config.stats;
     write_frames(
         writer,

@@ -273,6 +273,11 @@ async fn run_subscription<S: Session>(
                 .await;
                 if let Err(err) = result {
                     tracing::debug!(%err, "track info request failed");
+                    // The publisher does not have the track: fail it now rather than
+                    // leave subscribers waiting for info that will never come.
+                    if refused(&err) {
+                        track.close(Err(Error::NotFound));
+                    }
                 }
             }));
         }
@@ -303,11 +308,18 @@ async fn run_subscription<S: Session>(
         }
     }
     .await;
+    let result = result.map_err(|err| if refused(&err) { Error::NotFound } else { err });
     match &result {
         Ok(()) => track.close(Ok(())),
         Err(err) => track.close(Err(err.clone())),
     }
     result
+}
+
+/// Whether the publisher refused a request for a track it does not have: our
+/// NOT_FOUND code (0x33), or any reset of a request before it produced anything.
+fn refused(err: &Error) -> bool {
+    matches!(err, Error::NotFound | Error::Reset(_))
 }
 
 struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);

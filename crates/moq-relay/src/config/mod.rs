@@ -25,6 +25,7 @@ mod client;
 mod cluster;
 mod error;
 mod iroh;
+mod limits;
 mod load;
 mod log;
 mod quic;
@@ -52,6 +53,10 @@ pub use client::{Client, ClientTls, ClientWebsocket, DEFAULT_CONNECT_TIMEOUT};
 pub use cluster::{Cluster, ClusterLan, DEFAULT_LINGER, MAX_ID, MAX_JS_SAFE_ID};
 pub use error::{ConfigError, Location};
 pub use iroh::Iroh;
+pub use limits::{
+    DEFAULT_ANNOUNCEMENTS_PER_SESSION, DEFAULT_CONNECTIONS_PER_SECOND_PER_IP, DEFAULT_MAX_SESSIONS,
+    DEFAULT_SESSIONS_PER_IP, DEFAULT_SUBSCRIPTIONS_PER_SESSION, Limits,
+};
 pub use log::{Log, LogFormat};
 pub use quic::{
     Backend, ClientQuic, CongestionControl, DEFAULT_IDLE_TIMEOUT, DEFAULT_KEEP_ALIVE, DEFAULT_MAX_STREAMS,
@@ -134,6 +139,10 @@ pub struct Config {
     /// `[cache]`.
     #[command(flatten)]
     pub cache: Cache,
+
+    /// `[limits]`: abuse protection.
+    #[command(flatten)]
+    pub limits: Limits,
 
     /// `[stats]`.
     #[command(flatten)]
@@ -384,6 +393,13 @@ impl Config {
                  to allow anonymous access everywhere (development), or server.tls.root to admit peers by \
                  client certificate"
             ));
+        }
+        if auth.url.is_some() {
+            problems.push(
+                "auth.url: an external auth service is not supported by this relay yet; verify tokens with \
+                 auth.key (one JWK file) or auth.key_dir (a directory of {kid}.jwk files)"
+                    .to_string(),
+            );
         }
         if auth.url.is_some() && (auth.key.is_some() || auth.key_dir.is_some()) {
             problems.push(

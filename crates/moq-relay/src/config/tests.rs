@@ -884,7 +884,6 @@ fn validate_someone_can_connect() {
     for extra in [
         "[auth]\nkey = \"root.jwk\"\n",
         "[auth]\nkey_dir = \"keys\"\n",
-        "[auth]\nurl = \"http://auth/\"\n",
         "[auth]\npublic = \"anon\"\n",
         "root = [\"ca.pem\"]\n",
     ] {
@@ -893,6 +892,12 @@ fn validate_someone_can_connect() {
             .validate()
             .unwrap_or_else(|e| panic!("{extra}: {e}"));
     }
+    // An external auth service is not implemented: refused rather than silently ignored.
+    let err = problems(&format!("{base}[auth]\nurl = \"http://auth/\"\n"));
+    assert!(
+        err.contains("auth.url: an external auth service is not supported"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -1,0 +1,357 @@
+//! `moq token`: generate keys, sign tokens, verify tokens (compatible with the
+//! ecosystem's `moq-token` CLI). Never prints a key or token unless asked to
+//! write one to stdout.
+
+use std::{
+    io::Read,
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime},
+};
+
+use anyhow::{Context, bail};
+use moq_auth::{Algorithm, Claims, Key, KeyId, KeySet, Scope, unix_seconds};
+
+/// Arguments of `moq token`.
+#[derive(clap::Args, Debug)]
+pub struct TokenArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: TokenCommand,
+}
+
+/// The `moq token` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Generate a signing key (a JWK, written as base64url(JSON), mode 0600).
+    Generate(GenerateArgs),
+    /// Sign a token with a key and print it.
+    Sign(SignArgs),
+    /// Verify a token and print its claims as JSON; exits non-zero with the
+    /// reason if it is refused.
+    Verify(VerifyArgs),
+}
+
+/// Arguments of `moq token generate`.
+#[derive(clap::Args, Debug)]
+pub struct GenerateArgs {
+    /// HS256, HS384, HS512, ES256, ES384, RS256, RS384, RS512, PS256, PS384, PS512 or EdDSA.
+    #[arg(long, default_value = "HS256", value_name = "ALG")]
+    pub algorithm: Algorithm,
+    /// Key id (A-Z, a-z, 0-9, '-', '_'); a random one if not given. A key
+    /// directory holds each key as `{id}.jwk`.
+    #[arg(long, value_name = "KID")]
+    pub id: Option<String>,
+    /// Where to write the private key (`-` for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Also write the public key here, for relays (not for HS* keys; `-` for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub public: Option<PathBuf>,
+    /// Replace an existing key file.
+    #[arg(long)]
+    pub force: bool,
+    /// Limit the key to tokens under this root (with --publish/--subscribe).
+    #[arg(long, value_name = "ROOT", default_value = "")]
+    pub root: String,
+    /// Limit the key to granting publish under these prefixes (repeatable).
+    #[arg(long, value_name = "PREFIX")]
+    pub publish: Vec<String>,
+    /// Limit the key to granting subscribe under these prefixes (repeatable).
+    #[arg(long, value_name = "PREFIX")]
+    pub subscribe: Vec<String>,
+}
+
+/// Arguments of `moq token sign`.
+#[derive(clap::Args, Debug)]
+pub struct SignArgs {
+    /// The private key file (JSON or base64url JSON).
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// The path `--publish` and `--subscribe` are relative to.
+    #[arg(long, default_value = "", value_name = "ROOT")]
+    pub root: String,
+    /// A prefix the holder may publish under; `""` is everything under the root (repeatable).
+    #[arg(long, value_name = "PREFIX")]
+    pub publish: Vec<String>,
+    /// A prefix the holder may subscribe to; `""` is everything under the root (repeatable).
+    #[arg(long, value_name = "PREFIX")]
+    pub subscribe: Vec<String>,
+    /// Expiry: a duration from now (`1h`, `30m`, `15s`, `7d`, `1h30m`) or Unix seconds.
+    #[arg(long, value_name = "DURATION|UNIX")]
+    pub expires: Option<String>,
+    /// Issued-at time in Unix seconds (default: now).
+    #[arg(long, value_name = "UNIX")]
+    pub issued: Option<u64>,
+}
+
+/// Arguments of `moq token verify`.
+#[derive(clap::Args, Debug)]
+pub struct VerifyArgs {
+    /// The key file (public or private), or a key directory of `{kid}.jwk` files.
+    #[arg(long, value_name = "FILE|DIR")]
+    pub key: PathBuf,
+    /// Read the token from this file (`-` for stdin).
+    #[arg(long = "in", value_name = "FILE", default_value = "-")]
+    pub input: PathBuf,
+}
+
+/// Run `moq token ...`.
+pub fn run(args: TokenArgs) -> anyhow::Result<()> {
+    match args.command {
+        TokenCommand::Generate(args) => generate(&args),
+        TokenCommand::Sign(args) => {
+            println!("{}", sign(&args, SystemTime::now())?);
+            Ok(())
+        }
+        TokenCommand::Verify(args) => {
+            let token = read_token(&args.input)?;
+            println!("{}", verify(&args.key, &token)?.to_json());
+            Ok(())
+        }
+    }
+}
+
+fn is_stdout(path: &Path) -> bool {
+    path.as_os_str() == "-"
+}
+
+fn write_key(key: &Key, path: &Path, force: bool) -> anyhow::Result<()> {
+    if is_stdout(path) {
+        println!("{}", key.to_base64url());
+        return Ok(());
+    }
+    if path.exists() && !force {
+        bail!(
+            "{} already exists; pass --force to replace it (tokens signed with the old key will stop verifying)",
+            path.display()
+        );
+    }
+    key.write_file(path)?;
+    Ok(())
+}
+
+/// `moq token generate`.
+pub fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
+    let kid = match &args.id {
+        Some(id) => KeyId::new(id).with_context(|| format!("--id '{id}'"))?,
+        None => KeyId::random()?,
+    };
+    if args.public.is_some() && args.algorithm.is_symmetric() {
+        bail!(
+            "--public: {} keys are a shared secret with no public half; give relays the key file itself",
+            args.algorithm
+        );
+    }
+    let scope = (!args.publish.is_empty() || !args.subscribe.is_empty()).then(|| Scope {
+        root: args.root.clone(),
+        put: args.publish.clone(),
+        get: args.subscribe.clone(),
+    });
+    if scope.is_none() && !args.root.is_empty() {
+        bail!("--root limits a key only together with --publish or --subscribe");
+    }
+    let key = Key::generate(args.algorithm, Some(kid.clone()))?.with_scope(scope);
+    write_key(&key, &args.out, args.force)?;
+    if let Some(public) = &args.public {
+        write_key(&key.to_public()?, public, args.force)?;
+    }
+    if !is_stdout(&args.out) {
+        eprintln!("wrote {} key '{kid}' to {}", args.algorithm, args.out.display());
+    }
+    Ok(())
+}
+
+/// Parse a duration such as `90s`, `30m`, `1h`, `7d` or `1h30m`.
+pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+    let mut total = 0u64;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        bail!("empty duration");
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits == 0 {
+            bail!("duration '{s}': expected a number before '{rest}'");
+        }
+        let value: u64 = rest[..digits]
+            .parse()
+            .with_context(|| format!("duration '{s}'"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            "w" => 604_800,
+            "" => bail!("duration '{s}': add a unit (s, m, h, d, w), or give Unix seconds"),
+            unit => bail!("duration '{s}': unknown unit '{unit}' (use s, m, h, d or w)"),
+        };
+        rest = &rest[unit_len..];
+        total = value
+            .checked_mul(scale)
+            .and_then(|v| total.checked_add(v))
+            .with_context(|| format!("duration '{s}' is too long"))?;
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// Parse `--expires`: Unix seconds if it is all digits, else a duration from `now`.
+pub fn parse_expires(s: &str, now: SystemTime) -> anyhow::Result<u64> {
+    let now = unix_seconds(now);
+    let at = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse().with_context(|| format!("--expires '{s}'"))?
+    } else {
+        now.checked_add(parse_duration(s)?.as_secs())
+            .context("--expires is too far away")?
+    };
+    if at <= now {
+        bail!("--expires {s}: that is not in the future (now is {now})");
+    }
+    Ok(at)
+}
+
+/// `moq token sign`: the signed token.
+pub fn sign(args: &SignArgs, now: SystemTime) -> anyhow::Result<String> {
+    if args.publish.is_empty() && args.subscribe.is_empty() {
+        bail!(
+            "the token would grant nothing: give --publish and/or --subscribe (\"\" means everything under --root)"
+        );
+    }
+    let key = Key::from_file(&args.key)?;
+    let claims = Claims {
+        root: args.root.clone(),
+        put: args.publish.clone(),
+        get: args.subscribe.clone(),
+        exp: args
+            .expires
+            .as_deref()
+            .map(|e| parse_expires(e, now))
+            .transpose()?,
+        iat: Some(args.issued.unwrap_or_else(|| unix_seconds(now))),
+        nbf: None,
+    };
+    Ok(key.sign(&claims)?)
+}
+
+fn read_token(input: &Path) -> anyhow::Result<String> {
+    let mut token = String::new();
+    if is_stdout(input) {
+        std::io::stdin()
+            .read_to_string(&mut token)
+            .context("reading the token from stdin")?;
+    } else {
+        token = std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;
+    }
+    Ok(token.trim().to_owned())
+}
+
+/// `moq token verify`: the verified claims, or the refusal with its reason.
+pub fn verify(key: &Path, token: &str) -> anyhow::Result<Claims> {
+    let keys = if key.is_dir() {
+        KeySet::dir(key)?
+    } else {
+        KeySet::single(Key::from_file(key)?)?
+    };
+    keys.verify(token)
+        .map_err(|err| anyhow::anyhow!("token refused ({}): {err}", err.reason()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("15s").unwrap(), Duration::from_secs(15));
+        assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(604_800));
+        for bad in ["", "h", "10", "1x", "1.5h", "-1h", "99999999999999999999w"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn expiry() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        assert_eq!(parse_expires("1h", now).unwrap(), 4_600);
+        assert_eq!(parse_expires("2000", now).unwrap(), 2_000);
+        assert!(parse_expires("1000", now).is_err());
+        assert!(parse_expires("0s", now).is_err());
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("moq-token-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn generate_sign_verify() {
+        let dir = scratch("gsv");
+        let (out, public) = (dir.join("k.jwk"), dir.join("k.pub.jwk"));
+        let gen_args = GenerateArgs {
+            algorithm: Algorithm::ES256,
+            id: Some("k1".into()),
+            out: out.clone(),
+            public: Some(public.clone()),
+            force: false,
+            root: String::new(),
+            publish: vec![],
+            subscribe: vec![],
+        };
+        generate(&gen_args).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        assert!(generate(&gen_args).is_err(), "refuses to overwrite");
+
+        let sign_args = SignArgs {
+            key: out.clone(),
+            root: "r".into(),
+            publish: vec!["room".into()],
+            subscribe: vec![String::new()],
+            expires: Some("1h".into()),
+            issued: None,
+        };
+        let token = sign(&sign_args, SystemTime::now()).unwrap();
+        let claims = verify(&public, &token).unwrap();
+        assert_eq!(
+            (claims.root.as_str(), claims.put.as_slice()),
+            ("r", &["room".to_owned()][..])
+        );
+        assert!(claims.exp.is_some() && claims.iat.is_some());
+        // A key directory resolves the kid.
+        std::fs::create_dir(dir.join("keys")).unwrap();
+        std::fs::copy(&public, dir.join("keys/k1.jwk")).unwrap();
+        assert!(verify(&dir.join("keys"), &token).is_ok());
+
+        // Refusals carry the reason and never the token.
+        let err = verify(&public, &format!("{token}x")).unwrap_err().to_string();
+        assert!(
+            err.contains("malformed") || err.contains("bad_signature"),
+            "{err}"
+        );
+        assert!(!err.contains(&token));
+        let expired = SignArgs {
+            expires: Some("1h".into()),
+            ..sign_args
+        };
+        let old = sign(&expired, SystemTime::now() - Duration::from_secs(7200)).unwrap();
+        assert!(
+            verify(&public, &old)
+                .unwrap_err()
+                .to_string()
+                .contains("(expired)")
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
