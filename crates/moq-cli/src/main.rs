@@ -243,7 +243,7 @@ async fn connect(
         }
         config.setup.path = Some(path);
     }
-    let session = MoqSession(connected.session);
+    let session = MoqSession::new(connected.session, connected.transport);
     let driver = tokio::spawn(session::run(session.clone(), config));
     Ok(Connection { session, driver })
 }
@@ -294,7 +294,7 @@ async fn publish(client: &client::Client, source: Source) -> anyhow::Result<()> 
             result?;
             // Let subscribers drain what is buffered before closing.
             tokio::time::sleep(Duration::from_millis(500)).await;
-            connection.session.0.close(0, b"done");
+            moq_core::transport::Session::close(&connection.session, 0, "done");
             Ok(())
         }
         result = connection.closed() => result.and_then(|()| bail!("the relay closed the session")),
@@ -441,7 +441,7 @@ async fn announced(client: &client::Client, args: AnnouncedArgs) -> anyhow::Resu
     out.flush()?;
     drop(out);
     if !args.watch {
-        connection.session.0.close(0, b"done");
+        moq_core::transport::Session::close(&connection.session, 0, "done");
         return Ok(());
     }
     loop {

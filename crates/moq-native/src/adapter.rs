@@ -1,25 +1,88 @@
-//! Adapts `web_transport_quinn` (raw QUIC and WebTransport alike) to the
-//! transport traits the moq-core session drivers are written against.
+//! Adapts raw QUIC and WebTransport sessions to the transport traits the
+//! moq-core session drivers are written against.
+//!
+//! Stream error codes: WebTransport maps application codes into the HTTP/3
+//! range (web-transport-quinn does that). On raw QUIC we send the same mapped
+//! form, as the ecosystem's tools expect it there too, and read either form.
 
 use bytes::Bytes;
 use moq_core::transport::{self, TransportError};
 
-use crate::Session;
+use crate::{Session, Transport};
 
-/// A [`Session`] usable by `moq_core::session::run`.
+/// A session usable by `moq_core::session::run`.
 #[derive(Clone, Debug)]
-pub struct MoqSession(pub Session);
+pub struct MoqSession {
+    session: Session,
+    raw: bool,
+}
+
+impl MoqSession {
+    /// Wrap a session negotiated over `transport`.
+    pub fn new(session: Session, transport: Transport) -> Self {
+        Self {
+            session,
+            raw: transport == Transport::Quic,
+        }
+    }
+
+    /// The underlying session.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    fn quic(&self) -> &quinn::Connection {
+        &self.session
+    }
+}
 
 /// The sending half of a stream.
 #[derive(Debug)]
-pub struct SendStream(web_transport_quinn::SendStream);
+pub enum SendStream {
+    /// A WebTransport stream.
+    WebTransport(web_transport_quinn::SendStream),
+    /// A raw QUIC stream.
+    Quic(quinn::SendStream),
+}
 
 /// The receiving half of a stream.
 #[derive(Debug)]
-pub struct RecvStream(web_transport_quinn::RecvStream);
+pub enum RecvStream {
+    /// A WebTransport stream.
+    WebTransport(web_transport_quinn::RecvStream),
+    /// A raw QUIC stream.
+    Quic(quinn::RecvStream),
+}
 
-fn session_error(err: web_transport_quinn::SessionError) -> TransportError {
+fn session_error(err: impl std::fmt::Display) -> TransportError {
     TransportError::new(err.to_string())
+}
+
+/// A raw QUIC stream code in the HTTP/3 form the ecosystem uses.
+fn encode_code(code: u32) -> quinn::VarInt {
+    quinn::VarInt::from_u64(web_transport_quinn::proto::error_to_http3(code))
+        .unwrap_or(quinn::VarInt::from_u32(code))
+}
+
+/// Read a peer's raw QUIC stream code in either form.
+fn decode_code(code: quinn::VarInt) -> u32 {
+    let code = code.into_inner();
+    web_transport_quinn::proto::error_from_http3(code)
+        .unwrap_or_else(|| u32::try_from(code).unwrap_or(u32::MAX))
+}
+
+fn reset(code: u32) -> TransportError {
+    TransportError {
+        code: Some(code),
+        message: format!("reset by peer with code {code}"),
+    }
+}
+
+fn stopped(code: u32) -> TransportError {
+    TransportError {
+        code: Some(code),
+        message: format!("stopped by peer with code {code}"),
+    }
 }
 
 impl transport::Session for MoqSession {
@@ -27,83 +90,144 @@ impl transport::Session for MoqSession {
     type RecvStream = RecvStream;
 
     async fn open_bi(&self) -> Result<(SendStream, RecvStream), TransportError> {
-        let (send, recv) = self.0.open_bi().await.map_err(session_error)?;
-        Ok((SendStream(send), RecvStream(recv)))
+        if self.raw {
+            let (send, recv) = self.quic().open_bi().await.map_err(session_error)?;
+            return Ok((SendStream::Quic(send), RecvStream::Quic(recv)));
+        }
+        let (send, recv) = self.session.open_bi().await.map_err(session_error)?;
+        Ok((SendStream::WebTransport(send), RecvStream::WebTransport(recv)))
     }
 
     async fn open_uni(&self) -> Result<SendStream, TransportError> {
-        Ok(SendStream(self.0.open_uni().await.map_err(session_error)?))
+        if self.raw {
+            return Ok(SendStream::Quic(
+                self.quic().open_uni().await.map_err(session_error)?,
+            ));
+        }
+        Ok(SendStream::WebTransport(
+            self.session.open_uni().await.map_err(session_error)?,
+        ))
     }
 
     async fn accept_bi(&self) -> Result<(SendStream, RecvStream), TransportError> {
-        let (send, recv) = self.0.accept_bi().await.map_err(session_error)?;
-        Ok((SendStream(send), RecvStream(recv)))
+        if self.raw {
+            let (send, recv) = self.quic().accept_bi().await.map_err(session_error)?;
+            return Ok((SendStream::Quic(send), RecvStream::Quic(recv)));
+        }
+        let (send, recv) = self.session.accept_bi().await.map_err(session_error)?;
+        Ok((SendStream::WebTransport(send), RecvStream::WebTransport(recv)))
     }
 
     async fn accept_uni(&self) -> Result<RecvStream, TransportError> {
-        Ok(RecvStream(self.0.accept_uni().await.map_err(session_error)?))
+        if self.raw {
+            return Ok(RecvStream::Quic(
+                self.quic().accept_uni().await.map_err(session_error)?,
+            ));
+        }
+        Ok(RecvStream::WebTransport(
+            self.session.accept_uni().await.map_err(session_error)?,
+        ))
     }
 
     async fn recv_datagram(&self) -> Result<Bytes, TransportError> {
-        self.0.read_datagram().await.map_err(session_error)
+        self.session.read_datagram().await.map_err(session_error)
     }
 
     fn close(&self, code: u32, reason: &str) {
-        self.0.close(code, reason.as_bytes());
+        self.session.close(code, reason.as_bytes());
     }
 
     async fn closed(&self) -> TransportError {
-        session_error(self.0.closed().await)
+        session_error(self.session.closed().await)
     }
 }
 
 impl transport::SendStream for SendStream {
     async fn write_all(&mut self, buf: &[u8]) -> Result<(), TransportError> {
-        self.0.write_all(buf).await.map_err(write_error)
+        match self {
+            Self::WebTransport(s) => s.write_all(buf).await.map_err(wt_write_error),
+            Self::Quic(s) => s.write_all(buf).await.map_err(quic_write_error),
+        }
     }
 
     async fn write_chunk(&mut self, buf: Bytes) -> Result<(), TransportError> {
-        self.0.write_chunk(buf).await.map_err(write_error)
+        match self {
+            Self::WebTransport(s) => s.write_chunk(buf).await.map_err(wt_write_error),
+            Self::Quic(s) => s.write_chunk(buf).await.map_err(quic_write_error),
+        }
     }
 
     fn set_priority(&mut self, priority: i32) {
-        let _ = self.0.set_priority(priority);
+        let _ = match self {
+            Self::WebTransport(s) => s.set_priority(priority),
+            Self::Quic(s) => s.set_priority(priority).map_err(Into::into),
+        };
     }
 
     fn finish(&mut self) -> Result<(), TransportError> {
-        self.0
-            .finish()
-            .map_err(|_| TransportError::new("stream already closed"))
+        let result = match self {
+            Self::WebTransport(s) => s.finish(),
+            Self::Quic(s) => s.finish().map_err(Into::into),
+        };
+        result.map_err(|_| TransportError::new("stream already closed"))
     }
 
     fn reset(&mut self, code: u32) {
-        let _ = self.0.reset(code);
+        let _ = match self {
+            Self::WebTransport(s) => s.reset(code),
+            Self::Quic(s) => s.reset(encode_code(code)).map_err(Into::into),
+        };
     }
 }
 
-fn write_error(err: web_transport_quinn::WriteError) -> TransportError {
+fn wt_write_error(err: web_transport_quinn::WriteError) -> TransportError {
     match err {
-        web_transport_quinn::WriteError::Stopped(code) => TransportError {
-            code: Some(code),
-            message: format!("stopped by peer with code {code}"),
-        },
+        web_transport_quinn::WriteError::Stopped(code) => stopped(code),
+        other => TransportError::new(other.to_string()),
+    }
+}
+
+fn quic_write_error(err: quinn::WriteError) -> TransportError {
+    match err {
+        quinn::WriteError::Stopped(code) => stopped(decode_code(code)),
         other => TransportError::new(other.to_string()),
     }
 }
 
 impl transport::RecvStream for RecvStream {
     async fn read_chunk(&mut self, max: usize) -> Result<Option<Bytes>, TransportError> {
-        match self.0.read_chunk(max, true).await {
-            Ok(chunk) => Ok(chunk.map(|c| c.bytes)),
-            Err(web_transport_quinn::ReadError::Reset(code)) => Err(TransportError {
-                code: Some(code),
-                message: format!("reset by peer with code {code}"),
-            }),
-            Err(other) => Err(TransportError::new(other.to_string())),
+        match self {
+            Self::WebTransport(s) => match s.read_chunk(max, true).await {
+                Ok(chunk) => Ok(chunk.map(|c| c.bytes)),
+                Err(web_transport_quinn::ReadError::Reset(code)) => Err(reset(code)),
+                Err(other) => Err(TransportError::new(other.to_string())),
+            },
+            Self::Quic(s) => match s.read_chunk(max, true).await {
+                Ok(chunk) => Ok(chunk.map(|c| c.bytes)),
+                Err(quinn::ReadError::Reset(code)) => Err(reset(decode_code(code))),
+                Err(other) => Err(TransportError::new(other.to_string())),
+            },
         }
     }
 
     fn stop(&mut self, code: u32) {
-        let _ = self.0.stop(code);
+        let _ = match self {
+            Self::WebTransport(s) => s.stop(code),
+            Self::Quic(s) => s.stop(encode_code(code)),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_and_accept_the_bare_form() {
+        for code in [0, 1, 0x33, 0x42, u32::MAX] {
+            assert_eq!(decode_code(encode_code(code)), code);
+        }
+        // A peer that sends bare codes on raw QUIC is understood too.
+        assert_eq!(decode_code(quinn::VarInt::from_u32(0x33)), 0x33);
     }
 }

@@ -645,7 +645,13 @@ async fn serve(shared: Arc<Shared>, incoming: server::Incoming, id: u64) {
                 });
             match decided {
                 Ok((root, permissions, claims)) => match request.ok().await {
-                    Ok(session) => (MoqSession(session), root, permissions, claims, None),
+                    Ok(session) => (
+                        MoqSession::new(session, transport),
+                        root,
+                        permissions,
+                        claims,
+                        None,
+                    ),
                     Err(err) => {
                         tracing::debug!(%err, "accept failed");
                         return;
@@ -660,7 +666,7 @@ async fn serve(shared: Arc<Shared>, incoming: server::Incoming, id: u64) {
         }
         _ => {
             let session = match request.ok().await {
-                Ok(session) => MoqSession(session),
+                Ok(session) => MoqSession::new(session, transport),
                 Err(err) => {
                     tracing::debug!(%err, "accept failed");
                     return;

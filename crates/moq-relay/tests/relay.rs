@@ -102,7 +102,7 @@ async fn connect(
     if connected.transport == Transport::Quic {
         config.setup.path = Some(url.path().to_string());
     }
-    let session = MoqSession(connected.session);
+    let session = MoqSession::new(connected.session, connected.transport);
     tokio::spawn(session::run(session.clone(), config));
     (session, connected.version)
 }
@@ -438,7 +438,7 @@ async fn a_stalled_subscriber_does_not_delay_others_or_grow_memory() {
 
     // A subscriber that subscribes, then never reads a byte of the groups.
     let stalled = client.connect(&relay.url("moqt", "anon")).await.unwrap();
-    let stalled = MoqSession(stalled.session);
+    let stalled = MoqSession::new(stalled.session, stalled.transport);
     {
         use moq_proto::{ControlStream, Encode, Setup, Subscribe};
         let mut setup = moq_core::transport::Session::open_uni(&stalled).await.unwrap();
@@ -596,7 +596,7 @@ async fn anonymous_access_is_limited_to_public_prefixes() {
     assert!(err.to_string().contains("401"), "{err}");
     // Raw QUIC: the path arrives in SETUP, so the refusal is a close with code 2.
     let connected = client.connect(&relay.url("moqt", "secret")).await.unwrap();
-    let session = MoqSession(connected.session);
+    let session = MoqSession::new(connected.session, connected.transport);
     let mut config = SessionConfig::new(connected.version);
     config.setup.path = Some("/secret".into());
     config.consume = Some(Origin::default());
@@ -703,7 +703,7 @@ async fn drain_turns_ready_off_and_sends_goaway() {
     // A lite-04 WebTransport client that only listens for what the relay opens.
     let client = test.client(&[Version::Lite04]);
     let connected = client.connect(&test.url("https", "anon")).await.unwrap();
-    let session = MoqSession(connected.session);
+    let session = MoqSession::new(connected.session, connected.transport);
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let drain = tokio::spawn({
@@ -830,7 +830,10 @@ async fn tokens_grant_exactly_their_scope_on_both_transports() {
     let mut config = SessionConfig::new(connected.version);
     config.publish = Some(origin.clone());
     config.setup.path = Some(format!("/room?jwt={publish}"));
-    tokio::spawn(session::run(MoqSession(connected.session), config));
+    tokio::spawn(session::run(
+        MoqSession::new(connected.session, connected.transport),
+        config,
+    ));
 
     // ... and a viewer with a subscribe-only token, over WebTransport (token in the URL).
     let viewer = Origin::default();
