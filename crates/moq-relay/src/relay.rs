@@ -587,6 +587,22 @@ impl Refusal {
     }
 }
 
+/// Resolve a request target (`path?query`) into the session root and what the
+/// session may do, or why it is refused.
+fn decide(shared: &Shared, target: &str) -> Result<(Path, Permissions, Option<Claims>), Refusal> {
+    let (root, token) = request_target(target).map_err(|detail| Refusal {
+        reason: "bad_path",
+        detail,
+        status: 400,
+        code: 0x3,
+        auth: false,
+    })?;
+    let (permissions, claims) = shared
+        .authorize(&root, token.as_deref())
+        .map_err(|e| Refusal::auth(&e))?;
+    Ok((root, permissions, claims))
+}
+
 async fn serve(shared: Arc<Shared>, incoming: server::Incoming, id: u64) {
     let peer = incoming.remote_addr();
     // Refuse floods before spending a handshake on them.
@@ -629,20 +645,7 @@ async fn serve(shared: Arc<Shared>, incoming: server::Incoming, id: u64) {
                 Some(q) => format!("{}?{q}", u.path()),
                 None => u.path().to_string(),
             });
-            let decided = request_target(&target)
-                .map_err(|detail| Refusal {
-                    reason: "bad_path",
-                    detail,
-                    status: 400,
-                    code: 0x3,
-                    auth: false,
-                })
-                .and_then(|(root, token)| {
-                    let (permissions, claims) = shared
-                        .authorize(&root, token.as_deref())
-                        .map_err(|e| Refusal::auth(&e))?;
-                    Ok((root, permissions, claims))
-                });
+            let decided = decide(&shared, &target);
             match decided {
                 Ok((root, permissions, claims)) => match request.ok().await {
                     Ok(session) => (
@@ -698,20 +701,7 @@ async fn serve(shared: Arc<Shared>, incoming: server::Incoming, id: u64) {
                 // lite-03/04 over raw QUIC have no path: the session is rooted at "".
                 (String::new(), None)
             };
-            let decided = request_target(&target)
-                .map_err(|detail| Refusal {
-                    reason: "bad_path",
-                    detail,
-                    status: 400,
-                    code: 0x3,
-                    auth: false,
-                })
-                .and_then(|(root, token)| {
-                    let (permissions, claims) = shared
-                        .authorize(&root, token.as_deref())
-                        .map_err(|e| Refusal::auth(&e))?;
-                    Ok((root, permissions, claims))
-                });
+            let decided = decide(&shared, &target);
             match decided {
                 Ok((root, permissions, claims)) => (session, root, permissions, claims, peer_setup),
                 Err(refusal) => {
