@@ -95,6 +95,10 @@ impl Shared {
         if self.metrics.ready.get() != 1 {
             return Err("starting");
         }
+        // A full relay refuses new sessions: take it out of rotation until some leave.
+        if self.lock_sessions().len() >= self.limits.max_sessions as usize {
+            return Err("full");
+        }
         Ok(())
     }
 }

@@ -943,23 +943,170 @@ async fn connection_floods_from_one_address_are_refused_cheaply() {
     )
     .await;
     let client = relay.client(&[]);
+    // A publisher and a viewer connected before the flood.
+    let publisher = publisher(&relay, &client, "moqt", "live").await;
+    let (mut viewer, _v) = subscriber(&relay, &client, "https", "live").await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Twelve connection attempts at once from the same address.
+    let flood = std::sync::Arc::new(relay.client(&[]));
+    let attempts: Vec<_> = (0..12)
+        .map(|_| {
+            let flood = flood.clone();
+            let url = relay.url("moqt", "anon");
+            tokio::spawn(async move { flood.connect(&url).await.map(|_| ()).map_err(|e| e.to_string()) })
+        })
+        .collect();
     let mut ok = 0;
     let mut refused = 0;
-    for _ in 0..12 {
-        match client.connect(&relay.url("moqt", "anon")).await {
-            Ok(_) => ok += 1,
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok(()) => ok += 1,
             Err(err) => {
-                assert!(err.to_string().contains("refused"), "{err}");
+                assert!(err.contains("refused"), "{err}");
                 refused += 1;
             }
         }
     }
     assert!((5..=7).contains(&ok), "{ok} admitted");
     assert!(refused >= 5, "{refused} refused");
+    // The existing sessions keep receiving every frame during and after the flood.
+    for seq in 0..3 {
+        write_group(&publisher.track, seq, 4, 100);
+    }
+    let got = read_groups(&mut viewer, 3).await;
+    assert_eq!(
+        got.iter().map(|g| (g.0, g.1.len())).collect::<Vec<_>>(),
+        [(0, 4), (1, 4), (2, 4)]
+    );
     let (_, text) = http_get(&format!("http://{}/metrics", relay.internal.unwrap())).await;
     assert_eq!(
         sample(&text, "moq_relay_sessions_refused_total{reason=\"rate_limit\"}"),
         Some(refused as f64),
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_swap_keeps_sessions_and_serves_the_new_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let first = moq_native::tls::generate(&["localhost".to_string()]).unwrap();
+    std::fs::write(&cert, &first.cert_pem).unwrap();
+    std::fs::write(&key, &first.key_pem).unwrap();
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n[auth]\npublic = \"\"\n",
+        cert.display(),
+        key.display()
+    );
+    let config = Config::from_toml(&text, FsPath::new("test.toml")).unwrap();
+    let relay = Relay::bind(config).await.unwrap();
+    let handle = relay.handle();
+    let old = TestRelay {
+        quic: relay.quic_addr().unwrap(),
+        web: relay.quic_addr().unwrap(),
+        fingerprint: relay.quic.fingerprints()[0].clone(),
+        internal: None,
+    };
+    tokio::spawn(relay.run());
+    let client = old.client(&[]);
+    let publisher = publisher(&old, &client, "moqt", "live").await;
+    let (mut track, _session) = subscriber(&old, &client, "https", "live").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    write_group(&publisher.track, 0, 1, 10);
+    assert_eq!(read_groups(&mut track, 1).await[0].0, 0);
+
+    // Swap the files and reload (what SIGHUP and the file watcher do).
+    let second = moq_native::tls::generate(&["localhost".to_string()]).unwrap();
+    std::fs::write(&cert, &second.cert_pem).unwrap();
+    std::fs::write(&key, &second.key_pem).unwrap();
+    handle.reload_certificates().unwrap();
+
+    // New connections see the new certificate ...
+    let new = TestRelay {
+        fingerprint: moq_native::tls::fingerprint(&second.cert_der),
+        ..old
+    };
+    assert!(new.client(&[]).connect(&new.url("https", "anon")).await.is_ok());
+    let err = old
+        .client(&[])
+        .connect(&old.url("https", "anon"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("fingerprint"), "{err}");
+    // ... and sessions opened before the swap keep receiving.
+    write_group(&publisher.track, 1, 1, 10);
+    assert_eq!(read_groups(&mut track, 1).await[0].0, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_sends_goaway_to_connected_clients_and_exits_within_the_drain_timeout() {
+    let process = spawn_relay(&["--drain-timeout", "2s"]).await;
+    let relay = &process.relay;
+    let client = relay.client(&[Version::Lite04]);
+    let connected = client.connect(&relay.url("https", "anon")).await.unwrap();
+    let session = MoqSession::new(connected.session, connected.transport);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let pid = process.child.id();
+    let started = Instant::now();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut saw_goaway = false;
+    for _ in 0..2 {
+        let Ok(Ok((_send, mut recv))) =
+            tokio::time::timeout(Duration::from_secs(3), session.accept_bi()).await
+        else {
+            break;
+        };
+        let chunk = moq_core::transport::RecvStream::read_chunk(&mut recv, 1)
+            .await
+            .unwrap()
+            .unwrap();
+        if chunk[0] == moq_proto::ControlStream::Goaway.code() as u8 {
+            saw_goaway = true;
+            break;
+        }
+    }
+    assert!(saw_goaway, "GOAWAY on SIGTERM");
+    let mut process = process;
+    let exit = tokio::task::spawn_blocking(move || process.child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(exit.code(), Some(0));
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(4),
+        "exited after {took:?} (drain_timeout 2s)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_turns_false_when_full_and_true_again() {
+    let relay = start_relay(
+        "[internal]\nlisten = \"127.0.0.1:0\"\n[limits]\nmax_sessions = 1\n[auth]\npublic = \"\"",
+    )
+    .await;
+    let ready = format!("http://{}/ready", relay.internal.unwrap());
+    assert_eq!(http_get(&ready).await.0, 200);
+    let client = relay.client(&[]);
+    let (session, _) = connect(
+        &client,
+        &relay.url("https", "anon"),
+        None,
+        Some(Origin::default()),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(http_get(&ready).await, (503, "not ready: full\n".to_string()));
+    session.close(0, "bye");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while http_get(&ready).await.0 != 200 {
+        assert!(Instant::now() < deadline, "never ready again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
