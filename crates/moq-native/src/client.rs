@@ -41,6 +41,11 @@ pub struct ClientTls {
     /// Accept any certificate. Development only: anyone on the path can impersonate the
     /// server. A warning is logged when the client is created.
     pub insecure: bool,
+    /// A client certificate chain (PEM) to present, for mTLS to relays that admit
+    /// peers by certificate (`[server.tls] root`). Needs `key`.
+    pub cert: Option<PathBuf>,
+    /// The private key (PEM) of `cert`.
+    pub key: Option<PathBuf>,
 }
 
 impl Default for ClientTls {
@@ -50,6 +55,8 @@ impl Default for ClientTls {
             system_roots: true,
             fingerprints: Vec::new(),
             insecure: false,
+            cert: None,
+            key: None,
         }
     }
 }
@@ -109,6 +116,13 @@ pub struct Client {
     check: Check,
     transport: Arc<quinn::TransportConfig>,
     handshake_timeout: Duration,
+    /// The client certificate chain and key, for mTLS.
+    identity: Option<
+        Arc<(
+            Vec<rustls_pki_types::CertificateDer<'static>>,
+            rustls_pki_types::PrivateKeyDer<'static>,
+        )>,
+    >,
 }
 
 impl Client {
@@ -140,6 +154,19 @@ impl Client {
             (roots_verifier(&config.tls, &provider)?, Check::Roots)
         };
 
+        let identity = match (&config.tls.cert, &config.tls.key) {
+            (Some(cert), Some(key)) => Some(Arc::new((
+                tls::read_certs(cert, "client certificate")?,
+                tls::read_key(key)?,
+            ))),
+            (None, None) => None,
+            _ => {
+                return Err(Error::Tls(
+                    "a client certificate needs both a certificate and a key file".to_string(),
+                ));
+            }
+        };
+
         let endpoint = quic::bind(config.bind, None)?;
 
         Ok(Self {
@@ -150,6 +177,7 @@ impl Client {
             check,
             transport: config.quic.transport()?,
             handshake_timeout: config.quic.handshake_timeout,
+            identity,
         })
     }
 
@@ -225,12 +253,17 @@ impl Client {
         verifier: Arc<dyn ServerCertVerifier>,
         alpns: Vec<Vec<u8>>,
     ) -> Result<quinn::ClientConfig, Error> {
-        let mut crypto = rustls::ClientConfig::builder_with_provider(self.provider.clone())
+        let builder = rustls::ClientConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|err| Error::Tls(err.to_string()))?
             .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth();
+            .with_custom_certificate_verifier(verifier);
+        let mut crypto = match &self.identity {
+            Some(identity) => builder
+                .with_client_auth_cert(identity.0.clone(), identity.1.clone_key())
+                .map_err(|err| Error::Tls(format!("client certificate: {err}")))?,
+            None => builder.with_no_client_auth(),
+        };
         crypto.alpn_protocols = alpns;
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
             .map_err(|err| Error::Tls(err.to_string()))?;

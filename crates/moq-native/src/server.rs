@@ -35,6 +35,9 @@ pub struct TlsConfig {
     /// valid under 14 days, so browsers can pin it with `serverCertificateHashes`).
     /// `localhost` also covers `127.0.0.1` and `::1`. Never use this in production.
     pub generate: Vec<String>,
+    /// CA certificates (PEM files) for client certificates (mTLS). Empty: no client
+    /// certificates are asked for. Clients without one are still accepted.
+    pub root: Vec<PathBuf>,
 }
 
 /// Server configuration.
@@ -91,11 +94,16 @@ impl Server {
             provider.clone(),
         )?);
 
-        let mut crypto = rustls::ServerConfig::builder_with_provider(provider)
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|err| Error::Tls(err.to_string()))?
-            .with_no_client_auth()
-            .with_cert_resolver(certs.clone());
+            .map_err(|err| Error::Tls(err.to_string()))?;
+        let builder = match config.tls.root.is_empty() {
+            true => builder.with_no_client_auth(),
+            false => {
+                builder.with_client_cert_verifier(tls::client_verifier(&config.tls.root, provider.clone())?)
+            }
+        };
+        let mut crypto = builder.with_cert_resolver(certs.clone());
         // The server picks the first of its own ALPNs that the client offers, so newest
         // first here means the newest common version wins on raw QUIC.
         crypto.alpn_protocols = versions
@@ -369,6 +377,18 @@ impl Request {
     /// The peer's UDP address.
     pub fn remote_addr(&self) -> SocketAddr {
         self.remote
+    }
+
+    /// Whether the client presented a certificate that chains to the configured client
+    /// CAs (rustls refuses the handshake when one is presented and does not verify):
+    /// `Some(expiry)` with its `notAfter` in Unix seconds (if readable), else `None`.
+    pub fn client_certificate(&self) -> Option<Option<i64>> {
+        let identity = self.connection().peer_identity()?;
+        let chain = identity
+            .downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>()
+            .ok()?;
+        let leaf = chain.first()?;
+        Some(tls::not_after(leaf))
     }
 
     /// The underlying QUIC connection, for statistics.

@@ -23,6 +23,7 @@ fn dev_config(bind: &str, versions: &[Version]) -> server::Config {
         bind: bind.parse().unwrap(),
         tls: server::TlsConfig {
             generate: vec!["localhost".to_string()],
+            root: vec![],
             ..Default::default()
         },
         versions: versions.to_vec(),
@@ -506,6 +507,7 @@ async fn pem_files_load_and_verify_against_their_ca() {
             cert: vec![cert],
             key: vec![key],
             generate: vec![],
+            root: vec![],
         },
         ..Default::default()
     });
@@ -547,6 +549,7 @@ async fn missing_key_file_names_the_file() {
             cert: vec![cert],
             key: vec![key.clone()],
             generate: vec![],
+            root: vec![],
         },
         ..Default::default()
     })
@@ -574,6 +577,7 @@ async fn mismatched_key_and_bad_pem_are_reported_per_file() {
                 cert: vec![cert.to_path_buf()],
                 key: vec![key.to_path_buf()],
                 generate: vec![],
+                root: vec![],
             },
             ..Default::default()
         })
@@ -616,6 +620,7 @@ async fn no_certificate_says_what_to_set() {
             cert: vec!["a.pem".into()],
             key: vec![],
             generate: vec![],
+            root: vec![],
         },
         ..Default::default()
     })
@@ -845,6 +850,7 @@ async fn reload_picks_up_new_certificate_files() {
             cert: vec![cert.clone()],
             key: vec![key.clone()],
             generate: vec![],
+            root: vec![],
         },
         ..Default::default()
     })
@@ -880,6 +886,7 @@ async fn sni_selects_the_matching_certificate() {
                 write(dir.path(), "b.key", &b.leaf_key_pem),
             ],
             generate: vec![],
+            root: vec![],
         },
         ..Default::default()
     });

@@ -156,7 +156,7 @@ pub(crate) fn read_certs(path: &Path, what: &'static str) -> Result<Vec<Certific
 }
 
 /// Read the private key in a PEM file (PKCS#8, PKCS#1 or SEC1).
-fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, Error> {
+pub(crate) fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, Error> {
     let what = "private key";
     let pem = std::fs::read(path).map_err(|source| Error::ReadFile {
         what,
@@ -454,4 +454,34 @@ impl ServerCertVerifier for NoVerifier {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
     }
+}
+
+/// A verifier of client certificates chaining to the CA certificates in
+/// `roots` (mTLS). Clients without a certificate are still let in (they may
+/// present a token instead); a certificate that does not verify is refused.
+pub(crate) fn client_verifier(
+    roots: &[std::path::PathBuf],
+    provider: Arc<CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, Error> {
+    let mut store = rustls::RootCertStore::empty();
+    for path in roots {
+        for cert in read_certs(path, "client CA certificate")? {
+            store.add(cert).map_err(|err| Error::Pem {
+                what: "client CA certificate",
+                path: path.clone(),
+                detail: err.to_string(),
+            })?;
+        }
+    }
+    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider)
+        .allow_unauthenticated()
+        .build()
+        .map_err(|err| Error::Tls(format!("client CA certificates: {err}")))
+}
+
+/// The `notAfter` of a DER certificate, in Unix seconds.
+pub(crate) fn not_after(der: &[u8]) -> Option<i64> {
+    x509_parser::parse_x509_certificate(der)
+        .ok()
+        .map(|(_, cert)| cert.validity().not_after.timestamp())
 }

@@ -221,6 +221,7 @@ impl Relay {
                 cert: tls.cert.clone(),
                 key: tls.key.clone(),
                 generate: tls.generate.clone(),
+                root: tls.root.clone(),
             },
             versions: config.server.version.clone(),
             ..Default::default()
@@ -593,7 +594,7 @@ impl Refusal {
 
 /// Resolve a request target (`path?query`) into the session root and what the
 /// session may do, or why it is refused.
-fn decide(shared: &Shared, target: &str) -> Result<(Path, Permissions, Option<Claims>), Refusal> {
+fn decide(shared: &Shared, target: &str, mtls: bool) -> Result<(Path, Permissions, Option<Claims>), Refusal> {
     let (root, token) = request_target(target).map_err(|detail| Refusal {
         reason: "bad_path",
         detail,
@@ -601,6 +602,11 @@ fn decide(shared: &Shared, target: &str) -> Result<(Path, Permissions, Option<Cl
         code: 0x3,
         auth: false,
     })?;
+    // A client certificate chaining to [server.tls] root (verified in the TLS
+    // handshake) stands in for a token: full access within the dialled path.
+    if mtls {
+        return Ok((root, Permissions::all(), None));
+    }
     let (permissions, claims) = shared
         .authorize(&root, token.as_deref())
         .map_err(|e| Refusal::auth(&e))?;
@@ -638,6 +644,7 @@ async fn serve(shared: Arc<Shared>, incoming: server::Incoming, id: u64) {
     };
     let transport = request.transport();
     let connection = request.connection().clone();
+    let mtls = request.client_certificate();
     tracing::Span::current().record("version", version.alpn());
 
     // WebTransport carries path and token in its URL: decide before answering.
@@ -649,7 +656,7 @@ async fn serve(shared: Arc<Shared>, incoming: server::Incoming, id: u64) {
                 Some(q) => format!("{}?{q}", u.path()),
                 None => u.path().to_string(),
             });
-            let decided = decide(&shared, &target);
+            let decided = decide(&shared, &target, mtls.is_some());
             match decided {
                 Ok((root, permissions, claims)) => match request.ok().await {
                     Ok(session) => (
@@ -705,7 +712,7 @@ async fn serve(shared: Arc<Shared>, incoming: server::Incoming, id: u64) {
                 // lite-03/04 over raw QUIC have no path: the session is rooted at "".
                 (String::new(), None)
             };
-            let decided = decide(&shared, &target);
+            let decided = decide(&shared, &target, mtls.is_some());
             match decided {
                 Ok((root, permissions, claims)) => (session, root, permissions, claims, peer_setup),
                 Err(refusal) => {
@@ -723,7 +730,14 @@ async fn serve(shared: Arc<Shared>, incoming: server::Incoming, id: u64) {
     };
 
     tracing::Span::current().record("path", root.as_str());
-    tracing::info!(%version, %transport, path = %root, token = claims.is_some(), "session accepted");
+    tracing::info!(
+        %version,
+        %transport,
+        path = %root,
+        token = claims.is_some(),
+        mtls = mtls.is_some(),
+        "session accepted"
+    );
     let labels = SessionLabels {
         transport: transport.to_string(),
         version: version.alpn().to_string(),
@@ -759,8 +773,9 @@ async fn serve(shared: Arc<Shared>, incoming: server::Incoming, id: u64) {
     config.shutdown = Some(shared.draining.subscribe());
     config.limits = shared.limits.session.clone();
 
-    // A token is good for the whole session, until its `exp`.
-    let expires = claims.as_ref().and_then(|c| c.exp).map(|exp| {
+    // A token (or client certificate) is good for the whole session, until it expires.
+    let cert_expiry = mtls.flatten().and_then(|t| u64::try_from(t).ok());
+    let expires = claims.as_ref().and_then(|c| c.exp).or(cert_expiry).map(|exp| {
         let at = std::time::UNIX_EPOCH + Duration::from_secs(exp);
         let left = at
             .duration_since(std::time::SystemTime::now())
@@ -773,7 +788,7 @@ async fn serve(shared: Arc<Shared>, incoming: server::Incoming, id: u64) {
         Some(deadline) => tokio::select! {
             result = &mut run => result,
             _ = tokio::time::sleep_until(deadline) => {
-                tracing::info!(%peer, "token expired; closing the session");
+                tracing::info!(%peer, "token or certificate expired; closing the session");
                 shared.metrics.auth_failed("expired");
                 moq_core::transport::Session::close(&session, 0x2, "unauthorized: token expired");
                 return;

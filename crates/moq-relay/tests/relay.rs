@@ -35,21 +35,35 @@ async fn start_relay(extra: &str) -> TestRelay {
     } else {
         "[limits]\nconnections_per_second_per_ip = 100000\nsessions_per_ip = 100000"
     };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
     let text = format!(
         r#"
 [server]
 listen = "127.0.0.1:0"
-tls.generate = ["localhost"]
+[server.tls]
+generate = ["localhost"]
+{tls}
 [web.http]
 listen = "127.0.0.1:0"
 {limits}
 {extra}
-"#
+"#,
+        // Extra [server.tls] keys go into the table above.
+        tls = extra
+            .lines()
+            .filter(|l| l.starts_with("tls."))
+            .map(|l| &l[4..])
+            .collect::<Vec<_>>()
+            .join("\n"),
+        extra = extra
+            .lines()
+            .filter(|l| !l.starts_with("tls."))
+            .collect::<Vec<_>>()
+            .join("\n"),
     );
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let mut config = Config::from_toml(&text, FsPath::new("test.toml")).unwrap();
     if !extra.contains("[auth]") {
         config.auth.public = Some(moq_relay::config::Public::everything());
@@ -116,6 +130,16 @@ struct Publisher {
 }
 
 async fn publisher(relay: &TestRelay, client: &client::Client, scheme: &str, name: &str) -> Publisher {
+    publisher_at(relay, client, scheme, "anon", name).await
+}
+
+async fn publisher_at(
+    relay: &TestRelay,
+    client: &client::Client,
+    scheme: &str,
+    root: &str,
+    name: &str,
+) -> Publisher {
     let origin = Origin::default();
     let broadcast = BroadcastProducer::new(Cache::default());
     let track = broadcast.create_track(TrackProducer::with_info(
@@ -124,7 +148,7 @@ async fn publisher(relay: &TestRelay, client: &client::Client, scheme: &str, nam
         Cache::default(),
     ));
     let publication = origin.publish(Path::new(name).unwrap(), broadcast.consume(), Hops::new());
-    let (session, _) = connect(client, &relay.url(scheme, "anon"), Some(origin.clone()), None).await;
+    let (session, _) = connect(client, &relay.url(scheme, root), Some(origin.clone()), None).await;
     Publisher {
         _origin: origin,
         broadcast,
@@ -1109,4 +1133,84 @@ async fn ready_turns_false_when_full_and_true_again() {
         assert!(Instant::now() < deadline, "never ready again");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A CA and a client certificate it signed, written as PEM files in `dir`:
+/// (ca.pem, client.pem, client.key).
+fn client_pki(dir: &FsPath, name: &str) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("{name} CA"));
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec![format!("{name}.relay")])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let paths = (
+        dir.join(format!("{name}-ca.pem")),
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_from_the_configured_ca_stands_in_for_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = client_pki(dir.path(), "peer");
+    let (_, stranger_cert, stranger_key) = client_pki(dir.path(), "stranger");
+    let relay = start_relay(&format!(
+        "tls.root = [\"{}\"]\n[auth]\npublic = \"anon\"",
+        ca.display()
+    ))
+    .await;
+    let with_cert = |cert: &std::path::PathBuf, key: &std::path::PathBuf| {
+        client::Client::new(client::Config {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            tls: client::ClientTls {
+                fingerprints: vec![relay.fingerprint.clone()],
+                cert: Some(cert.clone()),
+                key: Some(key.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .unwrap()
+    };
+
+    // A peer with a certificate from the CA: full access within its path, no token.
+    let peer = with_cert(&cert, &key);
+    let publisher = publisher_at(&relay, &peer, "https", "secret", "live").await;
+    let viewer = Origin::default();
+    let (_v, _) = connect(&peer, &relay.url("moqt", "secret"), None, Some(viewer.clone())).await;
+    let broadcast = viewer
+        .wait_for(&Path::new("live").unwrap(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let mut track = broadcast.subscribe("video").unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    write_group(&publisher.track, 0, 1, 10);
+    assert_eq!(read_groups(&mut track, 1).await[0].0, 0);
+
+    // Without a certificate (and no token) the same path is refused.
+    let err = relay
+        .client(&[])
+        .connect(&relay.url("https", "secret"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("401"), "{err}");
+    // A certificate from another CA fails the TLS handshake.
+    assert!(
+        with_cert(&stranger_cert, &stranger_key)
+            .connect(&relay.url("https", "secret"))
+            .await
+            .is_err()
+    );
 }
