@@ -973,6 +973,7 @@ async fn connection_floods_from_one_address_are_refused_cheaply() {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     // Twelve connection attempts at once from the same address.
     let flood = std::sync::Arc::new(relay.client(&[]));
+    let started = Instant::now();
     let attempts: Vec<_> = (0..12)
         .map(|_| {
             let flood = flood.clone();
@@ -991,8 +992,14 @@ async fn connection_floods_from_one_address_are_refused_cheaply() {
             }
         }
     }
-    assert!((5..=7).contains(&ok), "{ok} admitted");
-    assert!(refused >= 5, "{refused} refused");
+    // A burst of 5, then 5 per second while the flood lasted (handshakes take a
+    // while on a loaded machine).
+    let allowed = 5 + (5.0 * started.elapsed().as_secs_f64()).ceil() as usize;
+    assert!(
+        ok >= 5 && ok <= allowed,
+        "{ok} admitted, at most {allowed} allowed"
+    );
+    assert!(refused >= 12 - allowed, "{refused} refused");
     // The existing sessions keep receiving every frame during and after the flood.
     for seq in 0..3 {
         write_group(&publisher.track, seq, 4, 100);
