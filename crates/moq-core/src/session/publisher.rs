@@ -12,7 +12,7 @@ use tokio::task::{AbortHandle, JoinSet};
 
 use super::{Reader, Shared, Writer, reject};
 use crate::{
-    BroadcastConsumer, Error, GroupConsumer, Result, TrackConsumer,
+    BroadcastConsumer, Error, GroupConsumer, Result,
     stats::{ActiveSubscription, Stats},
     transport::{RecvStream, SendStream, Session},
 };
@@ -437,12 +437,12 @@ async fn serve_fetch<S: SendStream, R: RecvStream>(
     let fetch = reader.decode::<Fetch>().await?;
     let broadcast = broadcast(shared, &fetch.broadcast)?;
     let mut track = broadcast.subscribe(&fetch.track)?;
-    let mut group = match cached_group(&track, fetch.group) {
+    let mut group = match track.get_group(fetch.group) {
         Some(group) => group,
         // Not cached (nobody was reading the track): pull it and wait for the group.
         None => tokio::time::timeout(FETCH_WAIT, async {
             loop {
-                if let Some(group) = cached_group(&track, fetch.group) {
+                if let Some(group) = track.get_group(fetch.group) {
                     return Ok(group);
                 }
                 match track.next_group().await? {
@@ -466,10 +466,6 @@ async fn serve_fetch<S: SendStream, R: RecvStream>(
     )
     .await?;
     writer.finish().await
-}
-
-fn cached_group(track: &TrackConsumer, sequence: u64) -> Option<GroupConsumer> {
-    track.get_group(sequence)
 }
 
 async fn serve_track<S: SendStream, R: RecvStream>(

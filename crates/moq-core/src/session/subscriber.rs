@@ -151,9 +151,6 @@ pub(crate) async fn announced<S: Session>(session: S, shared: Arc<Shared>) -> Re
                 continue;
             }
             Announce::Unknown { .. } => continue,
-            // Announce is non-exhaustive in spirit; ignore anything new.
-            #[allow(unreachable_patterns)]
-            _ => continue,
         };
         if peer_hop != 0 && hops.push(peer_hop).is_err() {
             tracing::warn!(%suffix, "announcement with too many hops ignored");
