@@ -66,10 +66,38 @@ async fn ready(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn nodes(State(shared): State<Arc<Shared>>) -> Response {
+    let cluster = &shared.cluster;
+    let links: Vec<_> = cluster.links().iter().map(|l| l.to_json()).collect();
+    let known: Vec<_> = cluster
+        .nodes()
+        .into_iter()
+        .map(|(id, url)| serde_json::json!({ "id": id.to_string(), "url": url }))
+        .collect();
+    // The route chosen for every broadcast: where it comes from and at what cost.
+    let mut announced = shared.origin.announced(moq_proto::Path::empty());
+    let mut routes = Vec::new();
+    for _ in 0..announced.initial() {
+        let Some(event) = announced.try_next() else { break };
+        let hops: Vec<String> = event.hops.ids().iter().map(|h| h.to_string()).collect();
+        let via = match event.cost {
+            0 if hops.is_empty() => "local",
+            cost if cost >= crate::cluster::PLACEHOLDER_COST => "directory",
+            _ => "link",
+        };
+        routes.push(serde_json::json!({
+            "path": event.suffix.as_str(),
+            "hops": hops,
+            "cost": event.cost,
+            "via": via,
+        }));
+    }
     let body = serde_json::json!({
         "id": shared.hop.to_string(),
         "node": shared.node,
-        "links": [],
+        "links": links,
+        "nodes": known,
+        "routes": routes,
+        "upstream_subscriptions": shared.upstream.load(std::sync::atomic::Ordering::Relaxed),
         "broadcasts": shared.origin.paths().iter().map(|p| p.as_str().to_string()).collect::<Vec<_>>(),
     });
     ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()

@@ -3,6 +3,7 @@
 //!
 //! This crate must never log a token or a key, nor start anything while loading its config.
 
+pub mod cluster;
 pub mod config;
 pub mod internal;
 pub mod metrics;

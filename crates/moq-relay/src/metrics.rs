@@ -36,6 +36,15 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
+/// Labels of the cluster link gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LinkLabels {
+    /// `static`, `root` or `on-demand`.
+    pub kind: String,
+    /// `connecting`, `up` or `down`.
+    pub state: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
@@ -63,12 +72,19 @@ pub struct Metrics {
     pub cert_expiry: Gauge,
     /// 1 while the relay accepts sessions.
     pub ready: Gauge,
+    /// Cluster links by kind and state.
+    pub cluster_links: Family<LinkLabels, Gauge>,
 }
 
 impl Metrics {
     /// A registry with every metric, reading media counters from `stats`,
     /// cache counters from `cache` and the broadcast count from `origin`.
-    pub fn new(stats: Arc<Stats>, cache: Arc<CacheStats>, origin: Origin) -> Self {
+    pub fn new(
+        stats: Arc<Stats>,
+        cache: Arc<CacheStats>,
+        origin: Origin,
+        upstream: Arc<std::sync::atomic::AtomicUsize>,
+    ) -> Self {
         let mut registry = Registry::default();
         let sessions_active = Family::<SessionLabels, Gauge>::default();
         let sessions_total = Family::<SessionLabels, Counter>::default();
@@ -79,6 +95,7 @@ impl Metrics {
         let quic_lost = Counter::default();
         let cert_expiry = Gauge::default();
         let ready = Gauge::default();
+        let cluster_links = Family::<LinkLabels, Gauge>::default();
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -129,7 +146,17 @@ impl Metrics {
             "Unix time at which the served certificate expires",
             cert_expiry.clone(),
         );
-        r.register_collector(Box::new(Media { stats, cache, origin }));
+        r.register(
+            "moq_relay_cluster_links",
+            "Cluster links by kind and state",
+            cluster_links.clone(),
+        );
+        r.register_collector(Box::new(Media {
+            stats,
+            cache,
+            origin,
+            upstream,
+        }));
         r.register_collector(Box::new(Process));
 
         Self {
@@ -143,6 +170,20 @@ impl Metrics {
             quic_lost,
             cert_expiry,
             ready,
+            cluster_links,
+        }
+    }
+
+    /// Recount the cluster link gauge from the links' current states.
+    pub fn cluster_links_changed(&self, links: &[crate::cluster::LinkStatus]) {
+        self.cluster_links.clear();
+        for link in links {
+            self.cluster_links
+                .get_or_create(&LinkLabels {
+                    kind: link.kind.as_str().to_string(),
+                    state: link.state.to_string(),
+                })
+                .inc();
         }
     }
 
@@ -180,6 +221,7 @@ struct Media {
     stats: Arc<Stats>,
     cache: Arc<CacheStats>,
     origin: Origin,
+    upstream: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 fn counter(
@@ -248,6 +290,12 @@ impl Collector for Media {
             "moq_relay_subscriptions_active",
             "Subscriptions served now",
             s.subscriptions_active.load(Ordering::Relaxed),
+        )?;
+        gauge(
+            &mut e,
+            "moq_relay_upstream_subscriptions_active",
+            "Subscriptions this relay holds on publishers and peer relays (one per track in use)",
+            self.upstream.load(Ordering::Relaxed) as i64,
         )?;
         gauge(
             &mut e,

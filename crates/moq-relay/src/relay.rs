@@ -68,6 +68,10 @@ pub struct Shared {
     pub hop: u64,
     /// This relay's public URL, if configured.
     pub node: Option<String>,
+    /// Links to other relays and the cluster directory.
+    pub cluster: crate::cluster::ClusterState,
+    /// Upstream subscriptions held now, across every session and link.
+    pub upstream: Arc<std::sync::atomic::AtomicUsize>,
     /// Media counters, shared by every session.
     pub stats: Arc<Stats>,
     /// Every metric.
@@ -235,15 +239,25 @@ impl Relay {
         let linger = config.cluster.linger.unwrap_or(Duration::from_secs(5));
         let stats = Arc::new(Stats::default());
         let origin = Origin::new(cache.clone(), linger);
-        let metrics = Metrics::new(stats.clone(), cache.stats().clone(), origin.clone());
+        let upstream = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let metrics = Metrics::new(
+            stats.clone(),
+            cache.stats().clone(),
+            origin.clone(),
+            upstream.clone(),
+        );
+        // Every relay has a hop id, so announcements can never loop back to it.
+        let hop = config.cluster.id.unwrap_or_else(crate::cluster::random_id);
         let shared = Arc::new(Shared {
             origin,
             public: public(&config)?,
             keys: keys(&config)?,
             limits: Limits::from_config(&config),
             rate: Mutex::default(),
-            hop: config.cluster.id.unwrap_or(0),
+            hop,
             node: config.cluster.node.clone(),
+            cluster: crate::cluster::ClusterState::default(),
+            upstream,
             stats,
             metrics,
             draining: watch::channel(false).0,
@@ -322,6 +336,22 @@ impl Relay {
         let sampler = tokio::spawn(sample_quic(self.shared.clone()));
         let web = self.web.map(|web| tokio::spawn(web.run()));
         let internal = self.internal.map(|i| tokio::spawn(i.run()));
+        let cluster = match self.config.cluster.is_enabled() {
+            true => {
+                let client = moq_native::client::Client::new(crate::cluster::client_config(&self.config))
+                    .context("cannot start the cluster client")?;
+                tracing::info!(
+                    id = self.shared.hop,
+                    links = self.config.cluster.peers().len(),
+                    roots = self.config.cluster.roots().len(),
+                    "cluster enabled"
+                );
+                let cluster =
+                    crate::cluster::Cluster::new(self.shared.clone(), client, self.config.cluster.clone());
+                Some(tokio::spawn(cluster.run()))
+            }
+            false => None,
+        };
         let mut next_id = 0u64;
         while let Some(incoming) = self.quic.accept().await {
             next_id += 1;
@@ -336,6 +366,9 @@ impl Relay {
         }
         for task in [web, internal].into_iter().flatten() {
             task.abort();
+        }
+        if let Some(cluster) = cluster {
+            cluster.abort();
         }
         sampler.abort();
         watcher.abort();
@@ -763,10 +796,26 @@ async fn serve(shared: Arc<Shared>, incoming: server::Incoming, id: u64) {
     };
 
     let mut config = session::Config::new(version);
-    config.publish = (!permissions.subscribe.is_empty()).then(|| shared.origin.clone());
-    config.consume = (!permissions.publish.is_empty()).then(|| shared.origin.clone());
-    config.root = root;
-    config.permissions = permissions;
+    if root.as_str() == crate::cluster::DIRECTORY_PATH {
+        // A relay registering with us: it exchanges directory entries (names,
+        // never media) and must be allowed to both publish and subscribe there.
+        if !(permissions.can_publish(&Path::empty()) && permissions.can_subscribe(&Path::empty())) {
+            tracing::warn!(%peer, "cluster directory refused: the token does not cover publish and subscribe");
+            shared.metrics.auth_failed("cluster_scope");
+            moq_core::transport::Session::close(&session, 0x2, "unauthorized: cluster directory");
+            return;
+        }
+        config.publish = Some(shared.cluster.directory.clone());
+        config.consume = Some(shared.cluster.directory.clone());
+        config.root = Path::empty();
+        config.permissions = Permissions::all();
+    } else {
+        config.publish = (!permissions.subscribe.is_empty()).then(|| shared.origin.clone());
+        config.consume = (!permissions.publish.is_empty()).then(|| shared.origin.clone());
+        config.root = root;
+        config.permissions = permissions;
+        config.upstream = shared.upstream.clone();
+    }
     config.hop = shared.hop;
     config.peer_setup = peer_setup;
     config.stats = shared.stats.clone();

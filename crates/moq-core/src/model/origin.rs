@@ -4,7 +4,9 @@
 //! Publishers (local producers or remote sessions) attach to a path with
 //! [`Origin::publish`]. Consumers never see a publisher's broadcast directly:
 //! each path has one origin-owned broadcast whose tracks are piped from the
-//! current best publisher (fewest hops, then most recent). That gives three
+//! current best publisher: lowest route cost, then fewest hops, then a
+//! deterministic hash of the path and hop list (so every relay of a cluster
+//! picks the same route and never flaps), then the most recent. That gives three
 //! properties a relay needs:
 //! - one upstream subscription per track, however many viewers;
 //! - when the publisher changes (failover, reconnect), live tracks are re-bound
@@ -36,6 +38,26 @@ struct Source {
     id: u64,
     broadcast: BroadcastConsumer,
     hops: Hops,
+    cost: u64,
+    /// Deterministic tie-break between routes of equal cost and length.
+    rank: u64,
+}
+
+/// FNV-1a over the path and the hop ids: stable across processes and
+/// machines, unlike the standard library's randomly keyed hasher.
+fn rank(path: &Path, hops: &Hops) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for b in bytes {
+            hash ^= u64::from(*b);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    feed(path.as_str().as_bytes());
+    for id in hops.ids() {
+        feed(&id.to_be_bytes());
+    }
+    hash
 }
 
 #[derive(Debug)]
@@ -53,7 +75,7 @@ impl Entry {
     fn best(&self) -> Option<Source> {
         self.sources
             .iter()
-            .min_by_key(|s| (s.hops.len(), std::cmp::Reverse(s.id)))
+            .min_by_key(|s| (s.cost, s.hops.len(), s.rank, std::cmp::Reverse(s.id)))
             .cloned()
     }
 }
@@ -112,10 +134,29 @@ impl Origin {
     /// any publication for it lives. Call [`Publication::finish`] for a clean
     /// end (unannounced at once); dropping it counts as abrupt (lingers).
     pub fn publish(&self, path: Path, broadcast: BroadcastConsumer, hops: Hops) -> Publication {
+        self.publish_route(path, broadcast, hops, 0)
+    }
+
+    /// [`publish`](Self::publish) with a route cost: when several publishers
+    /// offer the same path, the cheapest route is used (then the shortest).
+    pub fn publish_route(
+        &self,
+        path: Path,
+        broadcast: BroadcastConsumer,
+        hops: Hops,
+        cost: u64,
+    ) -> Publication {
         let mut state = self.shared.lock();
         let id = state.next_id;
         state.next_id += 1;
-        let source = Source { id, broadcast, hops };
+        let rank = rank(&path, &hops);
+        let source = Source {
+            id,
+            broadcast,
+            hops,
+            cost,
+            rank,
+        };
         match state.entries.get_mut(&path) {
             Some(entry) => {
                 entry.sources.push(source);
@@ -126,10 +167,9 @@ impl Origin {
                     *a = best.clone();
                     !same
                 });
-                if changed {
+                if changed && let Some(best) = best {
                     let relay = entry.relay.clone();
-                    let hops = best.map(|b| b.hops).unwrap_or_default();
-                    notify(&mut state, &path, Some((relay, hops)));
+                    notify(&mut state, &path, Some((relay, best.route())));
                 }
             }
             None => {
@@ -146,7 +186,7 @@ impl Origin {
                         generation: 0,
                     },
                 );
-                notify(&mut state, &path, Some((relay_consumer, source.hops)));
+                notify(&mut state, &path, Some((relay_consumer, source.route())));
             }
         }
         Publication {
@@ -198,8 +238,8 @@ impl Origin {
             .iter()
             .filter(|(path, _)| path.has_prefix(&prefix))
             .filter_map(|(path, e)| {
-                let hops = e.active.borrow().as_ref().map(|s| s.hops.clone())?;
-                Some((path.clone(), Some((e.relay.clone(), hops))))
+                let route = e.active.borrow().as_ref().map(Source::route)?;
+                Some((path.clone(), Some((e.relay.clone(), route))))
             })
             .collect();
         let count = initial.len();
@@ -219,7 +259,17 @@ impl Origin {
     }
 }
 
-fn notify(state: &mut State, path: &Path, change: Option<(BroadcastConsumer, Hops)>) {
+impl Source {
+    fn route(&self) -> (Hops, u64) {
+        (self.hops.clone(), self.cost)
+    }
+}
+
+/// What watchers learn about a path: its broadcast and the active route, or
+/// `None` once it is gone.
+type Change = Option<(BroadcastConsumer, (Hops, u64))>;
+
+fn notify(state: &mut State, path: &Path, change: Change) {
     state.watchers.retain(|w| {
         let Some(watcher) = w.upgrade() else {
             return false;
@@ -274,7 +324,7 @@ impl Drop for Publication {
             });
             let relay = entry.relay.clone();
             if changed && let Some(best) = best {
-                notify(&mut state, &self.path, Some((relay, best.hops)));
+                notify(&mut state, &self.path, Some((relay, best.route())));
             }
             if lingering {
                 let origin = self.origin.clone();
@@ -393,7 +443,7 @@ struct Watcher {
 struct Pending {
     /// Coalesced: only the latest state of each path is kept, so a slow
     /// reader holds at most one entry per path.
-    changes: BTreeMap<Path, Option<(BroadcastConsumer, Hops)>>,
+    changes: BTreeMap<Path, Change>,
 }
 
 impl Watcher {
@@ -409,8 +459,10 @@ pub struct OriginEvent {
     pub suffix: Path,
     /// The broadcast, or `None` when it was unannounced.
     pub broadcast: Option<BroadcastConsumer>,
-    /// Relays the broadcast crossed.
+    /// Relays the broadcast crossed (on the active route).
     pub hops: Hops,
+    /// The active route's cost (0 for a local publisher).
+    pub cost: u64,
 }
 
 /// A stream of announcement changes under a prefix. See [`Origin::announced`].
@@ -438,12 +490,13 @@ impl Announced {
                 _ => continue,
             };
             match change {
-                Some((broadcast, hops)) => {
+                Some((broadcast, (hops, cost))) => {
                     self.seen.insert(path);
                     return Some(OriginEvent {
                         suffix,
                         broadcast: Some(broadcast),
                         hops,
+                        cost,
                     });
                 }
                 // Announced and gone before we looked: nothing to report.
@@ -453,6 +506,7 @@ impl Announced {
                         suffix,
                         broadcast: None,
                         hops: Hops::new(),
+                        cost: 0,
                     });
                 }
             }
@@ -606,5 +660,63 @@ mod tests {
         write(&far_track, 7);
         write(&near_track, 8);
         assert_eq!(timeout(viewer.next_group()).await.unwrap().unwrap().sequence(), 8);
+    }
+
+    #[tokio::test]
+    async fn cheaper_route_beats_shorter_route() {
+        let origin = Origin::default();
+        let (short, short_track) = publisher();
+        let (cheap, cheap_track) = publisher();
+        let _a = origin.publish_route(path("b"), short.consume(), Hops::from_ids(vec![1]).unwrap(), 10);
+        let _b = origin.publish_route(path("b"), cheap.consume(), Hops::from_ids(vec![2, 3]).unwrap(), 2);
+        let mut viewer = origin.consume(&path("b")).unwrap().subscribe("t").unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        write(&short_track, 7);
+        write(&cheap_track, 8);
+        assert_eq!(timeout(viewer.next_group()).await.unwrap().unwrap().sequence(), 8);
+        let event = origin.announced(path("")).try_next().unwrap();
+        assert_eq!((event.hops.ids(), event.cost), (&[2u64, 3][..], 2));
+    }
+
+    /// Two relays that learn the same two equal routes in opposite orders
+    /// must pick the same one, or a cluster flaps.
+    #[tokio::test]
+    async fn equal_routes_are_chosen_the_same_way_in_any_order() {
+        let chosen = |first: Vec<u64>, second: Vec<u64>| {
+            let origin = Origin::default();
+            let (a, _ta) = publisher();
+            let (b, _tb) = publisher();
+            let _p1 = origin.publish_route(path("x/y"), a.consume(), Hops::from_ids(first).unwrap(), 1);
+            let _p2 = origin.publish_route(path("x/y"), b.consume(), Hops::from_ids(second).unwrap(), 1);
+            let event = origin.announced(path("")).try_next().unwrap();
+            event.hops.ids().to_vec()
+        };
+        let one = chosen(vec![10, 11], vec![20, 21]);
+        let two = chosen(vec![20, 21], vec![10, 11]);
+        assert_eq!(one, two);
+    }
+
+    #[tokio::test]
+    async fn failover_to_the_next_route_when_the_active_one_goes() {
+        let origin = Origin::default();
+        let (active, active_track) = publisher();
+        let (standby, standby_track) = publisher();
+        let p1 = origin.publish_route(path("b"), active.consume(), Hops::from_ids(vec![1]).unwrap(), 1);
+        let _p2 = origin.publish_route(path("b"), standby.consume(), Hops::from_ids(vec![2]).unwrap(), 5);
+        let mut viewer = origin.consume(&path("b")).unwrap().subscribe("t").unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        write(&active_track, 1);
+        assert_eq!(timeout(viewer.next_group()).await.unwrap().unwrap().sequence(), 1);
+        assert_eq!(
+            standby_track.consumers(),
+            0,
+            "the standby is not read while the active route lives"
+        );
+        drop(p1);
+        drop(active_track);
+        drop(active);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        write(&standby_track, 2);
+        assert_eq!(timeout(viewer.next_group()).await.unwrap().unwrap().sequence(), 2);
     }
 }

@@ -103,8 +103,15 @@ pub struct Config {
     pub root: Path,
     /// What the peer may do.
     pub permissions: Permissions,
-    /// Our hop id (0 for none).
+    /// Our hop id (0 for none). Sent in SETUP (lite-05+) and added to the
+    /// hop list of every broadcast we announce.
     pub hop: u64,
+    /// The price of this link, added to the cost of every broadcast the peer
+    /// announces (a relay's `?cost=N`; 0 for ordinary sessions).
+    pub cost: u64,
+    /// Upstream subscriptions this session holds on the peer, live count
+    /// (shared by a relay across sessions to prove deduplication).
+    pub upstream: Arc<std::sync::atomic::AtomicUsize>,
     /// The SETUP we send (lite-05+): a raw-QUIC client puts its path here.
     pub setup: Setup,
     /// The peer's SETUP when the caller already read it (a raw-QUIC server
@@ -129,6 +136,8 @@ impl Config {
             root: Path::empty(),
             permissions: Permissions::all(),
             hop: 0,
+            cost: 0,
+            upstream: Arc::default(),
             setup: Setup::default(),
             peer_setup: None,
             limits: Limits::default(),
@@ -185,7 +194,10 @@ pub async fn run<S: Session>(session: S, config: Config) -> Result<()> {
 
     if version.has_setup_stream() {
         let session = session.clone();
-        let setup = shared.config.setup.clone();
+        let mut setup = shared.config.setup.clone();
+        if setup.origin.is_none() && shared.config.hop != 0 {
+            setup.origin = Some(shared.config.hop);
+        }
         tasks.spawn(async move {
             let mut writer = Writer::new(session.open_uni().await?, version);
             writer.queue(&DataStream::Setup)?;

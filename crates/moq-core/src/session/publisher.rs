@@ -142,7 +142,13 @@ async fn serve_announce<S: SendStream, R: RecvStream>(
     let mut ids: HashMap<Path, u64> = HashMap::new();
     let mut next_id = 0u64;
     let hop = shared.config.hop;
-    let mut announce = |writer: &mut Writer<S>, event: crate::OriginEvent| -> Result<()> {
+    let mut announce = |writer: &mut Writer<S>, mut event: crate::OriginEvent| -> Result<()> {
+        // A route the peer may not see now (say it switched to one through the
+        // peer) is withdrawn like an ended broadcast: leaving the old one up
+        // would let two relays keep a dead broadcast alive for each other.
+        if event.broadcast.is_some() && !visible(&event.suffix, &event.hops) {
+            event.broadcast = None;
+        }
         let Some(_) = event.broadcast else {
             let Some(id) = ids.remove(&event.suffix) else {
                 return Ok(());
@@ -156,20 +162,14 @@ async fn serve_announce<S: SendStream, R: RecvStream>(
             };
             return writer.queue(&msg);
         };
-        if !visible(&event.suffix, &event.hops) {
-            return Ok(());
-        }
         let mut hops = event.hops;
+        let cost = Cost::new(event.cost);
         // lite-05+ receivers append ANNOUNCE_OK's hop themselves.
         if !version.has_announce_ok() && hop != 0 {
             let _ = hops.push(hop);
         }
         match ids.get(&event.suffix) {
-            Some(&id) if version.has_announce_ids() => writer.queue(&Announce::Restart {
-                id,
-                hops,
-                cost: Cost::default(),
-            }),
+            Some(&id) if version.has_announce_ids() => writer.queue(&Announce::Restart { id, hops, cost }),
             // lite-05 treats a repeated active as a restart.
             Some(_) if version.has_announce_ok() => writer.queue(&Announce::Active {
                 suffix: event.suffix,
@@ -194,7 +194,7 @@ async fn serve_announce<S: SendStream, R: RecvStream>(
                 writer.queue(&Announce::Active {
                     suffix: event.suffix,
                     hops,
-                    cost: Cost::default(),
+                    cost,
                 })
             }
         }

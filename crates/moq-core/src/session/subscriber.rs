@@ -6,7 +6,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex, MutexGuard,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -50,11 +50,13 @@ impl Subscriptions {
 struct Registered<'a> {
     subscriptions: &'a Subscriptions,
     id: u64,
+    upstream: &'a AtomicUsize,
 }
 
 impl Drop for Registered<'_> {
     fn drop(&mut self) {
         self.subscriptions.lock().remove(&self.id);
+        self.upstream.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -120,15 +122,15 @@ pub(crate) async fn announced<S: Session>(session: S, shared: Arc<Shared>) -> Re
             }
             Err(err) => break Err(err),
         };
-        let (suffix, mut hops) = match msg {
-            Announce::Active { suffix, hops, .. } => {
+        let (suffix, mut hops, cost) = match msg {
+            Announce::Active { suffix, hops, cost } => {
                 if version.has_announce_ids() {
                     ids.push(Some(suffix.clone()));
                 }
-                (suffix, hops)
+                (suffix, hops, cost)
             }
-            Announce::Restart { id, hops, .. } => match ids.get(id as usize).cloned().flatten() {
-                Some(suffix) => (suffix, hops),
+            Announce::Restart { id, hops, cost } => match ids.get(id as usize).cloned().flatten() {
+                Some(suffix) => (suffix, hops, cost),
                 None => break Err(Error::Protocol(format!("RESTART of unknown announce id {id}"))),
             },
             Announce::Ended { suffix, .. } => {
@@ -173,7 +175,9 @@ pub(crate) async fn announced<S: Session>(session: S, shared: Arc<Shared>) -> Re
             Err(err) => break Err(Error::Protocol(err.to_string())),
         };
         let mut broadcast = BroadcastProducer::dynamic(origin.cache().clone());
-        let publication = origin.publish(path, broadcast.consume(), hops);
+        // The peer's advertised cost (lite-06; 0 before) plus the price of this link.
+        let cost = cost.warm.saturating_add(shared.config.cost);
+        let publication = origin.publish_route(path, broadcast.consume(), hops, cost);
         let task = {
             let session = session.clone();
             let shared = shared.clone();
@@ -222,7 +226,13 @@ async fn run_subscription<S: Session>(
     let id = subscriptions.next.fetch_add(1, Ordering::Relaxed);
     let track = Arc::new(track);
     subscriptions.lock().insert(id, track.clone());
-    let _registered = Registered { subscriptions, id };
+    let upstream = &*shared.config.upstream;
+    upstream.fetch_add(1, Ordering::Relaxed);
+    let _registered = Registered {
+        subscriptions,
+        id,
+        upstream,
+    };
 
     let result = async {
         let (send, recv) = session.open_bi().await?;

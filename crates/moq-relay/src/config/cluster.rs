@@ -102,7 +102,7 @@ pub struct Cluster {
     #[serde(deserialize_with = "de_with::duration")]
     pub linger: Option<Duration>,
 
-    /// Pre-0.11 spelling of the relay(s) to dial; dialled like `connect` (see [`Cluster::peers`]).
+    /// Root relay(s) that keep the cluster directory: which relay originates which broadcast.
     #[arg(
         id = "cluster-root",
         long = "cluster-root",
@@ -173,23 +173,33 @@ impl Cluster {
         Ok(())
     }
 
-    /// The peers to dial: `connect` then legacy `root`, without this relay's own `node` (a
-    /// pre-0.11 root relay named itself there) and without duplicates. A bare `host:port`
-    /// (pre-0.11 spelling) becomes `https://host:port/`.
+    /// The peers to link to (`connect`), without this relay's own `node` and without
+    /// duplicates. A bare `host:port` (pre-0.11 spelling) becomes `https://host:port/`.
     pub fn peers(&self) -> Vec<String> {
+        self.urls(&self.connect)
+    }
+
+    /// The roots to register with (`root`), without this relay's own `node` (a root
+    /// relay may share the config of the others) and without duplicates.
+    pub fn roots(&self) -> Vec<String> {
+        self.urls(&self.root)
+    }
+
+    fn urls(&self, list: &[String]) -> Vec<String> {
         let own = self.node.as_deref().map(peer_url);
-        let mut peers: Vec<String> = Vec::new();
-        for url in self.connect.iter().chain(&self.root).map(|p| peer_url(p)) {
-            if Some(&url) != own.as_ref() && !peers.contains(&url) {
-                peers.push(url);
+        let mut urls: Vec<String> = Vec::new();
+        for url in list.iter().map(|p| peer_url(p)) {
+            if Some(&url) != own.as_ref() && !urls.contains(&url) {
+                urls.push(url);
             }
         }
-        peers
+        urls
     }
 
     /// Whether this relay takes part in a cluster at all.
     pub fn is_enabled(&self) -> bool {
         !self.peers().is_empty()
+            || !self.roots().is_empty()
             || self.connect_api.is_some()
             || self.mesh == Some(true)
             || self.lan.enabled == Some(true)

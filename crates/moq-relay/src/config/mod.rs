@@ -278,10 +278,10 @@ impl Config {
             warnings
                 .push("iroh is not supported by this relay: '[iroh] enabled = true' is ignored".to_string());
         }
-        if !self.cluster.root.is_empty() {
+        if !self.cluster.roots().is_empty() && self.cluster.node.is_none() {
             warnings.push(
-                "'cluster.root' is the pre-0.11 spelling: its relays are dialled like 'cluster.connect'; \
-                 move them there"
+                "'cluster.root' is set but 'cluster.node' is not: this relay finds broadcasts through the \
+                 root, but other relays cannot dial it for its own broadcasts; set node to its URL"
                     .to_string(),
             );
         }
@@ -513,7 +513,11 @@ impl Config {
 
         let cluster = &self.cluster;
         if cluster.is_enabled() {
-            let mut links = format!("cluster {} peer(s)", cluster.peers().len());
+            let mut links = format!(
+                "cluster {} peer(s), {} root(s)",
+                cluster.peers().len(),
+                cluster.roots().len()
+            );
             if cluster.mesh == Some(true) {
                 links.push_str(", mesh");
             }

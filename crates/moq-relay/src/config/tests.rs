@@ -544,20 +544,27 @@ fn warnings_never_show_tokens() {
 }
 
 #[test]
-fn legacy_root_is_dialled_without_self() {
+fn roots_are_registered_with_not_linked_and_never_self() {
     let text = "[cluster]\nroot = \"root.example.com:4443\"\nnode = \"root.example.com:4443\"\n";
     let config = load_text(text, &[]).unwrap();
+    assert_eq!(config.cluster.roots(), Vec::<String>::new());
     assert_eq!(config.cluster.peers(), Vec::<String>::new());
+
+    let text = "[cluster]\nroot = [\"root:4443\", \"https://root2:4443/\"]\nconnect = [\"https://b/\"]\n";
+    let config = load_text(text, &[]).unwrap();
+    assert_eq!(config.cluster.peers(), ["https://b/"]);
+    assert_eq!(
+        config.cluster.roots(),
+        ["https://root:4443/", "https://root2:4443/"]
+    );
     assert!(
         config
             .warnings
             .iter()
-            .any(|w| w.contains("'cluster.root' is the pre-0.11 spelling"))
+            .any(|w| w.contains("'cluster.node' is not")),
+        "{:?}",
+        config.warnings
     );
-
-    let text = "[cluster]\nroot = \"root:4443\"\nconnect = [\"https://root:4443/\", \"https://b/\"]\n";
-    let config = load_text(text, &[]).unwrap();
-    assert_eq!(config.cluster.peers(), ["https://root:4443/", "https://b/"]);
 }
 
 #[test]

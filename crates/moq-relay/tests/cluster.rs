@@ -1,0 +1,754 @@
+//! Clusters of real relay processes on 127.0.0.x: links, the root's
+//! directory, loops, failover and cluster authentication. Publishers and
+//! viewers are in-process moq-lite sessions over real QUIC sockets.
+#![allow(clippy::unwrap_used)] // Test code.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use moq_core::{
+    BroadcastProducer, Frame, Origin, TrackConsumer, TrackInfo, TrackProducer,
+    model::cache::Cache,
+    session::{self, Config as SessionConfig},
+};
+use moq_native::{adapter::MoqSession, client};
+use moq_proto::{Hops, Path};
+use url::Url;
+
+/// One relay process.
+struct Node {
+    id: u64,
+    ip: IpAddr,
+    port: u16,
+    internal: SocketAddr,
+    config: PathBuf,
+    child: Option<Child>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A free port on `ip` for both UDP and TCP (best effort).
+fn free_port(ip: IpAddr) -> u16 {
+    loop {
+        let udp = std::net::UdpSocket::bind((ip, 0)).unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind((ip, port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    next_ip: u8,
+}
+
+impl Cluster {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            // Spread tests over 127.0.0.0/8 so parallel tests rarely share an address.
+            next_ip: 10 + (std::process::id() % 200) as u8,
+        }
+    }
+
+    /// Start a relay with hop id `id`; `cluster` is extra `[cluster]` keys, `extra` more tables.
+    async fn node(&mut self, id: u64, cluster: &str, extra: &str) -> Node {
+        let mut node = self.plan(id);
+        node.launch(cluster, extra).await;
+        node
+    }
+
+    /// Pick a relay's addresses without starting it (to link relays in a ring).
+    fn plan(&mut self, id: u64) -> Node {
+        let ip: IpAddr = format!("127.0.{}.{}", id % 250 + 1, self.next_ip)
+            .parse()
+            .unwrap();
+        Node {
+            ip,
+            port: free_port(ip),
+            internal: SocketAddr::new(ip, free_port(ip)),
+            config: self.dir.path().join(format!("relay-{id}.toml")),
+            id,
+            child: None,
+        }
+    }
+}
+
+impl Node {
+    async fn launch(&mut self, cluster: &str, extra: &str) {
+        let (ip, port, internal, id) = (self.ip, self.port, self.internal, self.id);
+        let auth = if extra.contains("[auth]") {
+            ""
+        } else {
+            "[auth]\npublic = \"\"\n"
+        };
+        let text = format!(
+            r#"
+[server]
+listen = "{ip}:{port}"
+[server.tls]
+generate = ["localhost"]
+[web.http]
+listen = "{ip}:{port}"
+[internal]
+listen = "{internal}"
+[limits]
+connections_per_second_per_ip = 100000
+sessions_per_ip = 100000
+[client.tls]
+disable_verify = true
+{auth}
+{extra}
+[cluster]
+id = {id}
+node = "https://{ip}:{port}/"
+{cluster}
+"#
+        );
+        std::fs::write(&self.config, text).unwrap();
+        self.start().await;
+    }
+
+    async fn start(&mut self) {
+        let log = std::fs::File::create(self.config.with_extension("log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_moq-relay"))
+            .arg(&self.config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while tokio::net::TcpStream::connect(self.internal).await.is_err() {
+            assert!(Instant::now() < deadline, "relay {} did not start", self.url());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("https://{}:{}/", self.ip, self.port)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.config.with_extension("log")).unwrap_or_default()
+    }
+
+    async fn get(&self, path: &str) -> String {
+        http_get(self.internal, path).await
+    }
+
+    async fn metric(&self, name: &str) -> f64 {
+        let text = self.get("/metrics").await;
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    async fn nodes(&self) -> serde_json::Value {
+        serde_json::from_str(&self.get("/nodes").await).unwrap()
+    }
+
+    /// Wait until this relay's links of `kind` are all up (and there are `count`).
+    async fn links_up(&self, kind: &str, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let nodes = self.nodes().await;
+            let up = nodes["links"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|l| l["kind"] == kind && l["state"] == "up")
+                .count();
+            if up >= count {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} links up: {nodes}\n{}",
+                self.url(),
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn http_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&response).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        let mut out = String::new();
+        let mut rest = body;
+        while let Some((size, tail)) = rest.split_once("\r\n") {
+            let size = usize::from_str_radix(size.trim(), 16).unwrap();
+            if size == 0 {
+                break;
+            }
+            out.push_str(&tail[..size]);
+            rest = &tail[size + 2..];
+        }
+        out
+    } else {
+        body.to_string()
+    }
+}
+
+fn test_client() -> client::Client {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    client::Client::new(client::Config {
+        tls: client::ClientTls {
+            insecure: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+async fn connect(
+    client: &client::Client,
+    node: &Node,
+    publish: Option<Origin>,
+    consume: Option<Origin>,
+) -> MoqSession {
+    let url = Url::parse(&format!("{}anon", node.url())).unwrap();
+    let connected = client.connect(&url).await.unwrap();
+    let mut config = SessionConfig::new(connected.version);
+    config.publish = publish;
+    config.consume = consume;
+    let session = MoqSession::new(connected.session, connected.transport);
+    tokio::spawn(session::run(session.clone(), config));
+    session
+}
+
+/// A publisher writing one 5-frame group every 100 ms, frames tagged with `tag`.
+struct Publisher {
+    session: MoqSession,
+    running: Arc<AtomicBool>,
+    _publication: moq_core::Publication,
+    _origin: Origin,
+}
+
+impl Publisher {
+    async fn start(client: &client::Client, node: &Node, name: &str, tag: &'static str) -> Self {
+        let origin = Origin::default();
+        let broadcast = BroadcastProducer::new(Cache::default());
+        let track = broadcast.create_track(TrackProducer::with_info(
+            "video",
+            TrackInfo::default(),
+            Cache::default(),
+        ));
+        let publication = origin.publish(Path::new(name).unwrap(), broadcast.consume(), Hops::new());
+        let session = connect(client, node, Some(origin.clone()), None).await;
+        let running = Arc::new(AtomicBool::new(true));
+        let flag = running.clone();
+        tokio::spawn(async move {
+            let _broadcast = broadcast;
+            // Sequence numbers from the clock, so two publishers of one
+            // broadcast (redundant origins) write interchangeable groups.
+            while flag.load(Ordering::Relaxed) {
+                let seq = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis() as u64
+                    / 100;
+                if let Ok(mut group) = track.create_group(seq) {
+                    for i in 0..5u64 {
+                        group.write(Frame {
+                            timestamp: seq * 100_000 + i,
+                            payload: Bytes::from(format!("{tag}:{seq}:{i}")),
+                        });
+                    }
+                    group.finish();
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        Self {
+            session,
+            running,
+            _publication: publication,
+            _origin: origin,
+        }
+    }
+
+    fn stop(&self) {
+        self.running.store(false, Ordering::Relaxed);
+        moq_core::transport::Session::close(&self.session, 0, "done");
+    }
+}
+
+/// What a viewer received: (sequence, frames) per whole group, in arrival order.
+type Received = Arc<Mutex<Vec<(u64, Vec<String>)>>>;
+
+struct Viewer {
+    received: Received,
+    _session: MoqSession,
+    _origin: Origin,
+}
+
+impl Viewer {
+    async fn start(client: &client::Client, node: &Node, name: &str) -> Self {
+        let origin = Origin::default();
+        let session = connect(client, node, None, Some(origin.clone())).await;
+        let broadcast = origin
+            .wait_for(&Path::new(name).unwrap(), Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|| panic!("{name} announced at {}", node.url()));
+        let track = broadcast.subscribe("video").unwrap();
+        let received: Received = Arc::default();
+        tokio::spawn(read(track, received.clone()));
+        Self {
+            received,
+            _session: session,
+            _origin: origin,
+        }
+    }
+
+    fn groups(&self) -> Vec<(u64, Vec<String>)> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Wait until `n` more whole groups arrived.
+    async fn more(&self, n: usize) {
+        let start = self.groups().len();
+        let began = Instant::now();
+        while self.groups().len() < start + n {
+            if began.elapsed() > Duration::from_secs(45) {
+                let groups = self.groups();
+                let tail: Vec<_> = groups
+                    .iter()
+                    .rev()
+                    .take(3)
+                    .map(|(seq, f)| (seq, f[0].clone()))
+                    .collect();
+                panic!(
+                    "only {} of {n} more groups in {:?}; last: {tail:?}",
+                    groups.len() - start,
+                    began.elapsed()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Every group whole and in order, no group twice.
+    fn check(&self) {
+        let groups = self.groups();
+        let mut last = None;
+        for (seq, frames) in &groups {
+            assert_eq!(frames.len(), 5, "group {seq} incomplete: {frames:?}");
+            let tag = frames[0].split(':').next().unwrap();
+            for (i, frame) in frames.iter().enumerate() {
+                assert_eq!(
+                    *frame,
+                    format!("{tag}:{seq}:{i}"),
+                    "frames in order, from one origin"
+                );
+            }
+            if let Some(last) = last {
+                assert!(*seq > last, "group {seq} after {last}: duplicate or reordered");
+            }
+            last = Some(*seq);
+        }
+    }
+}
+
+async fn read(mut track: TrackConsumer, received: Received) {
+    while let Ok(Some(mut group)) = track.next_group().await {
+        let seq = group.sequence();
+        let received = received.clone();
+        // Groups are read one after another: the publisher writes whole groups at once.
+        let mut frames = Vec::new();
+        while let Ok(Some(frame)) = group.next_frame().await {
+            frames.push(String::from_utf8_lossy(&frame.payload).to_string());
+        }
+        if !frames.is_empty() {
+            received.lock().unwrap().push((seq, frames));
+        }
+    }
+}
+
+fn links(urls: &[&Node]) -> String {
+    let list: Vec<String> = urls.iter().map(|n| format!("\"{}\"", n.url())).collect();
+    format!("connect = [{}]", list.join(", "))
+}
+
+fn roots(urls: &[&Node]) -> String {
+    let list: Vec<String> = urls.iter().map(|n| format!("\"{}\"", n.url())).collect();
+    format!("root = [{}]", list.join(", "))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tree_delivers_every_frame_with_one_upstream_subscription_per_relay() {
+    let mut c = Cluster::new();
+    let root = c.node(1, "", "").await;
+    let r = roots(&[&root]);
+    let o1 = c.node(11, &r, "").await;
+    let o2 = c.node(12, &r, "").await;
+    let r1 = c.node(21, &format!("{r}\n{}", links(&[&o1, &o2])), "").await;
+    let r2 = c.node(22, &format!("{r}\n{}", links(&[&o1, &o2])), "").await;
+    let e1 = c.node(31, &format!("{r}\n{}", links(&[&r1])), "").await;
+    let e2 = c.node(32, &format!("{r}\n{}", links(&[&r1, &r2])), "").await;
+    let e3 = c.node(33, &format!("{r}\n{}", links(&[&r2])), "").await;
+    for regional in [&r1, &r2] {
+        regional.links_up("static", 2).await;
+    }
+    e2.links_up("static", 2).await;
+
+    let client = test_client();
+    let publisher = Publisher::start(&client, &o1, "live", "o1").await;
+    let mut viewers = Vec::new();
+    for edge in [&e1, &e2, &e3] {
+        for _ in 0..2 {
+            viewers.push(Viewer::start(&client, edge, "live").await);
+        }
+    }
+    for viewer in &viewers {
+        viewer.more(20).await;
+        viewer.check();
+    }
+    // Deduplication at every hop: one upstream subscription per relay on the path.
+    for (name, node, expected) in [
+        ("o1", &o1, 1.0),
+        ("r1", &r1, 1.0),
+        ("r2", &r2, 1.0),
+        ("e1", &e1, 1.0),
+        ("e2", &e2, 1.0),
+        ("e3", &e3, 1.0),
+        ("root", &root, 0.0),
+    ] {
+        let upstream = node.metric("moq_relay_upstream_subscriptions_active").await;
+        assert_eq!(upstream, expected, "{name}: {}", node.nodes().await);
+    }
+    // The root knows who originates the broadcast; routes say where it comes from.
+    let nodes = e2.nodes().await;
+    let route = nodes["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["path"] == "anon/live")
+        .unwrap();
+    assert_eq!(route["via"], "link", "{nodes}");
+    assert_eq!(route["hops"][0], "11", "{nodes}");
+    let known = root.nodes().await;
+    assert!(
+        known["routes"].as_array().unwrap().is_empty(),
+        "the root carries no media: {known}"
+    );
+    publisher.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cycle_forms_no_loop_and_delivers_each_frame_once() {
+    let mut c = Cluster::new();
+    // a → b → c → a, each dialling the next: a ring.
+    let mut a = c.plan(41);
+    let mut b = c.plan(42);
+    let mut cc = c.plan(43);
+    a.launch(&links(&[&cc]), "").await;
+    b.launch(&links(&[&a]), "").await;
+    cc.launch(&links(&[&b]), "").await;
+    a.links_up("static", 1).await;
+    b.links_up("static", 1).await;
+    cc.links_up("static", 1).await;
+
+    let client = test_client();
+    let publisher = Publisher::start(&client, &a, "ring", "a").await;
+    let vb = Viewer::start(&client, &b, "ring").await;
+    let vc = Viewer::start(&client, &cc, "ring").await;
+    vb.more(20).await;
+    vc.more(20).await;
+    vb.check();
+    vc.check();
+    for node in [&a, &b, &cc] {
+        assert_eq!(node.metric("moq_relay_upstream_subscriptions_active").await, 1.0);
+    }
+    // No relay learned the broadcast back through itself.
+    for node in [&a, &b, &cc] {
+        let nodes = node.nodes().await;
+        for route in nodes["routes"].as_array().unwrap() {
+            let hops: Vec<&str> = route["hops"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h.as_str().unwrap())
+                .collect();
+            assert!(!hops.contains(&nodes["id"].as_str().unwrap()), "loop: {nodes}");
+        }
+    }
+    // With no loop, the broadcast disappears everywhere once its publisher leaves.
+    publisher.stop();
+    drop(publisher);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for node in [&a, &b, &cc] {
+        loop {
+            if node.metric("moq_relay_broadcasts_active").await == 0.0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "broadcast kept alive by a loop: {}",
+                node.nodes().await
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    cc.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_regional_relay_reroutes_the_edge() {
+    let mut c = Cluster::new();
+    let origin = c.node(51, "", "").await;
+    let mut r1 = c.node(52, &links(&[&origin]), "").await;
+    let r2 = c.node(53, &links(&[&origin]), "").await;
+    // The edge prefers r1 (cheaper link); r2 is its standby.
+    let edge = c
+        .node(
+            54,
+            &format!("connect = [\"{}?cost=1\", \"{}?cost=5\"]", r1.url(), r2.url()),
+            "",
+        )
+        .await;
+    edge.links_up("static", 2).await;
+    let client = test_client();
+    let _publisher = Publisher::start(&client, &origin, "live", "o").await;
+    let viewer = Viewer::start(&client, &edge, "live").await;
+    viewer.more(10).await;
+    assert_eq!(r1.metric("moq_relay_upstream_subscriptions_active").await, 1.0);
+    assert_eq!(r2.metric("moq_relay_upstream_subscriptions_active").await, 0.0);
+
+    let before = viewer.groups().len();
+    let last_before = viewer.groups().last().unwrap().0;
+    r1.kill();
+    viewer.more(20).await;
+    viewer.check();
+    let groups = viewer.groups();
+    let first_after = groups[before].0;
+    // Lost: what was written while the dead link went unnoticed (a killed
+    // process says nothing; links time out after 3 s of silence).
+    assert!(
+        first_after - last_before <= 60,
+        "gap of {} groups at failover: {:?}",
+        first_after - last_before,
+        &groups[before.saturating_sub(2)..before + 2]
+    );
+    assert_eq!(r2.metric("moq_relay_upstream_subscriptions_active").await, 1.0);
+    assert!(edge.log().contains("cluster link down"), "link loss is logged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_root_finds_broadcasts_and_a_second_root_takes_over() {
+    let mut c = Cluster::new();
+    let mut root_a = c.node(61, "", "").await;
+    let root_b = c.node(62, "", "").await;
+    let r = roots(&[&root_a, &root_b]);
+    let origin = c.node(63, &r, "").await;
+    // The edge has no link at all: only the roots tell it where broadcasts are.
+    let edge = c.node(64, &r, "").await;
+    origin.links_up("root", 2).await;
+    edge.links_up("root", 2).await;
+
+    let client = test_client();
+    let _first = Publisher::start(&client, &origin, "first", "o").await;
+    let viewer = Viewer::start(&client, &edge, "first").await;
+    viewer.more(10).await;
+    let nodes = edge.nodes().await;
+    assert!(
+        nodes["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["kind"] == "on-demand" && l["state"] == "up"),
+        "dialled the origin on demand: {nodes}"
+    );
+
+    // The first root dies: media keeps flowing, and new broadcasts are found through the second.
+    root_a.kill();
+    viewer.more(10).await;
+    let _second = Publisher::start(&client, &origin, "second", "o").await;
+    let late = Viewer::start(&client, &edge, "second").await;
+    late.more(5).await;
+
+    // The root comes back: relays register again.
+    root_a.start().await;
+    edge.links_up("root", 2).await;
+    viewer.more(5).await;
+    viewer.check();
+    late.check();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redundant_origins_fail_over_at_a_group_boundary() {
+    let mut c = Cluster::new();
+    let mut active = c.node(71, "", "").await;
+    let passive = c.node(72, "", "").await;
+    // Active-passive: the standby origin is behind a dearer link.
+    let edge = c
+        .node(
+            73,
+            &format!(
+                "connect = [\"{}?cost=1\", \"{}?cost=10\"]",
+                active.url(),
+                passive.url()
+            ),
+            "",
+        )
+        .await;
+    edge.links_up("static", 2).await;
+    let client = test_client();
+    let p1 = Publisher::start(&client, &active, "live", "active").await;
+    let _p2 = Publisher::start(&client, &passive, "live", "passive").await;
+    let viewer = Viewer::start(&client, &edge, "live").await;
+    viewer.more(10).await;
+    assert!(viewer.groups().iter().all(|(_, f)| f[0].starts_with("active:")));
+
+    // The active origin dies with its publisher.
+    p1.stop();
+    active.kill();
+    viewer.more(15).await;
+    viewer.check();
+    let groups = viewer.groups();
+    assert!(
+        groups.last().unwrap().1[0].starts_with("passive:"),
+        "switched to the standby"
+    );
+
+    // Active-active: equal links; whichever is chosen, losing it switches to the other.
+    let a = c.node(74, "", "").await;
+    let mut b = c.node(75, "", "").await;
+    let edge = c.node(76, &links(&[&a, &b]), "").await;
+    edge.links_up("static", 2).await;
+    let pa = Publisher::start(&client, &a, "live", "a").await;
+    let pb = Publisher::start(&client, &b, "live", "b").await;
+    let viewer = Viewer::start(&client, &edge, "live").await;
+    viewer.more(10).await;
+    let chosen = viewer.groups().last().unwrap().1[0]
+        .split(':')
+        .next()
+        .unwrap()
+        .to_string();
+    if chosen == "a" {
+        pa.stop();
+        drop(a);
+    } else {
+        pb.stop();
+        b.kill();
+    }
+    viewer.more(15).await;
+    viewer.check();
+    let now = viewer.groups().last().unwrap().1[0]
+        .split(':')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_ne!(now, chosen, "switched to the other origin");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_with_a_wrong_or_missing_cluster_token_is_refused_and_counted() {
+    let mut c = Cluster::new();
+    let key = moq_auth::Key::generate(moq_auth::Algorithm::ES256, None).unwrap();
+    let key_path = c.dir.path().join("cluster.jwk");
+    key.write_file(&key_path).unwrap();
+    let auth = format!("[auth]\nkey = \"{}\"\n", key_path.display());
+    let origin = c.node(81, "", &auth).await;
+
+    // No token.
+    let missing = c.node(82, &links(&[&origin]), "").await;
+    // A token signed by another key.
+    let other = moq_auth::Key::generate(moq_auth::Algorithm::ES256, None).unwrap();
+    let mut claims = moq_auth::Claims::new("");
+    claims.put = vec![String::new()];
+    claims.get = vec![String::new()];
+    let wrong = c.dir.path().join("wrong.jwt");
+    std::fs::write(&wrong, other.sign(&claims).unwrap()).unwrap();
+    let _wrong = c
+        .node(
+            83,
+            &format!("{}\ntoken = \"{}\"", links(&[&origin]), wrong.display()),
+            "",
+        )
+        .await;
+    // The right token.
+    let good = c.dir.path().join("good.jwt");
+    std::fs::write(&good, key.sign(&claims).unwrap()).unwrap();
+    let admitted = c
+        .node(
+            84,
+            &format!("{}\ntoken = \"{}\"", links(&[&origin]), good.display()),
+            "",
+        )
+        .await;
+    admitted.links_up("static", 1).await;
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = origin.get("/metrics").await;
+        let failures = |reason: &str| {
+            text.lines()
+                .any(|l| l.starts_with("moq_relay_auth_failures_total") && l.contains(reason))
+        };
+        if failures("token_required") && failures("bad_signature") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "refusals counted: {text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let log = origin.log();
+    assert!(log.contains("authentication failed"), "{log}");
+    assert!(
+        !log.contains(&std::fs::read_to_string(&good).unwrap()),
+        "tokens never logged"
+    );
+    // The refused relay says why, and keeps retrying.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let nodes = missing.nodes().await;
+        let link = &nodes["links"][0];
+        assert_ne!(link["state"], "up", "{nodes}");
+        let error = link["last_error"].as_str().unwrap_or_default().to_string();
+        if error.contains("401") || error.contains("nauthorized") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "refusal reported: {nodes}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(missing.log().contains("cluster link down; will retry"));
+}
