@@ -171,6 +171,18 @@ impl ClusterState {
         nodes
     }
 
+    /// Whether this relay can reach the rest of the cluster: false when it has
+    /// static links and none is up (an edge cut off from every upstream
+    /// should be taken out of rotation).
+    pub fn connected(&self) -> bool {
+        let links = lock(&self.links);
+        let mut configured = links.values().filter(|l| l.kind == LinkKind::Static).peekable();
+        configured.peek().is_none()
+            || links
+                .values()
+                .any(|l| l.kind == LinkKind::Static && l.state == "up")
+    }
+
     fn update(&self, key: &str, f: impl FnOnce(&mut LinkStatus)) {
         if let Some(status) = lock(&self.links).get_mut(key) {
             f(status);

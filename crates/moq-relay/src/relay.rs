@@ -99,6 +99,9 @@ impl Shared {
         if self.metrics.ready.get() != 1 {
             return Err("starting");
         }
+        if !self.cluster.connected() {
+            return Err("no cluster link");
+        }
         // A full relay refuses new sessions: take it out of rotation until some leave.
         if self.lock_sessions().len() >= self.limits.max_sessions as usize {
             return Err("full");

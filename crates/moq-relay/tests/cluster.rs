@@ -96,12 +96,23 @@ impl Node {
         } else {
             "[auth]\npublic = \"\"\n"
         };
+        let client_tls = if extra.contains("[client.tls]") {
+            ""
+        } else {
+            "[client.tls]\ndisable_verify = true\n"
+        };
+        // `tls.` lines of `extra` belong to [server.tls].
+        let server_tls: Vec<&str> = extra.lines().filter_map(|l| l.strip_prefix("tls.")).collect();
+        let server_tls = server_tls.join("\n");
+        let extra: Vec<&str> = extra.lines().filter(|l| !l.starts_with("tls.")).collect();
+        let extra = extra.join("\n");
         let text = format!(
             r#"
 [server]
 listen = "{ip}:{port}"
 [server.tls]
 generate = ["localhost"]
+{server_tls}
 [web.http]
 listen = "{ip}:{port}"
 [internal]
@@ -109,8 +120,7 @@ listen = "{internal}"
 [limits]
 connections_per_second_per_ip = 100000
 sessions_per_ip = 100000
-[client.tls]
-disable_verify = true
+{client_tls}
 {auth}
 {extra}
 [cluster]
@@ -751,4 +761,103 @@ async fn a_relay_with_a_wrong_or_missing_cluster_token_is_refused_and_counted() 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(missing.log().contains("cluster link down; will retry"));
+    // Cut off from its only upstream, the relay asks to be taken out of rotation.
+    assert_eq!(missing.get("/ready").await, "not ready: no cluster link\n");
+    assert_eq!(admitted.get("/ready").await, "ready\n");
+}
+
+/// A CA and a client certificate signed by it: (ca, cert, key) PEM paths.
+fn pki(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "cluster CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["edge.relay".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let paths = (dir.join("ca.pem"), dir.join("edge.pem"), dir.join("edge.key"));
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_authenticates_a_link_without_a_token() {
+    let mut c = Cluster::new();
+    let (ca, cert, key) = pki(c.dir.path());
+    let signing = moq_auth::Key::generate(moq_auth::Algorithm::ES256, None).unwrap();
+    let key_path = c.dir.path().join("origin.jwk");
+    signing.write_file(&key_path).unwrap();
+    // The origin takes tokens only, and certificates from the cluster CA.
+    let origin = c
+        .node(
+            91,
+            "",
+            &format!(
+                "tls.root = [\"{}\"]\n[auth]\nkey = \"{}\"",
+                ca.display(),
+                key_path.display()
+            ),
+        )
+        .await;
+    // The edge presents its certificate when it dials; it carries no token.
+    let edge = c
+        .node(
+            92,
+            &links(&[&origin]),
+            &format!(
+                "[client.tls]\ndisable_verify = true\ncert = \"{}\"\nkey = \"{}\"",
+                cert.display(),
+                key.display()
+            ),
+        )
+        .await;
+    edge.links_up("static", 1).await;
+
+    // A publisher with a token on the origin; an anonymous viewer on the edge.
+    let mut claims = moq_auth::Claims::new("anon");
+    claims.put = vec![String::new()];
+    let client = test_client();
+    let origin_url = Url::parse(&format!(
+        "{}anon?jwt={}",
+        origin.url(),
+        signing.sign(&claims).unwrap()
+    ))
+    .unwrap();
+    let connected = client.connect(&origin_url).await.unwrap();
+    let publish = Origin::default();
+    let broadcast = BroadcastProducer::new(Cache::default());
+    let track = broadcast.create_track(TrackProducer::with_info(
+        "video",
+        TrackInfo::default(),
+        Cache::default(),
+    ));
+    let _publication = publish.publish(Path::new("live").unwrap(), broadcast.consume(), Hops::new());
+    let mut config = SessionConfig::new(connected.version);
+    config.publish = Some(publish.clone());
+    let session = MoqSession::new(connected.session, connected.transport);
+    tokio::spawn(session::run(session, config));
+    let writer = tokio::spawn(async move {
+        for seq in 0.. {
+            let mut group = track.create_group(seq).unwrap();
+            for i in 0..5u64 {
+                group.write(Frame {
+                    timestamp: i,
+                    payload: Bytes::from(format!("m:{seq}:{i}")),
+                });
+            }
+            group.finish();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let viewer = Viewer::start(&client, &edge, "live").await;
+    viewer.more(5).await;
+    viewer.check();
+    writer.abort();
 }
