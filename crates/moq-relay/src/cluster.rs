@@ -487,10 +487,13 @@ impl Link {
 async fn register(shared: Arc<Shared>, node: Option<String>) {
     let directory = &shared.cluster.directory;
     let hop = shared.hop;
-    let _node = node.as_deref().and_then(|url| {
-        let path = Path::new(&format!("node/{hop}/{}", hex(url.as_bytes()))).ok()?;
-        Some(Name::publish(directory, path))
-    });
+    // Without a URL nobody could dial us for our broadcasts: list none.
+    let Some(url) = node else { return };
+    let Ok(path) = Path::new(&format!("node/{hop}/{}", hex(url.as_bytes()))) else {
+        tracing::warn!("cluster.node is too long to register with the root");
+        return;
+    };
+    let _node = Name::publish(directory, path);
     let mut own: HashMap<Path, Name> = HashMap::new();
     let mut announced = shared.origin.announced(Path::empty());
     while let Some(event) = announced.next().await {

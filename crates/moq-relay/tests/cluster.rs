@@ -587,7 +587,7 @@ async fn killing_a_regional_relay_reroutes_the_edge() {
 async fn the_root_finds_broadcasts_and_a_second_root_takes_over() {
     let mut c = Cluster::new();
     let mut root_a = c.node(61, "", "").await;
-    let root_b = c.node(62, "", "").await;
+    let mut root_b = c.node(62, "", "").await;
     let r = roots(&[&root_a, &root_b]);
     let origin = c.node(63, &r, "").await;
     // The edge has no link at all: only the roots tell it where broadcasts are.
@@ -616,12 +616,19 @@ async fn the_root_finds_broadcasts_and_a_second_root_takes_over() {
     let late = Viewer::start(&client, &edge, "second").await;
     late.more(5).await;
 
-    // The root comes back: relays register again.
+    // The root comes back: relays register again. Then the other root dies,
+    // and a broadcast that starts now is found through the restarted one.
     root_a.start().await;
     edge.links_up("root", 2).await;
+    origin.links_up("root", 2).await;
+    root_b.kill();
+    let _third = Publisher::start(&client, &origin, "third", "o").await;
+    let latest = Viewer::start(&client, &edge, "third").await;
+    latest.more(5).await;
     viewer.more(5).await;
     viewer.check();
     late.check();
+    latest.check();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
