@@ -403,8 +403,26 @@ async fn subscribe(client: &client::Client, args: SubscribeArgs) -> anyhow::Resu
     let mut track = open_track(client, &args.url, &args.broadcast, &args.track, args.wait).await?;
     let mut out = std::io::stdout().lock();
     let mut written = 0u64;
+    // A group replayed whole after a relay failover repeats frames already written.
+    let mut shown: Option<(u64, usize)> = None;
     while let Some(mut group) = track.next_group().await? {
-        while let Some(frame) = group.next_frame().await? {
+        let sequence = group.sequence();
+        let mut index = 0usize;
+        loop {
+            let frame = match group.next_frame().await {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                // A group cut off (its route died) loses its tail; keep reading the track.
+                Err(err) => {
+                    tracing::warn!(group = sequence, %err, "group cut off; waiting for the next one");
+                    break;
+                }
+            };
+            index += 1;
+            if shown.is_some_and(|(seq, at)| seq == sequence && index <= at) {
+                continue;
+            }
+            shown = Some((sequence, index));
             match args.format {
                 Format::Lines => {
                     out.write_all(&frame.payload)?;

@@ -103,8 +103,6 @@ pub struct LinkStatus {
     pub cost: u64,
     /// `connecting`, `up` or `down`.
     pub state: &'static str,
-    /// The peer's hop id, once known.
-    pub peer: Option<u64>,
     /// When the current state began.
     pub since: SystemTime,
     /// Sessions established so far.
@@ -125,7 +123,6 @@ impl LinkStatus {
             "kind": self.kind.as_str(),
             "cost": self.cost,
             "state": self.state,
-            "peer": self.peer.map(|p| p.to_string()),
             "since": since,
             "connects": self.connects,
             "last_error": self.last_error,
@@ -275,6 +272,20 @@ fn token(file: Option<&std::path::Path>) -> Result<Option<String>, String> {
     Ok(Some(text.trim().to_string()))
 }
 
+/// Limits for a session with another relay of the cluster (a link we dial,
+/// a directory session, a peer with a cluster certificate): a relay carries
+/// every broadcast of the cluster, far more than one client should.
+pub fn link_limits(session: &session::Limits) -> session::Limits {
+    session::Limits {
+        max_subscriptions: session.max_subscriptions.max(LINK_LIMIT),
+        max_announcements: session.max_announcements.max(LINK_LIMIT),
+        ..session.clone()
+    }
+}
+
+/// Subscriptions and announcements a relay peer may hold on one link.
+const LINK_LIMIT: usize = 1 << 20;
+
 /// The client settings for dialling peers, from `[client]`.
 pub fn client_config(config: &crate::config::Config) -> client::Config {
     let c = &config.client;
@@ -371,9 +382,11 @@ impl Link {
             LinkStatus {
                 url: shown.clone(),
                 kind: self.kind,
-                cost: prepare(&self.url, None).map_or(DEFAULT_LINK_COST, |(_, c)| c),
+                cost: match self.kind {
+                    LinkKind::Root => 0,
+                    _ => prepare(&self.url, None).map_or(DEFAULT_LINK_COST, |(_, c)| c),
+                },
                 state: "connecting",
-                peer: None,
                 since: SystemTime::now(),
                 connects: 0,
                 last_error: None,
@@ -428,6 +441,7 @@ impl Link {
             s.state = "connecting";
             s.since = SystemTime::now();
         });
+        shared.metrics.cluster_links_changed(&cluster.links());
         let connected = self
             .client
             .connect(&url)
@@ -449,7 +463,7 @@ impl Link {
         config.stats = shared.stats.clone();
         config.upstream = shared.upstream.clone();
         config.shutdown = Some(shared.draining.subscribe());
-        config.limits = shared.limits.session.clone();
+        config.limits = link_limits(&shared.limits.session);
         if connected.transport == Transport::Quic {
             let mut path = url.path().to_string();
             if let Some(query) = url.query() {
@@ -462,8 +476,6 @@ impl Link {
         let version = connected.version;
         let driver = session::run(session.clone(), config);
         tokio::pin!(driver);
-        // The peer's SETUP (lite-05+) names its hop id; wait for it briefly so
-        // the link reports it, without holding up the session.
         tracing::info!(url = %redact(url.as_str()), kind = self.kind.as_str(), %version, "cluster link up");
         cluster.update(&self.key, |s| {
             s.state = "up";

@@ -91,8 +91,20 @@ async fn nodes(State(shared): State<Arc<Shared>>) -> Response {
             "via": via,
         }));
     }
+    // What the directory says: which relay originates which broadcast.
+    let mut listed = cluster
+        .directory
+        .announced(moq_proto::Path::new("origin").unwrap_or_default());
+    let mut origins = Vec::new();
+    for _ in 0..listed.initial() {
+        let Some(event) = listed.try_next() else { break };
+        if let Some((node, path)) = event.suffix.as_str().split_once('/') {
+            origins.push(serde_json::json!({ "path": path, "node": node }));
+        }
+    }
     let body = serde_json::json!({
         "id": shared.hop.to_string(),
+        "origins": origins,
         "node": shared.node,
         "links": links,
         "nodes": known,

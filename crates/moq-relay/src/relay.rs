@@ -339,7 +339,10 @@ impl Relay {
         let sampler = tokio::spawn(sample_quic(self.shared.clone()));
         let web = self.web.map(|web| tokio::spawn(web.run()));
         let internal = self.internal.map(|i| tokio::spawn(i.run()));
-        let cluster = match self.config.cluster.is_enabled() {
+        // A root relay may have no link nor root of its own: its `node` alone
+        // says it takes part (it keeps the directory and lists itself in it).
+        let clustered = self.config.cluster.is_enabled() || self.config.cluster.node.is_some();
+        let cluster = match clustered {
             true => {
                 let client = moq_native::client::Client::new(crate::cluster::client_config(&self.config))
                     .context("cannot start the cluster client")?;
@@ -799,7 +802,8 @@ async fn serve(shared: Arc<Shared>, incoming: server::Incoming, id: u64) {
     };
 
     let mut config = session::Config::new(version);
-    if root.as_str() == crate::cluster::DIRECTORY_PATH {
+    let directory = root.as_str() == crate::cluster::DIRECTORY_PATH;
+    if directory {
         // A relay registering with us: it exchanges directory entries (names,
         // never media) and must be allowed to both publish and subscribe there.
         if !(permissions.can_publish(&Path::empty()) && permissions.can_subscribe(&Path::empty())) {
@@ -823,7 +827,12 @@ async fn serve(shared: Arc<Shared>, incoming: server::Incoming, id: u64) {
     config.peer_setup = peer_setup;
     config.stats = shared.stats.clone();
     config.shutdown = Some(shared.draining.subscribe());
-    config.limits = shared.limits.session.clone();
+    // Relays of the cluster (directory sessions, peers with a cluster
+    // certificate) carry every broadcast: they get link limits.
+    config.limits = match directory || mtls.is_some() {
+        true => crate::cluster::link_limits(&shared.limits.session),
+        false => shared.limits.session.clone(),
+    };
 
     // A token (or client certificate) is good for the whole session, until it expires.
     let cert_expiry = mtls.flatten().and_then(|t| u64::try_from(t).ok());

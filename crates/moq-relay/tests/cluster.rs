@@ -478,8 +478,24 @@ async fn a_tree_delivers_every_frame_with_one_upstream_subscription_per_relay() 
     assert_eq!(route["hops"][0], "11", "{nodes}");
     let known = root.nodes().await;
     assert!(
-        known["routes"].as_array().unwrap().is_empty(),
-        "the root carries no media: {known}"
+        known["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["via"] == "directory"),
+        "the root carries no media, it only knows where broadcasts are: {known}"
+    );
+    let origins = known["origins"].as_array().unwrap();
+    assert!(
+        origins
+            .iter()
+            .any(|o| o["path"] == "anon/live" && o["node"] == "11"),
+        "the root knows who originates the broadcast: {known}"
+    );
+    assert_eq!(
+        known["nodes"].as_array().unwrap().len(),
+        7,
+        "every relay registered: {known}"
     );
     publisher.stop();
 }

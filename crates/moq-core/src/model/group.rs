@@ -156,6 +156,12 @@ impl GroupConsumer {
         self.state.borrow().frames.len()
     }
 
+    /// Whether the group ended with an error (its producer aborted or went
+    /// away), so a copy from another route may replace it.
+    pub fn is_aborted(&self) -> bool {
+        matches!(self.state.borrow().end, Some(Err(_)))
+    }
+
     /// Whether the producer finished or aborted the group.
     pub fn is_done(&self) -> bool {
         self.state.borrow().end.is_some()

@@ -138,9 +138,15 @@ impl TrackProducer {
                 result = Err(Error::Cancelled);
                 return false;
             }
-            if s.groups.iter().any(|c| c.sequence == sequence) {
-                result = Err(Error::Duplicate(sequence));
-                return false;
+            if let Some(at) = s.groups.iter().position(|c| c.sequence == sequence) {
+                // A group cut off with its route (failover) is replaced by the
+                // same group from the new route, so viewers get it whole; a
+                // live or complete one is a duplicate.
+                if !s.groups[at].group.is_aborted() {
+                    result = Err(Error::Duplicate(sequence));
+                    return false;
+                }
+                s.groups.remove(at);
             }
             let arrival = s.next_arrival;
             s.next_arrival += 1;
@@ -427,6 +433,37 @@ mod tests {
             payload: Bytes::from(vec![0; bytes]),
         });
         g.finish();
+    }
+
+    #[tokio::test]
+    async fn a_group_cut_off_with_its_route_is_replaced_whole() {
+        let track = TrackProducer::with_info("t", TrackInfo::default(), Cache::default());
+        let mut consumer = track.consume();
+        let mut cut = track.create_group(5).unwrap();
+        cut.write(Frame {
+            timestamp: 0,
+            payload: Bytes::from_static(b"first"),
+        });
+        assert_eq!(consumer.next_group().await.unwrap().unwrap().sequence(), 5);
+        // A live group cannot be replaced...
+        let (_, again) = GroupProducer::new(5);
+        assert!(matches!(track.insert_group(again), Err(Error::Duplicate(5))));
+        // ...but once its route dies, the same group from another route can.
+        cut.abort(Error::Cancelled);
+        let (mut whole, copy) = GroupProducer::new(5);
+        track.insert_group(copy).unwrap();
+        whole.write(Frame {
+            timestamp: 0,
+            payload: Bytes::from_static(b"first"),
+        });
+        whole.finish();
+        let mut replayed = consumer.next_group().await.unwrap().unwrap();
+        assert_eq!(replayed.sequence(), 5);
+        assert_eq!(replayed.next_frame().await.unwrap().unwrap().payload, "first");
+        assert!(replayed.next_frame().await.unwrap().is_none());
+        // A complete group is never replaced.
+        let (_, late) = GroupProducer::new(5);
+        assert!(matches!(track.insert_group(late), Err(Error::Duplicate(5))));
     }
 
     #[tokio::test]

@@ -107,7 +107,8 @@ pub struct Config {
     /// hop list of every broadcast we announce.
     pub hop: u64,
     /// The price of this link, added to the cost of every broadcast the peer
-    /// announces (a relay's `?cost=N`; 0 for ordinary sessions).
+    /// announces (a relay's `?cost=N`; 0 for ordinary sessions). A broadcast
+    /// that crossed a relay is charged at least 1.
     pub cost: u64,
     /// Upstream subscriptions this session holds on the peer, live count
     /// (shared by a relay across sessions to prove deduplication).

@@ -175,8 +175,14 @@ pub(crate) async fn announced<S: Session>(session: S, shared: Arc<Shared>) -> Re
             Err(err) => break Err(Error::Protocol(err.to_string())),
         };
         let mut broadcast = BroadcastProducer::dynamic(origin.cache().clone());
-        // The peer's advertised cost (lite-06; 0 before) plus the price of this link.
-        let cost = cost.warm.saturating_add(shared.config.cost);
+        // The peer's advertised cost (lite-06; 0 before) plus the price of this
+        // link. A route through another relay costs at least 1 whichever side
+        // dialled, so an accepted link is never a free bridge between two others.
+        let link = match hops.is_empty() {
+            true => shared.config.cost,
+            false => shared.config.cost.max(1),
+        };
+        let cost = cost.warm.saturating_add(link);
         let publication = origin.publish_route(path, broadcast.consume(), hops, cost);
         let task = {
             let session = session.clone();
