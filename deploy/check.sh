@@ -24,6 +24,9 @@
 #               that every metric the rules and the dashboard use is exported, that SIGHUP
 #               reloads and SIGTERM drains and exits 0; under strace, that the unit's
 #               SystemCallFilter and RestrictAddressFamilies allow everything it did
+#   cluster     deploy/cluster/demo.sh --duration 15: a root, 2 origins, 2 regionals and 3
+#               edges on 127.0.99.x; a clock published to one origin must reach a viewer on
+#               every edge
 #
 # Installs what is missing: Debian's prometheus package (for promtool; its service is not
 # left running or enabled), strace, python3-venv, and kubernetes-validate + PyYAML from PyPI into a
@@ -737,6 +740,20 @@ PYEOF
   fi
 else
   skip "smoke run (no binary or python venv)"
+fi
+
+# ------------------------------------------------------------------------------ cluster
+section "cluster: deploy/cluster/demo.sh, a whole tree on loopback"
+if [[ -n $RELAY ]]; then
+  if MOQ_RELAY=$RELAY MOQ_CLI=$CLI timeout 180 bash "$DEPLOY/cluster/demo.sh" --duration 15 \
+      >"$TMP/cluster.log" 2>&1; then
+    pass "cluster demo: a clock published to origin-1 reaches viewers on all 3 edges"
+  else
+    tail -60 "$TMP/cluster.log" >&2
+    fail "cluster demo (deploy/cluster/demo.sh --duration 15)"
+  fi
+else
+  skip "cluster demo (no binary)"
 fi
 
 # ------------------------------------------------------------------------------ summary
