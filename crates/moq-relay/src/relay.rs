@@ -806,6 +806,15 @@ async fn serve(shared: Arc<Shared>, incoming: server::Incoming, id: u64) {
     if directory {
         // A relay registering with us: it exchanges directory entries (names,
         // never media) and must be allowed to both publish and subscribe there.
+        // Directory entries make relays dial URLs with the cluster token, so
+        // anonymous writers are refused wherever tokens are in use.
+        let anonymous = claims.is_none() && mtls.is_none();
+        if anonymous && shared.keys.is_some() {
+            tracing::warn!(%peer, "cluster directory refused: no cluster token or client certificate");
+            shared.metrics.auth_failed("cluster_anonymous");
+            moq_core::transport::Session::close(&session, 0x2, "unauthorized: cluster directory");
+            return;
+        }
         if !(permissions.can_publish(&Path::empty()) && permissions.can_subscribe(&Path::empty())) {
             tracing::warn!(%peer, "cluster directory refused: the token does not cover publish and subscribe");
             shared.metrics.auth_failed("cluster_scope");

@@ -884,3 +884,39 @@ async fn a_client_certificate_authenticates_a_link_without_a_token() {
     viewer.check();
     writer.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_relays_cannot_write_the_directory_where_tokens_are_used() {
+    let mut c = Cluster::new();
+    let key = moq_auth::Key::generate(moq_auth::Algorithm::ES256, None).unwrap();
+    let key_path = c.dir.path().join("root.jwk");
+    key.write_file(&key_path).unwrap();
+    // Everything is public on this root, but it verifies tokens: directory
+    // entries make relays dial URLs with their cluster token, so anonymous
+    // writers could steer them anywhere.
+    let root = c
+        .node(
+            95,
+            "",
+            &format!("[auth]\nkey = \"{}\"\npublic = \"\"", key_path.display()),
+        )
+        .await;
+    let _anonymous = c.node(96, &roots(&[&root]), "").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = root.get("/metrics").await;
+        if text
+            .lines()
+            .any(|l| l.starts_with("moq_relay_auth_failures_total") && l.contains("cluster_anonymous"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "anonymous directory session counted: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(root.nodes().await["nodes"].as_array().unwrap().is_empty());
+    assert!(root.log().contains("cluster directory refused"));
+}
