@@ -1,5 +1,10 @@
 //! Counters the session drivers update where the bytes move. Lock-free; a
 //! metrics exporter reads them at scrape time.
+//!
+//! Every session of a relay shares one [`Stats`], so the per-frame counters of the
+//! fan-out path are counted in a [`Batch`] owned by the task that writes the frames and
+//! added to the shared ones every [`Batch::FRAMES`] frames and when that task is done:
+//! one contended cache line per batch instead of two per frame per subscriber.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
@@ -35,6 +40,51 @@ impl Stats {
     }
 }
 
+/// Frames and payload bytes counted locally, added to `sent` counters of a [`Stats`] in
+/// batches. What it holds is flushed when dropped, so nothing is lost, only late: by at
+/// most [`Batch::FRAMES`] − 1 frames of one group stream.
+pub(crate) struct Batch<'a> {
+    stats: &'a Stats,
+    frames: u64,
+    bytes: u64,
+}
+
+impl<'a> Batch<'a> {
+    /// Frames counted locally before they are added to the shared counters.
+    pub const FRAMES: u64 = 32;
+
+    pub fn new(stats: &'a Stats) -> Self {
+        Self {
+            stats,
+            frames: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Count one frame of `bytes` payload bytes sent.
+    pub fn sent(&mut self, bytes: u64) {
+        self.frames += 1;
+        self.bytes += bytes;
+        if self.frames >= Self::FRAMES {
+            self.flush();
+        }
+    }
+
+    /// Add what was counted to the shared counters.
+    pub fn flush(&mut self) {
+        if self.frames > 0 {
+            Stats::add(&self.stats.frames_sent, std::mem::take(&mut self.frames));
+            Stats::add(&self.stats.bytes_sent, std::mem::take(&mut self.bytes));
+        }
+    }
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
 /// Counts a subscription as active while it lives.
 pub(crate) struct ActiveSubscription<'a>(&'a Stats);
 
@@ -49,5 +99,31 @@ impl<'a> ActiveSubscription<'a> {
 impl Drop for ActiveSubscription<'_> {
     fn drop(&mut self) {
         self.0.subscriptions_active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_add_up_and_flush_when_full_or_dropped() {
+        let stats = Stats::default();
+        let mut batch = Batch::new(&stats);
+        for _ in 0..Batch::FRAMES - 1 {
+            batch.sent(10);
+        }
+        assert_eq!(
+            Stats::get(&stats.frames_sent),
+            0,
+            "not flushed before the batch is full"
+        );
+        batch.sent(10);
+        assert_eq!(Stats::get(&stats.frames_sent), Batch::FRAMES);
+        assert_eq!(Stats::get(&stats.bytes_sent), Batch::FRAMES * 10);
+        batch.sent(7);
+        drop(batch);
+        assert_eq!(Stats::get(&stats.frames_sent), Batch::FRAMES + 1);
+        assert_eq!(Stats::get(&stats.bytes_sent), Batch::FRAMES * 10 + 7);
     }
 }

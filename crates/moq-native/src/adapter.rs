@@ -4,25 +4,55 @@
 //! Stream error codes: WebTransport maps application codes into the HTTP/3
 //! range (web-transport-quinn does that). On raw QUIC we send the same mapped
 //! form, as the ecosystem's tools expect it there too, and read either form.
+//!
+//! Stream credit: a connection starts with [`quic::Config::initial_streams`] per
+//! direction, because quinn allocates the state of every stream the peer may open as
+//! soon as it is granted. Every stream the peer opens and we accept counts as open until
+//! we drop it; while more than half of the credit is open, it doubles, up to
+//! `max_*_streams`.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicU32, Ordering},
+};
 
 use bytes::Bytes;
 use moq_core::transport::{self, TransportError};
 
-use crate::{Session, Transport};
+use crate::{Session, Transport, quic};
 
 /// A session usable by `moq_core::session::run`.
 #[derive(Clone, Debug)]
 pub struct MoqSession {
     session: Session,
     raw: bool,
+    bi: Arc<Credit>,
+    uni: Arc<Credit>,
 }
 
 impl MoqSession {
-    /// Wrap a session negotiated over `transport`.
+    /// Wrap a session negotiated over `transport` by an endpoint with the default
+    /// [`quic::Config`].
     pub fn new(session: Session, transport: Transport) -> Self {
+        Self::with_config(session, transport, &quic::Config::default())
+    }
+
+    /// Wrap a session negotiated over `transport` by an endpoint configured with
+    /// `config`, so the stream credit grows from where that configuration started it.
+    pub fn with_config(session: Session, transport: Transport, config: &quic::Config) -> Self {
         Self {
             session,
             raw: transport == Transport::Quic,
+            bi: Credit::new(
+                Dir::Bi,
+                config.initial(config.max_bidi_streams),
+                config.max_bidi_streams,
+            ),
+            uni: Credit::new(
+                Dir::Uni,
+                config.initial(config.max_uni_streams),
+                config.max_uni_streams,
+            ),
         }
     }
 
@@ -33,6 +63,64 @@ impl MoqSession {
 
     fn quic(&self) -> &quinn::Connection {
         &self.session
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Dir {
+    Bi,
+    Uni,
+}
+
+/// The stream limit we granted the peer in one direction, and how much of it is open.
+#[derive(Debug)]
+struct Credit {
+    dir: Dir,
+    open: AtomicU32,
+    limit: AtomicU32,
+    max: u32,
+}
+
+impl Credit {
+    fn new(dir: Dir, limit: u32, max: u32) -> Arc<Self> {
+        Arc::new(Self {
+            dir,
+            open: AtomicU32::new(0),
+            limit: AtomicU32::new(limit),
+            max,
+        })
+    }
+
+    /// Count an accepted stream as open, and grow the limit if the peer is using it.
+    fn opened(self: &Arc<Self>, conn: &quinn::Connection) -> Open {
+        let open = self.open.fetch_add(1, Ordering::Relaxed) + 1;
+        let limit = self.limit.load(Ordering::Relaxed);
+        if open > limit / 2 && limit < self.max {
+            let grown = limit.saturating_mul(2).min(self.max);
+            // Two accepts racing here grow it once; the loser sees the new limit next time.
+            if self
+                .limit
+                .compare_exchange(limit, grown, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                let count = quinn::VarInt::from_u32(grown);
+                match self.dir {
+                    Dir::Bi => conn.set_max_concurrent_bi_streams(count),
+                    Dir::Uni => conn.set_max_concurrent_uni_streams(count),
+                }
+            }
+        }
+        Open(self.clone())
+    }
+}
+
+/// One accepted stream, counted in its direction's [`Credit`] until dropped.
+#[derive(Debug)]
+struct Open(Arc<Credit>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -47,11 +135,22 @@ pub enum SendStream {
 
 /// The receiving half of a stream.
 #[derive(Debug)]
-pub enum RecvStream {
-    /// A WebTransport stream.
+pub struct RecvStream {
+    inner: Recv,
+    /// Set on streams the peer opened: they use our stream credit.
+    _open: Option<Open>,
+}
+
+#[derive(Debug)]
+enum Recv {
     WebTransport(web_transport_quinn::RecvStream),
-    /// A raw QUIC stream.
     Quic(quinn::RecvStream),
+}
+
+impl RecvStream {
+    fn new(inner: Recv, open: Option<Open>) -> Self {
+        Self { inner, _open: open }
+    }
 }
 
 fn session_error(err: impl std::fmt::Display) -> TransportError {
@@ -92,10 +191,13 @@ impl transport::Session for MoqSession {
     async fn open_bi(&self) -> Result<(SendStream, RecvStream), TransportError> {
         if self.raw {
             let (send, recv) = self.quic().open_bi().await.map_err(session_error)?;
-            return Ok((SendStream::Quic(send), RecvStream::Quic(recv)));
+            return Ok((SendStream::Quic(send), RecvStream::new(Recv::Quic(recv), None)));
         }
         let (send, recv) = self.session.open_bi().await.map_err(session_error)?;
-        Ok((SendStream::WebTransport(send), RecvStream::WebTransport(recv)))
+        Ok((
+            SendStream::WebTransport(send),
+            RecvStream::new(Recv::WebTransport(recv), None),
+        ))
     }
 
     async fn open_uni(&self) -> Result<SendStream, TransportError> {
@@ -110,23 +212,27 @@ impl transport::Session for MoqSession {
     }
 
     async fn accept_bi(&self) -> Result<(SendStream, RecvStream), TransportError> {
-        if self.raw {
-            let (send, recv) = self.quic().accept_bi().await.map_err(session_error)?;
-            return Ok((SendStream::Quic(send), RecvStream::Quic(recv)));
-        }
-        let (send, recv) = self.session.accept_bi().await.map_err(session_error)?;
-        Ok((SendStream::WebTransport(send), RecvStream::WebTransport(recv)))
+        let (send, recv) = match self.raw {
+            true => {
+                let (send, recv) = self.quic().accept_bi().await.map_err(session_error)?;
+                (SendStream::Quic(send), Recv::Quic(recv))
+            }
+            false => {
+                let (send, recv) = self.session.accept_bi().await.map_err(session_error)?;
+                (SendStream::WebTransport(send), Recv::WebTransport(recv))
+            }
+        };
+        let open = self.bi.opened(self.quic());
+        Ok((send, RecvStream::new(recv, Some(open))))
     }
 
     async fn accept_uni(&self) -> Result<RecvStream, TransportError> {
-        if self.raw {
-            return Ok(RecvStream::Quic(
-                self.quic().accept_uni().await.map_err(session_error)?,
-            ));
-        }
-        Ok(RecvStream::WebTransport(
-            self.session.accept_uni().await.map_err(session_error)?,
-        ))
+        let recv = match self.raw {
+            true => Recv::Quic(self.quic().accept_uni().await.map_err(session_error)?),
+            false => Recv::WebTransport(self.session.accept_uni().await.map_err(session_error)?),
+        };
+        let open = self.uni.opened(self.quic());
+        Ok(RecvStream::new(recv, Some(open)))
     }
 
     async fn recv_datagram(&self) -> Result<Bytes, TransportError> {
@@ -196,13 +302,13 @@ fn quic_write_error(err: quinn::WriteError) -> TransportError {
 
 impl transport::RecvStream for RecvStream {
     async fn read_chunk(&mut self, max: usize) -> Result<Option<Bytes>, TransportError> {
-        match self {
-            Self::WebTransport(s) => match s.read_chunk(max, true).await {
+        match &mut self.inner {
+            Recv::WebTransport(s) => match s.read_chunk(max, true).await {
                 Ok(chunk) => Ok(chunk.map(|c| c.bytes)),
                 Err(web_transport_quinn::ReadError::Reset(code)) => Err(reset(code)),
                 Err(other) => Err(TransportError::new(other.to_string())),
             },
-            Self::Quic(s) => match s.read_chunk(max, true).await {
+            Recv::Quic(s) => match s.read_chunk(max, true).await {
                 Ok(chunk) => Ok(chunk.map(|c| c.bytes)),
                 Err(quinn::ReadError::Reset(code)) => Err(reset(decode_code(code))),
                 Err(other) => Err(TransportError::new(other.to_string())),
@@ -211,9 +317,9 @@ impl transport::RecvStream for RecvStream {
     }
 
     fn stop(&mut self, code: u32) {
-        let _ = match self {
-            Self::WebTransport(s) => s.stop(code),
-            Self::Quic(s) => s.stop(encode_code(code)),
+        let _ = match &mut self.inner {
+            Recv::WebTransport(s) => s.stop(code),
+            Recv::Quic(s) => s.stop(encode_code(code)),
         };
     }
 }

@@ -13,12 +13,21 @@ use crate::Error;
 /// The same settings apply to every connection of an endpoint, in both directions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// How many bidirectional streams the peer may have open at once (default 10 000).
-    /// moq-lite opens one per subscription and announcement interest.
+    /// How many bidirectional streams the peer may have open at once, at most (default
+    /// 10 000). moq-lite opens one per subscription and announcement interest.
     pub max_bidi_streams: u32,
-    /// How many unidirectional streams the peer may have open at once (default 10 000).
-    /// moq-lite opens one per group, so this bounds groups in flight.
+    /// How many unidirectional streams the peer may have open at once, at most (default
+    /// 10 000). moq-lite opens one per group, so this bounds groups in flight.
     pub max_uni_streams: u32,
+    /// The stream limit a new connection starts with, per direction (default 100, quinn's
+    /// own default; clamped to `1..=max_*_streams`). It doubles towards `max_*_streams`
+    /// while the peer keeps more than half of it open, see
+    /// [`MoqSession`](crate::adapter::MoqSession).
+    ///
+    /// Why not grant the maximum up front: quinn allocates the state of every stream the
+    /// peer may open as soon as it grants the credit. 10 000 of each cost about 1.1 MiB
+    /// per connection, most of a relay's memory with thousands of idle subscribers.
+    pub initial_streams: u32,
     /// A connection with no traffic for this long is dropped (default 30 s).
     pub idle_timeout: Duration,
     /// Send a PING after this much quiet so NATs and the idle timer stay open
@@ -45,6 +54,7 @@ impl Default for Config {
         Self {
             max_bidi_streams: 10_000,
             max_uni_streams: 10_000,
+            initial_streams: 100,
             idle_timeout: Duration::from_secs(30),
             keep_alive: Some(Duration::from_secs(5)),
             datagrams: true,
@@ -59,8 +69,8 @@ impl Config {
     /// The quinn transport configuration for these limits.
     pub(crate) fn transport(&self) -> Result<Arc<quinn::TransportConfig>, Error> {
         let mut transport = quinn::TransportConfig::default();
-        transport.max_concurrent_bidi_streams(self.max_bidi_streams.into());
-        transport.max_concurrent_uni_streams(self.max_uni_streams.into());
+        transport.max_concurrent_bidi_streams(self.initial(self.max_bidi_streams).into());
+        transport.max_concurrent_uni_streams(self.initial(self.max_uni_streams).into());
 
         let idle = quinn::IdleTimeout::try_from(self.idle_timeout)
             .map_err(|_| Error::QuicConfig(format!("idle timeout {:?} is too large", self.idle_timeout)))?;
@@ -85,6 +95,11 @@ impl Config {
         }
 
         Ok(Arc::new(transport))
+    }
+
+    /// The stream limit a connection starts with in a direction whose ceiling is `max`.
+    pub(crate) fn initial(&self, max: u32) -> u32 {
+        self.initial_streams.clamp(max.min(1), max)
     }
 }
 

@@ -1008,3 +1008,121 @@ async fn webtransport_handshake_errors_keep_their_detail() {
     assert!(matches!(err, Error::WebTransportAccept { .. }), "{err}");
     assert!(err.to_string().contains("bye"), "{err}");
 }
+
+/// Accept one session with `config`, take `uni` unidirectional then `bi` bidirectional
+/// streams from the peer and keep them all open; report each count as it is reached.
+async fn hold_streams(
+    config: server::Config,
+    uni: usize,
+    bi: usize,
+) -> (Holding, mpsc::UnboundedReceiver<usize>) {
+    use moq_core::transport::Session as _;
+
+    let quic = config.quic.clone();
+    let server = Arc::new(server::Server::bind(config).unwrap());
+    let addr = server.local_addr().unwrap();
+    let fingerprints = server.fingerprints();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let accepting = server.clone();
+    tokio::spawn(async move {
+        let request = accepting.accept().await.unwrap().accept().await.unwrap();
+        let transport = request.transport();
+        let session = crate::adapter::MoqSession::with_config(request.ok().await.unwrap(), transport, &quic);
+        let mut held = Vec::new();
+        for _ in 0..uni {
+            held.push(session.accept_uni().await.unwrap());
+        }
+        tx.send(held.len()).unwrap();
+        let mut held_bi = Vec::new();
+        for _ in 0..bi {
+            held_bi.push(session.accept_bi().await.unwrap());
+        }
+        tx.send(held_bi.len()).unwrap();
+        let _ = session.closed().await;
+    });
+    (
+        Holding {
+            addr,
+            fingerprints,
+            server,
+        },
+        rx,
+    )
+}
+
+struct Holding {
+    addr: SocketAddr,
+    fingerprints: Vec<String>,
+    server: Arc<server::Server>,
+}
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        self.server.close();
+    }
+}
+
+fn small_credit(initial: u32, max: u32) -> server::Config {
+    server::Config {
+        quic: quic::Config {
+            initial_streams: initial,
+            max_uni_streams: max,
+            max_bidi_streams: max,
+            ..Default::default()
+        },
+        ..dev_config("127.0.0.1:0", &[])
+    }
+}
+
+#[tokio::test]
+async fn stream_credit_grows_while_the_peer_keeps_streams_open() {
+    for scheme in ["moqt", "https"] {
+        // quinn would hold the peer at 4 open streams per direction without the growth.
+        let (server, mut counts) = hold_streams(small_credit(4, 64), 40, 40).await;
+        let client = pinned(&server.fingerprints, &[]);
+        let connected =
+            bounded(client.connect(&url(&format!("{scheme}://localhost:{}/", server.addr.port()))))
+                .await
+                .unwrap();
+        let session = connected.session;
+
+        let mut open = Vec::new();
+        for _ in 0..40 {
+            let mut send = bounded(session.open_uni()).await.unwrap();
+            send.write_all(b"x").await.unwrap();
+            open.push(send);
+        }
+        assert_eq!(bounded(counts.recv()).await, Some(40), "{scheme}");
+        let mut open_bi = Vec::new();
+        for _ in 0..40 {
+            let (mut send, recv) = bounded(session.open_bi()).await.unwrap();
+            send.write_all(b"x").await.unwrap();
+            open_bi.push((send, recv));
+        }
+        assert_eq!(bounded(counts.recv()).await, Some(40), "{scheme}");
+    }
+}
+
+#[tokio::test]
+async fn stream_credit_stops_growing_at_the_maximum() {
+    let (server, mut counts) = hold_streams(small_credit(2, 8), 9, 0).await;
+    let client = pinned(&server.fingerprints, &[]);
+    let connected = bounded(client.connect(&url(&format!("moqt://localhost:{}/", server.addr.port()))))
+        .await
+        .unwrap();
+    let session = connected.session;
+
+    let mut open = Vec::new();
+    for _ in 0..8 {
+        let mut send = bounded(session.open_uni()).await.unwrap();
+        send.write_all(b"x").await.unwrap();
+        open.push(send);
+    }
+    // The ninth must wait for one of the eight to close.
+    let ninth = tokio::time::timeout(Duration::from_millis(500), session.open_uni()).await;
+    assert!(
+        ninth.is_err(),
+        "the peer got a ninth stream past max_uni_streams = 8"
+    );
+    assert!(counts.try_recv().is_err());
+}

@@ -13,7 +13,7 @@ use tokio::task::{AbortHandle, JoinSet};
 use super::{Reader, Shared, Writer, reject};
 use crate::{
     BroadcastConsumer, Error, GroupConsumer, Result,
-    stats::{ActiveSubscription, Stats},
+    stats::{ActiveSubscription, Batch, Stats},
     transport::{RecvStream, SendStream, Session},
 };
 
@@ -406,6 +406,7 @@ async fn write_frames<S: SendStream>(
 ) -> Result<()> {
     let mut cursor = TimestampCursor::new();
     let mut index = 0u64;
+    let mut sent = Batch::new(stats);
     while let Some(frame) = group.next_frame().await? {
         if end.is_some_and(|end| index > end) {
             break;
@@ -420,8 +421,7 @@ async fn write_frames<S: SendStream>(
             })?;
             let size = frame.payload.len() as u64;
             writer.payload(frame.payload).await?;
-            Stats::add(&stats.frames_sent, 1);
-            Stats::add(&stats.bytes_sent, size);
+            sent.sent(size);
         }
         index += 1;
     }

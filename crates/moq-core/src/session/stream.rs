@@ -11,6 +11,12 @@ use crate::{
 /// Largest read per call; also bounds what one read adds to the buffer.
 const CHUNK: usize = 64 * 1024;
 
+/// Payloads up to this size go out in one write together with the messages queued
+/// before them (a frame header), at the cost of copying the payload once. Each write
+/// takes the connection lock and wakes its driver, which costs more than copying a few
+/// KiB; larger payloads are handed over without a copy, in a second write.
+const MERGE: usize = 8 * 1024;
+
 /// Reads messages and payloads from a stream.
 pub(crate) struct Reader<R> {
     stream: R,
@@ -152,8 +158,17 @@ impl<S: SendStream> Writer<S> {
         self.flush().await
     }
 
-    /// Write buffered messages then a shared payload, without copying it.
+    /// Write buffered messages then a shared payload. A payload larger than [`MERGE`] is
+    /// not copied; a smaller one is copied once so that both go out in one write.
     pub async fn payload(&mut self, payload: Bytes) -> Result<()> {
+        if !self.buf.is_empty() && payload.len() <= MERGE {
+            let mut chunk = BytesMut::with_capacity(self.buf.len() + payload.len());
+            chunk.extend_from_slice(&self.buf);
+            chunk.extend_from_slice(&payload);
+            self.buf.clear();
+            self.stream.write_chunk(chunk.freeze()).await?;
+            return Ok(());
+        }
         self.flush().await?;
         if !payload.is_empty() {
             self.stream.write_chunk(payload).await?;
@@ -175,5 +190,76 @@ impl<S: SendStream> Writer<S> {
     pub fn reset(&mut self, code: u32) {
         self.done = true;
         self.stream.reset(code);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use moq_proto::FrameHeader;
+
+    use super::*;
+    use crate::{mem, transport::Session};
+
+    #[tokio::test]
+    async fn small_payloads_share_a_write_with_their_header_and_large_ones_are_not_copied() {
+        let (a, b) = mem::pair();
+        let version = Version::Lite06;
+        let mut writer = Writer::new(a.open_uni().await.unwrap(), version);
+        let small = Bytes::from(vec![1u8; MERGE]);
+        let large = Bytes::from(vec![2u8; MERGE + 1]);
+        for payload in [&small, &large] {
+            writer
+                .queue(&FrameHeader {
+                    timestamp_delta: 0,
+                    size: payload.len() as u64,
+                })
+                .unwrap();
+            writer.payload(payload.clone()).await.unwrap();
+        }
+        writer.finish().await.unwrap();
+
+        let mut recv = b.accept_uni().await.unwrap();
+        let mut chunks = Vec::new();
+        while let Some(chunk) = recv.read_chunk(usize::MAX).await.unwrap() {
+            chunks.push(chunk);
+        }
+        // Header and small payload in one chunk; then the large one's header, then the
+        // large payload itself, the very buffer we handed over.
+        assert_eq!(
+            chunks.len(),
+            3,
+            "{:?}",
+            chunks.iter().map(Bytes::len).collect::<Vec<_>>()
+        );
+        assert!(chunks[0].ends_with(&small));
+        assert_eq!(chunks[2].as_ptr(), large.as_ptr());
+
+        let mut reader = Reader::new(mem_stream(&chunks), version);
+        for payload in [&small, &large] {
+            let header = reader.decode::<FrameHeader>().await.unwrap();
+            let size = usize::try_from(header.size).unwrap();
+            assert_eq!(&reader.read_exact(size).await.unwrap(), payload);
+        }
+        assert!(reader.decode_maybe::<FrameHeader>().await.unwrap().is_none());
+    }
+
+    /// A stream that yields `chunks`, then ends.
+    fn mem_stream(chunks: &[Bytes]) -> impl RecvStream {
+        struct Chunks(std::collections::VecDeque<Bytes>);
+        impl RecvStream for Chunks {
+            async fn read_chunk(
+                &mut self,
+                max: usize,
+            ) -> std::result::Result<Option<Bytes>, crate::transport::TransportError> {
+                Ok(self.0.pop_front().map(|mut chunk| {
+                    if chunk.len() > max {
+                        self.0.push_front(chunk.split_off(max));
+                    }
+                    chunk
+                }))
+            }
+            fn stop(&mut self, _: u32) {}
+        }
+        Chunks(chunks.iter().cloned().collect())
     }
 }
