@@ -48,6 +48,10 @@ struct Cli {
     /// Relay URL: moqt:// (raw QUIC), https:// or http:// (WebTransport; http pins /certificate.sha256).
     #[arg(long)]
     url: Url,
+    /// Subscribers connect here instead of --url (another relay of a cluster: measures the
+    /// latency a hop adds). Give each relay's --tls-fingerprint.
+    #[arg(long = "subscribe-url")]
+    subscribe_url: Option<Url>,
     /// Accept exactly the server certificate with this SHA-256 (hex); repeatable.
     #[arg(long = "tls-fingerprint", value_name = "HEX")]
     fingerprints: Vec<String>,
@@ -349,7 +353,8 @@ async fn open(
 ) -> anyhow::Result<(Connection, BroadcastConsumer, moq_core::TrackConsumer, u64)> {
     let start = Instant::now();
     let origin = Origin::default();
-    let mut connection = connect(client, &shared.cli.url, None, Some(origin.clone())).await?;
+    let url = shared.cli.subscribe_url.as_ref().unwrap_or(&shared.cli.url);
+    let mut connection = connect(client, url, None, Some(origin.clone())).await?;
     let broadcast = tokio::select! {
         b = origin.wait_for(path, Duration::from_secs(15)) => b,
         why = connection.closed() => anyhow::bail!("{why}"),
