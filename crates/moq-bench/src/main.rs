@@ -24,7 +24,7 @@ use moq_core::{
     model::cache::Cache,
     session::{self, Config as SessionConfig},
 };
-use moq_native::{Transport, Version, adapter::MoqSession, client};
+use moq_native::{Version, adapter::MoqSession, client};
 use moq_proto::{Hops, Path, Role};
 use serde::Serialize;
 use url::Url;
@@ -247,14 +247,7 @@ async fn connect(
     });
     config.publish = publish;
     config.consume = consume;
-    if connected.transport == Transport::Quic {
-        let mut path = url.path().to_string();
-        if let Some(query) = url.query() {
-            path.push('?');
-            path.push_str(query);
-        }
-        config.setup.path = Some(path);
-    }
+    config.setup.path = connected.setup_path(url);
     let session = MoqSession::new(connected.session, connected.transport);
     let driver = tokio::spawn(session::run(session.clone(), config));
     Ok(Connection { session, driver })

@@ -76,43 +76,25 @@ pub async fn publish(track: TrackProducer) -> anyhow::Result<()> {
 }
 
 /// Print the clock as `YYYY-MM-DD HH:MM:SS` lines, or stop after `count` lines.
-pub async fn subscribe(mut track: TrackConsumer, count: Option<u64>) -> anyhow::Result<()> {
+pub async fn subscribe(track: TrackConsumer, count: Option<u64>) -> anyhow::Result<()> {
     let mut printed = 0u64;
-    // Seconds already printed: a group replayed after a relay failover starts
-    // from its first frame again, and those lines were shown.
-    let mut shown: Option<(u64, usize)> = None;
-    while let Some(mut group) = track.next_group().await? {
-        let sequence = group.sequence();
-        let base = match group.next_frame().await {
-            Ok(Some(base)) => String::from_utf8_lossy(&base.payload).into_owned(),
-            Ok(None) => continue,
-            Err(err) => {
-                tracing::warn!(group = sequence, %err, "group cut off; waiting for the next one");
-                continue;
-            }
+    let mut frames = crate::frames::Frames::new(track);
+    // The first frame of a group is the minute; the others are its seconds.
+    let mut base = None;
+    while let Some((sequence, index, frame)) = frames.next().await? {
+        let text = String::from_utf8_lossy(&frame.payload).into_owned();
+        if index == 0 {
+            base = Some((sequence, text));
+            continue;
+        }
+        // A group joined mid-way (or replayed after a failover) without its minute.
+        let Some((_, minute)) = base.as_ref().filter(|(seq, _)| *seq == sequence) else {
+            continue;
         };
-        let mut index = 0usize;
-        loop {
-            let frame = match group.next_frame().await {
-                Ok(Some(frame)) => frame,
-                Ok(None) => break,
-                // The route was lost mid-group (say a relay died): the group
-                // may come again whole from another route, or the next one will.
-                Err(err) => {
-                    tracing::warn!(group = sequence, %err, "group cut off; waiting for the next one");
-                    break;
-                }
-            };
-            index += 1;
-            if shown.is_some_and(|(seq, at)| seq == sequence && index <= at) {
-                continue;
-            }
-            shown = Some((sequence, index));
-            println!("{base}{}", String::from_utf8_lossy(&frame.payload));
-            printed += 1;
-            if count.is_some_and(|c| printed >= c) {
-                return Ok(());
-            }
+        println!("{minute}{text}");
+        printed += 1;
+        if count.is_some_and(|c| printed >= c) {
+            return Ok(());
         }
     }
     Ok(())

@@ -2,6 +2,7 @@
 //! relay (moq-lite 03–06 over raw QUIC or WebTransport).
 
 mod clock;
+mod frames;
 mod token;
 
 use std::{
@@ -18,7 +19,7 @@ use moq_core::{
     model::cache::Cache,
     session::{self, Config as SessionConfig},
 };
-use moq_native::{Transport, Version, adapter::MoqSession, client};
+use moq_native::{Version, adapter::MoqSession, client};
 use moq_proto::{Hops, Path, Role};
 use url::Url;
 
@@ -234,15 +235,7 @@ async fn connect(
     };
     config.publish = publish;
     config.consume = consume;
-    // Raw QUIC has no URL: the path and query travel in SETUP (lite-05+).
-    if connected.transport == Transport::Quic {
-        let mut path = url.path().to_string();
-        if let Some(query) = url.query() {
-            path.push('?');
-            path.push_str(query);
-        }
-        config.setup.path = Some(path);
-    }
+    config.setup.path = connected.setup_path(url);
     let session = MoqSession::new(connected.session, connected.transport);
     let driver = tokio::spawn(session::run(session.clone(), config));
     Ok(Connection { session, driver })
@@ -400,44 +393,25 @@ async fn open_track(
 }
 
 async fn subscribe(client: &client::Client, args: SubscribeArgs) -> anyhow::Result<()> {
-    let mut track = open_track(client, &args.url, &args.broadcast, &args.track, args.wait).await?;
+    let track = open_track(client, &args.url, &args.broadcast, &args.track, args.wait).await?;
     let mut out = std::io::stdout().lock();
     let mut written = 0u64;
-    // A group replayed whole after a relay failover repeats frames already written.
-    let mut shown: Option<(u64, usize)> = None;
-    while let Some(mut group) = track.next_group().await? {
-        let sequence = group.sequence();
-        let mut index = 0usize;
-        loop {
-            let frame = match group.next_frame().await {
-                Ok(Some(frame)) => frame,
-                Ok(None) => break,
-                // A group cut off (its route died) loses its tail; keep reading the track.
-                Err(err) => {
-                    tracing::warn!(group = sequence, %err, "group cut off; waiting for the next one");
-                    break;
-                }
-            };
-            index += 1;
-            if shown.is_some_and(|(seq, at)| seq == sequence && index <= at) {
-                continue;
+    let mut frames = frames::Frames::new(track);
+    while let Some((_, _, frame)) = frames.next().await? {
+        match args.format {
+            Format::Lines => {
+                out.write_all(&frame.payload)?;
+                out.write_all(b"\n")?;
             }
-            shown = Some((sequence, index));
-            match args.format {
-                Format::Lines => {
-                    out.write_all(&frame.payload)?;
-                    out.write_all(b"\n")?;
-                }
-                Format::Binary => {
-                    out.write_all(&(frame.payload.len() as u32).to_be_bytes())?;
-                    out.write_all(&frame.payload)?;
-                }
+            Format::Binary => {
+                out.write_all(&(frame.payload.len() as u32).to_be_bytes())?;
+                out.write_all(&frame.payload)?;
             }
-            out.flush()?;
-            written += 1;
-            if args.count.is_some_and(|c| written >= c) {
-                return Ok(());
-            }
+        }
+        out.flush()?;
+        written += 1;
+        if args.count.is_some_and(|c| written >= c) {
+            return Ok(());
         }
     }
     Ok(())

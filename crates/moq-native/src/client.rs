@@ -96,6 +96,23 @@ pub struct Connected {
     pub transport: Transport,
 }
 
+impl Connected {
+    /// What SETUP's path must carry for the session dialled at `url`: raw QUIC
+    /// has no URL, so its path and query (a `?jwt=` token) travel in SETUP
+    /// (lite-05+); WebTransport carries them in its URL already.
+    pub fn setup_path(&self, url: &Url) -> Option<String> {
+        if self.transport != Transport::Quic {
+            return None;
+        }
+        let mut path = url.path().to_string();
+        if let Some(query) = url.query() {
+            path.push('?');
+            path.push_str(query);
+        }
+        Some(path)
+    }
+}
+
 /// How a certificate was checked, to word errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Check {

@@ -35,7 +35,7 @@ use moq_core::{
     model::{Publication, cache::Cache},
     session::{self, Permissions},
 };
-use moq_native::{Transport, adapter::MoqSession, client};
+use moq_native::{adapter::MoqSession, client};
 use moq_proto::{Hops, Path};
 use tokio::task::JoinSet;
 use url::Url;
@@ -464,14 +464,7 @@ impl Link {
         config.upstream = shared.upstream.clone();
         config.shutdown = Some(shared.draining.subscribe());
         config.limits = link_limits(&shared.limits.session);
-        if connected.transport == Transport::Quic {
-            let mut path = url.path().to_string();
-            if let Some(query) = url.query() {
-                path.push('?');
-                path.push_str(query);
-            }
-            config.setup.path = Some(path);
-        }
+        config.setup.path = connected.setup_path(&url);
         let session = MoqSession::new(connected.session, connected.transport);
         let version = connected.version;
         let driver = session::run(session.clone(), config);

@@ -137,7 +137,10 @@ node = "https://{ip}:{port}/"
         let log = std::fs::File::create(self.config.with_extension("log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_moq-relay"))
             .arg(&self.config)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("CLUSTER_TEST_LOG").unwrap_or_else(|_| "info".to_string()),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -377,12 +380,15 @@ impl Viewer {
         }
     }
 
-    /// Every group whole and in order, no group twice.
+    /// Every frame of a group in order and from one origin; every group whole
+    /// but one cut off by a failover (then possibly replayed whole); no group
+    /// delivered whole twice. Groups travel on their own streams, so they may
+    /// arrive out of order.
     fn check(&self) {
         let groups = self.groups();
-        let mut last = None;
+        let mut whole = std::collections::HashSet::new();
+        let mut cut = 0;
         for (seq, frames) in &groups {
-            assert_eq!(frames.len(), 5, "group {seq} incomplete: {frames:?}");
             let tag = frames[0].split(':').next().unwrap();
             for (i, frame) in frames.iter().enumerate() {
                 assert_eq!(
@@ -391,11 +397,13 @@ impl Viewer {
                     "frames in order, from one origin"
                 );
             }
-            if let Some(last) = last {
-                assert!(*seq > last, "group {seq} after {last}: duplicate or reordered");
+            if frames.len() == 5 {
+                assert!(whole.insert(*seq), "group {seq} delivered twice");
+            } else {
+                cut += 1;
             }
-            last = Some(*seq);
         }
+        assert!(cut <= 2, "{cut} groups cut off: {groups:?}");
     }
 }
 
@@ -583,7 +591,18 @@ async fn killing_a_regional_relay_reroutes_the_edge() {
     let before = viewer.groups().len();
     let last_before = viewer.groups().last().unwrap().0;
     r1.kill();
-    viewer.more(20).await;
+    if tokio::time::timeout(Duration::from_secs(40), viewer.more(20))
+        .await
+        .is_err()
+    {
+        let tail = |log: String| log.lines().rev().take(40).collect::<Vec<_>>().join("\n");
+        panic!(
+            "no failover in 40 s; edge /nodes: {}\nedge log (newest first):\n{}\nr2 log:\n{}",
+            edge.nodes().await,
+            tail(edge.log()),
+            tail(r2.log())
+        );
+    }
     viewer.check();
     let groups = viewer.groups();
     let first_after = groups[before].0;
@@ -675,7 +694,17 @@ async fn redundant_origins_fail_over_at_a_group_boundary() {
     // The active origin dies with its publisher.
     p1.stop();
     active.kill();
-    viewer.more(15).await;
+    if tokio::time::timeout(Duration::from_secs(40), viewer.more(15))
+        .await
+        .is_err()
+    {
+        let tail = |log: String| log.lines().rev().take(80).collect::<Vec<_>>().join("\n");
+        panic!(
+            "no failover in 40 s; edge /nodes: {}\nedge log (newest first):\n{}",
+            edge.nodes().await,
+            tail(edge.log()),
+        );
+    }
     viewer.check();
     let groups = viewer.groups();
     assert!(
@@ -704,7 +733,17 @@ async fn redundant_origins_fail_over_at_a_group_boundary() {
         pb.stop();
         b.kill();
     }
-    viewer.more(15).await;
+    if tokio::time::timeout(Duration::from_secs(40), viewer.more(15))
+        .await
+        .is_err()
+    {
+        let tail = |log: String| log.lines().rev().take(80).collect::<Vec<_>>().join("\n");
+        panic!(
+            "no failover in 40 s; edge /nodes: {}\nedge log (newest first):\n{}",
+            edge.nodes().await,
+            tail(edge.log()),
+        );
+    }
     viewer.check();
     let now = viewer.groups().last().unwrap().1[0]
         .split(':')

@@ -174,6 +174,24 @@ impl BroadcastConsumer {
         Ok(consumer)
     }
 
+    /// Forget `track` if nobody reads it, checked under the same lock that
+    /// [`subscribe`](Self::subscribe) takes, so a new subscriber never gets a
+    /// track whose producer is about to go away. False if someone came back.
+    pub(crate) fn retire_unused(&self, track: &TrackProducer) -> bool {
+        let mut state = self.shared.lock();
+        if track.consumers() > 0 {
+            return false;
+        }
+        if state
+            .tracks
+            .get(track.name())
+            .is_some_and(|t| Arc::ptr_eq(t, track.shared()))
+        {
+            state.tracks.remove(track.name());
+        }
+        true
+    }
+
     /// Whether the broadcast has ended.
     pub fn is_closed(&self) -> bool {
         self.closed.borrow().is_some()

@@ -360,11 +360,12 @@ fn remove(state: &mut State, path: &Path) {
 /// The per-path router: hands each requested track to a pipe task.
 async fn route(mut relay: BroadcastProducer, active: watch::Receiver<Option<Source>>) {
     let mut closed = active.clone();
+    let handle = relay.consume();
     loop {
         tokio::select! {
             request = relay.requested_track() => {
                 let Some(track) = request else { break };
-                tokio::spawn(pipe(track, active.clone()));
+                tokio::spawn(pipe(track, active.clone(), handle.clone()));
             }
             result = closed.changed() => {
                 if result.is_err() {
@@ -376,16 +377,29 @@ async fn route(mut relay: BroadcastProducer, active: watch::Receiver<Option<Sour
     relay.close(Ok(()));
 }
 
+/// Resolves once nobody reads `track` and it has been taken out of the
+/// relay broadcast (so no new subscriber can pick it up as it goes away).
+async fn retired(track: &TrackProducer, relay: &BroadcastConsumer) {
+    loop {
+        track.unused().await;
+        if relay.retire_unused(track) {
+            return;
+        }
+        // Someone subscribed again just now: keep serving.
+        tokio::task::yield_now().await;
+    }
+}
+
 /// Fill a relay track from whichever source is active, re-binding when the
 /// active source changes, until nobody reads the track or the path is gone.
-async fn pipe(track: TrackProducer, mut active: watch::Receiver<Option<Source>>) {
+async fn pipe(track: TrackProducer, mut active: watch::Receiver<Option<Source>>, relay: BroadcastConsumer) {
     loop {
         let source = active.borrow_and_update().clone();
         let Some(source) = source else {
             // Lingering: keep the track open until a publisher returns.
             tokio::select! {
                 changed = active.changed() => if changed.is_err() { return track.finish() },
-                _ = track.unused() => return,
+                _ = retired(&track, &relay) => return,
             }
             continue;
         };
@@ -403,20 +417,32 @@ async fn pipe(track: TrackProducer, mut active: watch::Receiver<Option<Source>>)
                     return track.abort(err);
                 }
                 // The publisher went away; wait for the next one (linger, failover).
-                Err(_) => {
+                Err(_) if source.broadcast.is_closed() => {
                     if active.borrow().as_ref().map(|s| s.id) == Some(source.id) {
                         tokio::select! {
                             changed = active.changed() => if changed.is_err() { return track.finish() },
-                            _ = track.unused() => return,
+                            _ = retired(&track, &relay) => return,
                         }
+                    }
+                }
+                // The source lives but its track went away under us (it was
+                // being retired as we subscribed): subscribe again.
+                Err(_) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(RESUBSCRIBE) => {}
+                        changed = active.changed() => if changed.is_err() { return track.finish() },
+                        _ = retired(&track, &relay) => return,
                     }
                 }
             },
             changed = active.changed() => if changed.is_err() { return track.finish() },
-            _ = track.unused() => return,
+            _ = retired(&track, &relay) => return,
         }
     }
 }
+
+/// Pause before subscribing again to a live source whose track ended under us.
+const RESUBSCRIBE: Duration = Duration::from_millis(50);
 
 async fn forward(track: &TrackProducer, mut upstream: TrackConsumer) -> Result<(), Error> {
     if track.info().is_none() {
@@ -718,5 +744,27 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         write(&standby_track, 2);
         assert_eq!(timeout(viewer.next_group()).await.unwrap().unwrap().sequence(), 2);
+    }
+
+    /// A viewer leaving just as another arrives must not hand the newcomer a
+    /// track that is being torn down (it would never receive anything).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_viewer_arriving_as_the_last_one_leaves_still_receives() {
+        let origin = Origin::default();
+        let (broadcast, track) = publisher();
+        let _p = origin.publish(path("b"), broadcast.consume(), Hops::new());
+        let relay = origin.consume(&path("b")).unwrap();
+        for seq in 0..100u64 {
+            let leaving = relay.subscribe("t").unwrap();
+            if seq % 2 == 0 {
+                tokio::task::yield_now().await;
+            }
+            drop(leaving);
+            let mut arriving = relay.subscribe("t").unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            write(&track, seq);
+            let group = timeout(arriving.next_group()).await.unwrap().unwrap();
+            assert!(group.sequence() <= seq);
+        }
     }
 }
