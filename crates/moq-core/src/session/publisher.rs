@@ -128,7 +128,9 @@ async fn serve_announce<S: SendStream, R: RecvStream>(
     }
     let mut announced = origin.announced(full);
     // The peer's identity, to avoid announcing routes back through it.
-    let exclude = match request.exclude_hop {
+    // Read at every announcement: the peer's SETUP (which names it) may be
+    // processed after this stream started.
+    let exclude = || match request.exclude_hop {
         0 => shared.peer_hop(),
         hop => Some(hop),
     };
@@ -137,7 +139,7 @@ async fn serve_announce<S: SendStream, R: RecvStream>(
             Ok(p) => p,
             Err(_) => return false,
         };
-        permissions.can_subscribe(&relative) && exclude.is_none_or(|hop| !hops.contains(hop))
+        permissions.can_subscribe(&relative) && exclude().is_none_or(|hop| !hops.contains(hop))
     };
     let mut ids: HashMap<Path, u64> = HashMap::new();
     let mut next_id = 0u64;

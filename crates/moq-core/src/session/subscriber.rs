@@ -154,12 +154,21 @@ pub(crate) async fn announced<S: Session>(session: S, shared: Arc<Shared>) -> Re
             }
             Announce::Unknown { .. } => continue,
         };
-        if peer_hop != 0 && hops.push(peer_hop).is_err() {
+        // A route that is no longer usable also withdraws the peer's previous
+        // route for the path: keeping the old one would keep a broadcast the
+        // peer no longer offers that way.
+        let unusable = if peer_hop != 0 && hops.push(peer_hop).is_err() {
             tracing::warn!(%suffix, "announcement with too many hops ignored");
-            continue;
-        }
-        if hops.contains(shared.config.hop) {
+            true
+        } else {
             // A route back through us: a loop.
+            hops.contains(shared.config.hop)
+        };
+        if unusable {
+            if let Some(old) = active.remove(&suffix) {
+                old.task.abort();
+                old.publication.finish();
+            }
             continue;
         }
         if !shared.config.permissions.can_publish(&suffix) {
