@@ -24,6 +24,9 @@ use moq_native::{adapter::MoqSession, client};
 use moq_proto::{Hops, Path};
 use url::Url;
 
+mod http;
+use http::http_get;
+
 /// One relay process.
 struct Node {
     id: u64,
@@ -169,7 +172,7 @@ node = "https://{ip}:{port}/"
     }
 
     async fn get(&self, path: &str) -> String {
-        http_get(self.internal, path).await
+        http_get(&format!("http://{}{path}", self.internal)).await.1
     }
 
     async fn metric(&self, name: &str) -> f64 {
@@ -206,35 +209,6 @@ node = "https://{ip}:{port}/"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }
-}
-
-async fn http_get(addr: SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
-        .await
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8_lossy(&response).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        let mut out = String::new();
-        let mut rest = body;
-        while let Some((size, tail)) = rest.split_once("\r\n") {
-            let size = usize::from_str_radix(size.trim(), 16).unwrap();
-            if size == 0 {
-                break;
-            }
-            out.push_str(&tail[..size]);
-            rest = &tail[size + 2..];
-        }
-        out
-    } else {
-        body.to_string()
     }
 }
 
@@ -378,6 +352,23 @@ impl Viewer {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Wait for `n` more groups after a failover; on timeout, fail with the
+    /// `/nodes` of the first relay and the newest log lines of each.
+    async fn more_after_failover(&self, n: usize, relays: &[&Node]) {
+        if tokio::time::timeout(Duration::from_secs(40), self.more(n))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        let mut report = format!("no failover in 40 s; /nodes: {}", relays[0].nodes().await);
+        for relay in relays {
+            let tail: Vec<_> = relay.log().lines().rev().take(60).map(str::to_string).collect();
+            report += &format!("\n{} log (newest first):\n{}", relay.url(), tail.join("\n"));
+        }
+        panic!("{report}");
     }
 
     /// Every frame of a group in order and from one origin; every group whole
@@ -591,18 +582,7 @@ async fn killing_a_regional_relay_reroutes_the_edge() {
     let before = viewer.groups().len();
     let last_before = viewer.groups().last().unwrap().0;
     r1.kill();
-    if tokio::time::timeout(Duration::from_secs(40), viewer.more(20))
-        .await
-        .is_err()
-    {
-        let tail = |log: String| log.lines().rev().take(40).collect::<Vec<_>>().join("\n");
-        panic!(
-            "no failover in 40 s; edge /nodes: {}\nedge log (newest first):\n{}\nr2 log:\n{}",
-            edge.nodes().await,
-            tail(edge.log()),
-            tail(r2.log())
-        );
-    }
+    viewer.more_after_failover(20, &[&edge, &r2]).await;
     viewer.check();
     let groups = viewer.groups();
     let first_after = groups[before].0;
@@ -694,17 +674,7 @@ async fn redundant_origins_fail_over_at_a_group_boundary() {
     // The active origin dies with its publisher.
     p1.stop();
     active.kill();
-    if tokio::time::timeout(Duration::from_secs(40), viewer.more(15))
-        .await
-        .is_err()
-    {
-        let tail = |log: String| log.lines().rev().take(80).collect::<Vec<_>>().join("\n");
-        panic!(
-            "no failover in 40 s; edge /nodes: {}\nedge log (newest first):\n{}",
-            edge.nodes().await,
-            tail(edge.log()),
-        );
-    }
+    viewer.more_after_failover(15, &[&edge]).await;
     viewer.check();
     let groups = viewer.groups();
     assert!(
@@ -733,17 +703,7 @@ async fn redundant_origins_fail_over_at_a_group_boundary() {
         pb.stop();
         b.kill();
     }
-    if tokio::time::timeout(Duration::from_secs(40), viewer.more(15))
-        .await
-        .is_err()
-    {
-        let tail = |log: String| log.lines().rev().take(80).collect::<Vec<_>>().join("\n");
-        panic!(
-            "no failover in 40 s; edge /nodes: {}\nedge log (newest first):\n{}",
-            edge.nodes().await,
-            tail(edge.log()),
-        );
-    }
+    viewer.more_after_failover(15, &[&edge]).await;
     viewer.check();
     let now = viewer.groups().last().unwrap().1[0]
         .split(':')
@@ -958,4 +918,36 @@ async fn anonymous_relays_cannot_write_the_directory_where_tokens_are_used() {
     }
     assert!(root.nodes().await["nodes"].as_array().unwrap().is_empty());
     assert!(root.log().contains("cluster directory refused"));
+
+    // A token that may publish but not subscribe cannot register either.
+    let strict = c
+        .node(97, "", &format!("[auth]\nkey = \"{}\"", key_path.display()))
+        .await;
+    let mut claims = moq_auth::Claims::new("");
+    claims.put = vec![String::new()];
+    let narrow = c.dir.path().join("narrow.jwt");
+    std::fs::write(&narrow, key.sign(&claims).unwrap()).unwrap();
+    let _narrow = c
+        .node(
+            98,
+            &format!("{}\ntoken = \"{}\"", roots(&[&strict]), narrow.display()),
+            "",
+        )
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = strict.get("/metrics").await;
+        if text
+            .lines()
+            .any(|l| l.starts_with("moq_relay_auth_failures_total") && l.contains("cluster_scope"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "narrow directory token counted: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(strict.nodes().await["nodes"].as_array().unwrap().is_empty());
 }
