@@ -187,6 +187,22 @@ node = "https://{ip}:{port}/"
         serde_json::from_str(&self.get("/nodes").await).unwrap()
     }
 
+    /// Wait (up to 20 s) until `/metrics` counts an authentication failure for `reason`.
+    async fn auth_failure(&self, reason: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = self.get("/metrics").await;
+            if text
+                .lines()
+                .any(|l| l.starts_with("moq_relay_auth_failures_total") && l.contains(reason))
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no {reason} failure counted: {text}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Wait until this relay's links of `kind` are all up (and there are `count`).
     async fn links_up(&self, kind: &str, count: usize) {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -750,19 +766,8 @@ async fn a_relay_with_a_wrong_or_missing_cluster_token_is_refused_and_counted() 
         .await;
     admitted.links_up("static", 1).await;
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = origin.get("/metrics").await;
-        let failures = |reason: &str| {
-            text.lines()
-                .any(|l| l.starts_with("moq_relay_auth_failures_total") && l.contains(reason))
-        };
-        if failures("token_required") && failures("bad_signature") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "refusals counted: {text}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    origin.auth_failure("token_required").await;
+    origin.auth_failure("bad_signature").await;
     let log = origin.log();
     assert!(log.contains("authentication failed"), "{log}");
     assert!(
@@ -901,21 +906,7 @@ async fn anonymous_relays_cannot_write_the_directory_where_tokens_are_used() {
         )
         .await;
     let _anonymous = c.node(96, &roots(&[&root]), "").await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = root.get("/metrics").await;
-        if text
-            .lines()
-            .any(|l| l.starts_with("moq_relay_auth_failures_total") && l.contains("cluster_anonymous"))
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "anonymous directory session counted: {text}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    root.auth_failure("cluster_anonymous").await;
     assert!(root.nodes().await["nodes"].as_array().unwrap().is_empty());
     assert!(root.log().contains("cluster directory refused"));
 
@@ -934,20 +925,6 @@ async fn anonymous_relays_cannot_write_the_directory_where_tokens_are_used() {
             "",
         )
         .await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = strict.get("/metrics").await;
-        if text
-            .lines()
-            .any(|l| l.starts_with("moq_relay_auth_failures_total") && l.contains("cluster_scope"))
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "narrow directory token counted: {text}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    strict.auth_failure("cluster_scope").await;
     assert!(strict.nodes().await["nodes"].as_array().unwrap().is_empty());
 }
