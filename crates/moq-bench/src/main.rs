@@ -32,7 +32,7 @@ use url::Url;
 use crate::{
     payload::Header,
     stats::{Histogram, exact_quantile},
-    units::{parse_bitrate, parse_duration},
+    units::parse_bitrate,
 };
 
 /// The track every publisher publishes.
@@ -74,25 +74,25 @@ struct Cli {
     #[arg(long, default_value_t = 30.0)]
     fps: f64,
     /// Group (GOP) duration.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = moq_units::parse_duration)]
     group: Duration,
     /// Key-frame size relative to a delta frame.
     #[arg(long, default_value_t = 10.0)]
     keyframe_ratio: f64,
     /// Spread the subscribers' connections over this long.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = moq_units::parse_duration)]
     ramp: Duration,
     /// Measurement window, after the ramp.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = moq_units::parse_duration)]
     duration: Duration,
     /// How long to wait for frames in flight after the window.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = moq_units::parse_duration)]
     grace: Duration,
     /// Extra subscribers joining (and, after --churn-life, leaving) per second, spread over the broadcasts.
     #[arg(long, default_value_t = 0.0)]
     churn: f64,
     /// How long each churning subscriber stays.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = moq_units::parse_duration)]
     churn_life: Duration,
     /// UDP sockets (QUIC endpoints) the sessions are spread over.
     #[arg(long, default_value_t = 8)]

@@ -5,7 +5,7 @@
 use std::{
     io::Read,
     path::{Path, PathBuf},
-    time::{Duration, SystemTime},
+    time::SystemTime,
 };
 
 use anyhow::{Context, bail};
@@ -161,48 +161,14 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Parse a duration such as `90s`, `30m`, `1h`, `7d` or `1h30m`.
-pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
-    let mut total = 0u64;
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        bail!("empty duration");
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-        if digits == 0 {
-            bail!("duration '{s}': expected a number before '{rest}'");
-        }
-        let value: u64 = rest[..digits]
-            .parse()
-            .with_context(|| format!("duration '{s}'"))?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "s" => 1,
-            "m" => 60,
-            "h" => 3600,
-            "d" => 86_400,
-            "w" => 604_800,
-            "" => bail!("duration '{s}': add a unit (s, m, h, d, w), or give Unix seconds"),
-            unit => bail!("duration '{s}': unknown unit '{unit}' (use s, m, h, d or w)"),
-        };
-        rest = &rest[unit_len..];
-        total = value
-            .checked_mul(scale)
-            .and_then(|v| total.checked_add(v))
-            .with_context(|| format!("duration '{s}' is too long"))?;
-    }
-    Ok(Duration::from_secs(total))
-}
-
 /// Parse `--expires`: Unix seconds if it is all digits, else a duration from `now`.
 pub fn parse_expires(s: &str, now: SystemTime) -> anyhow::Result<u64> {
     let now = unix_seconds(now);
     let at = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
         s.parse().with_context(|| format!("--expires '{s}'"))?
     } else {
-        now.checked_add(parse_duration(s)?.as_secs())
+        let duration = moq_units::parse_duration(s).map_err(|e| anyhow::anyhow!("--expires {e}"))?;
+        now.checked_add(duration.as_secs())
             .context("--expires is too far away")?
     };
     if at <= now {
@@ -259,25 +225,20 @@ pub fn verify(key: &Path, token: &str) -> anyhow::Result<Claims> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::time::Duration;
 
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("15s").unwrap(), Duration::from_secs(15));
-        assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
-        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
-        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(604_800));
-        for bad in ["", "h", "10", "1x", "1.5h", "-1h", "99999999999999999999w"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
+    use super::*;
 
     #[test]
     fn expiry() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
         assert_eq!(parse_expires("1h", now).unwrap(), 4_600);
         assert_eq!(parse_expires("2000", now).unwrap(), 2_000);
+        assert_eq!(parse_expires("1h30m", now).unwrap(), 6_400);
+        assert_eq!(parse_expires("7d", now).unwrap(), 605_800);
+        for bad in ["", "h", "1x", "-1h", "99999999999999999999w"] {
+            assert!(parse_expires(bad, now).is_err(), "{bad}");
+        }
         assert!(parse_expires("1000", now).is_err());
         assert!(parse_expires("0s", now).is_err());
     }

@@ -59,12 +59,19 @@ pub enum Transport {
     WebTransport,
 }
 
-impl fmt::Display for Transport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Transport {
+    /// The name used in logs and metric labels: `quic` or `webtransport`.
+    pub fn as_str(self) -> &'static str {
+        match self {
             Self::Quic => "quic",
             Self::WebTransport => "webtransport",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

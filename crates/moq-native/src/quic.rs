@@ -47,6 +47,18 @@ pub struct Config {
     /// Bytes the peer may have in flight to us on one stream (default 4 MiB, enough
     /// for a large key frame without stalling).
     pub stream_receive_window: u32,
+    /// The congestion controller (default CUBIC, quinn's own default).
+    pub congestion: Congestion,
+}
+
+/// A QUIC congestion controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Congestion {
+    /// Loss-based: CUBIC (RFC 9438).
+    #[default]
+    Cubic,
+    /// Delay-based: BBR.
+    Bbr,
 }
 
 impl Default for Config {
@@ -61,6 +73,7 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             receive_window: 16 << 20,
             stream_receive_window: 4 << 20,
+            congestion: Congestion::default(),
         }
     }
 }
@@ -92,6 +105,9 @@ impl Config {
 
         if !self.datagrams {
             transport.datagram_receive_buffer_size(None);
+        }
+        if self.congestion == Congestion::Bbr {
+            transport.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
         }
 
         Ok(Arc::new(transport))

@@ -309,6 +309,13 @@ enum Kind {
     WebTransport(Box<web_transport_quinn::Request>),
 }
 
+/// A verified client certificate (mTLS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientCertificate {
+    /// When the certificate stops being valid (`notAfter`), if it could be read.
+    pub not_after: Option<std::time::SystemTime>,
+}
+
 /// A connection that completed its handshake and awaits our decision.
 ///
 /// Dropping it without [`Request::ok`] or [`Request::reject`] closes the connection.
@@ -379,16 +386,19 @@ impl Request {
         self.remote
     }
 
-    /// Whether the client presented a certificate that chains to the configured client
-    /// CAs (rustls refuses the handshake when one is presented and does not verify):
-    /// `Some(expiry)` with its `notAfter` in Unix seconds (if readable), else `None`.
-    pub fn client_certificate(&self) -> Option<Option<i64>> {
+    /// The certificate the client presented, if any. rustls refuses the handshake when a
+    /// presented certificate does not chain to the configured client CAs, so a certificate
+    /// here is a verified one.
+    pub fn client_certificate(&self) -> Option<ClientCertificate> {
         let identity = self.connection().peer_identity()?;
         let chain = identity
             .downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>()
             .ok()?;
         let leaf = chain.first()?;
-        Some(tls::not_after(leaf))
+        let not_after = tls::not_after(leaf)
+            .and_then(|secs| u64::try_from(secs).ok())
+            .map(|secs| std::time::UNIX_EPOCH + Duration::from_secs(secs));
+        Some(ClientCertificate { not_after })
     }
 
     /// The underlying QUIC connection, for statistics.

@@ -6,10 +6,13 @@ use std::{process::ExitCode, time::Duration};
 use tokio::signal::unix::{SignalKind, signal};
 
 use moq_relay::{
-    Relay,
+    Handle, Relay,
     config::{Config, ConfigError, LogFormat},
-    systemd,
+    systemd::{self, NotifyState},
 };
+
+/// How long Ctrl-C waits for sessions to leave before closing them.
+const INTERRUPT_DRAIN: Duration = Duration::from_secs(1);
 
 fn main() -> ExitCode {
     let config = match Config::load(std::env::args_os()) {
@@ -21,7 +24,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    for warning in &config.warnings {
+    for warning in config.warnings.iter().chain(&config.advice()) {
         eprintln!("warning: config {}: {warning}", config.origin());
     }
     if let Err(err) = config.validate() {
@@ -86,9 +89,30 @@ fn check_udp_buffers() {
     }
 }
 
+/// The banner of the development relay: where it listens and how to use it.
+fn print_development_banner(relay: &Relay, port: u16) {
+    let versions: Vec<&str> = relay.quic.versions().iter().map(|v| v.alpn()).collect();
+    let fingerprint = relay.quic.fingerprints().first().cloned().unwrap_or_default();
+    println!("moq-relay: development relay (self-signed certificate, anonymous access)");
+    println!(
+        "  QUIC + WebTransport  udp [::]:{port}   versions {}",
+        versions.join(", ")
+    );
+    println!(
+        "  HTTP                 tcp [::]:{port}   /certificate.sha256 /announced /fetch/<broadcast>/<track>"
+    );
+    println!("  certificate sha256   {fingerprint}");
+    println!();
+    println!("  publish a clock:  moq publish clock http://localhost:{port}/anon --broadcast clock");
+    println!("  watch it:         moq clock http://localhost:{port}/anon --broadcast clock");
+    println!("  list broadcasts:  moq announced http://localhost:{port}/anon");
+}
+
 async fn serve(config: Config) -> anyhow::Result<()> {
     let development = config.development;
-    let drain_timeout = config.drain_timeout.unwrap_or(Duration::from_secs(10));
+    let drain_timeout = config
+        .drain_timeout
+        .unwrap_or(moq_relay::config::DEFAULT_DRAIN_TIMEOUT);
     check_udp_buffers();
     let relay = Relay::bind(config).await?;
     let quic = relay.quic_addr()?;
@@ -101,53 +125,44 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!(%internal, "listening for ops (metrics, health, readiness)");
     }
     if development {
-        let port = quic.port();
-        let fingerprint = relay.quic.fingerprints().first().cloned().unwrap_or_default();
-        println!("moq-relay: development relay (self-signed certificate, anonymous access)");
-        println!(
-            "  QUIC + WebTransport  udp [::]:{port}   versions {}",
-            versions.join(", ")
-        );
-        println!(
-            "  HTTP                 tcp [::]:{port}   /certificate.sha256 /announced /fetch/<broadcast>/<track>"
-        );
-        println!("  certificate sha256   {fingerprint}");
-        println!();
-        println!("  publish a clock:  moq publish clock http://localhost:{port}/anon --broadcast clock");
-        println!("  watch it:         moq clock http://localhost:{port}/anon --broadcast clock");
-        println!("  list broadcasts:  moq announced http://localhost:{port}/anon");
+        print_development_banner(&relay, quic.port());
     }
 
     let handle = relay.handle();
+    let watchdog = systemd::watchdog_interval().map(|interval| tokio::spawn(systemd::watchdog(interval)));
+    systemd::notify(NotifyState::Ready);
+    let signals = tokio::spawn(on_signals(handle, drain_timeout));
+    let result = relay.run().await;
+    signals.abort();
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
+    result
+}
+
+/// SIGHUP reloads certificates; SIGTERM drains for `drain_timeout`; Ctrl-C drains briefly.
+/// Draining ends with the relay's run returning.
+async fn on_signals(handle: Handle, drain_timeout: Duration) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate())?;
     let mut hangup = signal(SignalKind::hangup())?;
-    let watchdog = systemd::watchdog_interval().map(|interval| tokio::spawn(systemd::watchdog(interval)));
-    systemd::notify("READY=1");
-
-    let run = relay.run();
-    tokio::pin!(run);
-    let result = loop {
+    let timeout = loop {
         tokio::select! {
-            result = &mut run => break result,
             _ = hangup.recv() => match handle.reload_certificates() {
                 Ok(()) => tracing::info!("SIGHUP: certificates reloaded"),
                 Err(err) => tracing::warn!(%err, "SIGHUP: certificates not reloaded; keeping the old ones"),
             },
             _ = terminate.recv() => {
                 tracing::info!(timeout = ?drain_timeout, "SIGTERM: draining");
-                systemd::notify("STOPPING=1");
-                let left = handle.drain(drain_timeout).await;
-                tracing::info!(left, "drained; exiting");
-                break Ok(());
+                break drain_timeout;
             }
             _ = tokio::signal::ctrl_c() => {
                 tracing::info!("interrupted; shutting down");
-                break Ok(());
+                break INTERRUPT_DRAIN;
             }
         }
     };
-    if let Some(watchdog) = watchdog {
-        watchdog.abort();
-    }
-    result
+    systemd::notify(NotifyState::Stopping);
+    let left = handle.drain(timeout).await;
+    tracing::info!(left, "drained; exiting");
+    Ok(())
 }

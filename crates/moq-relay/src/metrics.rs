@@ -1,13 +1,14 @@
-//! The relay's metrics, in one registry, rendered as Prometheus text on the
-//! internal listener. Counters of the media path live in `moq_core::stats`
-//! (updated where the bytes move) and are read at scrape time.
+//! The relay's one Prometheus registry. Each concern registers its own metrics into it
+//! at start-up (sessions in [`crate::registry`], links in [`crate::cluster`], QUIC and TLS
+//! in [`crate::server`]); this module holds what several concerns share: refusal
+//! counters, the media and process collectors, and the text rendering.
+//!
+//! Media counters are updated where the bytes move (`moq_core::stats`) and only read here,
+//! at scrape time.
 
-use std::{
-    sync::{Arc, atomic::Ordering},
-    time::Duration,
-};
+use std::sync::{Arc, Mutex};
 
-use moq_core::{Origin, model::cache::CacheStats, stats::Stats};
+use moq_core::{model::cache::CacheStats, stats::Stats};
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric},
@@ -15,19 +16,23 @@ use prometheus_client::{
         counter::{ConstCounter, Counter},
         family::Family,
         gauge::{ConstGauge, Gauge},
-        histogram::Histogram,
     },
     registry::Registry,
 };
 
-/// Labels of session metrics.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SessionLabels {
-    /// `quic` or `webtransport`.
-    pub transport: String,
-    /// The moq-lite version.
-    pub version: String,
-}
+use crate::media::Media;
+
+/// Reasons every refusal counter starts with at zero, so the first burst shows in `rate()`.
+pub const AUTH_REASONS: [&str; 8] = [
+    "no_access",
+    "token_required",
+    "bad_signature",
+    "expired",
+    "malformed",
+    "unknown_kid",
+    "wrong_root",
+    "cluster_anonymous",
+];
 
 /// Labels of refusal and failure counters.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -36,350 +41,296 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
-/// Labels of the cluster link gauge.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct LinkLabels {
-    /// `static`, `root` or `on-demand`.
-    pub kind: String,
-    /// `connecting`, `up` or `down`.
-    pub state: String,
-}
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
 }
 
-/// Every metric the relay exports.
-#[derive(Debug)]
-pub struct Metrics {
+/// The registry being filled at start-up; frozen into [`Metrics`] once every concern
+/// has registered.
+#[derive(Debug, Default)]
+pub struct Builder {
     registry: Registry,
-    /// Sessions open now.
-    pub sessions_active: Family<SessionLabels, Gauge>,
-    /// Sessions accepted, ever.
-    pub sessions_total: Family<SessionLabels, Counter>,
-    /// Connections refused, by reason.
-    pub sessions_refused: Family<ReasonLabels, Counter>,
-    /// Authentication failures, by reason.
-    pub auth_failures: Family<ReasonLabels, Counter>,
-    /// Smoothed RTT of live connections, sampled periodically.
-    pub quic_rtt: Histogram,
-    /// Sum of congestion windows of live connections.
-    pub quic_cwnd: Gauge,
-    /// Packets declared lost.
-    pub quic_lost: Counter,
-    /// Unix time at which the served certificate expires.
-    pub cert_expiry: Gauge,
-    /// 1 while the relay accepts sessions.
-    pub ready: Gauge,
-    /// Cluster links by kind and state.
-    pub cluster_links: Family<LinkLabels, Gauge>,
 }
 
-impl Metrics {
-    /// A registry with every metric, reading media counters from `stats`,
-    /// cache counters from `cache` and the broadcast count from `origin`.
-    pub fn new(
-        stats: Arc<Stats>,
-        cache: Arc<CacheStats>,
-        origin: Origin,
-        upstream: Arc<std::sync::atomic::AtomicUsize>,
-    ) -> Self {
+impl Builder {
+    /// A registry with the build information.
+    pub fn new() -> Self {
         let mut registry = Registry::default();
-        let sessions_active = Family::<SessionLabels, Gauge>::default();
-        let sessions_total = Family::<SessionLabels, Counter>::default();
-        let sessions_refused = Family::<ReasonLabels, Counter>::default();
-        let auth_failures = Family::<ReasonLabels, Counter>::default();
-        let quic_rtt = Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0]);
-        let quic_cwnd = Gauge::default();
-        let quic_lost = Counter::default();
-        let cert_expiry = Gauge::default();
-        let ready = Gauge::default();
-        let cluster_links = Family::<LinkLabels, Gauge>::default();
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
                 version: env!("CARGO_PKG_VERSION").to_string(),
             })
             .set(1);
-
-        let r = &mut registry;
-        r.register("moq_relay_build_info", "Build information", build);
-        r.register(
-            "moq_relay_ready",
-            "1 while the relay accepts sessions",
-            ready.clone(),
-        );
-        r.register(
-            "moq_relay_sessions_active",
-            "Sessions open now",
-            sessions_active.clone(),
-        );
-        r.register("moq_relay_sessions", "Sessions accepted", sessions_total.clone());
-        r.register(
-            "moq_relay_sessions_refused",
-            "Connections refused, by reason",
-            sessions_refused.clone(),
-        );
-        r.register(
-            "moq_relay_auth_failures",
-            "Authentication failures, by reason",
-            auth_failures.clone(),
-        );
-        r.register(
-            "moq_relay_quic_rtt_seconds",
-            "Smoothed RTT of live connections",
-            quic_rtt.clone(),
-        );
-        r.register(
-            "moq_relay_quic_congestion_window_bytes",
-            "Sum of congestion windows of live connections",
-            quic_cwnd.clone(),
-        );
-        r.register(
-            "moq_relay_quic_lost_packets",
-            "Packets declared lost",
-            quic_lost.clone(),
-        );
-        r.register(
-            "moq_relay_tls_certificate_expiry_timestamp_seconds",
-            "Unix time at which the served certificate expires",
-            cert_expiry.clone(),
-        );
-        r.register(
-            "moq_relay_cluster_links",
-            "Cluster links by kind and state",
-            cluster_links.clone(),
-        );
-        r.register_collector(Box::new(Media {
-            stats,
-            cache,
-            origin,
-            upstream,
-        }));
-        r.register_collector(Box::new(Process));
-
-        Self {
-            registry,
-            sessions_active,
-            sessions_total,
-            sessions_refused,
-            auth_failures,
-            quic_rtt,
-            quic_cwnd,
-            quic_lost,
-            cert_expiry,
-            ready,
-            cluster_links,
-        }
+        registry.register("moq_relay_build_info", "Build information", build);
+        registry.register_collector(Box::new(Process));
+        Self { registry }
     }
 
-    /// Recount the cluster link gauge from the links' current states.
-    pub fn cluster_links_changed(&self, links: &[crate::cluster::LinkStatus]) {
-        self.cluster_links.clear();
-        for link in links {
-            self.cluster_links
-                .get_or_create(&LinkLabels {
-                    kind: link.kind.as_str().to_string(),
-                    state: link.state.to_string(),
-                })
-                .inc();
+    /// The registry, for a concern to register its metrics.
+    pub fn registry(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
+    /// Export the media plane's counters (read at scrape time).
+    pub fn media(&mut self, media: &Media) {
+        self.registry.register_collector(Box::new(MediaCollector {
+            stats: media.stats.clone(),
+            cache: media.origin.cache().stats().clone(),
+            media: media.clone(),
+        }));
+    }
+
+    /// Freeze the registry.
+    pub fn finish(self) -> Metrics {
+        Metrics {
+            registry: Arc::new(Mutex::new(self.registry)),
         }
+    }
+}
+
+/// The frozen registry, rendered on every scrape.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Arc<Mutex<Registry>>,
+}
+
+impl Metrics {
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }
+}
+
+/// Refused connections and failed authentications, shared by every listener.
+#[derive(Debug, Clone, Default)]
+pub struct Refusals {
+    refused: Family<ReasonLabels, Counter>,
+    auth_failures: Family<ReasonLabels, Counter>,
+}
+
+impl Refusals {
+    /// Register both counters, each reason of [`AUTH_REASONS`] present at zero.
+    pub fn register(registry: &mut Registry) -> Self {
+        let this = Self::default();
+        for reason in AUTH_REASONS {
+            this.auth_failures.get_or_create(&labels(reason)).inc_by(0);
+        }
+        this.refused.get_or_create(&labels("unauthorized")).inc_by(0);
+        registry.register(
+            "moq_relay_sessions_refused",
+            "Connections refused, by reason",
+            this.refused.clone(),
+        );
+        registry.register(
+            "moq_relay_auth_failures",
+            "Authentication failures, by reason",
+            this.auth_failures.clone(),
+        );
+        this
     }
 
     /// Count a refused connection.
     pub fn refused(&self, reason: &str) {
-        self.sessions_refused
-            .get_or_create(&ReasonLabels {
-                reason: reason.to_string(),
-            })
-            .inc();
+        self.refused.get_or_create(&labels(reason)).inc();
     }
 
     /// Count an authentication failure (and the refusal it causes).
     pub fn auth_failed(&self, reason: &str) {
-        self.auth_failures
-            .get_or_create(&ReasonLabels {
-                reason: reason.to_string(),
-            })
-            .inc();
+        self.auth_failures.get_or_create(&labels(reason)).inc();
         self.refused("unauthorized");
     }
+}
 
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
+fn labels(reason: &str) -> ReasonLabels {
+    ReasonLabels {
+        reason: reason.to_string(),
     }
 }
 
 /// Media counters from the session drivers, the cache and the origin.
 #[derive(Debug)]
-struct Media {
+struct MediaCollector {
     stats: Arc<Stats>,
     cache: Arc<CacheStats>,
-    origin: Origin,
-    upstream: Arc<std::sync::atomic::AtomicUsize>,
+    media: Media,
 }
 
-fn counter(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    value: u64,
-) -> Result<(), std::fmt::Error> {
+fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> Result<(), std::fmt::Error> {
     let metric = ConstCounter::new(value);
-    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+    metric.encode(e.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 
-fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: i64) -> Result<(), std::fmt::Error> {
+fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, value: i64) -> Result<(), std::fmt::Error> {
     let metric = ConstGauge::new(value);
-    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+    metric.encode(e.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 
-impl Collector for Media {
+impl Collector for MediaCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = &self.stats;
         let get = Stats::get;
-        counter(
-            &mut e,
-            "moq_relay_bytes_received",
-            "Frame payload bytes received",
-            get(&s.bytes_received),
-        )?;
-        counter(
-            &mut e,
-            "moq_relay_bytes_sent",
-            "Frame payload bytes sent",
-            get(&s.bytes_sent),
-        )?;
-        counter(
-            &mut e,
-            "moq_relay_frames_received",
-            "Frames received",
-            get(&s.frames_received),
-        )?;
-        counter(
-            &mut e,
-            "moq_relay_frames_sent",
-            "Frames sent",
-            get(&s.frames_sent),
-        )?;
-        counter(
-            &mut e,
-            "moq_relay_groups_received",
-            "Groups received",
-            get(&s.groups_received),
-        )?;
-        counter(
-            &mut e,
-            "moq_relay_groups_sent",
-            "Groups sent",
-            get(&s.groups_sent),
-        )?;
-        counter(
-            &mut e,
-            "moq_relay_subscriptions",
-            "Subscriptions served",
-            get(&s.subscriptions_total),
-        )?;
-        gauge(
-            &mut e,
-            "moq_relay_subscriptions_active",
-            "Subscriptions served now",
-            s.subscriptions_active.load(Ordering::Relaxed),
-        )?;
-        gauge(
-            &mut e,
-            "moq_relay_upstream_subscriptions_active",
-            "Subscriptions this relay holds on publishers and peer relays (one per track in use)",
-            self.upstream.load(Ordering::Relaxed) as i64,
-        )?;
-        gauge(
-            &mut e,
-            "moq_relay_broadcasts_active",
-            "Broadcasts announced now",
-            self.origin.paths().len() as i64,
-        )?;
-        gauge(
-            &mut e,
-            "moq_relay_cache_bytes",
-            "Payload bytes held by the cache",
-            self.cache.bytes() as i64,
-        )?;
-        counter(
-            &mut e,
-            "moq_relay_cache_evicted_bytes",
-            "Payload bytes evicted from the cache",
-            self.cache.evicted_bytes(),
-        )?;
-        counter(
-            &mut e,
-            "moq_relay_cache_evicted_groups",
-            "Groups evicted from the cache",
-            self.cache.evicted_groups(),
-        )?;
+        let counters = [
+            (
+                "moq_relay_bytes_received",
+                "Frame payload bytes received",
+                get(&s.bytes_received),
+            ),
+            (
+                "moq_relay_bytes_sent",
+                "Frame payload bytes sent",
+                get(&s.bytes_sent),
+            ),
+            (
+                "moq_relay_frames_received",
+                "Frames received",
+                get(&s.frames_received),
+            ),
+            ("moq_relay_frames_sent", "Frames sent", get(&s.frames_sent)),
+            (
+                "moq_relay_groups_received",
+                "Groups received",
+                get(&s.groups_received),
+            ),
+            ("moq_relay_groups_sent", "Groups sent", get(&s.groups_sent)),
+            (
+                "moq_relay_subscriptions",
+                "Subscriptions served",
+                get(&s.subscriptions_total),
+            ),
+            (
+                "moq_relay_cache_evicted_bytes",
+                "Payload bytes evicted from the cache",
+                self.cache.evicted_bytes(),
+            ),
+            (
+                "moq_relay_cache_evicted_groups",
+                "Groups evicted from the cache",
+                self.cache.evicted_groups(),
+            ),
+        ];
+        for (name, help, value) in counters {
+            counter(&mut e, name, help, value)?;
+        }
+        let gauges = [
+            (
+                "moq_relay_subscriptions_active",
+                "Subscriptions served now",
+                s.subscriptions_active.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
+                "moq_relay_upstream_subscriptions_active",
+                "Subscriptions this relay holds on publishers and peer relays (one per track in use)",
+                self.media.upstream_subscriptions() as i64,
+            ),
+            (
+                "moq_relay_broadcasts_active",
+                "Broadcasts announced now",
+                self.media.origin.paths().len() as i64,
+            ),
+            (
+                "moq_relay_cache_bytes",
+                "Payload bytes held by the cache",
+                self.cache.bytes() as i64,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            gauge(&mut e, name, help, value)?;
+        }
         Ok(())
     }
 }
 
-/// Standard process metrics from /proc (Linux).
+/// Standard process metrics (Linux), read through `procfs`.
 #[derive(Debug)]
 struct Process;
 
-impl Process {
-    fn cpu_seconds() -> Option<f64> {
-        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-        // Fields after the command name, which is in parentheses and may contain spaces.
-        let rest = stat.rsplit_once(')')?.1;
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // utime and stime are fields 14 and 15 of the full line: 12 and 13 here.
-        let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-        Some(ticks as f64 / 100.0)
-    }
-
-    fn resident_bytes() -> Option<i64> {
-        let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-        let pages: i64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-        Some(pages * 4096)
-    }
-
-    fn open_fds() -> Option<i64> {
-        Some(std::fs::read_dir("/proc/self/fd").ok()?.count() as i64)
-    }
-
-    fn max_fds() -> Option<i64> {
-        let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-        let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-        line.split_whitespace().nth(3)?.parse().ok()
-    }
-}
-
 impl Collector for Process {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        if let Some(cpu) = Self::cpu_seconds() {
-            let metric = ConstCounter::new(cpu);
-            metric.encode(e.encode_descriptor(
+        let Ok(me) = procfs::process::Process::myself() else {
+            return Ok(());
+        };
+        if let Ok(stat) = me.stat() {
+            let ticks = procfs::ticks_per_second() as f64;
+            let cpu = ConstCounter::new((stat.utime + stat.stime) as f64 / ticks);
+            cpu.encode(e.encode_descriptor(
                 "process_cpu_seconds",
                 "User and system CPU time",
                 None,
-                metric.metric_type(),
+                cpu.metric_type(),
             )?)?;
+            let rss = procfs::WithCurrentSystemInfo::get(stat.rss_bytes());
+            gauge(
+                &mut e,
+                "process_resident_memory_bytes",
+                "Resident memory",
+                rss as i64,
+            )?;
+            if let Ok(boot) = procfs::boot_time_secs() {
+                let start = boot as f64 + stat.starttime as f64 / ticks;
+                let metric = ConstGauge::new(start);
+                metric.encode(e.encode_descriptor(
+                    "process_start_time_seconds",
+                    "Start time of the process since the Unix epoch",
+                    None,
+                    metric.metric_type(),
+                )?)?;
+            }
         }
-        if let Some(rss) = Self::resident_bytes() {
-            gauge(&mut e, "process_resident_memory_bytes", "Resident memory", rss)?;
+        if let Ok(fds) = me.fd_count() {
+            gauge(&mut e, "process_open_fds", "Open file descriptors", fds as i64)?;
         }
-        if let Some(fds) = Self::open_fds() {
-            gauge(&mut e, "process_open_fds", "Open file descriptors", fds)?;
-        }
-        if let Some(max) = Self::max_fds() {
-            gauge(&mut e, "process_max_fds", "Maximum open file descriptors", max)?;
+        if let Ok(limits) = me.limits()
+            && let procfs::process::LimitValue::Value(max) = limits.max_open_files.soft_limit
+        {
+            gauge(
+                &mut e,
+                "process_max_fds",
+                "Maximum open file descriptors",
+                max as i64,
+            )?;
         }
         Ok(())
     }
 }
 
-/// How often QUIC connection statistics are sampled.
-pub const QUIC_SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_metrics_are_real_numbers() {
+        let metrics = Builder::new().finish();
+        let text = metrics.render();
+        let rss = text
+            .lines()
+            .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .expect("rss exported");
+        // A test process holds more than a megabyte and less than a terabyte.
+        assert!(rss > 1e6 && rss < 1e12, "rss {rss}");
+        assert!(text.contains("process_start_time_seconds"));
+        assert!(text.contains("moq_relay_build_info"));
+    }
+
+    #[test]
+    fn refusal_reasons_start_at_zero() {
+        let mut builder = Builder::new();
+        let refusals = Refusals::register(builder.registry());
+        let metrics = builder.finish();
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"moq_relay_auth_failures_total{reason="bad_signature"} 0"#),
+            "{text}"
+        );
+        refusals.auth_failed("bad_signature");
+        let text = metrics.render();
+        assert!(text.contains(r#"moq_relay_auth_failures_total{reason="bad_signature"} 1"#));
+        assert!(text.contains(r#"moq_relay_sessions_refused_total{reason="unauthorized"} 1"#));
+    }
+}

@@ -126,7 +126,7 @@ fn env_overrides_file() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let out = stdout(&output);
     assert!(out.contains("quic 127.0.0.1:5000 "), "{out}");
-    assert!(out.contains("cache 1GiB"), "{out}");
+    assert!(out.contains("cache 1.0 GiB"), "{out}");
     // Untouched keys keep the file's values.
     assert!(out.contains("http [::]:4443"), "{out}");
 }

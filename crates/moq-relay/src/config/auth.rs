@@ -4,8 +4,7 @@ use std::{fmt, path::PathBuf};
 
 use clap::Args;
 use serde::{Deserialize, Deserializer, de};
-
-use super::value::de_with;
+use serde_with::{DisplayFromStr, OneOrMany};
 
 /// `[auth]`: token verification keys, anonymous prefixes, or an external auth service.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Args)]
@@ -40,27 +39,6 @@ pub struct Auth {
     #[arg(skip)]
     #[serde(skip)]
     pub public: Option<Public>,
-
-    /// Subdomain to path-prefix routing (`team.customer.example.com` → `customer/team`).
-    #[arg(
-        id = "auth-domains",
-        long = "auth-domains",
-        env = "MOQ_AUTH_DOMAINS",
-        value_name = "DOMAIN",
-        value_delimiter = ',',
-        alias = "auth-domain"
-    )]
-    #[serde(deserialize_with = "de_with::one_or_many")]
-    pub domains: Vec<String>,
-
-    /// Stats tier label for peers authenticated by mTLS.
-    #[arg(
-        id = "auth-mtls-tier",
-        long = "auth-mtls-tier",
-        env = "MOQ_AUTH_MTLS_TIER",
-        value_name = "TIER"
-    )]
-    pub mtls_tier: Option<String>,
 
     /// `public` as written in the file; folded into `public` at load.
     #[arg(skip)]
@@ -215,12 +193,13 @@ enum PublicValue {
 }
 
 /// `[auth.public]` in table form.
+#[serde_with::serde_as]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct PublicTable {
-    #[serde(deserialize_with = "de_with::one_or_many")]
+    #[serde_as(as = "OneOrMany<DisplayFromStr>")]
     subscribe: Vec<String>,
-    #[serde(deserialize_with = "de_with::one_or_many")]
+    #[serde_as(as = "OneOrMany<DisplayFromStr>")]
     publish: Vec<String>,
     /// Deprecated spelling of `[auth] url`.
     api: Option<String>,

@@ -5,9 +5,10 @@ use std::time::Duration;
 use clap::Args;
 use serde::Deserialize;
 
-use super::value::{MemoryLimit, de_with, parse_duration};
+use super::value::{HumanDuration, MemoryLimit, parse_duration};
 
 /// `[cache]`.
+#[serde_with::serde_as]
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Args)]
 #[serde(default, deny_unknown_fields)]
 pub struct Cache {
@@ -28,15 +29,6 @@ pub struct Cache {
         value_name = "DURATION",
         value_parser = parse_duration
     )]
-    #[serde(deserialize_with = "de_with::duration")]
+    #[serde_as(as = "Option<HumanDuration>")]
     pub duration: Option<Duration>,
-
-    /// System memory to keep free ("1GiB" or "10%"); the cache shrinks to respect it.
-    #[arg(
-        id = "cache-headroom",
-        long = "cache-headroom",
-        env = "MOQ_CACHE_HEADROOM",
-        value_name = "SIZE"
-    )]
-    pub headroom: Option<MemoryLimit>,
 }

@@ -4,8 +4,9 @@ use std::{fmt, path::PathBuf, time::Duration};
 
 use clap::Args;
 use serde::{Deserialize, Deserializer, de};
+use serde_with::{DisplayFromStr, OneOrMany};
 
-use super::value::{de_with, parse_duration};
+use super::value::{HumanDuration, parse_duration};
 
 /// How long a broadcast stays announced after its publisher vanishes abruptly.
 pub const DEFAULT_LINGER: Duration = Duration::from_secs(5);
@@ -17,6 +18,7 @@ pub const MAX_ID: u64 = (1 << 62) - 1;
 pub const MAX_JS_SAFE_ID: u64 = (1 << 53) - 1;
 
 /// `[cluster]`: peers to dial, this relay's identity, gossip.
+#[serde_with::serde_as]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Args)]
 #[serde(default, deny_unknown_fields)]
 pub struct Cluster {
@@ -37,17 +39,8 @@ pub struct Cluster {
         value_name = "URL",
         value_delimiter = ','
     )]
-    #[serde(deserialize_with = "de_with::one_or_many")]
+    #[serde_as(as = "OneOrMany<DisplayFromStr>")]
     pub connect: Vec<String>,
-
-    /// URL or file returning a JSON array of peer URLs, polled for changes.
-    #[arg(
-        id = "cluster-connect-api",
-        long = "cluster-connect-api",
-        env = "MOQ_CLUSTER_CONNECT_API",
-        value_name = "URL"
-    )]
-    pub connect_api: Option<String>,
 
     /// This relay's own externally reachable URL (gossiped; never put a token in it).
     #[arg(
@@ -59,20 +52,6 @@ pub struct Cluster {
     )]
     pub node: Option<String>,
 
-    /// Gossip: announce `node` and dial the nodes other relays announce.
-    #[arg(
-        id = "cluster-mesh",
-        long = "cluster-mesh",
-        env = "MOQ_CLUSTER_MESH",
-        value_name = "BOOL",
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        value_parser = clap::builder::BoolishValueParser::new()
-    )]
-    #[serde(skip)]
-    pub mesh: Option<bool>,
-
     /// File holding the JWT used to dial peers whose URL has no `?jwt=`.
     #[arg(
         id = "cluster-token",
@@ -82,15 +61,6 @@ pub struct Cluster {
     )]
     pub token: Option<PathBuf>,
 
-    /// Stats tier label for relay-to-relay traffic.
-    #[arg(
-        id = "cluster-tier",
-        long = "cluster-tier",
-        env = "MOQ_CLUSTER_TIER",
-        value_name = "TIER"
-    )]
-    pub tier: Option<String>,
-
     /// Keep a broadcast announced this long after its publisher vanishes (default 5s).
     #[arg(
         id = "cluster-linger",
@@ -99,7 +69,7 @@ pub struct Cluster {
         value_name = "DURATION",
         value_parser = parse_duration
     )]
-    #[serde(deserialize_with = "de_with::duration")]
+    #[serde_as(as = "Option<HumanDuration>")]
     pub linger: Option<Duration>,
 
     /// Root relay(s) that keep the cluster directory: which relay originates which broadcast.
@@ -110,14 +80,11 @@ pub struct Cluster {
         value_name = "URL",
         value_delimiter = ','
     )]
-    #[serde(deserialize_with = "de_with::one_or_many")]
+    #[serde_as(as = "OneOrMany<DisplayFromStr>")]
     pub root: Vec<String>,
 
-    /// `[cluster.lan]`.
-    #[command(flatten)]
-    pub lan: ClusterLan,
-
-    /// `mesh` as written: a bool, or (legacy) the node URL.
+    /// `mesh` as written: a bool, or (legacy) the node URL. Gossip is not implemented:
+    /// only the legacy URL form does something (it sets `node`).
     #[arg(skip)]
     #[serde(rename = "mesh")]
     mesh_file: Option<MeshValue>,
@@ -154,20 +121,23 @@ impl Cluster {
             ));
         }
         match self.mesh_file.take() {
-            None => {}
-            Some(MeshValue::Enabled(enabled)) => self.mesh = Some(enabled),
+            None | Some(MeshValue::Enabled(false)) => {}
+            Some(MeshValue::Enabled(true)) => warnings.push(
+                "'cluster.mesh' has no effect on this relay: gossip discovery is not implemented; list the \
+                 relays to link to in 'cluster.connect', or register with a directory with 'cluster.root'"
+                    .to_string(),
+            ),
             Some(MeshValue::Node(url)) => {
                 if self.node.as_ref().is_some_and(|node| *node != url) {
                     return Err(format!(
                         "'cluster.mesh' = \"{url}\" is the old way to set 'cluster.node', which is set to \
-                         something else: write mesh = true and keep one node"
+                         something else: keep one node"
                     ));
                 }
                 warnings.push(format!(
-                    "'cluster.mesh' = \"{url}\" is the old spelling: write node = \"{url}\" and mesh = true"
+                    "'cluster.mesh' = \"{url}\" is the old spelling of the node URL: write node = \"{url}\""
                 ));
                 self.node = Some(url);
-                self.mesh = Some(true);
             }
         }
         Ok(())
@@ -198,48 +168,17 @@ impl Cluster {
 
     /// Whether this relay takes part in a cluster at all.
     pub fn is_enabled(&self) -> bool {
-        !self.peers().is_empty()
-            || !self.roots().is_empty()
-            || self.connect_api.is_some()
-            || self.mesh == Some(true)
-            || self.lan.enabled == Some(true)
+        !self.peers().is_empty() || !self.roots().is_empty()
     }
 }
 
 /// `host:port` → `https://host:port/`; URLs are kept as written.
-pub(super) fn peer_url(peer: &str) -> String {
+pub fn peer_url(peer: &str) -> String {
     if peer.contains("://") {
         peer.to_string()
     } else {
         format!("https://{peer}/")
     }
-}
-
-/// `[cluster.lan]`: mDNS discovery on the local network (0.17).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Args)]
-#[serde(default, deny_unknown_fields)]
-pub struct ClusterLan {
-    /// Discover peers on the local network with mDNS.
-    #[arg(
-        id = "cluster-lan-enabled",
-        long = "cluster-lan-enabled",
-        env = "MOQ_CLUSTER_LAN_ENABLED",
-        value_name = "BOOL",
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        value_parser = clap::builder::BoolishValueParser::new()
-    )]
-    pub enabled: Option<bool>,
-
-    /// Shared secret (64 hex digits) that peers on the LAN must also have.
-    #[arg(
-        id = "cluster-lan-secret",
-        long = "cluster-lan-secret",
-        env = "MOQ_CLUSTER_LAN_SECRET",
-        value_name = "HEX"
-    )]
-    pub secret: Option<String>,
 }
 
 /// `[cluster] mesh` as written: a bool, or (legacy) the node URL.

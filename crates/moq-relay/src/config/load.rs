@@ -35,9 +35,10 @@ const MOVED: [(&str, &str); 5] = [
     ("auth.tls", "client certificate CAs are set with server.tls.root"),
 ];
 
-/// Parse `text` (the contents of `file`) into a config, without applying flags.
-pub(super) fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
-    let deserializer = toml::Deserializer::parse(text).map_err(|err| {
+/// Parse `text` (the contents of `file`) into a config, without applying flags. Inert
+/// keys (see [`inert`](super::inert)) are removed first, each with a warning.
+pub(super) fn parse(text: &str, file: &Path) -> Result<(Config, Vec<String>), ConfigError> {
+    let mut table = toml::de::DeTable::parse(text).map_err(|err| {
         let (line, column) = err.span().map(|span| line_col(text, span.start)).unzip();
         ConfigError::Syntax {
             at: Location {
@@ -48,7 +49,17 @@ pub(super) fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
             message: one_line(err.message()),
         }
     })?;
-    serde_path_to_error::deserialize(deserializer).map_err(|err| translate(err, text, file))
+    let warnings = super::inert::strip(table.get_mut())
+        .into_iter()
+        .filter_map(|(key, offset)| {
+            let (_, why) = super::inert::lookup(&key)?;
+            let place = format!("line {}", line_col(text, offset).0);
+            Some(super::inert::warning(&place, &key, why))
+        })
+        .collect();
+    let deserializer = toml::Deserializer::from(table);
+    let config = serde_path_to_error::deserialize(deserializer).map_err(|err| translate(err, text, file))?;
+    Ok((config, warnings))
 }
 
 fn translate(err: serde_path_to_error::Error<toml::de::Error>, text: &str, file: &Path) -> ConfigError {
@@ -143,6 +154,19 @@ fn translate(err: serde_path_to_error::Error<toml::de::Error>, text: &str, file:
 /// Serde names Rust types in its messages; say what to write in TOML instead.
 fn reword(message: &str) -> String {
     let mut out = one_line(message);
+    // A "one or many" value: say what was wrong with the form that was written.
+    if let Some(rest) = out.strip_prefix("OneOrMany could not deserialize any variant:; One: ")
+        && let Some((one, many)) = rest.split_once("; Many: ")
+    {
+        out = match (
+            one.contains("invalid type: sequence"),
+            many.contains("expected a sequence"),
+        ) {
+            (true, _) => many.to_string(),
+            (false, true) if one.ends_with("expected a string") => format!("{one} or a list of strings"),
+            (false, _) => one.to_string(),
+        };
+    }
     for rust in ["u8", "u16", "u32", "u64", "usize"] {
         out = out.replace(
             &format!("expected {rust}"),
@@ -158,7 +182,7 @@ fn reword(message: &str) -> String {
 }
 
 /// The nearest candidate within a small edit distance (`-` and case are forgiven).
-pub(super) fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let word = word.to_lowercase().replace('-', "_");
     candidates
         .into_iter()

@@ -3,16 +3,12 @@
 //! The three tables take the same keys; each gets its own struct only because clap needs a
 //! distinct flag prefix (`--server-quic-*`, `--client-quic-*`, `--quic-*`) per table.
 
-use std::{
-    net::{SocketAddrV4, SocketAddrV6},
-    path::PathBuf,
-    time::Duration,
-};
+use std::time::Duration;
 
 use clap::Args;
 use serde::Deserialize;
 
-use super::value::{de_with, parse_duration};
+use super::value::{HumanDuration, parse_duration};
 
 /// QUIC congestion controller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -26,18 +22,6 @@ pub enum CongestionControl {
     #[serde(alias = "bbr")]
     #[value(alias = "bbr")]
     Delay,
-}
-
-/// QUIC implementation to run on (accepted for compatibility; the relay picks its own).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Backend {
-    /// quinn.
-    Quinn,
-    /// noq (the QUIC stack iroh runs on).
-    Noq,
-    /// quiche.
-    Quiche,
 }
 
 /// Relay links open a stream per group and per subscription, so stacks' usual default
@@ -57,6 +41,7 @@ macro_rules! quic_table {
         { $($extra:tt)* }
     ) => {
         $(#[$meta])*
+        #[serde_with::serde_as]
         #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Args)]
         #[serde(default, deny_unknown_fields)]
         pub struct $name {
@@ -69,19 +54,6 @@ macro_rules! quic_table {
             )]
             pub max_streams: Option<u64>,
 
-            /// Use generic segmentation offload when the OS supports it.
-            #[arg(
-                id = concat!($flag, "-gso"),
-                long = concat!($flag, "-gso"),
-                env = concat!($env, "_GSO"),
-                value_name = "BOOL",
-                num_args = 0..=1,
-                require_equals = true,
-                default_missing_value = "true",
-                value_parser = clap::builder::BoolishValueParser::new()
-            )]
-            pub gso: Option<bool>,
-
             /// Close a connection after this long without traffic (default 30s).
             #[arg(
                 id = concat!($flag, "-idle-timeout"),
@@ -90,7 +62,7 @@ macro_rules! quic_table {
                 value_name = "DURATION",
                 value_parser = parse_duration
             )]
-            #[serde(deserialize_with = "de_with::duration")]
+            #[serde_as(as = "Option<HumanDuration>")]
             pub idle_timeout: Option<Duration>,
 
             /// Send a keep-alive after this long without traffic (default 5s).
@@ -101,21 +73,8 @@ macro_rules! quic_table {
                 value_name = "DURATION",
                 value_parser = parse_duration
             )]
-            #[serde(deserialize_with = "de_with::duration")]
+            #[serde_as(as = "Option<HumanDuration>")]
             pub keep_alive: Option<Duration>,
-
-            /// Probe for a larger path MTU (off by default).
-            #[arg(
-                id = concat!($flag, "-mtu-discovery"),
-                long = concat!($flag, "-mtu-discovery"),
-                env = concat!($env, "_MTU_DISCOVERY"),
-                value_name = "BOOL",
-                num_args = 0..=1,
-                require_equals = true,
-                default_missing_value = "true",
-                value_parser = clap::builder::BoolishValueParser::new()
-            )]
-            pub mtu_discovery: Option<bool>,
 
             /// Congestion controller: loss (CUBIC) or delay (BBR).
             #[arg(
@@ -126,62 +85,76 @@ macro_rules! quic_table {
             )]
             pub congestion_control: Option<CongestionControl>,
 
-            /// Directory to write one qlog file per connection into.
-            #[arg(
-                id = concat!($flag, "-qlog"),
-                long = concat!($flag, "-qlog"),
-                env = concat!($env, "_QLOG"),
-                value_name = "DIR"
-            )]
-            pub qlog: Option<PathBuf>,
-
             $($extra)*
+        }
+
+        impl $name {
+            /// The settings of this table, for merging with the others.
+            pub fn settings(&self) -> QuicSettings {
+                QuicSettings {
+                    max_streams: self.max_streams,
+                    idle_timeout: self.idle_timeout,
+                    keep_alive: self.keep_alive,
+                    congestion_control: self.congestion_control,
+                }
+            }
         }
     };
 }
 
+/// The keys of one QUIC table, merged across `[server.quic]` / `[client.quic]` and `[quic]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QuicSettings {
+    /// Streams the peer may open per direction.
+    pub max_streams: Option<u64>,
+    /// Idle timeout.
+    pub idle_timeout: Option<Duration>,
+    /// Keep-alive interval.
+    pub keep_alive: Option<Duration>,
+    /// Congestion controller.
+    pub congestion_control: Option<CongestionControl>,
+}
+
+impl QuicSettings {
+    /// Each setting from `self`, else from `fallback`.
+    pub fn or(self, fallback: Self) -> Self {
+        Self {
+            max_streams: self.max_streams.or(fallback.max_streams),
+            idle_timeout: self.idle_timeout.or(fallback.idle_timeout),
+            keep_alive: self.keep_alive.or(fallback.keep_alive),
+            congestion_control: self.congestion_control.or(fallback.congestion_control),
+        }
+    }
+
+    /// `base` with these settings applied.
+    pub fn apply(self, mut base: moq_native::quic::Config) -> moq_native::quic::Config {
+        if let Some(n) = self.max_streams {
+            let n = u32::try_from(n).unwrap_or(u32::MAX);
+            base.max_bidi_streams = n;
+            base.max_uni_streams = n;
+        }
+        if let Some(idle) = self.idle_timeout {
+            base.idle_timeout = idle;
+        }
+        if let Some(keep_alive) = self.keep_alive {
+            base.keep_alive = Some(keep_alive);
+        }
+        if let Some(cc) = self.congestion_control {
+            base.congestion = match cc {
+                CongestionControl::Loss => moq_native::quic::Congestion::Cubic,
+                CongestionControl::Delay => moq_native::quic::Congestion::Bbr,
+            };
+        }
+        base
+    }
+}
+
+/// The most streams a peer may be granted per direction.
+pub const MAX_STREAMS_LIMIT: u64 = 1 << 20;
+
 quic_table!(
     /// `[server.quic]`: QUIC settings for accepted connections.
-    ServerQuic, "server-quic", "MOQ_SERVER_QUIC",
-    {
-        /// IPv4 address advertised as the QUIC preferred address.
-        #[arg(
-            id = "server-quic-preferred-v4",
-            long = "server-quic-preferred-v4",
-            env = "MOQ_SERVER_QUIC_PREFERRED_V4",
-            value_name = "ADDR"
-        )]
-        pub preferred_v4: Option<SocketAddrV4>,
-
-        /// IPv6 address advertised as the QUIC preferred address.
-        #[arg(
-            id = "server-quic-preferred-v6",
-            long = "server-quic-preferred-v6",
-            env = "MOQ_SERVER_QUIC_PREFERRED_V6",
-            value_name = "ADDR"
-        )]
-        pub preferred_v6: Option<SocketAddrV6>,
-
-        /// QUIC-LB server id encoded into connection ids (kept as written).
-        #[arg(
-            id = "server-quic-quic-lb-id",
-            long = "server-quic-quic-lb-id",
-            env = "MOQ_SERVER_QUIC_QUIC_LB_ID",
-            value_name = "ID"
-        )]
-        #[serde(deserialize_with = "de_with::scalar_string")]
-        pub quic_lb_id: Option<String>,
-
-        /// QUIC-LB nonce setting (kept as written).
-        #[arg(
-            id = "server-quic-quic-lb-nonce",
-            long = "server-quic-quic-lb-nonce",
-            env = "MOQ_SERVER_QUIC_QUIC_LB_NONCE",
-            value_name = "NONCE"
-        )]
-        #[serde(deserialize_with = "de_with::scalar_string")]
-        pub quic_lb_nonce: Option<String>,
-    }
+    ServerQuic, "server-quic", "MOQ_SERVER_QUIC", {}
 );
 
 quic_table!(

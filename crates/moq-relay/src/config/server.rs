@@ -4,16 +4,18 @@ use std::path::PathBuf;
 
 use clap::Args;
 use serde::Deserialize;
+use serde_with::{DisplayFromStr, OneOrMany};
 
 use super::{
-    quic::{Backend, ServerQuic},
-    value::{Address, de_with, parse_version},
+    quic::ServerQuic,
+    value::{Address, parse_version},
 };
 
 /// Where the QUIC listener binds when TLS is configured but `bind` is not.
 pub const DEFAULT_BIND: &str = "[::]:443";
 
 /// `[server]` / `[listen]`: the QUIC and WebTransport listener (UDP).
+#[serde_with::serde_as]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Args)]
 #[serde(default, deny_unknown_fields)]
 pub struct Server {
@@ -29,15 +31,6 @@ pub struct Server {
     #[serde(alias = "listen")]
     pub bind: Option<Address>,
 
-    /// QUIC implementation (quinn, noq, quiche); accepted for compatibility.
-    #[arg(
-        id = "server-backend",
-        long = "server-backend",
-        env = "MOQ_SERVER_BACKEND",
-        value_name = "BACKEND"
-    )]
-    pub backend: Option<Backend>,
-
     /// Accept only these moq-lite versions, e.g. "moq-lite-04" (default: all we speak).
     #[arg(
         id = "server-version",
@@ -47,7 +40,7 @@ pub struct Server {
         value_delimiter = ',',
         value_parser = parse_version
     )]
-    #[serde(deserialize_with = "de_with::one_or_many")]
+    #[serde_as(as = "OneOrMany<DisplayFromStr>")]
     pub version: Vec<moq_proto::Version>,
 
     /// `[server.tls]`.
@@ -57,14 +50,6 @@ pub struct Server {
     /// `[server.quic]`.
     #[command(flatten)]
     pub quic: ServerQuic,
-
-    /// `[server.tcp]`.
-    #[command(flatten)]
-    pub tcp: ServerTcp,
-
-    /// `[server.unix]`.
-    #[command(flatten)]
-    pub unix: ServerUnix,
 }
 
 impl Server {
@@ -80,6 +65,7 @@ impl Server {
 }
 
 /// `[server.tls]`: the certificate the QUIC listener presents, and optional client CAs.
+#[serde_with::serde_as]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Args)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerTls {
@@ -92,7 +78,7 @@ pub struct ServerTls {
         value_delimiter = ',',
         alias = "tls-cert"
     )]
-    #[serde(deserialize_with = "de_with::one_or_many")]
+    #[serde_as(as = "OneOrMany<DisplayFromStr>")]
     pub cert: Vec<PathBuf>,
 
     /// Private key PEM file(s), matching `cert` by position.
@@ -104,7 +90,7 @@ pub struct ServerTls {
         value_delimiter = ',',
         alias = "tls-key"
     )]
-    #[serde(deserialize_with = "de_with::one_or_many")]
+    #[serde_as(as = "OneOrMany<DisplayFromStr>")]
     pub key: Vec<PathBuf>,
 
     /// Host names to put in a generated self-signed certificate (development only).
@@ -116,7 +102,7 @@ pub struct ServerTls {
         value_delimiter = ',',
         alias = "tls-generate"
     )]
-    #[serde(deserialize_with = "de_with::one_or_many")]
+    #[serde_as(as = "OneOrMany<DisplayFromStr>")]
     pub generate: Vec<String>,
 
     /// CA PEM file(s) for client certificates (mTLS: cluster peers authenticate with these).
@@ -127,7 +113,7 @@ pub struct ServerTls {
         value_name = "FILE",
         value_delimiter = ','
     )]
-    #[serde(deserialize_with = "de_with::one_or_many")]
+    #[serde_as(as = "OneOrMany<DisplayFromStr>")]
     pub root: Vec<PathBuf>,
 }
 
@@ -136,98 +122,4 @@ impl ServerTls {
     pub fn has_certificate(&self) -> bool {
         !self.cert.is_empty() || !self.key.is_empty() || !self.generate.is_empty()
     }
-}
-
-/// `[server.tcp]`: plaintext qmux over TCP, for trusted networks only.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Args)]
-#[serde(default, deny_unknown_fields)]
-pub struct ServerTcp {
-    /// TCP address for plaintext qmux.
-    #[arg(
-        id = "server-tcp-bind",
-        long = "server-tcp-bind",
-        env = "MOQ_SERVER_TCP_BIND",
-        value_name = "ADDR"
-    )]
-    pub bind: Option<Address>,
-}
-
-/// `[server.unix]`: plaintext qmux over a Unix socket, gated by peer credentials.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Args)]
-#[serde(default, deny_unknown_fields)]
-pub struct ServerUnix {
-    /// Unix socket path.
-    #[arg(
-        id = "server-unix-bind",
-        long = "server-unix-bind",
-        env = "MOQ_SERVER_UNIX_BIND",
-        value_name = "PATH"
-    )]
-    pub bind: Option<PathBuf>,
-
-    /// `[server.unix.allow]`.
-    #[command(flatten)]
-    pub allow: UnixAllow,
-}
-
-/// `[server.unix.allow]`: which local peers may use the Unix socket (SO_PEERCRED).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Args)]
-#[serde(default, deny_unknown_fields)]
-pub struct UnixAllow {
-    /// Allowed user ids.
-    #[arg(
-        id = "server-unix-allow-uid",
-        long = "server-unix-allow-uid",
-        env = "MOQ_SERVER_UNIX_ALLOW_UID",
-        value_name = "UID",
-        value_delimiter = ','
-    )]
-    pub uid: Vec<u32>,
-
-    /// Allowed group ids.
-    #[arg(
-        id = "server-unix-allow-gid",
-        long = "server-unix-allow-gid",
-        env = "MOQ_SERVER_UNIX_ALLOW_GID",
-        value_name = "GID",
-        value_delimiter = ','
-    )]
-    pub gid: Vec<u32>,
-
-    /// Allowed process ids.
-    #[arg(
-        id = "server-unix-allow-pid",
-        long = "server-unix-allow-pid",
-        env = "MOQ_SERVER_UNIX_ALLOW_PID",
-        value_name = "PID",
-        value_delimiter = ','
-    )]
-    pub pid: Vec<u32>,
-}
-
-/// `[runtime]`: thread-per-core QUIC (0.17); accepted and stored.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Args)]
-#[serde(default, deny_unknown_fields)]
-pub struct Runtime {
-    /// Number of QUIC worker threads.
-    #[arg(
-        id = "runtime-workers",
-        long = "runtime-workers",
-        env = "MOQ_RUNTIME_WORKERS",
-        value_name = "COUNT"
-    )]
-    pub workers: Option<usize>,
-
-    /// Pin each worker thread to a core.
-    #[arg(
-        id = "runtime-pin",
-        long = "runtime-pin",
-        env = "MOQ_RUNTIME_PIN",
-        value_name = "BOOL",
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        value_parser = clap::builder::BoolishValueParser::new()
-    )]
-    pub pin: Option<bool>,
 }

@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 use serde::Deserialize;
+use serde_with::{DisplayFromStr, OneOrMany};
 
-use super::value::{Address, de_with};
+use super::value::Address;
 
 /// `[web]`: HTTP endpoints (`/certificate.sha256`, `/announced`, `/fetch`) and the WebSocket
 /// fallback, on TCP.
@@ -51,6 +52,7 @@ pub struct WebHttp {
 }
 
 /// `[web.https]`: HTTPS (and secure WebSocket) listener; off unless `listen` is set.
+#[serde_with::serde_as]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Args)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebHttps {
@@ -73,7 +75,7 @@ pub struct WebHttps {
         value_name = "FILE",
         value_delimiter = ','
     )]
-    #[serde(deserialize_with = "de_with::one_or_many")]
+    #[serde_as(as = "OneOrMany<DisplayFromStr>")]
     pub cert: Vec<PathBuf>,
 
     /// Private key PEM file(s), matching `cert` by position.
@@ -84,7 +86,7 @@ pub struct WebHttps {
         value_name = "FILE",
         value_delimiter = ','
     )]
-    #[serde(deserialize_with = "de_with::one_or_many")]
+    #[serde_as(as = "OneOrMany<DisplayFromStr>")]
     pub key: Vec<PathBuf>,
 
     /// CA PEM file(s) for client certificates (mTLS).
@@ -95,7 +97,7 @@ pub struct WebHttps {
         value_name = "FILE",
         value_delimiter = ','
     )]
-    #[serde(deserialize_with = "de_with::one_or_many")]
+    #[serde_as(as = "OneOrMany<DisplayFromStr>")]
     pub root: Vec<PathBuf>,
 }
 

@@ -1,0 +1,368 @@
+//! The `--check` gate: every problem with a merged configuration at once (contradictions,
+//! a relay nobody could use), and the one-line summary of what it will serve. Loading
+//! ([`crate::config`]) only parses; deciding whether the result is usable happens here.
+
+use std::{collections::BTreeSet, path::PathBuf, time::Duration};
+
+use clap::CommandFactory;
+
+use crate::config::{
+    Config, ConfigError, DEFAULT_IDLE_TIMEOUT, INERT, LEVELS, MAX_ID, MAX_JS_SAFE_ID, MAX_STREAMS_LIMIT,
+    QuicSettings, closest, inert_warning, peer_url,
+};
+use crate::redact;
+
+impl Config {
+    /// Advice about a configuration that loads and validates but is probably not what was
+    /// meant (each says what to change). `--check` and start-up print it with the warnings.
+    pub fn advice(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if !self.cluster.roots().is_empty() && self.cluster.node.is_none() {
+            warnings.push(
+                "'cluster.root' is set but 'cluster.node' is not: this relay finds broadcasts through the \
+                 root, but other relays cannot dial it for its own broadcasts; set node to its URL"
+                    .to_string(),
+            );
+        }
+        for peer in self.cluster.connect.iter().chain(&self.cluster.root) {
+            if !peer.contains("://") {
+                warnings.push(format!(
+                    "cluster peer '{}' has no scheme: dialling {} (bare host:port is deprecated; \
+                     write the URL)",
+                    redact::url(peer),
+                    redact::url(&peer_url(peer))
+                ));
+            }
+        }
+        if let Some(id) = self.cluster.id
+            && id > MAX_JS_SAFE_ID
+            && id <= MAX_ID
+        {
+            warnings.push(format!(
+                "cluster.id {id} is above 2^53: browsers cannot represent it exactly; pick a smaller id"
+            ));
+        }
+        if self
+            .auth
+            .key_dir
+            .as_ref()
+            .is_some_and(|dir| dir.starts_with("http://") || dir.starts_with("https://"))
+        {
+            warnings.push("auth.key_dir as a URL is deprecated: use auth.url (an auth service)".to_string());
+        }
+        let https = &self.web.https;
+        if https.listen.is_some() || !https.cert.is_empty() || !https.key.is_empty() || !https.root.is_empty()
+        {
+            warnings.push(
+                "'web.https' has no effect on this relay yet: HTTPS on TCP is not served; use web.http behind \
+                 a TLS-terminating proxy"
+                    .to_string(),
+            );
+        }
+        if self.web.ws == Some(false) {
+            warnings.push(
+                "'web.ws' has no effect on this relay yet: the WebSocket fallback is not served".to_string(),
+            );
+        }
+        warnings.extend(env_warnings(
+            std::env::vars_os().filter_map(|(name, _)| name.into_string().ok()),
+        ));
+        warnings
+    }
+
+    /// Check the merged configuration for contradictions and for a relay nobody could use.
+    /// Every problem is reported at once, each saying why and what to set.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let tls = &self.server.tls;
+        pair_problems(&mut problems, "server.tls", &tls.cert, &tls.key);
+        if !tls.cert.is_empty() && !tls.generate.is_empty() {
+            problems.push(
+                "server.tls.cert and server.tls.generate are both set: use certificate files in production \
+                 or generate (self-signed, development only), not both"
+                    .to_string(),
+            );
+        }
+        if let Some(bind) = &self.server.bind
+            && !tls.has_certificate()
+        {
+            problems.push(format!(
+                "server.bind is {bind} but there is no TLS certificate (QUIC requires one): set \
+                 server.tls.cert and server.tls.key, or server.tls.generate = [\"localhost\"] for development"
+            ));
+        }
+
+        let https = &self.web.https;
+        if https.listen.is_some() {
+            if https.cert.is_empty() && https.key.is_empty() {
+                problems.push(
+                    "web.https.listen is set but there is no certificate: set web.https.cert and web.https.key \
+                     (they may name the same files as server.tls)"
+                        .to_string(),
+                );
+            } else {
+                pair_problems(&mut problems, "web.https", &https.cert, &https.key);
+            }
+        }
+
+        let client = &self.client.tls;
+        match (&client.cert, &client.key) {
+            (Some(_), None) => problems.push(
+                "client.tls.cert is set without client.tls.key: set client.tls.key to its private key"
+                    .to_string(),
+            ),
+            (None, Some(_)) => problems.push(
+                "client.tls.key is set without client.tls.cert: set client.tls.cert to the certificate chain"
+                    .to_string(),
+            ),
+            _ => {}
+        }
+
+        if self.server.quic_bind().is_none() && self.web.http.listen.is_none() && https.listen.is_none() {
+            problems.push(
+                "nothing to listen on: set server.bind (QUIC and WebTransport, with server.tls), and/or \
+                 web.http.listen / web.https.listen (HTTP and WebSocket)"
+                    .to_string(),
+            );
+        }
+
+        let auth = &self.auth;
+        if !auth.is_configured() && tls.root.is_empty() {
+            let why = match &auth.public {
+                Some(_) => "auth.public grants nothing and there is no other way to authenticate",
+                None => {
+                    "no auth.key, auth.key_dir, auth.url or auth.public is set, and no server.tls.root for mTLS"
+                }
+            };
+            problems.push(format!(
+                "nobody could connect: {why}; set auth.key to a JWK file to require tokens, auth.public = \"\" \
+                 to allow anonymous access everywhere (development), or server.tls.root to admit peers by \
+                 client certificate"
+            ));
+        }
+        if auth.url.is_some() {
+            problems.push(
+                "auth.url: an external auth service is not supported by this relay yet; verify tokens with \
+                 auth.key (one JWK file) or auth.key_dir (a directory of {kid}.jwk files)"
+                    .to_string(),
+            );
+        }
+        if auth.url.is_some() && (auth.key.is_some() || auth.key_dir.is_some()) {
+            problems.push(
+                "auth.url (an auth service) verifies tokens itself: remove auth.key and auth.key_dir, or the url"
+                    .to_string(),
+            );
+        }
+
+        quic_problems(&self.server_quic(), "server.quic", &mut problems);
+        quic_problems(&self.client_quic(), "client.quic", &mut problems);
+
+        let cluster = &self.cluster;
+        match cluster.id {
+            Some(0) => {
+                problems.push("cluster.id must not be 0: pick any other number below 2^53".to_string())
+            }
+            Some(id) if id > MAX_ID => problems.push(format!(
+                "cluster.id {id} is too large: hop ids must be below 2^62 (2^53 for browsers)"
+            )),
+            _ => {}
+        }
+        if cluster.node.as_ref().is_some_and(|node| node.contains("jwt=")) {
+            problems.push(
+                "cluster.node contains a token (jwt=): the node URL is gossiped and logged; put the token in \
+                 cluster.token or in the peer URLs of cluster.connect"
+                    .to_string(),
+            );
+        }
+
+        if let Some(level) = &self.log.level
+            && !level.contains(['=', ','])
+            && !LEVELS.contains(&level.trim().to_lowercase().as_str())
+        {
+            problems.push(format!(
+                "log.level '{level}' is not a level: use off, error, warn, info, debug or trace (or a filter \
+                 such as \"info,moq_relay=debug\")"
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid {
+                origin: self.origin(),
+                problems,
+            })
+        }
+    }
+
+    /// One line saying what this configuration will do, for `--check`.
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        match self.server.quic_bind() {
+            Some(bind) => {
+                let tls = &self.server.tls;
+                let certificate = if !tls.generate.is_empty() {
+                    format!("self-signed for {}", tls.generate.join(", "))
+                } else {
+                    format!("{} certificate(s)", tls.cert.len())
+                };
+                let mtls = if tls.root.is_empty() { "" } else { ", mTLS" };
+                parts.push(format!("quic {bind} ({certificate}{mtls})"));
+            }
+            None => parts.push("quic off".to_string()),
+        }
+        if let Some(listen) = &self.web.http.listen {
+            parts.push(format!("http {listen}"));
+        }
+        if let Some(listen) = &self.internal.listen {
+            parts.push(format!("internal {listen}"));
+        }
+
+        let auth = &self.auth;
+        let mut access = Vec::new();
+        if let Some(key) = &auth.key {
+            access.push(format!("key {}", key.display()));
+        }
+        if let Some(dir) = &auth.key_dir {
+            access.push(format!("key_dir {dir}"));
+        }
+        if let Some(url) = &auth.url {
+            access.push(format!("service {}", redact::url(url)));
+        }
+        if let Some(public) = &auth.public {
+            access.push(format!("public {public}"));
+        }
+        if access.is_empty() {
+            access.push("mTLS only".to_string());
+        }
+        parts.push(format!("auth {}", access.join(", ")));
+
+        let cluster = &self.cluster;
+        if cluster.is_enabled() {
+            let mut links = format!(
+                "cluster {} peer(s), {} root(s)",
+                cluster.peers().len(),
+                cluster.roots().len()
+            );
+            if let Some(node) = &cluster.node {
+                links.push_str(&format!(" as {node}"));
+            }
+            parts.push(links);
+        } else {
+            parts.push("no cluster".to_string());
+        }
+        match &self.cache.capacity {
+            Some(capacity) => parts.push(format!("cache {capacity}")),
+            None => parts.push("cache unbounded".to_string()),
+        }
+        format!("{}: ok: {}", self.origin(), parts.join(", "))
+    }
+}
+
+/// A certificate list and its key list must pair up one to one.
+fn pair_problems(problems: &mut Vec<String>, table: &str, cert: &[PathBuf], key: &[PathBuf]) {
+    match (cert.len(), key.len()) {
+        (0, 0) => {}
+        (_, 0) => problems.push(format!(
+            "{table}.cert is set without {table}.key: set {table}.key to the certificate's private key"
+        )),
+        (0, _) => problems.push(format!(
+            "{table}.key is set without {table}.cert: set {table}.cert to the certificate chain"
+        )),
+        (certs, keys) if certs != keys => problems.push(format!(
+            "{table} has {certs} certificate(s) but {keys} key(s): list one key per certificate, in the same order"
+        )),
+        _ => {}
+    }
+}
+
+/// Problems with the settings of a QUIC table (`table` names it).
+fn quic_problems(settings: &QuicSettings, table: &str, problems: &mut Vec<String>) {
+    if let Some(n) = settings.max_streams
+        && !(1..=MAX_STREAMS_LIMIT).contains(&n)
+    {
+        problems.push(format!(
+            "{table}.max_streams must be between 1 and {MAX_STREAMS_LIMIT}, not {n}"
+        ));
+    }
+    if settings.idle_timeout == Some(Duration::ZERO) {
+        problems.push(format!("{table}.idle_timeout must be more than 0, e.g. \"30s\""));
+    }
+    let idle = settings.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT);
+    if let Some(keep_alive) = settings.keep_alive
+        && keep_alive >= idle
+    {
+        problems.push(format!(
+            "{table}.keep_alive ({keep_alive:?}) must be shorter than the idle timeout ({idle:?}), or \
+             nothing is kept alive"
+        ));
+    }
+}
+
+/// Environment variables read by this relay that are not settings of a key.
+const OTHER_ENV: &[&str] = &["MOQ_CLUSTER_JWT"];
+
+/// Warnings for the `MOQ_*` variables among `vars` that name an inert key or nothing.
+fn env_warnings(vars: impl IntoIterator<Item = String>) -> Vec<String> {
+    let known: BTreeSet<String> = Config::command()
+        .get_arguments()
+        .filter_map(|arg| arg.get_env())
+        .map(|env| env.to_string_lossy().into_owned())
+        .collect();
+    let vars: Vec<String> = vars.into_iter().collect();
+    check_env(vars.iter().map(String::as_str), &known)
+}
+
+/// Warnings for `MOQ_*` variables in `vars` that name an inert key or nothing at all.
+/// `known` holds the env var of every flag.
+fn check_env<'a>(vars: impl IntoIterator<Item = &'a str>, known: &BTreeSet<String>) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for name in vars {
+        let Some(rest) = name.strip_prefix("MOQ_") else {
+            continue;
+        };
+        if known.contains(name) || OTHER_ENV.contains(&name) {
+            continue;
+        }
+        let lower = rest.to_lowercase();
+        if let Some((key, why)) = INERT
+            .iter()
+            .find(|(key, _)| lower.starts_with(&key.replace('.', "_")))
+        {
+            warnings.push(inert_warning(&format!("environment {name}"), key, why));
+            continue;
+        }
+        let lowered: Vec<String> = known.iter().map(|k| k.to_lowercase()).collect();
+        let hint = closest(name, lowered.iter().map(String::as_str))
+            .map(|near| format!(" (did you mean {}?)", near.to_uppercase()))
+            .unwrap_or_default();
+        warnings.push(format!(
+            "environment {name}: not a moq-relay setting{hint}; it is ignored"
+        ));
+    }
+    warnings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_vars_are_checked() {
+        let known: BTreeSet<String> = ["MOQ_SERVER_BIND".to_string(), "MOQ_AUTH_KEY".to_string()].into();
+        let warnings = check_env(
+            [
+                "MOQ_SERVER_BIND",
+                "MOQ_STATS_ENABLED",
+                "MOQ_SERVER_BNID",
+                "MOQ_CLUSTER_JWT",
+                "HOME",
+            ],
+            &known,
+        );
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("'stats' has no effect"));
+        assert!(
+            warnings[1].contains("MOQ_SERVER_BNID: not a moq-relay setting (did you mean MOQ_SERVER_BIND?)")
+        );
+    }
+}

@@ -1,0 +1,212 @@
+//! One link to another relay: dial, run the session both ways, redial with backoff.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use moq_core::{Error as CoreError, session::Permissions, transport::Session as _};
+use moq_native::adapter::MoqSession;
+use url::Url;
+
+use super::{
+    Context, DEFAULT_LINK_COST, DIRECTORY_PATH, LinkKind, LinkState, LinkStatus, MAX_BACKOFF, lock,
+    random_u64, redact,
+};
+
+/// First redial delay; doubled per failure up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(250);
+
+/// A link that stayed up this long resets the backoff.
+const STABLE: Duration = Duration::from_secs(5);
+
+/// A link and how to redial it.
+pub(super) struct Link {
+    context: Context,
+    kind: LinkKind,
+    key: String,
+    url: String,
+    /// The relay an on-demand link reaches: it ends once that relay leaves the directory.
+    node: Option<u64>,
+}
+
+impl Link {
+    /// A link of `kind` to `url`, listed under `key`.
+    pub(super) fn new(context: Context, kind: LinkKind, key: String, url: String, node: Option<u64>) -> Self {
+        Self {
+            context,
+            kind,
+            key,
+            url,
+            node,
+        }
+    }
+
+    /// Dial and redial until the relay drains (or, for an on-demand link, until its
+    /// relay leaves the directory).
+    pub(super) async fn run(self) {
+        let cluster = &self.context.cluster;
+        let shown = redact(&self.url);
+        cluster.insert(
+            &self.key,
+            LinkStatus {
+                url: shown.clone(),
+                kind: self.kind,
+                cost: match self.kind {
+                    LinkKind::Root => 0,
+                    _ => prepare(&self.url, None).map_or(DEFAULT_LINK_COST, |(_, c)| c),
+                },
+                state: LinkState::Connecting,
+                since: SystemTime::now(),
+                connects: 0,
+                last_error: None,
+            },
+        );
+        let mut backoff = MIN_BACKOFF;
+        while !self.context.lifecycle.is_draining() {
+            let started = Instant::now();
+            let error = match self.session().await {
+                Ok(()) => "session closed".to_string(),
+                Err(err) => err,
+            };
+            tracing::warn!(url = %shown, kind = self.kind.as_str(), error = %error, "cluster link down; will retry");
+            cluster.update(&self.key, |s| {
+                s.state = LinkState::Down;
+                s.since = SystemTime::now();
+                s.last_error = Some(error.clone());
+            });
+            if let Some(node) = self.node
+                && !lock(&cluster.nodes).contains_key(&node)
+            {
+                tracing::info!(url = %shown, "relay left the directory; dropping its on-demand link");
+                break;
+            }
+            if started.elapsed() > STABLE {
+                backoff = MIN_BACKOFF;
+            }
+            // Full jitter on the upper half, so relays restarted together spread out.
+            let jitter = Duration::from_millis(random_u64() % (backoff.as_millis() as u64 / 2 + 1));
+            tokio::time::sleep(backoff / 2 + jitter).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+        cluster.remove(&self.key);
+    }
+
+    /// One dial and, if it works, the session until it ends.
+    async fn session(&self) -> Result<(), String> {
+        let Context {
+            cluster,
+            media,
+            client,
+            token_file,
+            limits,
+            lifecycle,
+        } = &self.context;
+        let token = token(token_file.as_deref())?;
+        let (mut url, cost) = prepare(&self.url, token.as_deref())?;
+        if self.kind == LinkKind::Root {
+            url.set_path(&format!("/{DIRECTORY_PATH}"));
+        }
+        cluster.update(&self.key, |s| {
+            s.state = LinkState::Connecting;
+            s.since = SystemTime::now();
+        });
+        let connected = client
+            .connect(&url)
+            .await
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        let mut config = media.session_config(connected.version);
+        let origin = match self.kind {
+            LinkKind::Root => cluster.directory.clone(),
+            _ => media.origin.clone(),
+        };
+        config.publish = Some(origin.clone());
+        config.consume = Some(origin);
+        config.permissions = Permissions::all();
+        config.cost = match self.kind {
+            LinkKind::Root => 0,
+            _ => cost,
+        };
+        config.shutdown = Some(lifecycle.draining());
+        config.limits = limits.clone();
+        config.setup.path = connected.setup_path(&url);
+        let session = MoqSession::new(connected.session, connected.transport);
+        let version = connected.version;
+        tracing::info!(url = %redact(url.as_str()), kind = self.kind.as_str(), %version, "cluster link up");
+        cluster.update(&self.key, |s| {
+            s.state = LinkState::Up;
+            s.since = SystemTime::now();
+            s.connects += 1;
+            s.last_error = None;
+        });
+        let result = moq_core::session::run(session.clone(), config).await;
+        session.close(0, "link closed");
+        match result {
+            Ok(()) => Ok(()),
+            Err(CoreError::Transport(detail)) => Err(detail),
+            Err(err) => Err(err.to_string()),
+        }
+    }
+}
+
+/// A link's URL: its `?cost=` removed (and returned), and the cluster token
+/// added as `?jwt=` unless the URL carries one.
+fn prepare(raw: &str, token: Option<&str>) -> Result<(Url, u64), String> {
+    let mut url = Url::parse(raw).map_err(|e| format!("invalid peer URL '{}': {e}", redact(raw)))?;
+    let mut cost = DEFAULT_LINK_COST;
+    let mut kept: Vec<(String, String)> = Vec::new();
+    for (k, v) in url.query_pairs() {
+        if k == "cost" {
+            cost = v
+                .parse()
+                .map_err(|_| format!("peer URL '{}': cost must be a whole number", redact(raw)))?;
+        } else {
+            kept.push((k.into_owned(), v.into_owned()));
+        }
+    }
+    if let Some(token) = token
+        && !kept.iter().any(|(k, _)| k == "jwt")
+    {
+        kept.push(("jwt".to_string(), token.to_string()));
+    }
+    if kept.is_empty() {
+        url.set_query(None);
+    } else {
+        url.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    Ok((url, cost))
+}
+
+/// The cluster token for outbound dials: `MOQ_CLUSTER_JWT`, else the file
+/// named by `[cluster] token` (read at every dial, so it can be rotated).
+fn token(file: Option<&std::path::Path>) -> Result<Option<String>, String> {
+    if let Ok(jwt) = std::env::var("MOQ_CLUSTER_JWT")
+        && !jwt.trim().is_empty()
+    {
+        return Ok(Some(jwt.trim().to_string()));
+    }
+    let Some(file) = file else { return Ok(None) };
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read the cluster token {}: {e}", file.display()))?;
+    Ok(Some(text.trim().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cost_and_token_are_read_from_the_url() {
+        let (url, cost) = prepare("https://peer:4443/?cost=7", Some("tok")).unwrap();
+        assert_eq!(cost, 7);
+        assert_eq!(url.as_str(), "https://peer:4443/?jwt=tok");
+        let (url, cost) = prepare("https://peer:4443/?jwt=inline", Some("tok")).unwrap();
+        assert_eq!(cost, DEFAULT_LINK_COST);
+        assert_eq!(url.as_str(), "https://peer:4443/?jwt=inline");
+        let (url, _) = prepare("https://peer:4443/", None).unwrap();
+        assert_eq!(url.as_str(), "https://peer:4443/");
+        assert!(
+            prepare("https://peer/?cost=cheap", None)
+                .unwrap_err()
+                .contains("whole number")
+        );
+        assert!(prepare("not a url", None).is_err());
+    }
+}

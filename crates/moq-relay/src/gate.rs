@@ -1,0 +1,347 @@
+//! The gate: what a session may do, decided from the target it dialled (`/path?jwt=...`),
+//! its token, and its client certificate. Pure: no sockets, no clock beyond token
+//! expiry, no knowledge of the cluster. Every transport asks the same question here.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use moq_auth::{Claims, KeySet, Public};
+use moq_core::session::Permissions;
+use moq_native::server::ClientCertificate;
+use moq_proto::Path;
+use percent_encoding::percent_decode_str;
+
+use crate::config;
+
+/// Why a session or request is refused: the reason counted and logged, and what is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Short, stable reason for metrics (`bad_path`, `bad_signature`, ...).
+    pub reason: &'static str,
+    /// What was wrong, for the log and the peer. Never contains a token.
+    pub detail: String,
+    /// HTTP status for transports that have one (WebTransport, HTTP).
+    pub status: u16,
+    /// moq-lite session close code for the others.
+    pub code: u32,
+    /// Authentication failures are logged and counted apart from other refusals.
+    pub kind: RefusalKind,
+}
+
+/// What kind of refusal it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// The credentials (or their absence) do not allow it.
+    Auth,
+    /// The request itself is malformed or over a limit.
+    Request,
+}
+
+impl Refusal {
+    /// A refusal for a failed authentication.
+    pub fn auth(err: &moq_auth::Error) -> Self {
+        Self::unauthorized(err.reason(), err.to_string())
+    }
+
+    /// An authentication refusal for `reason`.
+    pub fn unauthorized(reason: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            detail: detail.into(),
+            status: 401,
+            code: 0x2,
+            kind: RefusalKind::Auth,
+        }
+    }
+
+    /// A refusal for a request that is not authentication's fault.
+    pub fn request(reason: &'static str, detail: impl Into<String>, status: u16, code: u32) -> Self {
+        Self {
+            reason,
+            detail: detail.into(),
+            status,
+            code,
+            kind: RefusalKind::Request,
+        }
+    }
+
+    /// The close reason sent to a peer without HTTP.
+    pub fn close_reason(&self) -> String {
+        match self.kind {
+            RefusalKind::Auth => format!("unauthorized: {}", self.detail),
+            RefusalKind::Request => format!("refused: {}", self.detail),
+        }
+    }
+}
+
+/// A dialled target: the session root and the token from its query, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The URL path, percent-decoded and normalised: the session root.
+    pub root: Path,
+    /// The `jwt` query parameter, if present and not empty.
+    pub token: Option<String>,
+}
+
+impl Target {
+    /// Parse `path?query`. A malformed escape, non-UTF-8 path or invalid path is refused.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let (path, query) = match raw.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (raw, None),
+        };
+        if has_bad_escape(path) {
+            return Err(format!("bad percent escape in '{path}'"));
+        }
+        let decoded = percent_decode_str(path)
+            .decode_utf8()
+            .map_err(|_| format!("path '{path}' is not UTF-8"))?;
+        let root = Path::new(&decoded).map_err(|e| format!("bad path '{decoded}': {e}"))?;
+        Ok(Self {
+            root,
+            token: token_from_query(query),
+        })
+    }
+}
+
+/// `percent-encoding` passes a malformed escape through unchanged; we refuse it.
+fn has_bad_escape(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    bytes.iter().enumerate().any(|(i, &b)| {
+        b == b'%'
+            && !bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    })
+}
+
+/// The `jwt` query parameter, if present and not empty.
+pub fn token_from_query(query: Option<&str>) -> Option<String> {
+    url::form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, v)| k == "jwt" && !v.is_empty())
+        .map(|(_, v)| v.into_owned())
+}
+
+/// What a session may do, and until when.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    /// The session root: broadcast paths on the wire are relative to it.
+    pub root: Path,
+    /// Publish and subscribe prefixes, relative to the root.
+    pub permissions: Permissions,
+    /// The verified token, if one was given.
+    pub claims: Option<Claims>,
+    /// Whether a client certificate authenticated the session.
+    pub client_certificate: bool,
+    /// When the token or certificate stops being valid.
+    pub expires: Option<SystemTime>,
+}
+
+impl Grant {
+    /// No token and no certificate: the public prefixes only.
+    pub fn is_anonymous(&self) -> bool {
+        self.claims.is_none() && !self.client_certificate
+    }
+
+    /// Time left until the grant expires, from `now`.
+    pub fn remaining(&self, now: SystemTime) -> Option<Duration> {
+        self.expires.map(|at| at.duration_since(now).unwrap_or_default())
+    }
+}
+
+/// The access policy: anonymous prefixes and the keys that verify tokens.
+#[derive(Debug, Default)]
+pub struct Gate {
+    public: Public,
+    keys: Option<KeySet>,
+}
+
+impl Gate {
+    /// A gate from its parts.
+    pub fn new(public: Public, keys: Option<KeySet>) -> Self {
+        Self { public, keys }
+    }
+
+    /// The gate `[auth]` describes (reads the key file or checks the key directory).
+    pub fn from_config(auth: &config::Auth) -> anyhow::Result<Self> {
+        let public = match &auth.public {
+            Some(p) => Public::from_prefixes(&p.subscribe, &p.publish)?,
+            None => Public::default(),
+        };
+        let keys = if let Some(file) = &auth.key {
+            let key =
+                moq_auth::Key::from_file(file).with_context(|| format!("[auth] key {}", file.display()))?;
+            Some(KeySet::single(key)?)
+        } else if let Some(dir) = &auth.key_dir {
+            if dir.starts_with("http://") || dir.starts_with("https://") {
+                anyhow::bail!(
+                    "[auth] key_dir as a URL is not supported: point it at a local directory of {{kid}}.jwk files"
+                );
+            }
+            Some(KeySet::dir(dir)?)
+        } else {
+            None
+        };
+        Ok(Self::new(public, keys))
+    }
+
+    /// Whether tokens are in use (a key or key directory is configured).
+    pub fn verifies_tokens(&self) -> bool {
+        self.keys.is_some()
+    }
+
+    /// Verify an optional token and combine it with the public prefixes into what a
+    /// session rooted at `root` may do.
+    pub fn authorize(
+        &self,
+        root: &Path,
+        token: Option<&str>,
+    ) -> Result<(Permissions, Option<Claims>), moq_auth::Error> {
+        let claims = match (token, &self.keys) {
+            (Some(token), Some(keys)) => Some(keys.verify(token)?),
+            (Some(_), None) => {
+                return Err(moq_auth::Error::TokenRequired(
+                    "a token was given but this relay has no [auth] key or key_dir to verify it".into(),
+                ));
+            }
+            (None, _) => None,
+        };
+        let permissions = moq_auth::authorize(claims.as_ref(), root, &self.public)?;
+        Ok((permissions, claims))
+    }
+
+    /// Decide a session: its raw target (`path?query`) and its client certificate.
+    ///
+    /// A client certificate chaining to `[server.tls] root` (verified in the TLS
+    /// handshake) stands in for a token: full access within the dialled path, until the
+    /// certificate's `notAfter`.
+    pub fn decide(&self, target: &str, certificate: Option<ClientCertificate>) -> Result<Grant, Refusal> {
+        let target =
+            Target::parse(target).map_err(|detail| Refusal::request("bad_path", detail, 400, 0x3))?;
+        if let Some(certificate) = certificate {
+            return Ok(Grant {
+                root: target.root,
+                permissions: Permissions::all(),
+                claims: None,
+                client_certificate: true,
+                expires: certificate.not_after,
+            });
+        }
+        let (permissions, claims) = self
+            .authorize(&target.root, target.token.as_deref())
+            .map_err(|e| Refusal::auth(&e))?;
+        let expires = claims
+            .as_ref()
+            .and_then(|c| c.exp)
+            .map(|exp| UNIX_EPOCH + Duration::from_secs(exp));
+        Ok(Grant {
+            root: target.root,
+            permissions,
+            claims,
+            client_certificate: false,
+            expires,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Path {
+        Path::new(s).unwrap()
+    }
+
+    #[test]
+    fn targets() {
+        let t = |raw| Target::parse(raw).map(|t| (t.root, t.token));
+        assert_eq!(t("/anon/room?jwt=x").unwrap(), (p("anon/room"), Some("x".into())));
+        assert_eq!(t("/anon?jwt=").unwrap(), (p("anon"), None));
+        assert_eq!(t("/a%2Fb").unwrap(), (p("a/b"), None));
+        assert_eq!(t("/x?a=1&jwt=t%2Bk").unwrap(), (p("x"), Some("t+k".into())));
+        assert!(t("/a%zz").unwrap_err().contains("bad percent escape"));
+        assert!(t("/a%2").unwrap_err().contains("bad percent escape"));
+        assert!(t("/a%ff").unwrap_err().contains("not UTF-8"));
+    }
+
+    fn public(prefix: &str) -> Gate {
+        Gate::new(Public::from_prefixes(&[prefix], &[prefix]).unwrap(), None)
+    }
+
+    #[test]
+    fn anonymous_sessions_get_the_public_prefixes_only() {
+        let gate = public("anon");
+        let grant = gate.decide("/anon/room", None).unwrap();
+        assert!(grant.is_anonymous());
+        assert!(grant.permissions.can_subscribe(&p("clock")));
+        assert_eq!(grant.expires, None);
+        let refused = gate.decide("/private", None).unwrap_err();
+        assert_eq!(refused.kind, RefusalKind::Auth);
+        assert_eq!((refused.status, refused.code), (401, 0x2));
+    }
+
+    #[test]
+    fn a_token_without_keys_is_refused_with_the_reason() {
+        let refused = public("anon").decide("/anon?jwt=abc", None).unwrap_err();
+        assert_eq!(refused.reason, "token_required");
+        assert!(refused.detail.contains("no [auth] key"));
+        assert!(!refused.detail.contains("abc"), "the token never appears");
+    }
+
+    #[test]
+    fn a_bad_path_is_a_request_refusal() {
+        let refused = public("").decide("/a%zz", None).unwrap_err();
+        assert_eq!(refused.kind, RefusalKind::Request);
+        assert_eq!(
+            (refused.reason, refused.status, refused.code),
+            ("bad_path", 400, 0x3)
+        );
+        assert!(refused.close_reason().starts_with("refused: "));
+    }
+
+    #[test]
+    fn a_client_certificate_stands_in_for_a_token_until_it_expires() {
+        let not_after = UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+        let gate = Gate::default();
+        let grant = gate
+            .decide(
+                "/cluster",
+                Some(ClientCertificate {
+                    not_after: Some(not_after),
+                }),
+            )
+            .unwrap();
+        assert!(grant.client_certificate && !grant.is_anonymous());
+        assert!(grant.permissions.can_publish(&p("anything")));
+        assert_eq!(grant.expires, Some(not_after));
+        assert_eq!(
+            grant.remaining(not_after - Duration::from_secs(5)),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            grant.remaining(not_after + Duration::from_secs(5)),
+            Some(Duration::ZERO)
+        );
+        // Without one, the same target is refused: nothing is public here.
+        assert!(gate.decide("/cluster", None).is_err());
+    }
+
+    #[test]
+    fn tokens_are_verified_and_expire() {
+        let key = moq_auth::Key::generate(moq_auth::Algorithm::HS256, None).unwrap();
+        let gate = Gate::new(Public::default(), Some(KeySet::single(key.clone()).unwrap()));
+        let mut claims = Claims::new("room");
+        claims.get = vec![String::new()];
+        claims.exp = Some(4_000_000_000);
+        let token = key.sign(&claims).unwrap();
+        let grant = gate.decide(&format!("/room?jwt={token}"), None).unwrap();
+        assert!(grant.permissions.can_subscribe(&p("x")));
+        assert!(!grant.permissions.can_publish(&p("x")));
+        assert_eq!(
+            grant.expires,
+            Some(UNIX_EPOCH + Duration::from_secs(4_000_000_000))
+        );
+        let refused = gate.decide("/room?jwt=not.a.token", None).unwrap_err();
+        assert_eq!(refused.kind, RefusalKind::Auth);
+    }
+}

@@ -1,0 +1,237 @@
+//! The internal (ops) listener: `/metrics`, `/health`, `/ready`, `/nodes`, `/sessions`.
+//! Plain HTTP, off by default, meant for a private address. Everything here only reads.
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    extract::State,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use moq_proto::Path;
+
+use crate::{
+    admission::Admission,
+    cluster::{Cluster, PLACEHOLDER_COST},
+    lifecycle::Lifecycle,
+    media::Media,
+    metrics::Metrics,
+    registry::Registry,
+};
+
+/// Read-only handles the ops endpoints look through.
+#[derive(Debug, Clone)]
+pub struct AdminState {
+    /// The rendered registry.
+    pub metrics: Metrics,
+    /// Live sessions.
+    pub registry: Arc<Registry>,
+    /// Session counts, for "full".
+    pub admission: Arc<Admission>,
+    /// Routes and upstream subscriptions.
+    pub media: Media,
+    /// Links, nodes and the directory.
+    pub cluster: Arc<Cluster>,
+    /// Starting, serving or draining.
+    pub lifecycle: Lifecycle,
+}
+
+impl AdminState {
+    /// Whether the relay should receive traffic, and why not.
+    pub fn ready(&self) -> Result<(), &'static str> {
+        if self.lifecycle.is_draining() {
+            return Err("draining");
+        }
+        if !self.lifecycle.is_ready() {
+            return Err("starting");
+        }
+        if !self.cluster.connected() {
+            return Err("no cluster link");
+        }
+        // A full relay refuses new sessions: take it out of rotation until some leave.
+        if self.admission.full() {
+            return Err("full");
+        }
+        Ok(())
+    }
+}
+
+/// The ops router.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(|| async { "ok\n" }))
+        .route("/ready", get(ready))
+        .route("/nodes", get(nodes))
+        .route("/sessions", get(sessions))
+        .with_state(state)
+}
+
+async fn metrics(State(state): State<AdminState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn ready(State(state): State<AdminState>) -> Response {
+    match state.ready() {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n")).into_response(),
+    }
+}
+
+fn json(body: serde_json::Value) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+/// The route chosen for every broadcast: where it comes from and at what cost.
+fn routes(media: &Media) -> Vec<serde_json::Value> {
+    let mut announced = media.origin.announced(Path::empty());
+    let mut routes = Vec::new();
+    for _ in 0..announced.initial() {
+        let Some(event) = announced.try_next() else { break };
+        let hops: Vec<String> = event.hops.ids().iter().map(|h| h.to_string()).collect();
+        let via = match event.cost {
+            0 if hops.is_empty() => "local",
+            cost if cost >= PLACEHOLDER_COST => "directory",
+            _ => "link",
+        };
+        routes.push(serde_json::json!({
+            "path": event.suffix.as_str(),
+            "hops": hops,
+            "cost": event.cost,
+            "via": via,
+        }));
+    }
+    routes
+}
+
+/// What the directory says: which relay originates which broadcast.
+fn origins(cluster: &Cluster) -> Vec<serde_json::Value> {
+    let mut listed = cluster
+        .directory
+        .announced(Path::new("origin").unwrap_or_default());
+    let mut origins = Vec::new();
+    for _ in 0..listed.initial() {
+        let Some(event) = listed.try_next() else { break };
+        if let Some((node, path)) = event.suffix.as_str().split_once('/') {
+            origins.push(serde_json::json!({ "path": path, "node": node }));
+        }
+    }
+    origins
+}
+
+async fn nodes(State(state): State<AdminState>) -> Response {
+    let cluster = &state.cluster;
+    let known: Vec<_> = cluster
+        .nodes()
+        .into_iter()
+        .map(|(id, url)| serde_json::json!({ "id": id.to_string(), "url": url }))
+        .collect();
+    json(serde_json::json!({
+        "id": state.media.hop.to_string(),
+        "origins": origins(cluster),
+        "node": cluster.node,
+        "links": cluster.links().iter().map(|l| l.to_json()).collect::<Vec<_>>(),
+        "nodes": known,
+        "routes": routes(&state.media),
+        "upstream_subscriptions": state.media.upstream_subscriptions(),
+        "broadcasts": state.media.origin.paths().iter().map(|p| p.as_str().to_string()).collect::<Vec<_>>(),
+    }))
+}
+
+async fn sessions(State(state): State<AdminState>) -> Response {
+    let list: Vec<_> = state
+        .registry
+        .list()
+        .into_iter()
+        .map(|s| {
+            serde_json::json!({
+                "id": s.id,
+                "peer": s.peer.to_string(),
+                "path": s.root.as_str(),
+                "version": s.version.alpn(),
+                "transport": s.transport.as_str(),
+                "seconds": s.since.elapsed().as_secs(),
+                "rtt_ms": s.connection.as_ref().map(|c| c.rtt().as_millis() as u64),
+            })
+        })
+        .collect();
+    json(serde_json::Value::Array(list))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::body::Body;
+    use moq_core::model::cache::Cache;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::{admission::Policy, metrics::Builder};
+
+    fn state(max_sessions: u32) -> AdminState {
+        let mut builder = Builder::new();
+        let registry = Registry::new(builder.registry());
+        let cluster = Cluster::new(Some("https://relay.example/".into()), builder.registry());
+        let lifecycle = Lifecycle::new(builder.registry());
+        AdminState {
+            metrics: builder.finish(),
+            registry,
+            admission: Admission::new(Policy {
+                connections_per_second_per_ip: 100,
+                sessions_per_ip: 100,
+                max_sessions,
+            }),
+            media: Media::new(Cache::default(), Duration::ZERO, 42),
+            cluster,
+            lifecycle,
+        }
+    }
+
+    async fn get(state: &AdminState, uri: &str) -> (StatusCode, String) {
+        let request = axum::http::Request::get(uri).body(Body::empty()).unwrap();
+        let response = router(state.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn readiness_follows_the_lifecycle_and_the_session_count() {
+        let state = state(1);
+        assert_eq!(
+            get(&state, "/ready").await,
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready: starting\n".into())
+        );
+        state.lifecycle.set_ready();
+        assert_eq!(get(&state, "/ready").await, (StatusCode::OK, "ready\n".into()));
+        let ticket = state.admission.admit("10.0.0.1".parse().unwrap()).unwrap();
+        assert_eq!(get(&state, "/ready").await.1, "not ready: full\n");
+        drop(ticket);
+        assert_eq!(get(&state, "/ready").await.0, StatusCode::OK);
+        state.lifecycle.drain();
+        assert_eq!(get(&state, "/ready").await.1, "not ready: draining\n");
+        assert!(get(&state, "/metrics").await.1.contains("moq_relay_ready 0"));
+    }
+
+    #[tokio::test]
+    async fn nodes_and_sessions_are_json() {
+        let state = state(10);
+        let (status, body) = get(&state, "/nodes").await;
+        assert_eq!(status, StatusCode::OK);
+        let nodes: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(nodes["id"], "42");
+        assert_eq!(nodes["node"], "https://relay.example/");
+        assert_eq!(get(&state, "/sessions").await.1, "[]");
+        assert_eq!(get(&state, "/health").await.1, "ok\n");
+    }
+}

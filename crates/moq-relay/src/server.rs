@@ -1,0 +1,475 @@
+//! The relay server: binds the QUIC listener and the HTTP listeners in front of one
+//! media plane, spawns every task under the [lifecycle](crate::lifecycle), and drains.
+//!
+//! [`Relay`] has public fields so tests and embedders can reach each part; [`Handle`]
+//! controls a running relay (drain, certificate reload).
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use anyhow::Context;
+use moq_core::model::cache::{Cache, CacheConfig};
+use moq_native::server;
+use prometheus_client::{
+    metrics::{counter::Counter, gauge::Gauge, histogram::Histogram},
+    registry::Registry as Metrics,
+};
+use tokio::net::TcpListener;
+use tracing::Instrument;
+
+use crate::{
+    admission::{Admission, Policy},
+    cluster::{self, Cluster, DirectoryHook},
+    config::{self, Address, Config},
+    gate::Gate,
+    http,
+    lifecycle::Lifecycle,
+    media::Media,
+    metrics::{self, Refusals},
+    registry::Registry,
+    session::{Hook, Sessions},
+};
+
+/// How often QUIC connection statistics are sampled.
+pub const QUIC_SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How often certificate files are checked for changes.
+const CERTIFICATE_POLL: Duration = Duration::from_secs(10);
+
+/// How long shutdown waits for connection closes to reach peers.
+const CLOSE_FLUSH: Duration = Duration::from_secs(2);
+
+/// A bound relay, ready to [`run`](Relay::run).
+pub struct Relay {
+    /// The configuration it was built from.
+    pub config: Config,
+    /// Client sessions: the gate, limits and media they use.
+    pub sessions: Arc<Sessions>,
+    /// Links, nodes and the directory.
+    pub cluster: Arc<Cluster>,
+    /// Every metric.
+    pub metrics: metrics::Metrics,
+    /// The QUIC + WebTransport listener.
+    pub quic: Arc<server::Server>,
+    /// The public HTTP listener (certificate fingerprint, announced, fetch, health).
+    pub public: Option<TcpListener>,
+    /// The internal ops listener (metrics, health, readiness).
+    pub admin: Option<TcpListener>,
+    quic_metrics: QuicMetrics,
+    tls_metrics: TlsMetrics,
+}
+
+/// Controls a running relay: drain it, reload its certificates.
+#[derive(Clone)]
+pub struct Handle {
+    sessions: Arc<Sessions>,
+    quic: Arc<server::Server>,
+    tls_metrics: TlsMetrics,
+}
+
+impl Handle {
+    /// Stop accepting, tell every session to go away (GOAWAY), wait up to `timeout` for
+    /// them to leave, then close what is left, stop every task and wait (bounded) for the
+    /// endpoint to deliver its closes. Returns how many sessions were still open.
+    pub async fn drain(&self, timeout: Duration) -> usize {
+        let lifecycle = &self.sessions.lifecycle;
+        self.quic.stop_accepting();
+        lifecycle.drain();
+        let registry = &self.sessions.registry;
+        let _ = tokio::time::timeout(timeout, registry.emptied()).await;
+        let left = registry.len();
+        self.shutdown().await;
+        left
+    }
+
+    /// Close every connection, stop every task, and wait (bounded) until the closes
+    /// have been sent.
+    pub async fn shutdown(&self) {
+        let lifecycle = &self.sessions.lifecycle;
+        lifecycle.drain();
+        self.quic.close();
+        if !lifecycle.shutdown(CLOSE_FLUSH).await {
+            tracing::debug!(tasks = lifecycle.tasks(), "tasks still running at shutdown");
+        }
+        let _ = tokio::time::timeout(CLOSE_FLUSH, self.quic.wait_idle()).await;
+    }
+
+    /// Re-read the certificate and key files (keeping the old ones if the new are bad).
+    pub fn reload_certificates(&self) -> anyhow::Result<()> {
+        self.quic.reload_certificates()?;
+        self.tls_metrics.record(&self.quic);
+        Ok(())
+    }
+
+    /// The client sessions' state.
+    pub fn sessions(&self) -> &Arc<Sessions> {
+        &self.sessions
+    }
+}
+
+/// The first address `address` resolves to; `what` names the setting for errors.
+fn resolve(address: &Address, what: &str) -> anyhow::Result<SocketAddr> {
+    address
+        .resolve()
+        .with_context(|| format!("cannot resolve {what} {}:{}", address.host, address.port))?
+        .first()
+        .copied()
+        .with_context(|| format!("{what} resolved to nothing"))
+}
+
+fn bind_quic(config: &Config) -> anyhow::Result<server::Server> {
+    let bind = config
+        .server
+        .quic_bind()
+        .context("no QUIC listen address: set [server] listen (e.g. \"[::]:443\")")?;
+    let tls = &config.server.tls;
+    server::Server::bind(server::Config {
+        bind: resolve(&bind, "[server] listen")?,
+        tls: server::TlsConfig {
+            cert: tls.cert.clone(),
+            key: tls.key.clone(),
+            generate: tls.generate.clone(),
+            root: tls.root.clone(),
+        },
+        versions: config.server.version.clone(),
+        quic: config.server_quic().apply(Default::default()),
+    })
+    .context("cannot start the QUIC listener")
+}
+
+/// The media plane `[cache]` and `[cluster]` describe.
+fn media(config: &Config) -> Media {
+    let cache = Cache::new(CacheConfig {
+        capacity: config.cache.capacity.map(|c| c.resolve(total_memory())),
+        duration: config.cache.duration,
+    });
+    let linger = config.cluster.linger.unwrap_or(config::DEFAULT_LINGER);
+    // Every relay has a hop id, so announcements can never loop back to it.
+    let hop = config.cluster.id.unwrap_or_else(cluster::random_id);
+    Media::new(cache, linger, hop)
+}
+
+/// Per-session limits handed to the session driver, from `[limits]`.
+fn session_limits(limits: &config::Limits) -> moq_core::session::Limits {
+    moq_core::session::Limits {
+        max_subscriptions: limits
+            .subscriptions_per_session
+            .unwrap_or(config::DEFAULT_SUBSCRIPTIONS_PER_SESSION) as usize,
+        max_announcements: limits
+            .announcements_per_session
+            .unwrap_or(config::DEFAULT_ANNOUNCEMENTS_PER_SESSION) as usize,
+        ..Default::default()
+    }
+}
+
+impl Relay {
+    /// Bind the listeners described by `config`.
+    pub async fn bind(config: Config) -> anyhow::Result<Self> {
+        let quic = Arc::new(bind_quic(&config)?);
+        let mut builder = metrics::Builder::new();
+        let media = media(&config);
+        builder.media(&media);
+        let refusals = Refusals::register(builder.registry());
+        let registry = Registry::new(builder.registry());
+        let lifecycle = Lifecycle::new(builder.registry());
+        let cluster = Cluster::new(config.cluster.node.clone(), builder.registry());
+        let quic_metrics = QuicMetrics::register(builder.registry());
+        let tls_metrics = TlsMetrics::register(builder.registry());
+        tls_metrics.record(&quic);
+
+        let gate = Arc::new(Gate::from_config(&config.auth)?);
+        let limits = session_limits(&config.limits);
+        let peer_limits = cluster::link_limits(&limits);
+        let hook = DirectoryHook::new(cluster.clone(), gate.verifies_tokens(), peer_limits.clone());
+        let sessions = Arc::new(Sessions {
+            media,
+            gate,
+            admission: Admission::new(Policy::from_config(&config.limits)),
+            registry,
+            refusals,
+            limits,
+            peer_limits,
+            lifecycle,
+            hooks: vec![Arc::new(hook) as Arc<dyn Hook>],
+            quic: config.server_quic().apply(Default::default()),
+        });
+
+        let public = match &config.web.http.listen {
+            Some(listen) => {
+                let mut addr = resolve(listen, "[web.http] listen")?;
+                // Port 0 follows the QUIC port, so one ephemeral port serves both.
+                if addr.port() == 0 {
+                    addr.set_port(quic.local_addr()?.port());
+                }
+                Some(http::bind(addr, "HTTP").await?)
+            }
+            None => None,
+        };
+        let admin = match &config.internal.listen {
+            Some(listen) => Some(http::bind(resolve(listen, "[internal] listen")?, "[internal]").await?),
+            None => None,
+        };
+        sessions.lifecycle.set_ready();
+        Ok(Self {
+            config,
+            sessions,
+            cluster,
+            metrics: builder.finish(),
+            quic,
+            public,
+            admin,
+            quic_metrics,
+            tls_metrics,
+        })
+    }
+
+    /// A handle to drain the relay or reload its certificates while it runs.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            sessions: self.sessions.clone(),
+            quic: self.quic.clone(),
+            tls_metrics: self.tls_metrics.clone(),
+        }
+    }
+
+    /// The internal listener's address, if there is one.
+    pub fn internal_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The QUIC listener's address.
+    pub fn quic_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.quic.local_addr()?)
+    }
+
+    /// The HTTP listener's address, if there is one.
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.public.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Serve until the QUIC listener closes (after [`Handle::drain`] or
+    /// [`Handle::shutdown`]); every task it started has ended when this returns.
+    pub async fn run(mut self) -> anyhow::Result<()> {
+        let lifecycle = self.sessions.lifecycle.clone();
+        let handle = self.handle();
+        lifecycle.spawn(watch_certificates(handle.clone()));
+        lifecycle.spawn(self.quic_metrics.clone().sample(self.sessions.registry.clone()));
+        self.spawn_http();
+        self.spawn_cluster()?;
+        let mut next_id = 0u64;
+        while let Some(incoming) = self.quic.accept().await {
+            next_id += 1;
+            let span = tracing::info_span!(
+                "conn",
+                id = next_id,
+                peer = %incoming.remote_addr(),
+                path = tracing::field::Empty,
+                version = tracing::field::Empty,
+            );
+            let sessions = self.sessions.clone();
+            lifecycle.spawn_graceful(sessions.serve_quic(incoming, next_id).instrument(span));
+        }
+        handle.shutdown().await;
+        Ok(())
+    }
+
+    fn spawn_http(&mut self) {
+        let lifecycle = &self.sessions.lifecycle;
+        let shutdown = lifecycle.shutdown_token().clone();
+        if let Some(listener) = self.public.take() {
+            let router = http::public::router(http::public::PublicState {
+                media: self.sessions.media.clone(),
+                gate: self.sessions.gate.clone(),
+                refusals: self.sessions.refusals.clone(),
+                fingerprints: Arc::new(self.quic.fingerprints()),
+            });
+            lifecycle.spawn_graceful(http::serve(listener, router, shutdown.clone()));
+        }
+        if let Some(listener) = self.admin.take() {
+            let router = http::admin::router(http::admin::AdminState {
+                metrics: self.metrics.clone(),
+                registry: self.sessions.registry.clone(),
+                admission: self.sessions.admission.clone(),
+                media: self.sessions.media.clone(),
+                cluster: self.cluster.clone(),
+                lifecycle: lifecycle.clone(),
+            });
+            lifecycle.spawn_graceful(http::serve(listener, router, shutdown));
+        }
+    }
+
+    /// A root relay may have no link nor root of its own: its `node` alone says it
+    /// takes part (it keeps the directory and lists itself in it).
+    fn spawn_cluster(&self) -> anyhow::Result<()> {
+        let config = &self.config.cluster;
+        if !config.is_enabled() && config.node.is_none() {
+            return Ok(());
+        }
+        let client = moq_native::client::Client::new(cluster::client_config(&self.config))
+            .context("cannot start the cluster client")?;
+        tracing::info!(
+            id = self.sessions.media.hop,
+            links = config.peers().len(),
+            roots = config.roots().len(),
+            "cluster enabled"
+        );
+        let context = cluster::Context {
+            cluster: self.cluster.clone(),
+            media: self.sessions.media.clone(),
+            client: Arc::new(client),
+            token_file: config.token.clone(),
+            limits: self.sessions.peer_limits.clone(),
+            lifecycle: self.sessions.lifecycle.clone(),
+        };
+        self.sessions
+            .lifecycle
+            .spawn(cluster::run(context, config.clone()));
+        Ok(())
+    }
+}
+
+/// QUIC connection statistics of live sessions, sampled periodically.
+#[derive(Debug, Clone)]
+struct QuicMetrics {
+    rtt: Histogram,
+    cwnd: Gauge,
+    lost: Counter,
+}
+
+impl QuicMetrics {
+    fn register(registry: &mut Metrics) -> Self {
+        let this = Self {
+            rtt: Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0]),
+            cwnd: Gauge::default(),
+            lost: Counter::default(),
+        };
+        registry.register(
+            "moq_relay_quic_rtt_seconds",
+            "Smoothed RTT of live connections",
+            this.rtt.clone(),
+        );
+        registry.register(
+            "moq_relay_quic_congestion_window_bytes",
+            "Sum of congestion windows of live connections",
+            this.cwnd.clone(),
+        );
+        registry.register(
+            "moq_relay_quic_lost_packets",
+            "Packets declared lost",
+            this.lost.clone(),
+        );
+        this
+    }
+
+    /// Sample RTT, congestion window and losses of live connections, forever.
+    async fn sample(self, registry: Arc<Registry>) {
+        let mut ticker = tokio::time::interval(QUIC_SAMPLE_INTERVAL);
+        let mut lost_seen: HashMap<u64, u64> = HashMap::new();
+        loop {
+            ticker.tick().await;
+            let mut cwnd = 0u64;
+            let mut live = HashMap::new();
+            for session in registry.list() {
+                let Some(connection) = &session.connection else {
+                    continue;
+                };
+                let stats = connection.stats();
+                self.rtt.observe(stats.path.rtt.as_secs_f64());
+                cwnd += stats.path.cwnd;
+                let lost = stats.path.lost_packets;
+                let before = lost_seen.get(&session.id).copied().unwrap_or(0);
+                self.lost.inc_by(lost.saturating_sub(before));
+                live.insert(session.id, lost);
+            }
+            lost_seen = live;
+            self.cwnd.set(cwnd as i64);
+        }
+    }
+}
+
+/// The served certificate's expiry.
+#[derive(Debug, Clone)]
+struct TlsMetrics {
+    expiry: Gauge,
+}
+
+impl TlsMetrics {
+    fn register(registry: &mut Metrics) -> Self {
+        let expiry = Gauge::default();
+        registry.register(
+            "moq_relay_tls_certificate_expiry_timestamp_seconds",
+            "Unix time at which the served certificate expires",
+            expiry.clone(),
+        );
+        Self { expiry }
+    }
+
+    /// Export the certificate's expiry and warn when it is close.
+    fn record(&self, quic: &server::Server) {
+        let Some(expiry) = quic.certificate_expiry() else {
+            return;
+        };
+        let unix = expiry
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.expiry.set(unix as i64);
+        let left = expiry.duration_since(SystemTime::now()).unwrap_or_default();
+        if left < Duration::from_secs(7 * 86_400) {
+            tracing::warn!(
+                days = left.as_secs() / 86_400,
+                "TLS certificate expires within 7 days"
+            );
+        }
+    }
+}
+
+/// Reload the certificate when its files change (polled: no inotify needed).
+async fn watch_certificates(handle: Handle) {
+    let files = handle.quic.certificate_files();
+    if files.is_empty() {
+        return;
+    }
+    let stamp = |files: &[std::path::PathBuf]| -> Vec<Option<SystemTime>> {
+        files
+            .iter()
+            .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+            .collect()
+    };
+    let mut last = stamp(&files);
+    let mut ticker = tokio::time::interval(CERTIFICATE_POLL);
+    loop {
+        ticker.tick().await;
+        let now = stamp(&files);
+        if now == last {
+            continue;
+        }
+        last = now;
+        match handle.reload_certificates() {
+            Ok(()) => tracing::info!("certificate files changed; reloaded"),
+            Err(err) => {
+                tracing::warn!(%err, "certificate files changed but could not be loaded; keeping the old ones")
+            }
+        }
+    }
+}
+
+/// Memory the cache's percentage budget is a share of: the container's limit (cgroup v2
+/// `memory.max`) where there is one, else the host's total.
+fn total_memory() -> u64 {
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let host = <procfs::Meminfo as procfs::Current>::current()
+        .map(|m| m.mem_total)
+        .ok();
+    match (cgroup, host) {
+        (Some(limit), Some(host)) => limit.min(host),
+        (Some(limit), None) => limit,
+        (None, Some(host)) => host,
+        (None, None) => 8 << 30,
+    }
+}

@@ -1,0 +1,324 @@
+//! One client connection, in five steps: **admit** (rate and session limits, before any
+//! handshake work) → **handshake** (the transport's own: QUIC + TLS, then WebTransport's
+//! CONNECT or raw QUIC's SETUP) → **authenticate** (the [gate](crate::gate)) →
+//! **configure** (what the session driver may publish and consume; a [`Hook`] may claim
+//! special paths) → **run** (until the peer leaves, the grant expires or the relay stops).
+//!
+//! Each transport is one handshake function that ends in an [`Accepted`] session; the
+//! steps after it are shared, generic over the transport.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use moq_core::{
+    session::{self, Permissions},
+    transport::Session as _,
+};
+use moq_native::{Transport, Version, adapter::MoqSession, quinn, server};
+use moq_proto::message::Setup;
+
+use crate::{
+    admission::{Admission, Denied, Ticket},
+    gate::{Gate, Grant, Refusal, RefusalKind},
+    lifecycle::Lifecycle,
+    media::Media,
+    metrics::Refusals,
+    registry::{Registry, SessionInfo},
+};
+
+/// How long a raw-QUIC client has to send its SETUP (which carries its path).
+pub const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A special kind of session, claimed by a higher layer by its grant (the cluster
+/// directory claims sessions rooted at its reserved path).
+pub trait Hook: Send + Sync + std::fmt::Debug {
+    /// Configure a session this hook claims, or refuse it; `None` leaves it to the default.
+    fn configure(&self, grant: &Grant, config: &mut session::Config) -> Option<Result<(), Refusal>>;
+}
+
+/// What every client session needs: narrow handles, nothing else.
+#[derive(Debug)]
+pub struct Sessions {
+    /// The media plane sessions publish into and serve from.
+    pub media: Media,
+    /// Decides what each session may do.
+    pub gate: Arc<Gate>,
+    /// Rate and session limits.
+    pub admission: Arc<Admission>,
+    /// Live sessions.
+    pub registry: Arc<Registry>,
+    /// Refusal counters.
+    pub refusals: Refusals,
+    /// Per-session limits handed to the driver.
+    pub limits: session::Limits,
+    /// Limits for sessions authenticated by a client certificate (relays of the cluster).
+    pub peer_limits: session::Limits,
+    /// Drain and shutdown signals.
+    pub lifecycle: Lifecycle,
+    /// Special paths claimed by higher layers.
+    pub hooks: Vec<Arc<dyn Hook>>,
+    /// The QUIC settings of the listener, so stream credit grows from where it started.
+    pub quic: moq_native::quic::Config,
+}
+
+/// A session whose handshake and authentication are done.
+#[derive(Debug)]
+pub struct Accepted<S> {
+    /// The session, ready for the driver.
+    pub session: S,
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// Negotiated version.
+    pub version: Version,
+    /// How it is carried.
+    pub transport: Transport,
+    /// What it may do.
+    pub grant: Grant,
+    /// The peer's SETUP, when the handshake had to read it.
+    pub peer_setup: Option<Setup>,
+    /// The QUIC connection, for statistics.
+    pub connection: Option<quinn::Connection>,
+}
+
+impl Sessions {
+    /// Serve one QUIC connection attempt (raw QUIC or WebTransport) to its end.
+    pub async fn serve_quic(self: Arc<Self>, incoming: server::Incoming, id: u64) {
+        let peer = incoming.remote_addr();
+        let Some(ticket) = self.admit(peer) else {
+            return incoming.refuse();
+        };
+        let Some(accepted) = self.handshake_quic(incoming).await else {
+            return;
+        };
+        self.run(accepted, ticket, id).await;
+    }
+
+    /// Step 1: take a session slot, or count and log why not (`None`).
+    pub fn admit(&self, peer: SocketAddr) -> Option<Ticket> {
+        match self.admission.admit(peer.ip()) {
+            Ok(ticket) => Some(ticket),
+            Err(denied) => {
+                self.refusals.refused(denied.reason());
+                match denied {
+                    // A flood would fill the log: the counter tells the story.
+                    Denied::RateLimit => tracing::debug!(%peer, "refused: connection rate limit"),
+                    _ => tracing::info!(%peer, reason = denied.reason(), "refused: session limit"),
+                }
+                None
+            }
+        }
+    }
+
+    /// Step 2 for QUIC: the TLS handshake, the version, and the target (WebTransport's
+    /// CONNECT URL, or raw QUIC's SETUP path), authenticated before the session is used.
+    async fn handshake_quic(&self, incoming: server::Incoming) -> Option<Accepted<MoqSession>> {
+        let peer = incoming.remote_addr();
+        let request = match incoming.accept().await {
+            Ok(request) => request,
+            Err(err) => {
+                tracing::debug!(%err, "handshake failed");
+                self.refusals.refused("handshake");
+                return None;
+            }
+        };
+        let Some(version) = request.version() else {
+            tracing::info!(offered = ?request.protocols(), "refused: no common moq-lite version");
+            self.refusals.refused("version");
+            let _ = request.reject(406).await;
+            return None;
+        };
+        tracing::Span::current().record("version", version.alpn());
+        let transport = request.transport();
+        let connection = request.connection().clone();
+        let certificate = request.client_certificate();
+        let accepted = |session, grant, peer_setup| Accepted {
+            session: MoqSession::with_config(session, transport, &self.quic),
+            peer,
+            version,
+            transport,
+            grant,
+            peer_setup,
+            connection: Some(connection.clone()),
+        };
+
+        // WebTransport carries path and token in its URL: decide before answering.
+        if let Some(url) = request.url() {
+            let target = match url.query() {
+                Some(q) => format!("{}?{q}", url.path()),
+                None => url.path().to_string(),
+            };
+            return match self.gate.decide(&target, certificate) {
+                Ok(grant) => match request.ok().await {
+                    Ok(session) => Some(accepted(session, grant, None)),
+                    Err(err) => {
+                        tracing::debug!(%err, "accept failed");
+                        None
+                    }
+                },
+                Err(refusal) => {
+                    self.record(&refusal, peer);
+                    let _ = request.reject(refusal.status).await;
+                    None
+                }
+            };
+        }
+
+        // Raw QUIC (lite-05+) carries them in the client's SETUP, read after accepting;
+        // lite-03/04 have no path: the session is rooted at "".
+        let session = match request.ok().await {
+            Ok(session) => MoqSession::with_config(session, transport, &self.quic),
+            Err(err) => {
+                tracing::debug!(%err, "accept failed");
+                return None;
+            }
+        };
+        let (target, peer_setup) = match self.read_setup(&session, version, peer).await {
+            Ok(setup) => (
+                setup.as_ref().and_then(|s| s.path.clone()).unwrap_or_default(),
+                setup,
+            ),
+            Err(refusal) => {
+                session.close(refusal.code, &refusal.close_reason());
+                return None;
+            }
+        };
+        match self.gate.decide(&target, certificate) {
+            Ok(grant) => Some(Accepted {
+                session,
+                peer,
+                version,
+                transport,
+                grant,
+                peer_setup,
+                connection: Some(connection),
+            }),
+            Err(refusal) => {
+                self.record(&refusal, peer);
+                session.close(refusal.code, &refusal.close_reason());
+                None
+            }
+        }
+    }
+
+    /// The raw-QUIC client's SETUP (lite-05+), within [`SETUP_TIMEOUT`].
+    async fn read_setup(
+        &self,
+        session: &MoqSession,
+        version: Version,
+        peer: SocketAddr,
+    ) -> Result<Option<Setup>, Refusal> {
+        if !version.has_setup_stream() {
+            return Ok(None);
+        }
+        let refusal = match tokio::time::timeout(SETUP_TIMEOUT, session::read_setup(session, version)).await {
+            Ok(Ok(setup)) => return Ok(Some(setup)),
+            Ok(Err(err)) => Refusal::request("bad_setup", err.to_string(), 400, err.session_code()),
+            Err(_) => Refusal::request(
+                "setup_timeout",
+                format!("no SETUP within {SETUP_TIMEOUT:?}"),
+                408,
+                0x11,
+            ),
+        };
+        self.record(&refusal, peer);
+        Err(refusal)
+    }
+
+    /// Count and log a refusal. Never the token itself: only where it came from and why.
+    pub fn record(&self, refusal: &Refusal, peer: SocketAddr) {
+        match refusal.kind {
+            RefusalKind::Auth => {
+                tracing::warn!(%peer, reason = refusal.reason, detail = %refusal.detail, "authentication failed");
+                self.refusals.auth_failed(refusal.reason);
+            }
+            RefusalKind::Request => {
+                tracing::info!(%peer, reason = refusal.reason, detail = %refusal.detail, "refused");
+                self.refusals.refused(refusal.reason);
+            }
+        }
+    }
+
+    /// Step 4: what the session driver may publish and consume.
+    pub fn configure(&self, grant: &Grant, version: Version) -> Result<session::Config, Refusal> {
+        let mut config = self.media.session_config(version);
+        config.shutdown = Some(self.lifecycle.draining());
+        for hook in &self.hooks {
+            if let Some(result) = hook.configure(grant, &mut config) {
+                return result.map(|()| config);
+            }
+        }
+        let permissions: &Permissions = &grant.permissions;
+        config.publish = (!permissions.subscribe.is_empty()).then(|| self.media.origin.clone());
+        config.consume = (!permissions.publish.is_empty()).then(|| self.media.origin.clone());
+        config.root = grant.root.clone();
+        config.permissions = grant.permissions.clone();
+        // Relays of the cluster (peers with a cluster certificate) carry every broadcast.
+        config.limits = match grant.client_certificate {
+            true => self.peer_limits.clone(),
+            false => self.limits.clone(),
+        };
+        Ok(config)
+    }
+
+    /// Steps 4 and 5: register the session, configure it and drive it to its end.
+    pub async fn run<S: moq_core::transport::Session>(&self, accepted: Accepted<S>, ticket: Ticket, id: u64) {
+        let Accepted {
+            session,
+            peer,
+            version,
+            transport,
+            grant,
+            peer_setup,
+            connection,
+        } = accepted;
+        tracing::Span::current().record("path", grant.root.as_str());
+        let mut config = match self.configure(&grant, version) {
+            Ok(config) => config,
+            Err(refusal) => {
+                self.record(&refusal, peer);
+                return session.close(refusal.code, &refusal.close_reason());
+            }
+        };
+        config.peer_setup = peer_setup;
+        tracing::info!(
+            %version,
+            %transport,
+            path = %grant.root,
+            token = grant.claims.is_some(),
+            mtls = grant.client_certificate,
+            "session accepted"
+        );
+        let _registration = self.registry.register(SessionInfo {
+            id,
+            peer,
+            root: grant.root.clone(),
+            version,
+            transport,
+            since: std::time::Instant::now(),
+            connection,
+        });
+        let _ticket = ticket;
+
+        // A token (or client certificate) is good for the whole session, until it expires.
+        let expiry = async {
+            match grant.remaining(std::time::SystemTime::now()) {
+                Some(left) => tokio::time::sleep(left).await,
+                None => std::future::pending().await,
+            }
+        };
+        let result = tokio::select! {
+            result = session::run(session.clone(), config) => result,
+            () = expiry => {
+                tracing::info!(%peer, "token or certificate expired; closing the session");
+                self.refusals.auth_failed("expired");
+                return session.close(0x2, "unauthorized: token expired");
+            }
+            () = self.lifecycle.shutdown_token().cancelled() => {
+                return session.close(0, "relay shutting down");
+            }
+        };
+        match result {
+            Ok(()) => tracing::info!("session closed"),
+            Err(err) => tracing::info!(%err, "session ended"),
+        }
+    }
+}
