@@ -984,3 +984,239 @@ fn legacy_setup() {
     server.encode(&mut out).unwrap();
     assert_eq!(hex::encode(out), "210009c0000000ff0dad0200");
 }
+
+// ---- Refusals: every encode and decode error the codec can raise ----
+
+#[track_caller]
+fn invalid<T: Encode + Debug>(msg: &T, v: Version) {
+    let err = msg.to_vec(v).unwrap_err();
+    assert!(
+        matches!(err, moq_proto::EncodeError::Invalid { .. }),
+        "{msg:?} in {v}: {err}"
+    );
+}
+
+#[test]
+fn draft14_needs_its_fixed_fields() {
+    invalid(&Message::Subscribe(Subscribe::default()), D14);
+    invalid(&Message::SubscribeOk(SubscribeOk::default()), D14);
+    invalid(&Message::RequestUpdate(RequestUpdate::default()), D14);
+    invalid(&Message::Publish(Publish::default()), D14);
+    invalid(&Message::PublishOk(PublishOk::default()), D14);
+    invalid(&Message::Fetch(Fetch::default()), D14);
+    invalid(&Message::FetchOk(FetchOk::default()), D14);
+    invalid(&Message::ServerSetup(ServerSetup::default()), D14);
+    // A draft-14 SUBSCRIBE_UPDATE has no filter field.
+    let update = RequestUpdate {
+        start: Some(Location::new(0, 0)),
+        end_group: Some(0),
+        priority: Some(0),
+        forward: Some(true),
+        filter: Some(Filter::NextObject),
+        ..Default::default()
+    };
+    invalid(&Message::RequestUpdate(update), D14);
+}
+
+#[test]
+fn fields_of_other_drafts_are_refused() {
+    // A parameter that duplicates a lifted field.
+    let dup = Subscribe {
+        priority: Some(1),
+        params: Parameters::new().with(p::SUBSCRIBER_PRIORITY, Value::U8(2)),
+        ..Default::default()
+    };
+    invalid(&Message::Subscribe(dup), D16);
+    // draft-14's SUBSCRIBE_UPDATE start/end in later drafts.
+    let update = RequestUpdate {
+        start: Some(Location::new(1, 0)),
+        ..Default::default()
+    };
+    not_in_draft(&Message::RequestUpdate(update), &[D16]);
+    // An Existing Request ID after draft-16, a Required Request ID Delta outside draft-17.
+    let update = RequestUpdate {
+        existing_request_id: 5,
+        ..Default::default()
+    };
+    not_in_draft(&Message::RequestUpdate(update), &[D17]);
+    let sub = Subscribe {
+        required_request_id_delta: 1,
+        ..Default::default()
+    };
+    not_in_draft(&Message::Subscribe(sub), &[D16, D18]);
+    // Subscribe Options outside draft-16/17.
+    let sns = SubscribeNamespace {
+        options: 1,
+        ..Default::default()
+    };
+    not_in_draft(&Message::SubscribeNamespace(sns), &[D15, D18]);
+    // A retry interval before draft-16.
+    let err = RequestError {
+        retry_interval: 1,
+        ..Default::default()
+    };
+    not_in_draft(&Message::RequestError(err), &[D15]);
+    // A FETCH filter before draft-20.
+    let fetch = Fetch {
+        kind: FetchKind::RelativeJoining {
+            joining_request_id: 0,
+            offset: 0,
+        },
+        filter: Some(Filter::NextObject),
+        ..Default::default()
+    };
+    not_in_draft(&Message::Fetch(fetch), &[D19]);
+    // A GOAWAY timeout before draft-17.
+    let goaway = GoAway {
+        timeout: 1,
+        ..Default::default()
+    };
+    not_in_draft(&Message::GoAway(goaway), &[D16]);
+    // A SERVER_SETUP version after draft-14.
+    let server = ServerSetup {
+        version: Some(1),
+        ..Default::default()
+    };
+    not_in_draft(&Message::ServerSetup(server), &[D16]);
+    // An option in `other` that has its own field.
+    let mut other = KeyValuePairs::new();
+    other
+        .push(setup::OPTION_PATH, KvValue::Bytes(Bytes::from_static(b"/")))
+        .unwrap();
+    let setup = Setup {
+        options: SetupOptions {
+            other,
+            ..Default::default()
+        },
+    };
+    invalid(&Message::Setup(setup), D18);
+    // UNSUBSCRIBE_NAMESPACE by an empty prefix (it would read back as a Request ID).
+    let unsub = UnsubscribeNamespace {
+        target: RequestTarget::Namespace(Namespace::empty()),
+    };
+    not_in_draft(&Message::UnsubscribeNamespace(unsub), &[D14]);
+    // A draft-17+ status datagram with properties.
+    let d = ObjectDatagram {
+        properties: Some(Bytes::from_static(&[0x10, 1])),
+        priority: Some(0),
+        object: Some(0),
+        body: DatagramBody::Status(4),
+        ..Default::default()
+    };
+    invalid(&d, D17);
+}
+
+#[test]
+fn limits_are_refused() {
+    // A reason phrase over 1024 bytes, either way.
+    let err = RequestError {
+        reason: "x".repeat(1025),
+        ..Default::default()
+    };
+    assert!(matches!(
+        Message::RequestError(err).to_vec(D16),
+        Err(moq_proto::EncodeError::TooLarge { .. })
+    ));
+    let mut wire = hex("05 0000 01 01 00 4401");
+    wire.extend(std::iter::repeat_n(b'x', 0x401));
+    let size = (wire.len() - 3) as u16;
+    wire[1..3].copy_from_slice(&size.to_be_bytes());
+    assert!(matches!(
+        decode_slice::<Message>(&wire, D16),
+        Err(DecodeError::TooLarge {
+            what: "reason phrase",
+            ..
+        })
+    ));
+    // A GOAWAY URI over 8192 bytes.
+    let goaway = GoAway {
+        uri: "x".repeat(8193),
+        ..Default::default()
+    };
+    assert!(Message::GoAway(goaway).to_vec(D14).is_err());
+    // More than 64 parameters.
+    let mut params = Parameters::new();
+    for _ in 0..65 {
+        params.push(p::AUTHORIZATION_TOKEN, Value::Bytes(Bytes::new()));
+    }
+    let msg = Message::PublishNamespace(PublishNamespace {
+        params,
+        ..Default::default()
+    });
+    assert!(matches!(
+        msg.to_vec(D16),
+        Err(moq_proto::EncodeError::TooMany { .. })
+    ));
+    // More than 64 offered versions.
+    let client = ClientSetup {
+        versions: vec![1; 65],
+        ..Default::default()
+    };
+    assert!(matches!(
+        Message::ClientSetup(client).to_vec(D14),
+        Err(moq_proto::EncodeError::TooMany { .. })
+    ));
+}
+
+#[test]
+fn malformed_bodies_are_refused() {
+    // The length says 3 but SUBSCRIBE's fields need more: malformed, not short.
+    assert_eq!(
+        decode_slice::<Message>(&hex("03 0003 01 01 01"), D16),
+        Err(DecodeError::Truncated { what: "SUBSCRIBE" })
+    );
+    // Bytes left after the last field.
+    assert_eq!(
+        decode_slice::<Message>(&hex("15 0002 01 00"), D16),
+        Err(DecodeError::TrailingBytes {
+            what: "MAX_REQUEST_ID",
+            extra: 1
+        })
+    );
+    // draft-14 fixed fields: a group order of 3, a forward of 2.
+    assert!(matches!(
+        decode_slice::<Message>(&hex("03 0008 01 00 00 80 03 01 02 00"), D14),
+        Err(DecodeError::InvalidValue {
+            what: "group order",
+            value: 3
+        })
+    ));
+    assert!(matches!(
+        decode_slice::<Message>(&hex("03 0008 01 00 00 80 01 02 02 00"), D14),
+        Err(DecodeError::InvalidValue {
+            what: "forward",
+            value: 2
+        })
+    ));
+    // An unknown filter tag, an unknown fetch type.
+    assert!(matches!(
+        decode_slice::<Message>(&hex("03 0008 01 00 00 80 01 01 07 00"), D14),
+        Err(DecodeError::UnknownType {
+            what: "filter type",
+            value: 7
+        })
+    ));
+    assert!(matches!(
+        decode_slice::<Message>(&hex("16 0004 02 80 01 04"), D14),
+        Err(DecodeError::UnknownType {
+            what: "fetch type",
+            value: 4
+        })
+    ));
+    // An unknown message parameter from draft-17 on.
+    assert!(matches!(
+        decode_slice::<Message>(&hex("06 0006 00 00 00 01 1c 07"), D17),
+        Err(DecodeError::UnknownType {
+            what: "message parameter",
+            value: 0x1c
+        })
+    ));
+    // A SUBSCRIBE_OK content-exists flag of 2 (draft-14).
+    assert!(matches!(
+        decode_slice::<Message>(&hex("04 0005 01 02 00 02 02"), D14),
+        Err(DecodeError::InvalidValue {
+            what: "content exists",
+            value: 2
+        })
+    ));
+}
