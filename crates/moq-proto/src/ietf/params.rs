@@ -26,6 +26,7 @@
 //! | 0x08 | EXPIRES | varint | 15+ |
 //! | 0x09 | LARGEST_OBJECT | Location | 15+ |
 //! | 0x0A | FILL_TIMEOUT | varint | 18+ |
+//! | 0x0E | PUBLISHER_PRIORITY (a draft-15 parameter, still written by @moq/net) | uint8 | 17+ (a raw pair before) |
 //! | 0x10 | FORWARD | bool | 15+ |
 //! | 0x20 | SUBSCRIBER_PRIORITY | uint8 | 15+ |
 //! | 0x21 | SUBSCRIPTION_FILTER / LOCATION_FILTER | [`Filter`] | 15+ |
@@ -67,6 +68,9 @@ pub const EXPIRES: u64 = 0x08;
 pub const LARGEST_OBJECT: u64 = 0x09;
 /// FILL_TIMEOUT (draft-18+), milliseconds.
 pub const FILL_TIMEOUT: u64 = 0x0A;
+/// PUBLISHER_PRIORITY (draft-15's message parameter; @moq/net's codec still
+/// frames it as a uint8 from draft-17, so it is read rather than refused).
+pub const PUBLISHER_PRIORITY: u64 = 0x0E;
 /// FORWARD.
 pub const FORWARD: u64 = 0x10;
 /// SUBSCRIBER_PRIORITY (lower is more urgent).
@@ -176,6 +180,7 @@ fn kind(key: u64, version: Version) -> Option<Kind> {
         DELIVERY_TIMEOUT | MAX_CACHE_DURATION | HIDDEN => Kind::Varint,
         AUTHORIZATION_TOKEN => Kind::Bytes,
         SUBGROUP_DELIVERY_TIMEOUT | FILL_TIMEOUT if since(Version::Draft18) => Kind::Varint,
+        PUBLISHER_PRIORITY if since(Version::Draft17) => Kind::U8,
         EXPIRES | NEW_GROUP_REQUEST if since(Version::Draft15) => Kind::Varint,
         LARGEST_OBJECT if since(Version::Draft15) => Kind::Location,
         FORWARD if since(Version::Draft15) => Kind::Bool,
@@ -625,6 +630,9 @@ mod tests {
             p.encode_to(&mut Vec::new(), Version::Draft17),
             Err(EncodeError::NotInDraft { .. })
         ));
+        // @moq/net's PUBLISHER_PRIORITY is read (one byte) rather than refused.
+        let p = Parameters::decode_from(&mut &[1, 0x0e, 0xff][..], Version::Draft18).unwrap();
+        assert_eq!(p.get(PUBLISHER_PRIORITY), Some(&Value::U8(0xff)));
         // A type a later draft defines is unknown to an earlier one.
         assert!(Parameters::decode_from(&mut &[1, 0x06, 1][..], Version::Draft17).is_err());
         assert!(Parameters::decode_from(&mut &[1, 0x06, 1][..], Version::Draft18).is_ok());
