@@ -439,6 +439,39 @@ impl Message {
         })
     }
 
+    /// The error reply that refuses this request in `version`: draft-14's
+    /// per-request `…_ERROR`, or REQUEST_ERROR from draft-15 (without a
+    /// Request ID from draft-17, where it goes back on the request's stream).
+    /// `None` for a message that is not a request, or a draft-14 request
+    /// with no error reply (SUBSCRIBE_UPDATE).
+    ///
+    /// Error codes differ by draft; [`codes`] lists the ones that do not.
+    pub fn error_reply(&self, version: Version, code: u64, reason: &str) -> Option<Message> {
+        let request_id = self.new_request_id()?;
+        let error = RequestError {
+            request_id: if version.has_response_request_id() {
+                request_id
+            } else {
+                0
+            },
+            code,
+            retry_interval: 0,
+            reason: reason.to_string(),
+        };
+        if version.has_request_ok() {
+            return Some(Self::RequestError(error));
+        }
+        Some(match self {
+            Self::Subscribe(_) => Self::SubscribeError(error),
+            Self::TrackStatus(_) => Self::TrackStatusError(error),
+            Self::Fetch(_) => Self::FetchError(error),
+            Self::Publish(_) => Self::PublishError(error),
+            Self::PublishNamespace(_) => Self::PublishNamespaceError(error),
+            Self::SubscribeNamespace(_) => Self::SubscribeNamespaceError(error),
+            _ => return None,
+        })
+    }
+
     fn encode_body(&self, buf: &mut Vec<u8>, version: Version) -> Result<(), EncodeError> {
         match self {
             Self::ClientSetup(m) => m.encode_body(buf, version),
@@ -613,6 +646,47 @@ mod tests {
         );
         assert_eq!(MessageType::from_code(0x15, Version::Draft17), None);
         assert_eq!(MessageType::from_code(0x1E, Version::Draft19), None);
+    }
+
+    #[test]
+    fn error_replies_by_draft() {
+        let sub = Message::Subscribe(Subscribe {
+            request_id: 6,
+            ..Default::default()
+        });
+        let reply = sub
+            .error_reply(Version::Draft14, codes::NOT_SUPPORTED, "no")
+            .unwrap();
+        assert_eq!(reply.message_type(), Some(MessageType::SubscribeError));
+        let Message::SubscribeError(err) = reply else {
+            unreachable!()
+        };
+        assert_eq!((err.request_id, err.code, err.reason.as_str()), (6, 3, "no"));
+        let reply = sub.error_reply(Version::Draft16, 3, "").unwrap();
+        assert!(matches!(
+            reply,
+            Message::RequestError(RequestError { request_id: 6, .. })
+        ));
+        let reply = sub.error_reply(Version::Draft18, 3, "").unwrap();
+        assert!(matches!(
+            reply,
+            Message::RequestError(RequestError { request_id: 0, .. })
+        ));
+        let ns = Message::SubscribeNamespace(SubscribeNamespace::default());
+        assert_eq!(
+            ns.error_reply(Version::Draft14, 3, "")
+                .and_then(|m| m.message_type()),
+            Some(MessageType::SubscribeNamespaceError)
+        );
+        // Not a request, or a draft-14 request without an error reply.
+        assert!(
+            Message::GoAway(GoAway::default())
+                .error_reply(Version::Draft16, 3, "")
+                .is_none()
+        );
+        let update = Message::RequestUpdate(RequestUpdate::default());
+        assert!(update.error_reply(Version::Draft14, 3, "").is_none());
+        assert!(update.error_reply(Version::Draft16, 3, "").is_some());
     }
 
     #[test]
