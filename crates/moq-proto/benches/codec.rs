@@ -1,5 +1,7 @@
 //! Encode and decode cost of each moq-lite message, plus a GROUP header and FRAMEs of
-//! 1 KiB and 64 KiB, at lite-06 (an older version for the messages lite-06 dropped).
+//! 1 KiB and 64 KiB, at lite-06 (an older version for the messages lite-06 dropped);
+//! and of the moq-transport messages a relay handles per subscription or per object,
+//! at draft-14, -16 and -18 (the two varint forms and the three parameter forms).
 //!
 //! `cargo bench -p moq-proto`; numbers and how to read them are in bench/README.md.
 
@@ -212,5 +214,146 @@ fn frames(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, messages, frames);
+/// Benchmark a moq-transport value: encode into a reused buffer, decode back.
+fn ietf_value<T: moq_proto::ietf::Encode + moq_proto::ietf::Decode>(
+    c: &mut Criterion,
+    name: &str,
+    version: moq_proto::ietf::Version,
+    msg: T,
+) {
+    let wire = msg.to_vec(version).expect("the message encodes");
+    let mut group = c.benchmark_group(format!("ietf/{name}/{}", version.number()));
+    group.throughput(Throughput::Bytes(wire.len() as u64));
+    let mut buf = Vec::with_capacity(wire.len());
+    group.bench_function("encode", |b| {
+        b.iter(|| {
+            buf.clear();
+            black_box(&msg)
+                .encode(&mut buf, version)
+                .expect("the message encodes");
+            black_box(buf.len())
+        })
+    });
+    group.bench_function("decode", |b| {
+        b.iter(|| moq_proto::ietf::decode_slice::<T>(black_box(&wire), version).expect("the message decodes"))
+    });
+    group.finish();
+}
+
+fn ietf(c: &mut Criterion) {
+    use moq_proto::ietf::{
+        ClientSetup, DatagramBody, Filter, GroupOrder, Location, Message, Namespace, ObjectDatagram,
+        Parameters, PublishNamespace, Setup, SetupOptions, SubgroupHeader, SubgroupId, SubgroupObject,
+        Subscribe, SubscribeOk, Version,
+    };
+
+    let subscribe = Message::Subscribe(Subscribe {
+        request_id: 12,
+        required_request_id_delta: 0,
+        namespace: Namespace::new(["room", "42", "alice"]),
+        name: "video".into(),
+        priority: Some(128),
+        group_order: Some(GroupOrder::Descending),
+        forward: Some(true),
+        filter: Some(Filter::NextObject),
+        params: Parameters::new(),
+    });
+    let ok = Message::SubscribeOk(SubscribeOk {
+        request_id: 12,
+        track_alias: 7,
+        group_order: Some(GroupOrder::Descending),
+        largest: Some(Location::new(1234, 5)),
+        ..Default::default()
+    });
+    let announce = Message::PublishNamespace(PublishNamespace {
+        request_id: 3,
+        namespace: Namespace::new(["room", "42", "alice"]),
+        ..Default::default()
+    });
+    for v in [Version::Draft14, Version::Draft16, Version::Draft18] {
+        ietf_value(c, "subscribe", v, subscribe.clone());
+        ietf_value(c, "subscribe_ok", v, ok.clone());
+        ietf_value(c, "publish_namespace", v, announce.clone());
+        ietf_value(
+            c,
+            "subgroup_header",
+            v,
+            SubgroupHeader {
+                track_alias: 7,
+                group: 1234,
+                subgroup: SubgroupId::Zero,
+                priority: Some(128),
+                properties: true,
+                end_of_group: true,
+                first_object: true,
+            },
+        );
+        ietf_value(
+            c,
+            "datagram",
+            v,
+            ObjectDatagram {
+                track_alias: 7,
+                group: 1234,
+                object: Some(0),
+                priority: Some(128),
+                end_of_group: true,
+                properties: None,
+                body: DatagramBody::Payload(Bytes::from(vec![0u8; 200])),
+            },
+        );
+    }
+    let options = SetupOptions {
+        path: Some("/room/42?jwt=eyJhbGciOiJIUzI1NiJ9.e30.signature".into()),
+        max_request_id: Some(1 << 20),
+        ..Default::default()
+    };
+    ietf_value(
+        c,
+        "client_setup",
+        Version::Draft14,
+        Message::ClientSetup(ClientSetup {
+            versions: vec![Version::Draft14.code()],
+            options: options.clone(),
+        }),
+    );
+    ietf_value(
+        c,
+        "setup",
+        Version::Draft18,
+        Message::Setup(Setup {
+            options: SetupOptions {
+                max_request_id: None,
+                ..options
+            },
+        }),
+    );
+
+    // The per-object header on a subgroup stream, which a relay reads for every frame.
+    for v in [Version::Draft16, Version::Draft18] {
+        let obj = SubgroupObject {
+            id_delta: 0,
+            properties: Some(Bytes::from_static(&[0x10, 0xc0, 0x01, 0x02])),
+            size: 1024,
+            status: 0,
+        };
+        let wire = obj.to_vec(v).expect("the object encodes");
+        let mut group = c.benchmark_group(format!("ietf/subgroup_object/{}", v.number()));
+        group.throughput(Throughput::Bytes(wire.len() as u64));
+        let mut buf = Vec::with_capacity(wire.len());
+        group.bench_function("encode", |b| {
+            b.iter(|| {
+                buf.clear();
+                black_box(&obj).encode(&mut buf, v).expect("the object encodes");
+                black_box(buf.len())
+            })
+        });
+        group.bench_function("decode", |b| {
+            b.iter(|| SubgroupObject::decode(&mut black_box(&wire[..]), v, true).expect("the object decodes"))
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, messages, frames, ietf);
 criterion_main!(benches);

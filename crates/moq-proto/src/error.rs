@@ -1,6 +1,6 @@
 //! Errors raised while decoding or encoding wire messages.
 
-use crate::Version;
+use crate::{Version, ietf};
 
 /// Why a byte sequence could not be decoded.
 ///
@@ -104,6 +104,16 @@ pub enum DecodeError {
         /// What was inconsistent.
         reason: &'static str,
     },
+
+    /// The message, stream or field does not exist in the negotiated
+    /// moq-transport draft.
+    #[error("{what} does not exist in {version}")]
+    NotInDraft {
+        /// The message, stream or field.
+        what: &'static str,
+        /// The negotiated draft.
+        version: ietf::Version,
+    },
 }
 
 impl DecodeError {
@@ -177,5 +187,15 @@ pub enum EncodeError {
         what: &'static str,
         /// What was inconsistent.
         reason: &'static str,
+    },
+
+    /// The message, or a field set to a value other than "absent", has no
+    /// encoding in the target moq-transport draft.
+    #[error("{what} cannot be encoded in {version}")]
+    NotInDraft {
+        /// The message or field.
+        what: &'static str,
+        /// The target draft.
+        version: ietf::Version,
     },
 }

@@ -1,5 +1,7 @@
 //! `moq-proto`: a sans-IO codec for the moq-lite wire protocol, versions
-//! lite-03 through lite-06, as spoken by the moq-dev ecosystem.
+//! lite-03 through lite-06, and for IETF moq-transport drafts 14 to 22
+//! ([`ietf`]), as spoken by the moq-dev ecosystem, plus the in-band legacy
+//! SETUP that picks lite-01/02 or draft-14 when no ALPN did ([`legacy`]).
 //!
 //! It turns bytes into typed messages and back. It has no sockets, no clock and
 //! no runtime, and it must never panic or allocate without bound on any input:
@@ -25,6 +27,8 @@
 pub mod coding;
 mod error;
 mod hops;
+pub mod ietf;
+pub mod legacy;
 pub mod limits;
 pub mod message;
 mod path;

@@ -34,3 +34,20 @@ pub const MAX_FRAME_SIZE: u64 = 32 * 1024 * 1024;
 
 /// Largest QUIC datagram body, in bytes (the QUIC maximum frame size).
 pub const MAX_DATAGRAM_SIZE: usize = 65_535;
+
+/// Most fields in a moq-transport namespace tuple (every draft caps it at 32).
+pub const MAX_NAMESPACE_FIELDS: usize = 32;
+
+/// Longest moq-transport reason phrase, in bytes (every draft caps it at 1024).
+pub const MAX_REASON_BYTES: usize = 1024;
+
+/// Largest Key-Value-Pair or parameter byte value, in bytes (2^16 - 1 in
+/// every draft).
+pub const MAX_KVP_VALUE: usize = 65_535;
+
+/// Largest object properties (extensions) block on a data stream or
+/// datagram, in bytes.
+pub const MAX_OBJECT_PROPERTIES: usize = 64 * 1024;
+
+/// Most versions a legacy CLIENT_SETUP may offer.
+pub const MAX_SETUP_VERSIONS: usize = 64;

@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used)] // Test helpers, not network code.
 #![allow(dead_code)]
 
+pub mod ietf;
+
 use std::time::Duration;
 
 use bytes::Bytes;

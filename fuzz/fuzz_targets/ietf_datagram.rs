@@ -1,0 +1,7 @@
+#![no_main]
+
+use moq_proto::ietf::ObjectDatagram;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    moq_proto_fuzz::ietf::round_trip::<ObjectDatagram>(data);
+});
