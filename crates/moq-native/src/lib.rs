@@ -31,6 +31,7 @@ mod http;
 
 pub mod adapter;
 pub mod client;
+pub mod qmux;
 pub mod quic;
 pub mod server;
 pub mod tls;
