@@ -46,6 +46,17 @@ pub use subprotocol::{Negotiated, Refusal};
 /// make it buffer more than this per message (tungstenite's default is 64 MiB).
 pub const MAX_MESSAGE_SIZE: usize = MAX_FRAME_00;
 
+/// The tungstenite settings for a qmux socket: messages and frames of at most
+/// [`MAX_MESSAGE_SIZE`], so nothing bigger is ever buffered for a peer, and a
+/// 32 KiB read buffer (tungstenite allocates it up front for every connection; its
+/// default is 128 KiB). A server on axum sets the same limits on its `WebSocketUpgrade`.
+pub fn websocket_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(32 << 10)
+        .max_message_size(Some(MAX_MESSAGE_SIZE))
+        .max_frame_size(Some(MAX_MESSAGE_SIZE))
+}
+
 /// Which side of the WebSocket this is: it decides which stream ids are ours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {

@@ -973,7 +973,7 @@ impl State {
             .min(MAX_STREAM_PAYLOAD)
             .min(fits);
         let fin = send.state == SendState::Finishing && n == send.queued;
-        if n == 0 && !(fin && room >= fixed + 1) {
+        if n == 0 && !(fin && room > fixed) {
             return false;
         }
 
@@ -1032,6 +1032,8 @@ fn truncate(reason: String) -> Bytes {
 pub(crate) struct Shared {
     state: Mutex<State>,
     ended: watch::Sender<bool>,
+    /// The driver has finished: the close went out and the socket is closed.
+    finished: watch::Sender<bool>,
 }
 
 impl Shared {
@@ -1122,9 +1124,11 @@ impl Session {
     /// session. Must be called inside a tokio runtime.
     pub fn new<T: Socket>(socket: T, role: Role, wire: Wire, config: Config) -> Self {
         let (ended, _) = watch::channel(false);
+        let (finished, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new(role, wire, config.clone())),
             ended,
+            finished,
         });
         tokio::spawn(drive(shared.clone(), socket, config));
         Self {
@@ -1240,14 +1244,15 @@ impl Closer {
         self.0.close(code, reason);
     }
 
-    /// Wait until the session has ended.
-    pub(crate) async fn ended(&self) {
-        self.0.wait_ended().await;
+    /// Wait until the session has ended and its driver has flushed the close.
+    pub(crate) async fn finished(&self) {
+        let mut rx = self.0.finished.subscribe();
+        let _ = rx.wait_for(|done| *done).await;
     }
 
-    /// Whether the session has ended.
-    pub(crate) fn is_ended(&self) -> bool {
-        *self.0.ended.borrow()
+    /// Whether the driver has finished.
+    pub(crate) fn is_finished(&self) -> bool {
+        *self.0.finished.borrow()
     }
 }
 
@@ -1610,6 +1615,7 @@ async fn drive<T: Socket>(shared: Arc<Shared>, socket: T, config: Config) {
     }
     // Whatever ended the driver, the session is over now.
     shared.fail(Error::SocketClosed);
+    shared.finished.send_replace(true);
 }
 
 async fn read_loop<R: Receiver>(shared: &Shared, rx: &mut R, config: &Config) {
