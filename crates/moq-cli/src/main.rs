@@ -40,7 +40,12 @@ struct Cli {
     #[arg(long = "no-websocket", global = true)]
     no_websocket: bool,
     /// WebTransport's head start, in milliseconds, before the WebSocket fallback is tried.
-    #[arg(long = "websocket-delay", global = true, value_name = "MS", default_value_t = 500)]
+    #[arg(
+        long = "websocket-delay",
+        global = true,
+        value_name = "MS",
+        default_value_t = 500
+    )]
     websocket_delay: u64,
     /// Log level (or set RUST_LOG).
     #[arg(long, global = true, default_value = "warn")]
