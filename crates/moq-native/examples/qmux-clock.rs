@@ -42,7 +42,9 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let only = Arc::new(only);
-    let listener = TcpListener::bind(addr).await.with_context(|| format!("bind {addr}"))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("bind {addr}"))?;
     println!("listening ws://{}/", listener.local_addr()?);
 
     let origin = Origin::default();
@@ -71,7 +73,9 @@ async fn main() -> anyhow::Result<()> {
 async fn tick(track: TrackProducer) {
     let mut every = tokio::time::interval(Duration::from_millis(100));
     for sequence in 0u64.. {
-        let Ok(mut group) = track.create_group(sequence) else { return };
+        let Ok(mut group) = track.create_group(sequence) else {
+            return;
+        };
         for frame in 0..10u64 {
             every.tick().await;
             group.write(Frame {
@@ -127,9 +131,10 @@ async fn serve(tcp: TcpStream, origin: Origin, only: &Only) -> anyhow::Result<()
             }
         }
     };
-    let socket = tokio_tungstenite::accept_hdr_async_with_config(tcp, callback, Some(qmux::websocket_config()))
-        .await
-        .context("WebSocket upgrade")?;
+    let socket =
+        tokio_tungstenite::accept_hdr_async_with_config(tcp, callback, Some(qmux::websocket_config()))
+            .await
+            .context("WebSocket upgrade")?;
     let negotiated = decided
         .lock()
         .ok()

@@ -46,6 +46,8 @@ const DATAGRAM_QUEUE: usize = 64;
 /// How long the driver keeps flushing a close, or waits for the peer's, before it
 /// drops the socket.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// How long the WebSocket Close waits after our APPLICATION_CLOSE.
+const CLOSE_LINGER: Duration = Duration::from_millis(100);
 /// Close reasons are cut to this many bytes on the wire.
 const MAX_REASON: usize = 512;
 /// A stream fragment smaller than this share of its record is copied out, so a
@@ -1702,6 +1704,17 @@ async fn write_loop<S: Sender>(shared: &Shared, tx: &mut S, config: &Config, wir
             break;
         }
         last_send = Instant::now();
+    }
+    // After our own close, give the peer a moment to act on it before the WebSocket
+    // Close arrives (as @moq/qmux does), so it does not race its own teardown.
+    let local = matches!(
+        shared.lock().ended,
+        Some(Ended {
+            error: Error::Closed { .. }
+        })
+    );
+    if local {
+        tokio::time::sleep(CLOSE_LINGER).await;
     }
     let _ = tokio::time::timeout(CLOSE_GRACE, tx.close()).await;
 }
