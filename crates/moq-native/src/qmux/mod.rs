@@ -21,6 +21,26 @@
 //! - Keep-alive: a WebSocket Ping every 5 s (and a `QX_PING` on qmux-01 when we have
 //!   sent nothing for that long); no message from the peer for 30 s ends the session.
 //!
+//! Serving it from an HTTP listener (axum, with this crate's `axum` feature):
+//!
+//! ```ignore
+//! async fn upgrade(ws: WebSocketUpgrade, headers: HeaderMap) -> Response {
+//!     let offered = headers.get_all(SEC_WEBSOCKET_PROTOCOL).iter().filter_map(|v| v.to_str().ok());
+//!     let negotiated = match qmux::subprotocol::select(offered, &allowed_versions) {
+//!         Ok(negotiated) => negotiated,
+//!         Err(refusal) => return (StatusCode::from_u16(refusal.status())?, refusal.to_string()).into_response(),
+//!     };
+//!     ws.protocols([negotiated.subprotocol.clone()]) // answer exactly the chosen one
+//!         .max_message_size(qmux::MAX_MESSAGE_SIZE)
+//!         .max_frame_size(qmux::MAX_MESSAGE_SIZE)
+//!         .on_upgrade(move |socket| async move {
+//!             let session = qmux::Session::new(qmux::Ws(socket), qmux::Role::Server, negotiated.wire, config);
+//!             let session = MoqSession::new(session, Transport::WebSocket);
+//!             // The URL path and `?jwt=` are the request's; run moq_core::session::run(session, ...).
+//!         })
+//! }
+//! ```
+//!
 //! What it must never do: grow memory without bound for a hostile peer (every buffer
 //! is bounded by the credit we advertise), `unwrap` peer data, or block the socket
 //! reader on the application (data the application does not read is bounded by

@@ -732,3 +732,50 @@ mod axum_adapter {
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     }
 }
+
+/// Throughput of one qmux session over a loopback WebSocket, not a pass/fail test:
+/// `cargo test --release -p moq-native --lib qmux_throughput -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand"]
+async fn qmux_throughput() {
+    let server = WsServer::start(&[], None, Serve::Echo).await;
+    let client = client_with(&[], &[], |_| {});
+    let connected = client
+        .connect(&url(&format!("ws://127.0.0.1:{}/", server.addr.port())))
+        .await
+        .unwrap();
+    let session = MoqSession::new(connected.session, connected.transport);
+    for (streams, each) in [(1usize, 64usize << 20), (16, 4 << 20)] {
+        let started = std::time::Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..streams {
+            let session = session.clone();
+            tasks.push(tokio::spawn(async move {
+                let (mut send, mut recv) = moq_core::transport::Session::open_bi(&session).await.unwrap();
+                let chunk = Bytes::from(vec![1u8; 64 << 10]);
+                let writer = async {
+                    for _ in 0..each / chunk.len() {
+                        send.write_chunk(chunk.clone()).await.unwrap();
+                    }
+                    send.finish().unwrap();
+                };
+                let reader = async {
+                    let mut got = 0;
+                    while let Some(c) = recv.read_chunk(usize::MAX).await.unwrap() {
+                        got += c.len();
+                    }
+                    got
+                };
+                let ((), got) = tokio::join!(writer, reader);
+                assert_eq!(got, each);
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let secs = started.elapsed().as_secs_f64();
+        // Each byte crosses the socket twice (echo).
+        let mib = (2 * streams * each) as f64 / f64::from(1 << 20);
+        eprintln!("{streams} stream(s) x {} MiB echoed: {:.0} MiB/s", each >> 20, mib / secs);
+    }
+}
