@@ -776,6 +776,10 @@ async fn qmux_throughput() {
         let secs = started.elapsed().as_secs_f64();
         // Each byte crosses the socket twice (echo).
         let mib = (2 * streams * each) as f64 / f64::from(1 << 20);
-        eprintln!("{streams} stream(s) x {} MiB echoed: {:.0} MiB/s", each >> 20, mib / secs);
+        eprintln!(
+            "{streams} stream(s) x {} MiB echoed: {:.0} MiB/s",
+            each >> 20,
+            mib / secs
+        );
     }
 }
