@@ -46,6 +46,8 @@ const DATAGRAM_QUEUE: usize = 64;
 /// How long the driver keeps flushing a close, or waits for the peer's, before it
 /// drops the socket.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// The most concurrent streams per direction a session grants, whatever the config says.
+const MAX_STREAM_LIMIT: u64 = 1 << 16;
 /// How long the WebSocket Close waits after our APPLICATION_CLOSE.
 const CLOSE_LINGER: Duration = Duration::from_millis(100);
 /// Close reasons are cut to this many bytes on the wire.
@@ -280,7 +282,11 @@ pub(crate) struct State {
 }
 
 impl State {
-    fn new(role: Role, wire: Wire, config: Config) -> Self {
+    fn new(role: Role, wire: Wire, mut config: Config) -> Self {
+        // Stream limits beyond this are no use and would let a peer make us track
+        // that many implicitly opened streams.
+        config.max_bidi_streams = config.max_bidi_streams.min(MAX_STREAM_LIMIT);
+        config.max_uni_streams = config.max_uni_streams.min(MAX_STREAM_LIMIT);
         Self {
             role,
             wire,
@@ -793,7 +799,7 @@ impl State {
         self.recv_consumed += n;
         let window = self.config.max_data;
         if self.recv_max_data - self.recv_consumed.min(self.recv_max_data) <= window / 2 {
-            self.recv_max_data = self.recv_consumed + window;
+            self.recv_max_data = self.recv_consumed.saturating_add(window);
             self.max_data_dirty = true;
             self.wake_writer();
         }
@@ -807,7 +813,7 @@ impl State {
         } else {
             self.config.max_uni_streams
         };
-        let target = self.remote_closed[d] + window;
+        let target = self.remote_closed[d].saturating_add(window);
         if target > self.remote_max[d] {
             self.remote_max[d] = target;
             self.max_streams_dirty[d] = true;
@@ -1536,7 +1542,7 @@ impl RecvStream {
             recv.consumed += n as u64;
             let window = state.config.max_stream_data;
             if !recv.fin && recv.max - recv.consumed.min(recv.max) <= window / 2 {
-                recv.max = recv.consumed + window;
+                recv.max = recv.consumed.saturating_add(window);
                 state.window_dirty.insert(id);
                 state.wake_writer();
             }

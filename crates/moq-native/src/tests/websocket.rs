@@ -495,6 +495,49 @@ async fn moq_lite_over_a_real_websocket() {
     }
 }
 
+#[tokio::test]
+async fn a_hostile_peer_is_closed_and_others_carry_on() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+
+    let server = WsServer::start(&[], None, Serve::Echo).await;
+    let target = url(&format!("ws://127.0.0.1:{}/", server.addr.port()));
+    let client = client_with(&[], &[], |_| {});
+    let good = bounded(client.connect(&target)).await.unwrap();
+    let good = MoqSession::new(good.session, good.transport);
+    bounded(echo_round_trip(good.clone())).await;
+
+    // A raw WebSocket that negotiates properly, then sends an unknown frame type.
+    let mut request = target.as_str().into_client_request().unwrap();
+    request.headers_mut().insert(
+        SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static("qmux-01.moq-lite-05"),
+    );
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let (mut raw, _) = tokio_tungstenite::client_async(request, tcp).await.unwrap();
+    raw.send(Message::Binary(Bytes::from_static(&[0x02])))
+        .await
+        .unwrap();
+    let mut close = None;
+    while let Some(Ok(message)) = bounded(raw.next()).await {
+        if let Message::Binary(record) = message {
+            close = qmux::wire::Frames::new(record)
+                .filter_map(Result::ok)
+                .find_map(|f| match f {
+                    qmux::wire::Frame::ConnectionClose { code, reason, .. } => Some((code, reason)),
+                    _ => None,
+                })
+                .or(close);
+        }
+    }
+    let (code, reason) = close.expect("no CONNECTION_CLOSE before the socket closed");
+    assert_eq!(code, 1002);
+    assert!(String::from_utf8_lossy(&reason).contains("unknown frame type 0x2"));
+
+    // The other session never noticed.
+    bounded(echo_round_trip(good)).await;
+}
+
 // ------------------------------------------------------------ TLS over TCP
 
 /// Handshake with a TLS server on `port` and return the fingerprint it presented,
