@@ -178,7 +178,7 @@ async fn a_slow_reader_holds_the_writer_back() {
     // The peer never reads: at most its window plus our send buffer can leave.
     let chunk = vec![7u8; 8 << 10];
     let mut written = 0usize;
-    while let Ok(result) = tokio::time::timeout(Duration::from_millis(300), send.write_all(&chunk)).await {
+    while let Ok(result) = tokio::time::timeout(Duration::from_secs(1), send.write_all(&chunk)).await {
         result.unwrap();
         written += chunk.len();
         assert!(
