@@ -6,6 +6,8 @@
 #  2. Our `moq` over ws:// through the reference relay (moq-relay 0.17.10): our
 #     clock published and read back over ws://, their moq-clock read by us over
 #     ws://, and our ws:// publisher read by their moq-clock.
+#  3. The https:// / http:// fallback: our client given an http:// URL where only
+#     the reference relay's HTTP listener answers ends up on its WebSocket.
 set -uo pipefail
 # shellcheck source=common.bash
 source "$(dirname "$0")/common.bash"
@@ -165,4 +167,41 @@ done
 stop "$TPUB"
 
 alive "$THEIR_RELAY_PID" || fail websocket-their-relay-alive "their relay exited: $(plain "$LOG" | tail -n 3)"
+
+# --- 3. The fallback: a second reference relay whose HTTP listener is on another
+#        port than its QUIC one. An http:// URL to the HTTP port pins the fetched
+#        fingerprint, finds no QUIC there, and must end up on ws:// after the head start.
+QPORT=$(free_port)
+HPORT=$(free_port)
+cat >"$WORK/their-split.toml" <<TOML
+[listen]
+bind = "[::]:$QPORT"
+tls.generate = ["localhost"]
+[web.http]
+listen = "[::]:$HPORT"
+[auth]
+public = "**"
+TOML
+bg SPLIT their-split "$THEIRS/moq-relay" "$WORK/their-split.toml"
+if ! wait_http "$HPORT"; then
+    fail websocket-fallback "their second relay did not start"
+    show "$WORK/their-split.log"
+else
+    bg PUB split-pub "$OURS/moq" --log-level info publish clock "ws://localhost:$HPORT/anon" --broadcast fallback
+    wait_log "$WORK/split-pub.log" 'connected' 10
+    name=websocket-fallback-http-to-ws
+    if timeout "$WAIT" "$OURS/moq" --log-level info clock "http://localhost:$HPORT/anon" --broadcast fallback \
+        --count "$LINES" >"$WORK/$name.out" 2>"$WORK/$name.log"; then
+        if plain "$WORK/$name.log" | grep -q 'connected over the WebSocket fallback'; then
+            judge_clock "$name" "$WORK/$name.out"
+        else
+            fail "$name" "did not fall back: $(plain "$WORK/$name.log" | grep connected | head -n 1)"
+        fi
+    else
+        fail "$name" "our subscriber: $(plain "$WORK/$name.log" | tail -n 1)"
+        show "$WORK/split-pub.log" "$WORK/their-split.log"
+    fi
+    stop "$PUB"
+fi
+stop "$SPLIT"
 [[ $FAILED -eq 0 ]]
