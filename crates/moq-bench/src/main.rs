@@ -45,7 +45,9 @@ const TRACK: &str = "video";
     about = "Load a MoQ relay with synthetic video-like broadcasts and measure end-to-end latency"
 )]
 struct Cli {
-    /// Relay URL: moqt:// (raw QUIC), https:// or http:// (WebTransport; http pins /certificate.sha256).
+    /// Relay URL: moqt:// (raw QUIC), https:// or http:// (WebTransport; http pins
+    /// /certificate.sha256), wss:// or ws:// (qmux over WebSocket). There is no fallback
+    /// between them: a run measures one transport.
     #[arg(long)]
     url: Url,
     /// Subscribers connect here instead of --url (another relay of a cluster: measures the
@@ -707,6 +709,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ..Default::default()
             },
             versions: cli.versions.clone(),
+            // A slow handshake under load must not switch some sessions to WebSocket.
+            websocket: client::WebSocketConfig {
+                enabled: false,
+                ..Default::default()
+            },
             ..Default::default()
         })?;
         clients.push(Arc::new(client));

@@ -35,6 +35,18 @@ struct Cli {
     /// Only offer these versions (e.g. moq-lite-04); repeatable.
     #[arg(long = "version-offer", global = true, value_name = "VERSION")]
     versions: Vec<Version>,
+    /// Never fall back from https:// or http:// to a WebSocket (ws:// and wss:// URLs
+    /// still use one).
+    #[arg(long = "no-websocket", global = true)]
+    no_websocket: bool,
+    /// WebTransport's head start, in milliseconds, before the WebSocket fallback is tried.
+    #[arg(
+        long = "websocket-delay",
+        global = true,
+        value_name = "MS",
+        default_value_t = 500
+    )]
+    websocket_delay: u64,
     /// Log level (or set RUST_LOG).
     #[arg(long, global = true, default_value = "warn")]
     log_level: String,
@@ -76,7 +88,8 @@ enum Command {
 enum Source {
     /// A clock: track `seconds`, one group per minute, one frame per second.
     Clock {
-        /// Relay URL: https://, http:// (development: pins /certificate.sha256) or moqt:// (raw QUIC).
+        /// Relay URL: https://, http:// (development: pins /certificate.sha256), moqt:// (raw
+        /// QUIC), or wss:// / ws:// (WebSocket).
         url: Url,
         /// Broadcast name, relative to the URL path.
         #[arg(long)]
@@ -182,6 +195,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ..Default::default()
         },
         versions: cli.versions.clone(),
+        websocket: client::WebSocketConfig {
+            enabled: !cli.no_websocket,
+            delay: Duration::from_millis(cli.websocket_delay),
+        },
         ..Default::default()
     })?;
     let result = match cli.command {

@@ -1,68 +1,189 @@
-//! Adapts raw QUIC and WebTransport sessions to the transport traits the
-//! moq-core session drivers are written against.
+//! Adapts raw QUIC, WebTransport and qmux-over-WebSocket sessions to the transport
+//! traits the moq-core session drivers are written against, as one type:
+//! [`MoqSession`] (and [`Connection`] for what a client or server hands over).
 //!
 //! Stream error codes: WebTransport maps application codes into the HTTP/3
 //! range (web-transport-quinn does that). On raw QUIC we send the same mapped
 //! form, as the ecosystem's tools expect it there too, and read either form.
+//! qmux sends application codes unmapped, as `@moq/qmux` does, and reads either form.
 //!
-//! Stream credit: a connection starts with [`quic::Config::initial_streams`] per
+//! Stream credit: a QUIC connection starts with [`quic::Config::initial_streams`] per
 //! direction, because quinn allocates the state of every stream the peer may open as
 //! soon as it is granted. Every stream the peer opens and we accept counts as open until
 //! we drop it; while more than half of the credit is open, it doubles, up to
-//! `max_*_streams`.
+//! `max_*_streams`. (qmux allocates nothing per granted stream: it grants its limit
+//! up front.)
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicU32, Ordering},
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
 };
 
 use bytes::Bytes;
 use moq_core::transport::{self, TransportError};
 
-use crate::{Session, Transport, quic};
+use crate::{Session, Transport, qmux, quic};
 
-/// A session usable by `moq_core::session::run`.
+/// The connection under a moq session: QUIC (raw or WebTransport) or qmux over a
+/// WebSocket. What [`client::Connected`](crate::client::Connected) carries.
+// A QUIC session is big and a qmux one is a pointer; boxing would only move the cost
+// to every access, and a connection is moved once per session.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum Connection {
+    /// Raw QUIC or WebTransport.
+    Quic(Session),
+    /// qmux over a WebSocket.
+    WebSocket(qmux::Session),
+}
+
+impl From<Session> for Connection {
+    fn from(session: Session) -> Self {
+        Self::Quic(session)
+    }
+}
+
+impl From<qmux::Session> for Connection {
+    fn from(session: qmux::Session) -> Self {
+        Self::WebSocket(session)
+    }
+}
+
+impl Connection {
+    /// Close the connection with an application code and a reason.
+    pub fn close(&self, code: u32, reason: &str) {
+        match self {
+            Self::Quic(session) => session.close(code, reason.as_bytes()),
+            Self::WebSocket(session) => session.close(code, reason),
+        }
+    }
+
+    /// The QUIC (or WebTransport) session, if this is one.
+    pub fn quic(&self) -> Option<&Session> {
+        match self {
+            Self::Quic(session) => Some(session),
+            Self::WebSocket(_) => None,
+        }
+    }
+
+    /// The qmux session, if this is one.
+    pub fn websocket(&self) -> Option<&qmux::Session> {
+        match self {
+            Self::Quic(_) => None,
+            Self::WebSocket(session) => Some(session),
+        }
+    }
+
+    /// The current round-trip time estimate (QUIC only).
+    pub fn rtt(&self) -> Option<Duration> {
+        self.quic().map(|s| {
+            let conn: &quinn::Connection = s;
+            conn.rtt()
+        })
+    }
+
+    /// The QUIC connection's statistics (QUIC only).
+    pub fn stats(&self) -> Option<quinn::ConnectionStats> {
+        self.quic().map(|s| {
+            let conn: &quinn::Connection = s;
+            conn.stats()
+        })
+    }
+}
+
+/// A session usable by `moq_core::session::run`: raw QUIC, WebTransport or qmux.
 #[derive(Clone, Debug)]
 pub struct MoqSession {
-    session: Session,
-    raw: bool,
-    bi: Arc<Credit>,
-    uni: Arc<Credit>,
+    inner: Inner,
+}
+
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug)]
+enum Inner {
+    Quic {
+        session: Session,
+        raw: bool,
+        bi: Arc<Credit>,
+        uni: Arc<Credit>,
+    },
+    WebSocket(qmux::Session),
 }
 
 impl MoqSession {
     /// Wrap a session negotiated over `transport` by an endpoint with the default
-    /// [`quic::Config`].
-    pub fn new(session: Session, transport: Transport) -> Self {
+    /// [`quic::Config`]. A qmux session is always [`Transport::WebSocket`].
+    pub fn new(session: impl Into<Connection>, transport: Transport) -> Self {
         Self::with_config(session, transport, &quic::Config::default())
     }
 
     /// Wrap a session negotiated over `transport` by an endpoint configured with
-    /// `config`, so the stream credit grows from where that configuration started it.
-    pub fn with_config(session: Session, transport: Transport, config: &quic::Config) -> Self {
-        Self {
-            session,
-            raw: transport == Transport::Quic,
-            bi: Credit::new(
-                Dir::Bi,
-                config.initial(config.max_bidi_streams),
-                config.max_bidi_streams,
-            ),
-            uni: Credit::new(
-                Dir::Uni,
-                config.initial(config.max_uni_streams),
-                config.max_uni_streams,
-            ),
+    /// `config`, so the stream credit grows from where that configuration started it
+    /// (QUIC only; a qmux session has its own [`qmux::Config`]).
+    pub fn with_config(session: impl Into<Connection>, transport: Transport, config: &quic::Config) -> Self {
+        let inner = match session.into() {
+            Connection::WebSocket(session) => Inner::WebSocket(session),
+            Connection::Quic(session) => Inner::Quic {
+                session,
+                raw: transport == Transport::Quic,
+                bi: Credit::new(
+                    Dir::Bi,
+                    config.initial(config.max_bidi_streams),
+                    config.max_bidi_streams,
+                ),
+                uni: Credit::new(
+                    Dir::Uni,
+                    config.initial(config.max_uni_streams),
+                    config.max_uni_streams,
+                ),
+            },
+        };
+        Self { inner }
+    }
+
+    /// How the session is carried.
+    pub fn transport(&self) -> Transport {
+        match &self.inner {
+            Inner::Quic { raw: true, .. } => Transport::Quic,
+            Inner::Quic { raw: false, .. } => Transport::WebTransport,
+            Inner::WebSocket(_) => Transport::WebSocket,
         }
     }
 
-    /// The underlying session.
-    pub fn session(&self) -> &Session {
-        &self.session
+    /// The underlying QUIC or WebTransport session (`None` for qmux).
+    pub fn session(&self) -> Option<&Session> {
+        match &self.inner {
+            Inner::Quic { session, .. } => Some(session),
+            Inner::WebSocket(_) => None,
+        }
     }
 
-    fn quic(&self) -> &quinn::Connection {
-        &self.session
+    /// The underlying qmux session (`None` for QUIC).
+    pub fn websocket(&self) -> Option<&qmux::Session> {
+        match &self.inner {
+            Inner::Quic { .. } => None,
+            Inner::WebSocket(session) => Some(session),
+        }
+    }
+
+    /// The QUIC connection, for statistics (`None` for qmux).
+    pub fn quic_connection(&self) -> Option<&quinn::Connection> {
+        self.session().map(|s| {
+            let conn: &quinn::Connection = s;
+            conn
+        })
+    }
+
+    /// The current round-trip time estimate (QUIC only).
+    pub fn rtt(&self) -> Option<Duration> {
+        self.quic_connection().map(quinn::Connection::rtt)
+    }
+
+    /// The QUIC connection's statistics (QUIC only).
+    pub fn stats(&self) -> Option<quinn::ConnectionStats> {
+        self.quic_connection().map(quinn::Connection::stats)
     }
 }
 
@@ -131,6 +252,8 @@ pub enum SendStream {
     WebTransport(web_transport_quinn::SendStream),
     /// A raw QUIC stream.
     Quic(quinn::SendStream),
+    /// A qmux stream.
+    WebSocket(qmux::SendStream),
 }
 
 /// The receiving half of a stream.
@@ -145,6 +268,7 @@ pub struct RecvStream {
 enum Recv {
     WebTransport(web_transport_quinn::RecvStream),
     Quic(quinn::RecvStream),
+    WebSocket(qmux::RecvStream),
 }
 
 impl RecvStream {
@@ -189,62 +313,112 @@ impl transport::Session for MoqSession {
     type RecvStream = RecvStream;
 
     async fn open_bi(&self) -> Result<(SendStream, RecvStream), TransportError> {
-        if self.raw {
-            let (send, recv) = self.quic().open_bi().await.map_err(session_error)?;
-            return Ok((SendStream::Quic(send), RecvStream::new(Recv::Quic(recv), None)));
+        match &self.inner {
+            Inner::WebSocket(session) => {
+                let (send, recv) = transport::Session::open_bi(session).await?;
+                Ok((
+                    SendStream::WebSocket(send),
+                    RecvStream::new(Recv::WebSocket(recv), None),
+                ))
+            }
+            Inner::Quic {
+                session, raw: true, ..
+            } => {
+                let conn: &quinn::Connection = session;
+                let (send, recv) = conn.open_bi().await.map_err(session_error)?;
+                Ok((SendStream::Quic(send), RecvStream::new(Recv::Quic(recv), None)))
+            }
+            Inner::Quic { session, .. } => {
+                let (send, recv) = session.open_bi().await.map_err(session_error)?;
+                Ok((
+                    SendStream::WebTransport(send),
+                    RecvStream::new(Recv::WebTransport(recv), None),
+                ))
+            }
         }
-        let (send, recv) = self.session.open_bi().await.map_err(session_error)?;
-        Ok((
-            SendStream::WebTransport(send),
-            RecvStream::new(Recv::WebTransport(recv), None),
-        ))
     }
 
     async fn open_uni(&self) -> Result<SendStream, TransportError> {
-        if self.raw {
-            return Ok(SendStream::Quic(
-                self.quic().open_uni().await.map_err(session_error)?,
-            ));
+        match &self.inner {
+            Inner::WebSocket(session) => Ok(SendStream::WebSocket(
+                transport::Session::open_uni(session).await?,
+            )),
+            Inner::Quic {
+                session, raw: true, ..
+            } => {
+                let conn: &quinn::Connection = session;
+                Ok(SendStream::Quic(conn.open_uni().await.map_err(session_error)?))
+            }
+            Inner::Quic { session, .. } => Ok(SendStream::WebTransport(
+                session.open_uni().await.map_err(session_error)?,
+            )),
         }
-        Ok(SendStream::WebTransport(
-            self.session.open_uni().await.map_err(session_error)?,
-        ))
     }
 
     async fn accept_bi(&self) -> Result<(SendStream, RecvStream), TransportError> {
-        let (send, recv) = match self.raw {
+        let (session, raw, bi) = match &self.inner {
+            Inner::WebSocket(session) => {
+                let (send, recv) = transport::Session::accept_bi(session).await?;
+                return Ok((
+                    SendStream::WebSocket(send),
+                    RecvStream::new(Recv::WebSocket(recv), None),
+                ));
+            }
+            Inner::Quic { session, raw, bi, .. } => (session, *raw, bi),
+        };
+        let conn: &quinn::Connection = session;
+        let (send, recv) = match raw {
             true => {
-                let (send, recv) = self.quic().accept_bi().await.map_err(session_error)?;
+                let (send, recv) = conn.accept_bi().await.map_err(session_error)?;
                 (SendStream::Quic(send), Recv::Quic(recv))
             }
             false => {
-                let (send, recv) = self.session.accept_bi().await.map_err(session_error)?;
+                let (send, recv) = session.accept_bi().await.map_err(session_error)?;
                 (SendStream::WebTransport(send), Recv::WebTransport(recv))
             }
         };
-        let open = self.bi.opened(self.quic());
+        let open = bi.opened(conn);
         Ok((send, RecvStream::new(recv, Some(open))))
     }
 
     async fn accept_uni(&self) -> Result<RecvStream, TransportError> {
-        let recv = match self.raw {
-            true => Recv::Quic(self.quic().accept_uni().await.map_err(session_error)?),
-            false => Recv::WebTransport(self.session.accept_uni().await.map_err(session_error)?),
+        let (session, raw, uni) = match &self.inner {
+            Inner::WebSocket(session) => {
+                let recv = transport::Session::accept_uni(session).await?;
+                return Ok(RecvStream::new(Recv::WebSocket(recv), None));
+            }
+            Inner::Quic {
+                session, raw, uni, ..
+            } => (session, *raw, uni),
         };
-        let open = self.uni.opened(self.quic());
+        let conn: &quinn::Connection = session;
+        let recv = match raw {
+            true => Recv::Quic(conn.accept_uni().await.map_err(session_error)?),
+            false => Recv::WebTransport(session.accept_uni().await.map_err(session_error)?),
+        };
+        let open = uni.opened(conn);
         Ok(RecvStream::new(recv, Some(open)))
     }
 
     async fn recv_datagram(&self) -> Result<Bytes, TransportError> {
-        self.session.read_datagram().await.map_err(session_error)
+        match &self.inner {
+            Inner::WebSocket(session) => transport::Session::recv_datagram(session).await,
+            Inner::Quic { session, .. } => session.read_datagram().await.map_err(session_error),
+        }
     }
 
     fn close(&self, code: u32, reason: &str) {
-        self.session.close(code, reason.as_bytes());
+        match &self.inner {
+            Inner::WebSocket(session) => session.close(code, reason),
+            Inner::Quic { session, .. } => session.close(code, reason.as_bytes()),
+        }
     }
 
     async fn closed(&self) -> TransportError {
-        session_error(self.session.closed().await)
+        match &self.inner {
+            Inner::WebSocket(session) => transport::Session::closed(session).await,
+            Inner::Quic { session, .. } => session_error(session.closed().await),
+        }
     }
 }
 
@@ -253,6 +427,7 @@ impl transport::SendStream for SendStream {
         match self {
             Self::WebTransport(s) => s.write_all(buf).await.map_err(wt_write_error),
             Self::Quic(s) => s.write_all(buf).await.map_err(quic_write_error),
+            Self::WebSocket(s) => transport::SendStream::write_all(s, buf).await,
         }
     }
 
@@ -260,6 +435,7 @@ impl transport::SendStream for SendStream {
         match self {
             Self::WebTransport(s) => s.write_chunk(buf).await.map_err(wt_write_error),
             Self::Quic(s) => s.write_chunk(buf).await.map_err(quic_write_error),
+            Self::WebSocket(s) => transport::SendStream::write_chunk(s, buf).await,
         }
     }
 
@@ -267,6 +443,10 @@ impl transport::SendStream for SendStream {
         let _ = match self {
             Self::WebTransport(s) => s.set_priority(priority),
             Self::Quic(s) => s.set_priority(priority).map_err(Into::into),
+            Self::WebSocket(s) => {
+                transport::SendStream::set_priority(s, priority);
+                Ok(())
+            }
         };
     }
 
@@ -274,6 +454,7 @@ impl transport::SendStream for SendStream {
         let result = match self {
             Self::WebTransport(s) => s.finish(),
             Self::Quic(s) => s.finish().map_err(Into::into),
+            Self::WebSocket(s) => return transport::SendStream::finish(s),
         };
         result.map_err(|_| TransportError::new("stream already closed"))
     }
@@ -282,6 +463,10 @@ impl transport::SendStream for SendStream {
         let _ = match self {
             Self::WebTransport(s) => s.reset(code),
             Self::Quic(s) => s.reset(encode_code(code)).map_err(Into::into),
+            Self::WebSocket(s) => {
+                transport::SendStream::reset(s, code);
+                Ok(())
+            }
         };
     }
 }
@@ -313,6 +498,7 @@ impl transport::RecvStream for RecvStream {
                 Err(quinn::ReadError::Reset(code)) => Err(reset(decode_code(code))),
                 Err(other) => Err(TransportError::new(other.to_string())),
             },
+            Recv::WebSocket(s) => transport::RecvStream::read_chunk(s, max).await,
         }
     }
 
@@ -320,6 +506,10 @@ impl transport::RecvStream for RecvStream {
         let _ = match &mut self.inner {
             Recv::WebTransport(s) => s.stop(code),
             Recv::Quic(s) => s.stop(encode_code(code)),
+            Recv::WebSocket(s) => {
+                transport::RecvStream::stop(s, code);
+                Ok(())
+            }
         };
     }
 }

@@ -5,11 +5,19 @@
 //! | `https://host:port/path?query` | WebTransport | roots, or pinned fingerprints | `WT-Protocol` |
 //! | `http://host:port/path` | WebTransport | fingerprint fetched from `GET http://host:port/certificate.sha256` (development only) | `WT-Protocol` |
 //! | `moqt://host:port/path`, `moql://…` | raw QUIC | roots, or pinned fingerprints | ALPN |
+//! | `wss://host:port/path?query` | qmux over WebSocket over TLS (TCP) | roots, or pinned fingerprints | `Sec-WebSocket-Protocol` |
+//! | `ws://host:port/path?query` | qmux over WebSocket (TCP, no TLS) | none | `Sec-WebSocket-Protocol` |
+//!
+//! `https://` and `http://` fall back to `wss://` and `ws://` on the same host, port and
+//! path when WebTransport has not connected within [`WebSocketConfig::delay`] (or has
+//! failed without an answer from the server), as `@moq/net` does; whichever connects
+//! first wins and the other is dropped.
 
 use std::{
     net::{IpAddr, Ipv6Addr, SocketAddr},
     path::PathBuf,
-    sync::Arc,
+    pin::pin,
+    sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
@@ -18,7 +26,7 @@ use rustls::{client::danger::ServerCertVerifier, crypto::CryptoProvider};
 use url::Url;
 use web_transport_quinn::proto::ConnectRequest;
 
-use crate::{Error, Session, Transport, Version, alpn_list, canonical, quic, tls};
+use crate::{Connection, Error, Session, Transport, Version, alpn_list, canonical, qmux, quic, tls};
 
 /// How long to wait before dialling the next resolved address while earlier attempts
 /// are still running (Happy Eyeballs, RFC 8305 §5 recommends 250 ms).
@@ -61,17 +69,40 @@ impl Default for ClientTls {
     }
 }
 
+/// The WebSocket fallback for `https://` and `http://` URLs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebSocketConfig {
+    /// Try a WebSocket when WebTransport is slow (default true).
+    pub enabled: bool,
+    /// WebTransport's head start before the WebSocket attempt begins (default 500 ms,
+    /// `@moq/net`'s); the WebSocket starts at once if WebTransport fails sooner.
+    pub delay: Duration,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            delay: Duration::from_millis(500),
+        }
+    }
+}
+
 /// Client configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Local UDP address (default `[::]:0`, dual-stack, so IPv4 and IPv6 servers both work).
     pub bind: SocketAddr,
-    /// Certificate checking.
+    /// Certificate checking (QUIC and `wss://` alike).
     pub tls: ClientTls,
     /// moq-lite versions to offer; empty means all of them. Offered newest first.
     pub versions: Vec<Version>,
     /// QUIC limits for every connection.
     pub quic: quic::Config,
+    /// When `https://` / `http://` URLs fall back to a WebSocket.
+    pub websocket: WebSocketConfig,
+    /// Limits of qmux (WebSocket) sessions.
+    pub qmux: qmux::Config,
 }
 
 impl Default for Config {
@@ -81,6 +112,8 @@ impl Default for Config {
             tls: ClientTls::default(),
             versions: Vec::new(),
             quic: quic::Config::default(),
+            websocket: WebSocketConfig::default(),
+            qmux: qmux::Config::default(),
         }
     }
 }
@@ -88,8 +121,8 @@ impl Default for Config {
 /// An established session and what was negotiated for it.
 #[derive(Debug)]
 pub struct Connected {
-    /// The session, raw QUIC or WebTransport.
-    pub session: Session,
+    /// The session: raw QUIC or WebTransport, or qmux over a WebSocket.
+    pub session: Connection,
     /// The moq-lite version both sides agreed on.
     pub version: Version,
     /// How the session is carried.
@@ -99,7 +132,7 @@ pub struct Connected {
 impl Connected {
     /// What SETUP's path must carry for the session dialled at `url`: raw QUIC
     /// has no URL, so its path and query (a `?jwt=` token) travel in SETUP
-    /// (lite-05+); WebTransport carries them in its URL already.
+    /// (lite-05+); WebTransport and WebSocket carry them in their URL already.
     pub fn setup_path(&self, url: &Url) -> Option<String> {
         if self.transport != Transport::Quic {
             return None;
@@ -112,6 +145,12 @@ impl Connected {
         Some(path)
     }
 }
+
+/// A client certificate chain and its key, for mTLS.
+pub(crate) type Identity = (
+    Vec<rustls_pki_types::CertificateDer<'static>>,
+    rustls_pki_types::PrivateKeyDer<'static>,
+);
 
 /// How a certificate was checked, to word errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,12 +173,12 @@ pub struct Client {
     transport: Arc<quinn::TransportConfig>,
     handshake_timeout: Duration,
     /// The client certificate chain and key, for mTLS.
-    identity: Option<
-        Arc<(
-            Vec<rustls_pki_types::CertificateDer<'static>>,
-            rustls_pki_types::PrivateKeyDer<'static>,
-        )>,
-    >,
+    identity: Option<Arc<Identity>>,
+    websocket: WebSocketConfig,
+    qmux: qmux::Config,
+    /// The qmux sessions dialled, so [`Client::close`] can close them like quinn closes
+    /// its connections. Ended ones are pruned on each dial.
+    sockets: Mutex<Vec<qmux::Closer>>,
 }
 
 impl Client {
@@ -195,6 +234,9 @@ impl Client {
             transport: config.quic.transport()?,
             handshake_timeout: config.quic.handshake_timeout,
             identity,
+            websocket: config.websocket,
+            qmux: config.qmux,
+            sockets: Mutex::new(Vec::new()),
         })
     }
 
@@ -214,49 +256,152 @@ impl Client {
     pub async fn connect(&self, url: &Url) -> Result<Connected, Error> {
         let target = Target::parse(url)?;
         match url.scheme() {
-            "https" => {
-                let verifier = self.verifier(&target)?;
-                self.webtransport(url.clone(), &target, verifier, self.check)
-                    .await
+            "https" | "http" if self.websocket.enabled => {
+                let webtransport = self.webtransport_url(url, &target);
+                let websocket = async {
+                    let ws = with_scheme(url, if url.scheme() == "https" { "wss" } else { "ws" })?;
+                    self.websocket(&ws, &Target::parse(&ws)?).await
+                };
+                self.race_websocket(webtransport, websocket).await
             }
-            "http" => {
-                let pins = crate::http::fetch_fingerprints(url, &target, self.handshake_timeout).await?;
-                tracing::debug!(%url, "pinning the fetched certificate fingerprint (development mode)");
-                let verifier = Arc::new(tls::FingerprintVerifier::new(self.provider.clone(), pins));
-                let mut wt = url.clone();
-                wt.set_scheme("https").map_err(|()| Error::Url {
-                    url: url.to_string(),
-                    detail: "cannot turn it into an https URL".to_string(),
-                })?;
-                // `set_scheme` drops a port equal to http's default, which QUIC must keep.
-                if url.port().is_none() && wt.port().is_none() {
-                    let _ = wt.set_port(Some(target.port));
-                }
-                self.webtransport(wt, &target, verifier, Check::Fetched).await
-            }
+            "https" | "http" => self.webtransport_url(url, &target).await,
             "moqt" | "moql" => {
                 let verifier = self.verifier(&target)?;
                 self.quic(&target, verifier).await
             }
+            "ws" | "wss" => self.websocket(url, &target).await,
             other => Err(Error::Url {
                 url: url.to_string(),
                 detail: format!(
-                    "unsupported scheme '{other}' (use https://, http:// for a development relay, or moqt://)"
+                    "unsupported scheme '{other}' (use https://, http:// for a development relay, \
+                     moqt:// for raw QUIC, or wss:// / ws:// for WebSocket)"
                 ),
             }),
         }
     }
 
+    /// WebTransport to an `https://` URL, or to an `http://` one by pinning the
+    /// fingerprint served at `/certificate.sha256`.
+    async fn webtransport_url(&self, url: &Url, target: &Target) -> Result<Connected, Error> {
+        if url.scheme() == "https" {
+            let verifier = self.verifier(target)?;
+            return self.webtransport(url.clone(), target, verifier, self.check).await;
+        }
+        let pins = crate::http::fetch_fingerprints(url, target, self.handshake_timeout).await?;
+        tracing::debug!(%url, "pinning the fetched certificate fingerprint (development mode)");
+        let verifier = Arc::new(tls::FingerprintVerifier::new(self.provider.clone(), pins));
+        let wt = with_scheme(url, "https")?;
+        self.webtransport(wt, target, verifier, Check::Fetched).await
+    }
+
+    /// WebTransport with a head start, then a WebSocket too; the first to connect wins.
+    /// A WebTransport failure that came from the server (its certificate, its versions,
+    /// a refusal) ends the race: the WebSocket would hear the same.
+    async fn race_websocket(
+        &self,
+        webtransport: impl Future<Output = Result<Connected, Error>>,
+        websocket: impl Future<Output = Result<Connected, Error>>,
+    ) -> Result<Connected, Error> {
+        let mut webtransport = pin!(webtransport);
+        let mut websocket = pin!(websocket);
+        let mut head_start = pin!(tokio::time::sleep(self.websocket.delay));
+        let mut started = false;
+        let mut wt_error: Option<Error> = None;
+        let mut ws_error: Option<Error> = None;
+        loop {
+            tokio::select! {
+                result = &mut webtransport, if wt_error.is_none() => match result {
+                    Ok(connected) => return Ok(connected),
+                    // The server answered and said no, or we cannot check any certificate:
+                    // the WebSocket would end the same way.
+                    Err(err) if decisive(&err) || matches!(err, Error::Rejected { .. } | Error::NoRoots { .. }) => {
+                        return Err(err);
+                    }
+                    Err(err) => {
+                        tracing::debug!(%err, "WebTransport failed; trying WebSocket");
+                        started = true;
+                        wt_error = Some(err);
+                    }
+                },
+                () = &mut head_start, if !started => {
+                    tracing::debug!(delay = ?self.websocket.delay, "WebTransport is slow; trying WebSocket too");
+                    started = true;
+                }
+                result = &mut websocket, if started && ws_error.is_none() => match result {
+                    Ok(connected) => {
+                        tracing::info!(transport = %connected.transport, "connected over the WebSocket fallback");
+                        return Ok(connected);
+                    }
+                    Err(err) => ws_error = Some(err),
+                },
+            }
+            if wt_error.is_some()
+                && ws_error.is_some()
+                && let (Some(webtransport), Some(websocket)) = (wt_error.take(), ws_error.take())
+            {
+                return Err(match (webtransport, websocket) {
+                    // An http:// URL whose fingerprint could not be fetched over TCP: the
+                    // WebSocket found the same port closed, which adds nothing.
+                    (err @ Error::FingerprintFetch { .. }, Error::TcpUnreachable { .. }) => err,
+                    (webtransport, websocket) => Error::Fallback {
+                        webtransport: Box::new(webtransport),
+                        websocket: Box::new(websocket),
+                    },
+                });
+            }
+        }
+    }
+
+    /// qmux over a WebSocket to a `ws://` or `wss://` URL.
+    async fn websocket(&self, url: &Url, target: &Target) -> Result<Connected, Error> {
+        let dial = crate::websocket::Dial {
+            versions: &self.versions,
+            provider: &self.provider,
+            verifier: self.verifier.clone(),
+            check: self.check,
+            identity: self.identity.as_deref(),
+            timeout: self.handshake_timeout,
+            attempt_delay: ATTEMPT_DELAY,
+            config: &self.qmux,
+        };
+        let (session, version) = crate::websocket::connect(url, target, dial).await?;
+        {
+            let mut sockets = self.sockets.lock().unwrap_or_else(PoisonError::into_inner);
+            sockets.retain(|s| !s.is_finished());
+            sockets.push(session.closer());
+        }
+        tracing::debug!(%url, %version, wire = %session.wire(), "WebSocket session established");
+        Ok(Connected {
+            session: Connection::WebSocket(session),
+            version,
+            transport: Transport::WebSocket,
+        })
+    }
+
     /// Close every connection and the socket.
     pub fn close(&self) {
         self.endpoint.close(0u32.into(), b"client closing");
+        for socket in self.sockets.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+            socket.close(0, "client closing");
+        }
     }
 
     /// Close every connection and wait (up to `timeout`) until the peers have been
     /// told, so a process that exits right after does not leave sessions behind.
     pub async fn close_and_wait(&self, timeout: std::time::Duration) {
         self.close();
-        let _ = tokio::time::timeout(timeout, self.endpoint.wait_idle()).await;
+        let sockets: Vec<qmux::Closer> = self
+            .sockets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let wait = async {
+            self.endpoint.wait_idle().await;
+            for socket in sockets {
+                socket.finished().await;
+            }
+        };
+        let _ = tokio::time::timeout(timeout, wait).await;
     }
 
     pub(crate) fn verifier(&self, target: &Target) -> Result<Arc<dyn ServerCertVerifier>, Error> {
@@ -313,7 +458,7 @@ impl Client {
 
         tracing::debug!(server = %canonical(conn.remote_address()), %version, "raw QUIC session established");
         Ok(Connected {
-            session: Session::raw(conn),
+            session: Connection::Quic(Session::raw(conn)),
             version,
             transport: Transport::Quic,
         })
@@ -361,7 +506,7 @@ impl Client {
 
         tracing::debug!(%server, %url, %version, "WebTransport session established");
         Ok(Connected {
-            session,
+            session: Connection::Quic(session),
             version,
             transport: Transport::WebTransport,
         })
@@ -663,6 +808,37 @@ impl Target {
         }
         Ok(addrs)
     }
+}
+
+impl Target {
+    /// The name to present in TLS (SNI), or the IP literal.
+    pub(crate) fn server_name(&self) -> &str {
+        &self.server_name
+    }
+}
+
+/// `url` with another scheme, keeping an explicit port even when it is the new
+/// scheme's default (QUIC and TCP ports are not HTTP's).
+fn with_scheme(url: &Url, scheme: &str) -> Result<Url, Error> {
+    let port = url.port_or_known_default();
+    let mut out = url.clone();
+    // `set_scheme` refuses to move between special and non-special schemes
+    // (http -> moqt), never between http(s) and ws(s); rebuild from text otherwise.
+    if out.set_scheme(scheme).is_err() {
+        let rest = url
+            .as_str()
+            .split_once(':')
+            .map(|(_, rest)| rest)
+            .unwrap_or_default();
+        out = Url::parse(&format!("{scheme}:{rest}")).map_err(|err| Error::Url {
+            url: url.to_string(),
+            detail: format!("cannot turn it into a {scheme}:// URL: {err}"),
+        })?;
+    }
+    if out.port_or_known_default() != port {
+        let _ = out.set_port(port);
+    }
+    Ok(out)
 }
 
 impl std::fmt::Display for Target {

@@ -265,6 +265,35 @@ pub enum Error {
         source: web_transport_quinn::ClientError,
     },
 
+    /// No address of the server accepted a TCP connection (WebSocket).
+    #[error("no TCP answer from {target} ({attempts}): is a relay's HTTP listener on TCP port {port}?")]
+    TcpUnreachable {
+        /// `host:port` as given.
+        target: String,
+        /// The TCP port.
+        port: u16,
+        /// Each address tried and what happened.
+        attempts: String,
+    },
+
+    /// The WebSocket (qmux) connection could not be set up.
+    #[error("WebSocket to {url}: {detail}")]
+    WebSocket {
+        /// The URL dialled.
+        url: String,
+        /// What went wrong.
+        detail: String,
+    },
+
+    /// Neither WebTransport nor the WebSocket fallback connected.
+    #[error("{webtransport}; the WebSocket fallback failed too: {websocket}")]
+    Fallback {
+        /// Why WebTransport failed.
+        webtransport: Box<Error>,
+        /// Why the WebSocket failed.
+        websocket: Box<Error>,
+    },
+
     /// [`crate::server::Request::reject`] was given something that is not an HTTP status.
     #[error("invalid HTTP status {0}: expected 100..=999")]
     Status(u16),

@@ -7,18 +7,28 @@
 //!   moq-lite ALPN is raw QUIC and the ALPN is the version; one that negotiates `h3` is
 //!   WebTransport and the version comes from the `WT-Available-Protocols` /
 //!   `WT-Protocol` CONNECT headers. Both end up as the same [`Session`] type.
+//! - [`qmux`]: moq over a WebSocket (TCP), for browsers without WebTransport and
+//!   networks that block UDP: the QMux framing `@moq/net` speaks, the subprotocol
+//!   negotiation a server's WebSocket upgrade needs, and adapters for tungstenite and
+//!   (feature `axum`) axum sockets.
+//! - [`adapter::MoqSession`] holds any of the three as one type for the moq-core
+//!   session drivers; [`Connection`] is what a client hands over.
 //! - [`client::Client`] dials `https://` (WebTransport), `http://` (WebTransport to a
 //!   development relay whose certificate fingerprint is fetched from
-//!   `/certificate.sha256` over TCP), and `moqt://` / `moql://` (raw QUIC) URLs, racing
-//!   every resolved address so `localhost` works whichever family the relay listens on.
+//!   `/certificate.sha256` over TCP), `moqt://` / `moql://` (raw QUIC) and `ws://` /
+//!   `wss://` (qmux) URLs, racing every resolved address so `localhost` works whichever
+//!   family the relay listens on; `https://` and `http://` fall back to WebSocket when
+//!   WebTransport has not connected within a delay, as `@moq/net` does.
 //! - [`tls`]: PEM certificate and key files, short-lived self-signed development
-//!   certificates, SHA-256 fingerprints, certificate pinning.
+//!   certificates, SHA-256 fingerprints, certificate pinning, and the TLS for an
+//!   HTTPS/WSS listener on TCP sharing the QUIC server's certificates.
 //!
 //! What it must never do:
 //! - know about relays, broadcasts, tracks, tokens or permissions: the caller decides
 //!   whether to [`server::Request::ok`] or [`server::Request::reject`] a session;
 //! - parse moq-lite messages (that is `moq-proto`'s job) or spawn tasks behind the
-//!   caller's back (the only background work is quinn's and web-transport-quinn's own);
+//!   caller's back (the only background work is quinn's and web-transport-quinn's own,
+//!   and one driver task per qmux session that lives exactly as long as the session);
 //! - `unwrap` anything that came off the network, or end the accept loop because one
 //!   peer misbehaved;
 //! - log private keys, or silently accept an unverified certificate (`insecure` always
@@ -28,9 +38,11 @@
 
 mod error;
 mod http;
+mod websocket;
 
 pub mod adapter;
 pub mod client;
+pub mod qmux;
 pub mod quic;
 pub mod server;
 pub mod tls;
@@ -40,6 +52,7 @@ mod tests;
 
 use std::{fmt, net::SocketAddr};
 
+pub use adapter::Connection;
 pub use error::Error;
 pub use moq_proto::Version;
 /// An established moq session over raw QUIC or WebTransport; see [`web_transport_quinn::Session`].
@@ -57,14 +70,18 @@ pub enum Transport {
     Quic,
     /// WebTransport over HTTP/3 (ALPN `h3`): the version is the `WT-Protocol` header.
     WebTransport,
+    /// qmux over a WebSocket (TCP, `ws://` / `wss://`): the version is the
+    /// `Sec-WebSocket-Protocol` subprotocol, see [`qmux::subprotocol`].
+    WebSocket,
 }
 
 impl Transport {
-    /// The name used in logs and metric labels: `quic` or `webtransport`.
+    /// The name used in logs and metric labels: `quic`, `webtransport` or `websocket`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Quic => "quic",
             Self::WebTransport => "webtransport",
+            Self::WebSocket => "websocket",
         }
     }
 }

@@ -73,6 +73,8 @@ pub struct Server {
     endpoint: quinn::Endpoint,
     versions: Arc<[Version]>,
     certs: Arc<tls::Certs>,
+    /// Client CAs for mTLS, for the TCP listener's TLS too.
+    roots: Vec<PathBuf>,
     handshake_timeout: Duration,
 }
 
@@ -128,6 +130,7 @@ impl Server {
             endpoint,
             versions,
             certs,
+            roots: config.tls.root.clone(),
             handshake_timeout: config.quic.handshake_timeout,
         })
     }
@@ -154,6 +157,13 @@ impl Server {
     /// certificates stay in use.
     pub fn reload_certificates(&self) -> Result<(), Error> {
         self.certs.reload()
+    }
+
+    /// TLS for an HTTPS / WSS listener on TCP serving the same certificates (and
+    /// client CAs) as this QUIC server. It shares the certificate resolver, so
+    /// [`Server::reload_certificates`] swaps them there too.
+    pub fn tcp_tls(&self) -> Result<tls::TcpTls, Error> {
+        tls::TcpTls::new(self.certs.clone(), self.roots.clone(), &tls::TcpTls::ALPN)
     }
 
     /// When the first of the served certificates expires (`notAfter`).

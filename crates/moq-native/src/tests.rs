@@ -11,6 +11,8 @@ use url::Url;
 
 use crate::{Error, Session, Transport, Version, client, quic, server, tls};
 
+mod websocket;
+
 /// Every test finishes well within this, or fails.
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -147,6 +149,11 @@ fn url(s: &str) -> Url {
     Url::parse(s).unwrap()
 }
 
+/// The QUIC session of a connection that must be one.
+fn quic(connected: &client::Connected) -> &Session {
+    connected.session.quic().expect("a QUIC connection")
+}
+
 #[tokio::test]
 async fn raw_quic_round_trip() {
     let mut server = Running::start(dev_config("127.0.0.1:0", &[]));
@@ -157,15 +164,15 @@ async fn raw_quic_round_trip() {
         .unwrap();
     assert_eq!(connected.transport, Transport::Quic);
     assert_eq!(connected.version, Version::Lite06, "newest version wins");
-    assert_eq!(connected.session.protocol(), Some("moq-lite-06"));
+    assert_eq!(quic(&connected).protocol(), Some("moq-lite-06"));
 
     let seen = server.next().await.unwrap();
     assert_eq!(seen.transport, Transport::Quic);
     assert_eq!(seen.version, Some(connected.version));
     assert_eq!(seen.url, None, "raw QUIC carries no URL");
 
-    bounded(round_trip(&connected.session)).await;
-    connected.session.close(0, b"done");
+    bounded(round_trip(quic(&connected))).await;
+    quic(&connected).close(0, b"done");
 }
 
 #[tokio::test]
@@ -196,8 +203,8 @@ async fn webtransport_round_trip_with_fingerprint() {
     assert_eq!(seen_url.path(), "/anon/room");
     assert_eq!(seen_url.query(), Some("jwt=abc"));
 
-    bounded(round_trip(&connected.session)).await;
-    connected.session.close(0, b"done");
+    bounded(round_trip(quic(&connected))).await;
+    quic(&connected).close(0, b"done");
 }
 
 /// Serve `/certificate.sha256` on TCP `port` of 127.0.0.1 like a relay's web listener,
@@ -253,7 +260,7 @@ async fn http_url_fetches_the_fingerprint() {
         format!("https://localhost:{}/anon", server.port())
     );
 
-    bounded(round_trip(&connected.session)).await;
+    bounded(round_trip(quic(&connected))).await;
 }
 
 #[tokio::test]
@@ -302,7 +309,7 @@ async fn server_version_restriction_picks_the_allowed_version() {
             Some(Version::Lite04),
             "{scheme}"
         );
-        bounded(round_trip(&connected.session)).await;
+        bounded(round_trip(quic(&connected))).await;
     }
 }
 
@@ -532,7 +539,7 @@ async fn pem_files_load_and_verify_against_their_ca() {
             Some(connected.version),
             "{target}"
         );
-        bounded(round_trip(&connected.session)).await;
+        bounded(round_trip(quic(&connected))).await;
     }
 }
 
@@ -706,7 +713,7 @@ async fn ipv6_loopback_works() {
             .unwrap();
         let seen = server.next().await.unwrap();
         assert_eq!(seen.version, Some(connected.version), "{scheme}");
-        bounded(round_trip(&connected.session)).await;
+        bounded(round_trip(quic(&connected))).await;
     }
 }
 
@@ -723,7 +730,7 @@ async fn ipv6_wildcard_is_dual_stack() {
             Some(connected.version),
             "{host}"
         );
-        bounded(round_trip(&connected.session)).await;
+        bounded(round_trip(quic(&connected))).await;
     }
 }
 
@@ -767,7 +774,7 @@ async fn raw_quic_reject_closes_with_a_code_and_reason() {
         .unwrap();
     assert_eq!(server.next().await.unwrap().transport, Transport::Quic);
 
-    let err = bounded(connected.session.closed()).await;
+    let err = bounded(quic(&connected).closed()).await;
     let (code, reason) = web_transport_quinn::generic::Error::session_error(&err).unwrap();
     assert_eq!(code, server::status_to_code(403));
     assert_eq!(code, 0x2, "moq-lite UNAUTHORIZED");
@@ -1084,7 +1091,7 @@ async fn stream_credit_grows_while_the_peer_keeps_streams_open() {
             bounded(client.connect(&url(&format!("{scheme}://localhost:{}/", server.addr.port()))))
                 .await
                 .unwrap();
-        let session = connected.session;
+        let session = quic(&connected).clone();
 
         let mut open = Vec::new();
         for _ in 0..40 {
@@ -1110,7 +1117,7 @@ async fn stream_credit_stops_growing_at_the_maximum() {
     let connected = bounded(client.connect(&url(&format!("moqt://localhost:{}/", server.addr.port()))))
         .await
         .unwrap();
-    let session = connected.session;
+    let session = quic(&connected).clone();
 
     let mut open = Vec::new();
     for _ in 0..8 {

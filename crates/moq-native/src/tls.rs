@@ -333,6 +333,95 @@ impl ResolvesServerCert for Certs {
     }
 }
 
+/// TLS for an HTTPS / WSS listener on TCP: the web endpoints and the qmux WebSocket
+/// fallback on TCP 443.
+///
+/// Made from the QUIC server's own certificates ([`Server::tcp_tls`]), it shares
+/// their resolver, so [`Server::reload_certificates`] swaps the certificate here too;
+/// or from its own files ([`TcpTls::load`], `[web.https] cert/key`), reloaded with
+/// [`TcpTls::reload`]. Either way a reload affects new handshakes only: established
+/// connections keep the certificate they started with.
+///
+/// The ALPN list is `h2`, `http/1.1` (browsers open WebSockets over HTTP/1.1; a server
+/// that only speaks HTTP/1.1 uses [`TcpTls::with_alpn`]). TLS 1.2 and 1.3 are accepted.
+///
+/// [`Server::tcp_tls`]: crate::server::Server::tcp_tls
+/// [`Server::reload_certificates`]: crate::server::Server::reload_certificates
+#[derive(Debug, Clone)]
+pub struct TcpTls {
+    certs: Arc<Certs>,
+    roots: Vec<PathBuf>,
+    config: Arc<rustls::ServerConfig>,
+}
+
+impl TcpTls {
+    /// The default ALPN list: HTTP/2, then HTTP/1.1.
+    pub const ALPN: [&'static [u8]; 2] = [b"h2", b"http/1.1"];
+
+    /// Load a separate certificate source: PEM files paired by position, a generated
+    /// development certificate, and optional client CAs (mTLS), as for the QUIC server.
+    pub fn load(config: &crate::server::TlsConfig) -> Result<Self, Error> {
+        let provider = provider();
+        let certs = Arc::new(Certs::load(
+            &config.cert,
+            &config.key,
+            &config.generate,
+            provider,
+        )?);
+        Self::new(certs, config.root.clone(), &Self::ALPN)
+    }
+
+    pub(crate) fn new(certs: Arc<Certs>, roots: Vec<PathBuf>, alpn: &[&[u8]]) -> Result<Self, Error> {
+        let provider = certs.provider.clone();
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|err| Error::Tls(err.to_string()))?;
+        let builder = match roots.is_empty() {
+            true => builder.with_no_client_auth(),
+            false => builder.with_client_cert_verifier(client_verifier(&roots, provider)?),
+        };
+        let mut config = builder.with_cert_resolver(certs.clone());
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(Self {
+            certs,
+            roots,
+            config: Arc::new(config),
+        })
+    }
+
+    /// The same certificates with another ALPN list (for example only `http/1.1`).
+    pub fn with_alpn(&self, alpn: &[&[u8]]) -> Result<Self, Error> {
+        Self::new(self.certs.clone(), self.roots.clone(), alpn)
+    }
+
+    /// The rustls configuration, for a listener built on it.
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        self.config.clone()
+    }
+
+    /// An acceptor for TCP connections: `acceptor.accept(tcp).await` yields the TLS
+    /// stream to serve HTTP on. Bound the handshake with a timeout.
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        tokio_rustls::TlsAcceptor::from(self.config.clone())
+    }
+
+    /// Re-read the certificate and key files; on error the previous ones stay in use.
+    /// (For a shared configuration this reloads the QUIC server's certificates too.)
+    pub fn reload(&self) -> Result<(), Error> {
+        self.certs.reload()
+    }
+
+    /// Lowercase hex SHA-256 of each served leaf certificate.
+    pub fn fingerprints(&self) -> Vec<String> {
+        self.certs.fingerprints()
+    }
+
+    /// The certificate and key files served, to watch for changes.
+    pub fn certificate_files(&self) -> Vec<PathBuf> {
+        self.certs.files()
+    }
+}
+
 /// Accepts exactly the certificates whose SHA-256 is pinned, skipping CA validation.
 ///
 /// The handshake signature is still verified, so the peer must hold the pinned

@@ -301,6 +301,8 @@ pub fn client_config(config: &config::Config) -> client::Config {
         ..Default::default()
     };
     out.quic = config.client_quic().or(link).apply(out.quic);
+    // Links use QUIC only unless [client.websocket] says otherwise (issue 13).
+    out.websocket.enabled = false;
     out
 }
 
