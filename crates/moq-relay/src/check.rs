@@ -74,8 +74,27 @@ impl Config {
     /// Every problem is reported at once, each saying why and what to set.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
+        self.tls_problems(&mut problems);
+        self.listen_problems(&mut problems);
+        self.auth_problems(&mut problems);
+        quic_problems(&self.server_quic(), "server.quic", &mut problems);
+        quic_problems(&self.client_quic(), "client.quic", &mut problems);
+        self.cluster_problems(&mut problems);
+        self.log_problems(&mut problems);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid {
+                origin: self.origin(),
+                problems,
+            })
+        }
+    }
+
+    /// Certificates and keys: pairs, and a certificate wherever TLS is served.
+    fn tls_problems(&self, problems: &mut Vec<String>) {
         let tls = &self.server.tls;
-        pair_problems(&mut problems, "server.tls", &tls.cert, &tls.key);
+        pair_problems(problems, "server.tls", &tls.cert, &tls.key);
         if !tls.cert.is_empty() && !tls.generate.is_empty() {
             problems.push(
                 "server.tls.cert and server.tls.generate are both set: use certificate files in production \
@@ -101,7 +120,7 @@ impl Config {
                         .to_string(),
                 );
             } else {
-                pair_problems(&mut problems, "web.https", &https.cert, &https.key);
+                pair_problems(problems, "web.https", &https.cert, &https.key);
             }
         }
 
@@ -117,7 +136,11 @@ impl Config {
             ),
             _ => {}
         }
+    }
 
+    /// Something to listen on.
+    fn listen_problems(&self, problems: &mut Vec<String>) {
+        let https = &self.web.https;
         if self.server.quic_bind().is_none() && self.web.http.listen.is_none() && https.listen.is_none() {
             problems.push(
                 "nothing to listen on: set server.bind (QUIC and WebTransport, with server.tls), and/or \
@@ -125,9 +148,12 @@ impl Config {
                     .to_string(),
             );
         }
+    }
 
+    /// Somebody can connect, and the auth settings agree.
+    fn auth_problems(&self, problems: &mut Vec<String>) {
         let auth = &self.auth;
-        if !auth.is_configured() && tls.root.is_empty() {
+        if !auth.is_configured() && self.server.tls.root.is_empty() {
             let why = match &auth.public {
                 Some(_) => "auth.public grants nothing and there is no other way to authenticate",
                 None => {
@@ -153,10 +179,10 @@ impl Config {
                     .to_string(),
             );
         }
+    }
 
-        quic_problems(&self.server_quic(), "server.quic", &mut problems);
-        quic_problems(&self.client_quic(), "client.quic", &mut problems);
-
+    /// A usable hop id, and no token in the gossiped node URL.
+    fn cluster_problems(&self, problems: &mut Vec<String>) {
         let cluster = &self.cluster;
         match cluster.id {
             Some(0) => {
@@ -174,7 +200,10 @@ impl Config {
                     .to_string(),
             );
         }
+    }
 
+    /// A log level that is a level (or a filter).
+    fn log_problems(&self, problems: &mut Vec<String>) {
         if let Some(level) = &self.log.level
             && !level.contains(['=', ','])
             && !LEVELS.contains(&level.trim().to_lowercase().as_str())
@@ -183,14 +212,6 @@ impl Config {
                 "log.level '{level}' is not a level: use off, error, warn, info, debug or trace (or a filter \
                  such as \"info,moq_relay=debug\")"
             ));
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError::Invalid {
-                origin: self.origin(),
-                problems,
-            })
         }
     }
 

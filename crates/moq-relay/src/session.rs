@@ -111,7 +111,6 @@ impl Sessions {
     /// Step 2 for QUIC: the TLS handshake, the version, and the target (WebTransport's
     /// CONNECT URL, or raw QUIC's SETUP path), authenticated before the session is used.
     async fn handshake_quic(&self, incoming: server::Incoming) -> Option<Accepted<MoqSession>> {
-        let peer = incoming.remote_addr();
         let request = match incoming.accept().await {
             Ok(request) => request,
             Err(err) => {
@@ -127,43 +126,61 @@ impl Sessions {
             return None;
         };
         tracing::Span::current().record("version", version.alpn());
+        match request.url().cloned() {
+            Some(url) => self.accept_webtransport(request, version, &url).await,
+            None => self.accept_raw_quic(request, version).await,
+        }
+    }
+
+    /// WebTransport carries path and token in its CONNECT URL: decide before answering.
+    async fn accept_webtransport(
+        &self,
+        request: server::Request,
+        version: Version,
+        url: &url::Url,
+    ) -> Option<Accepted<MoqSession>> {
+        let peer = request.remote_addr();
+        let transport = request.transport();
+        let connection = request.connection().clone();
+        let target = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_string(),
+        };
+        match self.gate.decide(&target, request.client_certificate()) {
+            Ok(grant) => match request.ok().await {
+                Ok(session) => Some(Accepted {
+                    session: MoqSession::with_config(session, transport, &self.quic),
+                    peer,
+                    version,
+                    transport,
+                    grant,
+                    peer_setup: None,
+                    connection: Some(connection),
+                }),
+                Err(err) => {
+                    tracing::debug!(%err, "accept failed");
+                    None
+                }
+            },
+            Err(refusal) => {
+                self.record(&refusal, peer);
+                let _ = request.reject(refusal.status).await;
+                None
+            }
+        }
+    }
+
+    /// Raw QUIC (lite-05+) carries path and token in the client's SETUP, read after
+    /// accepting; lite-03/04 have no path: the session is rooted at "".
+    async fn accept_raw_quic(
+        &self,
+        request: server::Request,
+        version: Version,
+    ) -> Option<Accepted<MoqSession>> {
+        let peer = request.remote_addr();
         let transport = request.transport();
         let connection = request.connection().clone();
         let certificate = request.client_certificate();
-        let accepted = |session, grant, peer_setup| Accepted {
-            session: MoqSession::with_config(session, transport, &self.quic),
-            peer,
-            version,
-            transport,
-            grant,
-            peer_setup,
-            connection: Some(connection.clone()),
-        };
-
-        // WebTransport carries path and token in its URL: decide before answering.
-        if let Some(url) = request.url() {
-            let target = match url.query() {
-                Some(q) => format!("{}?{q}", url.path()),
-                None => url.path().to_string(),
-            };
-            return match self.gate.decide(&target, certificate) {
-                Ok(grant) => match request.ok().await {
-                    Ok(session) => Some(accepted(session, grant, None)),
-                    Err(err) => {
-                        tracing::debug!(%err, "accept failed");
-                        None
-                    }
-                },
-                Err(refusal) => {
-                    self.record(&refusal, peer);
-                    let _ = request.reject(refusal.status).await;
-                    None
-                }
-            };
-        }
-
-        // Raw QUIC (lite-05+) carries them in the client's SETUP, read after accepting;
-        // lite-03/04 have no path: the session is rooted at "".
         let session = match request.ok().await {
             Ok(session) => MoqSession::with_config(session, transport, &self.quic),
             Err(err) => {
@@ -171,16 +188,18 @@ impl Sessions {
                 return None;
             }
         };
-        let (target, peer_setup) = match self.read_setup(&session, version, peer).await {
-            Ok(setup) => (
-                setup.as_ref().and_then(|s| s.path.clone()).unwrap_or_default(),
-                setup,
-            ),
-            Err(refusal) => {
-                session.close(refusal.code, &refusal.close_reason());
-                return None;
-            }
+        let refuse = |refusal: Refusal| {
+            session.close(refusal.code, &refusal.close_reason());
+            None
         };
+        let peer_setup = match self.read_setup(&session, version, peer).await {
+            Ok(setup) => setup,
+            Err(refusal) => return refuse(refusal),
+        };
+        let target = peer_setup
+            .as_ref()
+            .and_then(|s| s.path.clone())
+            .unwrap_or_default();
         match self.gate.decide(&target, certificate) {
             Ok(grant) => Some(Accepted {
                 session,
@@ -193,8 +212,7 @@ impl Sessions {
             }),
             Err(refusal) => {
                 self.record(&refusal, peer);
-                session.close(refusal.code, &refusal.close_reason());
-                None
+                refuse(refusal)
             }
         }
     }

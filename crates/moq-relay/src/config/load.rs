@@ -84,32 +84,7 @@ fn translate(err: serde_path_to_error::Error<toml::de::Error>, text: &str, file:
     let names = backticked(message);
 
     if message.starts_with("unknown field") {
-        let Some((unknown, expected)) = names.split_first() else {
-            return ConfigError::Value {
-                at,
-                key: dotted(&keys),
-                message: message.to_string(),
-            };
-        };
-        // The path ends with the unknown key itself.
-        let parent = match keys.split_last() {
-            Some((last, parent)) if last == unknown => dotted(parent),
-            _ => dotted(&keys),
-        };
-        let key = join(&parent, unknown);
-        let candidates = expected
-            .iter()
-            .map(String::as_str)
-            .filter(|name| !LEGACY_KEYS.contains(&(parent.as_str(), *name)));
-        return ConfigError::UnknownKey {
-            suggestion: closest(unknown, candidates).map(|name| join(&parent, name)),
-            hint: MOVED
-                .iter()
-                .find(|(moved, _)| *moved == key)
-                .map(|(_, hint)| *hint),
-            at,
-            key,
-        };
+        return unknown_key(&keys, &names, message, at);
     }
 
     if message.starts_with("duplicate field")
@@ -148,6 +123,36 @@ fn translate(err: serde_path_to_error::Error<toml::de::Error>, text: &str, file:
         at,
         key: dotted(&keys),
         message: reword(message),
+    }
+}
+
+/// An unknown key: where it is, and the nearest known key or a hint where it moved.
+fn unknown_key(keys: &[String], names: &[String], message: &str, at: Location) -> ConfigError {
+    let Some((unknown, expected)) = names.split_first() else {
+        return ConfigError::Value {
+            at,
+            key: dotted(keys),
+            message: message.to_string(),
+        };
+    };
+    // The path ends with the unknown key itself.
+    let parent = match keys.split_last() {
+        Some((last, parent)) if last == unknown => dotted(parent),
+        _ => dotted(keys),
+    };
+    let key = join(&parent, unknown);
+    let candidates = expected
+        .iter()
+        .map(String::as_str)
+        .filter(|name| !LEGACY_KEYS.contains(&(parent.as_str(), *name)));
+    ConfigError::UnknownKey {
+        suggestion: closest(unknown, candidates).map(|name| join(&parent, name)),
+        hint: MOVED
+            .iter()
+            .find(|(moved, _)| *moved == key)
+            .map(|(_, hint)| *hint),
+        at,
+        key,
     }
 }
 
