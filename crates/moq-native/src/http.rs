@@ -1,14 +1,16 @@
-//! A deliberately tiny HTTP/1.1 client for one job: `GET /certificate.sha256` from a
+//! One HTTP job, done with hyper's HTTP/1.1 client: `GET /certificate.sha256` from a
 //! development relay, so an `http://` URL can pin the relay's self-signed certificate.
 //!
 //! Plain TCP, bounded in time and size; no TLS, redirects or keep-alive.
 
 use std::time::Duration;
 
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-};
+use bytes::Bytes;
+use http::{Request, StatusCode, header};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 use url::Url;
 
 use crate::{Error, client::Target, tls};
@@ -38,8 +40,7 @@ pub(crate) async fn fetch_fingerprints(
         .map_err(|_| fail(format!("no answer within {timeout:?}")))?
         .map_err(&fail)?;
 
-    let body = parse_response(&response).map_err(&fail)?;
-    let text = std::str::from_utf8(body).map_err(|_| fail("the body is not text".to_string()))?;
+    let text = std::str::from_utf8(&response).map_err(|_| fail("the body is not text".to_string()))?;
     let fingerprints = text
         .split_whitespace()
         .map(tls::parse_fingerprint)
@@ -51,10 +52,9 @@ pub(crate) async fn fetch_fingerprints(
     Ok(fingerprints)
 }
 
-/// Connect to the first address that accepts TCP, send the request, read the response.
-async fn get(target: &Target, authority: &str) -> Result<Vec<u8>, String> {
+/// Connect to the first address that accepts TCP, send the request, read the body.
+async fn get(target: &Target, authority: &str) -> Result<Bytes, String> {
     let addrs = target.resolve().await.map_err(|err| err.to_string())?;
-
     let mut failures = Vec::new();
     let mut stream = None;
     for addr in addrs {
@@ -66,134 +66,99 @@ async fn get(target: &Target, authority: &str) -> Result<Vec<u8>, String> {
             Err(err) => failures.push(format!("{addr}: {err}")),
         }
     }
-    let Some(mut stream) = stream else {
+    let Some(stream) = stream else {
         return Err(format!(
             "cannot connect over TCP ({}); is the relay's HTTP listener on TCP port {}?",
             failures.join("; "),
             target.port
         ));
     };
-
-    let request = format!(
-        "GET /certificate.sha256 HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: moq-native\r\n\
-         Accept: text/plain\r\nConnection: close\r\n\r\n"
-    );
-    stream
-        .write_all(request.as_bytes())
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|err| err.to_string())?;
-
-    let mut response = Vec::new();
-    let mut chunk = [0u8; 2048];
-    loop {
-        let n = stream.read(&mut chunk).await.map_err(|err| err.to_string())?;
-        if n == 0 {
-            break;
-        }
-        response.extend_from_slice(chunk.get(..n).unwrap_or_default());
-        if response.len() > MAX_RESPONSE {
-            return Err(format!("response larger than {MAX_RESPONSE} bytes"));
-        }
-        // A server that ignores `Connection: close` still ends a sized response.
-        if parse_response(&response).is_ok() {
-            break;
-        }
+    let request = Request::get("/certificate.sha256")
+        .header(header::HOST, authority)
+        .header(header::USER_AGENT, "moq-native")
+        .header(header::ACCEPT, "text/plain")
+        .body(Empty::<Bytes>::new())
+        .map_err(|err| err.to_string())?;
+    let exchange = async move {
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|err| err.to_string())?;
+        read_body(response).await
+    };
+    // The connection is driven here, not spawned: it ends with the exchange.
+    tokio::select! {
+        body = exchange => body,
+        Err(err) = connection => Err(err.to_string()),
     }
-    Ok(response)
 }
 
-/// The body of a complete `200` response, or why there is none (yet).
-fn parse_response(response: &[u8]) -> Result<&[u8], String> {
-    let header_end = find(response, b"\r\n\r\n").ok_or("incomplete response headers")?;
-    let (head, rest) = response.split_at(header_end);
-    let body = rest.get(4..).unwrap_or_default();
-    let head = std::str::from_utf8(head).map_err(|_| "response headers are not text")?;
-
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let mut parts = status_line.splitn(3, ' ');
-    let (proto, status) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
-    if !proto.starts_with("HTTP/1.") {
-        return Err(format!("not an HTTP/1.x response: {status_line:?}"));
-    }
-    if status != "200" {
+/// The body of a `200` response, at most [`MAX_RESPONSE`] bytes.
+async fn read_body(response: hyper::Response<Incoming>) -> Result<Bytes, String> {
+    let status = response.status();
+    if status != StatusCode::OK {
         return Err(format!(
-            "the server answered {:?}; is this a relay with a generated development certificate?",
-            status_line
+            "the server answered {status}; is this a relay with a generated development certificate?"
         ));
     }
-
-    let mut length = None;
-    let mut chunked = false;
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("content-length") {
-            length = Some(value.parse::<usize>().map_err(|_| "bad Content-Length")?);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = value.to_ascii_lowercase().contains("chunked");
-        }
-    }
-
-    if chunked {
-        return dechunk(body);
-    }
-    match length {
-        Some(length) => body.get(..length).ok_or_else(|| "incomplete body".to_string()),
-        // Without a length the body runs to the end of the connection.
-        None => Ok(body),
-    }
-}
-
-/// Decode a chunked body that must consist of exactly one data chunk (or none) and the
-/// terminating zero chunk: enough for a 64-byte fingerprint.
-fn dechunk(mut body: &[u8]) -> Result<&[u8], String> {
-    let mut data: Option<&[u8]> = None;
-    loop {
-        let line_end = find(body, b"\r\n").ok_or("incomplete chunk")?;
-        let size_line =
-            std::str::from_utf8(body.get(..line_end).unwrap_or_default()).map_err(|_| "bad chunk size")?;
-        let size_hex = size_line.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_hex, 16).map_err(|_| "bad chunk size")?;
-        let rest = body.get(line_end + 2..).unwrap_or_default();
-        if size == 0 {
-            return Ok(data.unwrap_or_default());
-        }
-        if data.is_some() {
-            return Err("unexpected multi-chunk body".to_string());
-        }
-        data = Some(rest.get(..size).ok_or("incomplete chunk")?);
-        body = rest.get(size + 2..).ok_or("incomplete chunk")?;
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    let body = Limited::new(response.into_body(), MAX_RESPONSE)
+        .collect()
+        .await
+        .map_err(|err| format!("reading the body: {err}"))?;
+    Ok(body.to_bytes())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn parses_sized_chunked_and_unsized_bodies() {
-        let sized = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcdef";
-        assert_eq!(parse_response(sized).unwrap(), b"abc");
+    /// Serve one canned HTTP response on loopback and fetch from it.
+    async fn fetch_from(response: &'static [u8]) -> Result<Bytes, String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 1024];
+            let _ = socket.read(&mut request).await;
+            let _ = socket.write_all(response).await;
+        });
+        let url = Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
+        let target = Target::parse(&url).unwrap();
+        get(&target, &format!("127.0.0.1:{port}")).await
+    }
 
+    #[tokio::test]
+    async fn reads_sized_chunked_and_unsized_bodies() {
+        let sized = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc";
+        assert_eq!(fetch_from(sized).await.unwrap(), "abc");
         let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
-        assert_eq!(parse_response(chunked).unwrap(), b"abc");
-
+        assert_eq!(fetch_from(chunked).await.unwrap(), "abc");
         let until_eof = b"HTTP/1.0 200 OK\r\n\r\nabc";
-        assert_eq!(parse_response(until_eof).unwrap(), b"abc");
+        assert_eq!(fetch_from(until_eof).await.unwrap(), "abc");
+    }
 
-        let partial = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc";
-        assert!(parse_response(partial).is_err());
-
+    #[tokio::test]
+    async fn refuses_errors_garbage_and_huge_bodies() {
         let missing = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
-        assert!(parse_response(missing).unwrap_err().contains("404"));
-
-        assert!(parse_response(b"SSH-2.0-OpenSSH\r\n\r\n").is_err());
+        assert!(fetch_from(missing).await.unwrap_err().contains("404"));
+        assert!(fetch_from(b"SSH-2.0-OpenSSH\r\n\r\n").await.is_err());
+        let partial = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc";
+        assert!(fetch_from(partial).await.is_err());
+        let huge: &'static [u8] = Box::leak(
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: 20000\r\n\r\n{}",
+                "a".repeat(20_000)
+            )
+            .into_bytes()
+            .into_boxed_slice(),
+        );
+        assert!(
+            fetch_from(huge).await.unwrap_err().contains("length limit"),
+            "over the limit"
+        );
     }
 }
