@@ -25,7 +25,7 @@ use moq_proto::{Hops, Path};
 use url::Url;
 
 mod common;
-use common::{client_pki, free_port, http_get, init_tracing, metric_sum, poll};
+use common::{client_pki, free_port, http_get, init_tracing, metric_sum, poll, sample};
 
 /// One relay process.
 struct Node {
@@ -178,17 +178,16 @@ node = "https://{ip}:{port}/"
     }
 
     /// Wait (up to 20 s) until `/metrics` counts an authentication failure for `reason`.
+    /// The counter of each common reason is exposed at zero from the start, so only a
+    /// value of at least one counts.
     async fn auth_failure(&self, reason: &str) {
         let what = format!("a {reason} failure counted at {}", self.url());
+        let series = format!("moq_relay_auth_failures_total{{reason=\"{reason}\"}}");
         poll(&what, Duration::from_secs(20), async || {
             let text = self.get("/metrics").await;
-            if text
-                .lines()
-                .any(|l| l.starts_with("moq_relay_auth_failures_total") && l.contains(reason))
-            {
-                Ok(())
-            } else {
-                Err(text)
+            match sample(&text, &series) {
+                Some(n) if n >= 1.0 => Ok(()),
+                _ => Err(text),
             }
         })
         .await
