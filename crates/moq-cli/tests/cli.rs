@@ -4,15 +4,17 @@
 use std::{
     io::Write,
     process::{Command, Stdio},
+    sync::Arc,
     time::Duration,
 };
 
-use moq_relay::{Relay, config::Config};
+use moq_relay::{Relay, config::Config, session::Sessions};
 
 const MOQ: &str = env!("CARGO_BIN_EXE_moq");
 
-/// Start a relay (anonymous, self-signed) on ephemeral ports; returns the dev URL base.
-async fn relay() -> String {
+/// Start a relay (anonymous, self-signed) on ephemeral ports; returns the dev URL base
+/// and the relay's sessions (to wait on).
+async fn relay() -> (String, Arc<Sessions>) {
     let text = r#"
 [server]
 listen = "127.0.0.1:0"
@@ -30,8 +32,22 @@ public = ""
         port,
         "HTTP follows the QUIC port"
     );
+    let sessions = relay.sessions.clone();
     tokio::spawn(relay.run());
-    format!("http://localhost:{port}")
+    (format!("http://localhost:{port}"), sessions)
+}
+
+/// Wait until `check` is true, for at most `timeout`; panics naming `what`. Polls
+/// every 20 ms: no sleeping a fixed time and hoping the condition holds by then.
+async fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn moq(args: &[&str]) -> Command {
@@ -53,7 +69,7 @@ async fn output(mut cmd: Command) -> std::process::Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdin_lines_round_trip() {
-    let base = relay().await;
+    let (base, _) = relay().await;
     let url = format!("{base}/anon");
     let mut subscriber = moq(&[
         "subscribe",
@@ -86,6 +102,8 @@ async fn stdin_lines_round_trip() {
     let mut stdin = publisher.stdin.take().unwrap();
     for line in ["first", "second", "third"] {
         writeln!(stdin, "{line}").unwrap();
+        // Pacing, not waiting: lines typed over time each reach the subscriber while
+        // stdin stays open, not all at once at end of input.
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let out = tokio::time::timeout(Duration::from_secs(30), subscriber)
@@ -100,7 +118,7 @@ async fn stdin_lines_round_trip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_frames_round_trip_over_raw_quic() {
-    let base = relay().await;
+    let (base, sessions) = relay().await;
     // Raw QUIC needs the certificate pinned: fetch it like the http:// mode does.
     let port = base.rsplit(':').next().unwrap();
     let fingerprint = {
@@ -141,7 +159,11 @@ async fn binary_frames_round_trip_over_raw_quic() {
     ]);
     subscriber.stdout(Stdio::piped());
     let subscriber = tokio::task::spawn_blocking(move || subscriber.output().unwrap());
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The subscriber is connected (and waiting for the broadcast) before the publisher starts.
+    eventually("the subscriber to connect", Duration::from_secs(10), || {
+        !sessions.registry.is_empty()
+    })
+    .await;
     let mut publisher = moq(&[
         "--tls-fingerprint",
         &fingerprint,
@@ -175,7 +197,7 @@ async fn binary_frames_round_trip_over_raw_quic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clock_publisher_and_subscriber() {
-    let base = relay().await;
+    let (base, _) = relay().await;
     let url = format!("{base}/anon");
     let mut publisher = moq(&["publish", "clock", &url, "--broadcast", "clock"])
         .spawn()
@@ -202,7 +224,7 @@ async fn clock_publisher_and_subscriber() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_say_what_to_do() {
-    let base = relay().await;
+    let (base, _) = relay().await;
     // A broadcast that never appears.
     let out = output(moq(&[
         "subscribe",

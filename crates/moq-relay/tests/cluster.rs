@@ -11,7 +11,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -24,8 +24,8 @@ use moq_native::{adapter::MoqSession, client};
 use moq_proto::{Hops, Path};
 use url::Url;
 
-mod http;
-use http::http_get;
+mod common;
+use common::{client_pki, free_port, http_get, init_tracing, metric_sum, poll, sample};
 
 /// One relay process.
 struct Node {
@@ -40,17 +40,6 @@ struct Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill();
-    }
-}
-
-/// A free port on `ip` for both UDP and TCP (best effort).
-fn free_port(ip: IpAddr) -> u16 {
-    loop {
-        let udp = std::net::UdpSocket::bind((ip, 0)).unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind((ip, port)).is_ok() {
-            return port;
-        }
     }
 }
 
@@ -149,11 +138,16 @@ node = "https://{ip}:{port}/"
             .spawn()
             .unwrap();
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while tokio::net::TcpStream::connect(self.internal).await.is_err() {
-            assert!(Instant::now() < deadline, "relay {} did not start", self.url());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let internal = self.internal;
+        poll(
+            &format!("relay {} to start", self.url()),
+            Duration::from_secs(15),
+            async || match tokio::net::TcpStream::connect(internal).await {
+                Ok(_) => Ok(()),
+                Err(err) => Err(format!("internal listener: {err}")),
+            },
+        )
+        .await
     }
 
     fn kill(&mut self) {
@@ -176,11 +170,7 @@ node = "https://{ip}:{port}/"
     }
 
     async fn metric(&self, name: &str) -> f64 {
-        let text = self.get("/metrics").await;
-        text.lines()
-            .filter(|l| l.starts_with(name))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        metric_sum(&self.get("/metrics").await, name)
     }
 
     async fn nodes(&self) -> serde_json::Value {
@@ -188,25 +178,25 @@ node = "https://{ip}:{port}/"
     }
 
     /// Wait (up to 20 s) until `/metrics` counts an authentication failure for `reason`.
+    /// The counter of each common reason is exposed at zero from the start, so only a
+    /// value of at least one counts.
     async fn auth_failure(&self, reason: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
+        let what = format!("a {reason} failure counted at {}", self.url());
+        let series = format!("moq_relay_auth_failures_total{{reason=\"{reason}\"}}");
+        poll(&what, Duration::from_secs(20), async || {
             let text = self.get("/metrics").await;
-            if text
-                .lines()
-                .any(|l| l.starts_with("moq_relay_auth_failures_total") && l.contains(reason))
-            {
-                return;
+            match sample(&text, &series) {
+                Some(n) if n >= 1.0 => Ok(()),
+                _ => Err(text),
             }
-            assert!(Instant::now() < deadline, "no {reason} failure counted: {text}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        })
+        .await
     }
 
     /// Wait until this relay's links of `kind` are all up (and there are `count`).
     async fn links_up(&self, kind: &str, count: usize) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        let what = format!("{count} {kind} links up at {}", self.url());
+        poll(&what, Duration::from_secs(30), async || {
             let nodes = self.nodes().await;
             let up = nodes["links"]
                 .as_array()
@@ -215,24 +205,17 @@ node = "https://{ip}:{port}/"
                 .filter(|l| l["kind"] == kind && l["state"] == "up")
                 .count();
             if up >= count {
-                return;
+                Ok(())
+            } else {
+                Err(format!("{nodes}\n{}", self.log()))
             }
-            assert!(
-                Instant::now() < deadline,
-                "{} links up: {nodes}\n{}",
-                self.url(),
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await
     }
 }
 
 fn test_client() -> client::Client {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    init_tracing();
     client::Client::new(client::Config {
         tls: client::ClientTls {
             insecure: true,
@@ -250,13 +233,7 @@ async fn connect(
     consume: Option<Origin>,
 ) -> MoqSession {
     let url = Url::parse(&format!("{}anon", node.url())).unwrap();
-    let connected = client.connect(&url).await.unwrap();
-    let mut config = SessionConfig::new(connected.version);
-    config.publish = publish;
-    config.consume = consume;
-    let session = MoqSession::new(connected.session, connected.transport);
-    tokio::spawn(session::run(session.clone(), config));
-    session
+    common::connect(client, &url, publish, consume).await.0
 }
 
 /// A publisher writing one 5-frame group every 100 ms, frames tagged with `tag`.
@@ -299,6 +276,7 @@ impl Publisher {
                     }
                     group.finish();
                 }
+                // Pacing, not waiting: a live source writes a group every 100 ms.
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         });
@@ -350,24 +328,20 @@ impl Viewer {
     /// Wait until `n` more whole groups arrived.
     async fn more(&self, n: usize) {
         let start = self.groups().len();
-        let began = Instant::now();
-        while self.groups().len() < start + n {
-            if began.elapsed() > Duration::from_secs(45) {
-                let groups = self.groups();
-                let tail: Vec<_> = groups
-                    .iter()
-                    .rev()
-                    .take(3)
-                    .map(|(seq, f)| (seq, f[0].clone()))
-                    .collect();
-                panic!(
-                    "only {} of {n} more groups in {:?}; last: {tail:?}",
-                    groups.len() - start,
-                    began.elapsed()
-                );
+        poll(&format!("{n} more groups"), Duration::from_secs(45), async || {
+            let groups = self.groups();
+            if groups.len() >= start + n {
+                return Ok(());
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            let tail: Vec<_> = groups
+                .iter()
+                .rev()
+                .take(3)
+                .map(|(seq, f)| (seq, f[0].clone()))
+                .collect();
+            Err(format!("only {} more; last: {tail:?}", groups.len() - start))
+        })
+        .await
     }
 
     /// Wait for `n` more groups after a failover; on timeout, fail with the
@@ -556,20 +530,19 @@ async fn a_cycle_forms_no_loop_and_delivers_each_frame_once() {
     // With no loop, the broadcast disappears everywhere once its publisher leaves.
     publisher.stop();
     drop(publisher);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    for node in [&a, &b, &cc] {
-        loop {
-            if node.metric("moq_relay_broadcasts_active").await == 0.0 {
-                break;
+    poll(
+        "the broadcast to end on every relay",
+        Duration::from_secs(20),
+        async || {
+            for node in [&a, &b, &cc] {
+                if node.metric("moq_relay_broadcasts_active").await != 0.0 {
+                    return Err(format!("broadcast kept alive by a loop: {}", node.nodes().await));
+                }
             }
-            assert!(
-                Instant::now() < deadline,
-                "broadcast kept alive by a loop: {}",
-                node.nodes().await
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
+            Ok(())
+        },
+    )
+    .await;
     cc.kill();
 }
 
@@ -775,49 +748,28 @@ async fn a_relay_with_a_wrong_or_missing_cluster_token_is_refused_and_counted() 
         "tokens never logged"
     );
     // The refused relay says why, and keeps retrying.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    poll("refusal reported", Duration::from_secs(20), async || {
         let nodes = missing.nodes().await;
         let link = &nodes["links"][0];
         assert_ne!(link["state"], "up", "{nodes}");
         let error = link["last_error"].as_str().unwrap_or_default().to_string();
         if error.contains("401") || error.contains("nauthorized") {
-            break;
+            Ok(())
+        } else {
+            Err(nodes.to_string())
         }
-        assert!(Instant::now() < deadline, "refusal reported: {nodes}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     assert!(missing.log().contains("cluster link down; will retry"));
     // Cut off from its only upstream, the relay asks to be taken out of rotation.
     assert_eq!(missing.get("/ready").await, "not ready: no cluster link\n");
     assert_eq!(admitted.get("/ready").await, "ready\n");
 }
 
-/// A CA and a client certificate signed by it: (ca, cert, key) PEM paths.
-fn pki(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "cluster CA");
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["edge.relay".to_string()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
-    let paths = (dir.join("ca.pem"), dir.join("edge.pem"), dir.join("edge.key"));
-    std::fs::write(&paths.0, ca.pem()).unwrap();
-    std::fs::write(&paths.1, cert.pem()).unwrap();
-    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
-    paths
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_certificate_authenticates_a_link_without_a_token() {
     let mut c = Cluster::new();
-    let (ca, cert, key) = pki(c.dir.path());
+    let (ca, cert, key) = client_pki(c.dir.path(), "edge");
     let signing = moq_auth::Key::generate(moq_auth::Algorithm::ES256, None).unwrap();
     let key_path = c.dir.path().join("origin.jwk");
     signing.write_file(&key_path).unwrap();
@@ -880,6 +832,7 @@ async fn a_client_certificate_authenticates_a_link_without_a_token() {
                 });
             }
             group.finish();
+            // Pacing, not waiting: a live source writes a group every 100 ms.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });

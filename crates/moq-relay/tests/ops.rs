@@ -1,0 +1,249 @@
+//! The operations surface end to end: metrics counting real traffic, readiness,
+//! draining (in process and on SIGTERM, with GOAWAY to connected clients) and
+//! certificate reload without dropping sessions.
+#![allow(clippy::unwrap_used)] // Test code.
+
+use std::{
+    path::Path as FsPath,
+    time::{Duration, Instant},
+};
+
+use moq_core::{Origin, transport::Session as _};
+use moq_native::{Version, adapter::MoqSession};
+use moq_relay::{Relay, config::Config};
+
+mod common;
+use common::{
+    SOON, TestRelay, connect, eventually, http_get, publisher, read_groups, sample, spawn_relay, start_relay,
+    subscriber, write_group,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_real_traffic() {
+    let relay = start_relay("[internal]\nlisten = \"127.0.0.1:0\"\n[auth]\npublic = \"anon\"").await;
+    let internal = relay.internal.unwrap();
+    let client = relay.client(&[]);
+    let publisher = publisher(&relay, &client, "moqt", "live").await;
+    let mut subscribers = Vec::new();
+    for _ in 0..3 {
+        subscribers.push(subscriber(&relay, &client, "https", "live").await);
+    }
+    relay.wait_subscriptions(3).await;
+    publisher.wait_subscribed().await;
+    for seq in 0..2 {
+        write_group(&publisher.track, seq, 5, 1000);
+    }
+    for (track, _) in &mut subscribers {
+        read_groups(track, 2).await;
+    }
+    // One refused session: no token, outside the public prefix.
+    let _ = client.connect(&relay.url("https", "secret")).await;
+
+    let (status, text) = http_get(&format!("http://{internal}/metrics")).await;
+    assert_eq!(status, 200);
+    // 10 frames of 1000 bytes in, to each of 3 subscribers out.
+    assert_eq!(
+        sample(&text, "moq_relay_bytes_received_total"),
+        Some(10_000.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "moq_relay_bytes_sent_total"),
+        Some(30_000.0),
+        "{text}"
+    );
+    assert_eq!(sample(&text, "moq_relay_frames_received_total"), Some(10.0));
+    assert_eq!(sample(&text, "moq_relay_groups_sent_total"), Some(6.0));
+    assert_eq!(sample(&text, "moq_relay_subscriptions_active"), Some(3.0));
+    assert_eq!(sample(&text, "moq_relay_broadcasts_active"), Some(1.0));
+    assert_eq!(
+        sample(
+            &text,
+            "moq_relay_sessions_active{transport=\"webtransport\",version=\"moq-lite-06\"}"
+        ),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "moq_relay_auth_failures_total{reason=\"token_required\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(sample(&text, "moq_relay_ready"), Some(1.0));
+    assert!(sample(&text, "moq_relay_tls_certificate_expiry_timestamp_seconds").unwrap() > 1.7e9);
+    assert!(sample(&text, "process_resident_memory_bytes").unwrap() > 0.0);
+    assert!(text.contains("moq_relay_build_info{version="), "{text}");
+
+    let (status, body) = http_get(&format!("http://{internal}/sessions")).await;
+    assert_eq!(status, 200);
+    let sessions: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(sessions.as_array().unwrap().len(), 4, "{body}");
+    assert_eq!(http_get(&format!("http://{internal}/health")).await.0, 200);
+    drop(publisher);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_turns_ready_off_and_sends_goaway() {
+    let text = "[server]\nlisten = \"127.0.0.1:0\"\ntls.generate = [\"localhost\"]\n[web.http]\nlisten = \"127.0.0.1:0\"\n[internal]\nlisten = \"127.0.0.1:0\"\n[auth]\npublic = \"\"";
+    let config = Config::from_toml(text, FsPath::new("test.toml")).unwrap();
+    let relay = Relay::bind(config).await.unwrap();
+    let internal = relay.internal_addr().unwrap();
+    let test = TestRelay::of(&relay);
+    let handle = relay.handle();
+    tokio::spawn(relay.run());
+    assert_eq!(http_get(&format!("http://{internal}/ready")).await.0, 200);
+
+    // A lite-04 WebTransport client that only listens for what the relay opens.
+    let client = test.client(&[Version::Lite04]);
+    let connected = client.connect(&test.url("https", "anon")).await.unwrap();
+    let session = MoqSession::new(connected.session, connected.transport);
+    test.wait_sessions(1).await;
+
+    let drain = tokio::spawn({
+        let handle = handle.clone();
+        async move { handle.drain(Duration::from_secs(2)).await }
+    });
+    let lifecycle = &test.state().sessions.lifecycle;
+    eventually("the drain to start", SOON, async || lifecycle.is_draining()).await;
+    let (status, body) = http_get(&format!("http://{internal}/ready")).await;
+    assert_eq!((status, body.as_str()), (503, "not ready: draining\n"));
+
+    // The relay opens an Announce stream (pull model) and then a Goaway stream.
+    let mut saw_goaway = false;
+    for _ in 0..2 {
+        let (_send, mut recv) = tokio::time::timeout(Duration::from_secs(2), session.accept_bi())
+            .await
+            .unwrap()
+            .unwrap();
+        let chunk = moq_core::transport::RecvStream::read_chunk(&mut recv, 1)
+            .await
+            .unwrap()
+            .unwrap();
+        if chunk[0] == moq_proto::ControlStream::Goaway.code() as u8 {
+            saw_goaway = true;
+            break;
+        }
+    }
+    assert!(saw_goaway, "GOAWAY sent on drain");
+    // Nobody left on their own: the drain gives up after its timeout and closes.
+    assert_eq!(drain.await.unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_exits_zero() {
+    let mut process = spawn_relay(&["--drain-timeout", "1s"]).await;
+    let started = Instant::now();
+    process.sigterm();
+    let exit = process.exit_status(Duration::from_secs(10)).await;
+    assert_eq!(exit.code(), Some(0));
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_swap_keeps_sessions_and_serves_the_new_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let first = moq_native::tls::generate(&["localhost".to_string()]).unwrap();
+    std::fs::write(&cert, &first.cert_pem).unwrap();
+    std::fs::write(&key, &first.key_pem).unwrap();
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n[auth]\npublic = \"\"\n",
+        cert.display(),
+        key.display()
+    );
+    let config = Config::from_toml(&text, FsPath::new("test.toml")).unwrap();
+    let relay = Relay::bind(config).await.unwrap();
+    let handle = relay.handle();
+    let old = TestRelay::of(&relay);
+    tokio::spawn(relay.run());
+    let client = old.client(&[]);
+    let publisher = publisher(&old, &client, "moqt", "live").await;
+    let (mut track, _session) = subscriber(&old, &client, "https", "live").await;
+    publisher.wait_subscribed().await;
+    write_group(&publisher.track, 0, 1, 10);
+    assert_eq!(read_groups(&mut track, 1).await[0].0, 0);
+
+    // Swap the files and reload (what SIGHUP and the file watcher do).
+    let second = moq_native::tls::generate(&["localhost".to_string()]).unwrap();
+    std::fs::write(&cert, &second.cert_pem).unwrap();
+    std::fs::write(&key, &second.key_pem).unwrap();
+    handle.reload_certificates().unwrap();
+
+    // New connections see the new certificate ...
+    let new = TestRelay {
+        fingerprint: moq_native::tls::fingerprint(&second.cert_der),
+        ..old.clone()
+    };
+    assert!(new.client(&[]).connect(&new.url("https", "anon")).await.is_ok());
+    let err = old
+        .client(&[])
+        .connect(&old.url("https", "anon"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("fingerprint"), "{err}");
+    // ... and sessions opened before the swap keep receiving.
+    write_group(&publisher.track, 1, 1, 10);
+    assert_eq!(read_groups(&mut track, 1).await[0].0, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_sends_goaway_to_connected_clients_and_exits_within_the_drain_timeout() {
+    let mut process = spawn_relay(&["--drain-timeout", "2s"]).await;
+    let relay = &process.relay;
+    let client = relay.client(&[Version::Lite04]);
+    let connected = client.connect(&relay.url("https", "anon")).await.unwrap();
+    let session = MoqSession::new(connected.session, connected.transport);
+    relay.wait_sessions(1).await;
+
+    let started = Instant::now();
+    process.sigterm();
+    let mut saw_goaway = false;
+    for _ in 0..2 {
+        let Ok(Ok((_send, mut recv))) =
+            tokio::time::timeout(Duration::from_secs(3), session.accept_bi()).await
+        else {
+            break;
+        };
+        let chunk = moq_core::transport::RecvStream::read_chunk(&mut recv, 1)
+            .await
+            .unwrap()
+            .unwrap();
+        if chunk[0] == moq_proto::ControlStream::Goaway.code() as u8 {
+            saw_goaway = true;
+            break;
+        }
+    }
+    assert!(saw_goaway, "GOAWAY on SIGTERM");
+    let exit = process.exit_status(Duration::from_secs(10)).await;
+    assert_eq!(exit.code(), Some(0));
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(4),
+        "exited after {took:?} (drain_timeout 2s)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_turns_false_when_full_and_true_again() {
+    let relay = start_relay(
+        "[internal]\nlisten = \"127.0.0.1:0\"\n[limits]\nmax_sessions = 1\n[auth]\npublic = \"\"",
+    )
+    .await;
+    let ready = format!("http://{}/ready", relay.internal.unwrap());
+    assert_eq!(http_get(&ready).await.0, 200);
+    let client = relay.client(&[]);
+    let (session, _) = connect(
+        &client,
+        &relay.url("https", "anon"),
+        None,
+        Some(Origin::default()),
+    )
+    .await;
+    relay.wait_sessions(1).await;
+    assert_eq!(http_get(&ready).await, (503, "not ready: full\n".to_string()));
+    session.close(0, "bye");
+    eventually("ready again", Duration::from_secs(5), async || {
+        http_get(&ready).await.0 == 200
+    })
+    .await;
+}
