@@ -14,7 +14,8 @@
 // CONFIG_JSON:
 //   engine, npm (directory holding node_modules), profile (a fresh directory for this run),
 //   chromium / firefox / webkitDriver / miniBrowser: executables (Debian paths by default),
-//   timeoutMs: bound on the page run, clockOut: file for the clock lines the page saw,
+//   timeoutMs: bound on the page run, clockOut: file for the clock lines the page saw
+//              ("LINE<TAB>ARRIVAL_MS" each),
 //   stopFile: once this file exists the page stops publishing,
 //   expect: { transport },
 //   page: the page's config (see watch.js).
@@ -297,7 +298,9 @@ try {
 	}
 
 	const result = state.result ?? {};
-	await writeFile(config.clockOut, (result.clock?.lines ?? []).map((l) => `${l}\n`).join(""));
+	// One line per clock frame: the line, a tab, when it arrived (ms since the epoch).
+	const clock = result.clock ?? { lines: [], arrivals: [] };
+	await writeFile(config.clockOut, clock.lines.map((l, i) => `${l}\t${clock.arrivals[i]}\n`).join(""));
 	say(`RESULT ${JSON.stringify({ engine, browser: browser.version, ...result })}`);
 	say(`PROBE ${JSON.stringify(state.probe ?? {})}`);
 

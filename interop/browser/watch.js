@@ -61,13 +61,15 @@ const minuteOf = (d) => `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad
  *   url:        relay URL (http://host:port/path: the library fetches /certificate.sha256),
  *   websocket:  optional @moq/net `websocket` option (default: the library's own choice),
  *   connectTimeoutMs,
- *   watch:      { broadcast, track, minFrames, timeoutMs }  (minFrames seconds frames),
+ *   watch:      { broadcast, track, minFrames, minLive, timeoutMs }: read until at least
+ *               minFrames seconds frames, of which minLive arrived live (at least 500 ms
+ *               after the first, which with its group's older frames comes from the cache),
  *   publish:    optional { broadcast, track, maxMs }: publish a clock until stopPublishing()
  *               or maxMs, whichever comes first.
  * }
  */
 async function run(config) {
-	const result = { clock: { lines: [], groups: [] }, announced: [] };
+	const result = { clock: { lines: [], arrivals: [], groups: [] }, announced: [] };
 	state.result = result;
 	state.phase = "connecting";
 	let connection;
@@ -121,7 +123,8 @@ async function watch(connection, spec, result) {
 
 	const broadcast = connection.consume(Moq.Path.from(spec.broadcast));
 	const track = broadcast.subscribe(spec.track);
-	let seconds = 0;
+	let first;
+	let live = 0;
 	try {
 		outer: for (;;) {
 			const group = await until(track.recvGroup(), deadline, "next group");
@@ -139,10 +142,13 @@ async function watch(connection, spec, result) {
 					base = text;
 					continue;
 				}
+				const at = Date.now();
+				first ??= at;
+				if (at - first >= 500) live += 1;
 				out.lines.push(`${base}${text}`);
+				out.arrivals.push(at);
 				show("clock", `${base}${text}`);
-				seconds += 1;
-				if (seconds >= spec.minFrames) break outer;
+				if (out.lines.length >= spec.minFrames && live >= (spec.minLive ?? 0)) break outer;
 			}
 		}
 	} catch (err) {

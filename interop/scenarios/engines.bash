@@ -19,6 +19,7 @@ BROWSER_RELAY=${MOQ_BROWSER_RELAY:-theirs}
 BROWSER_DIR=$ROOT/interop/browser
 NPM=$UPSTREAM/npm
 CLOCK_LINES=3 # clock lines the browser, and the native subscriber of the browser's clock, must get
+LIVE_LINES=2  # of the browser's, how many must arrive live rather than from the relay's cache
 START=$SECONDS
 
 # Every file this needs, or FAIL NAME-setup and exit.
@@ -89,6 +90,38 @@ wait_announced() {
     return 1
 }
 
+# Check the clock a browser watched ("LINE<TAB>ARRIVAL_MS" per frame): at least N lines
+# "YYYY-MM-DD HH:MM:SS" (UTC), consecutive seconds in order, at least LIVE of them arriving
+# live (500 ms or more after the first, which comes from the relay's cache with its group's
+# older frames), each of those within a few seconds of the wall clock when it arrived.
+# Prints the reason on failure.
+#   check_watched FILE N LIVE
+check_watched() {
+    python3 - "$1" "$2" "$3" <<'PY'
+import datetime, re, sys
+path, need, need_live = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rows = [l.split("\t") for l in open(path, encoding="utf-8", errors="replace").read().splitlines()]
+if len(rows) < need:
+    sys.exit(f"{len(rows)} lines, wanted {need}: {[r[0] for r in rows]!r}")
+pat = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+bad = [r for r in rows if len(r) != 2 or not pat.match(r[0])]
+if bad:
+    sys.exit(f"malformed line {bad[0]!r}")
+times = [datetime.datetime.strptime(r[0], "%Y-%m-%d %H:%M:%S").replace(tzinfo=datetime.timezone.utc) for r in rows]
+arrivals = [datetime.datetime.fromtimestamp(int(r[1]) / 1000, datetime.timezone.utc) for r in rows]
+for a, b in zip(times, times[1:]):
+    if (b - a).total_seconds() != 1:
+        sys.exit(f"not consecutive: {a:%H:%M:%S} then {b:%H:%M:%S}")
+live = [(t, at) for t, at in zip(times, arrivals) if (at - arrivals[0]).total_seconds() >= 0.5]
+if len(live) < need_live:
+    sys.exit(f"only {len(live)} of {len(rows)} lines arrived live, wanted {need_live}")
+for t, at in live:
+    lag = (at - t).total_seconds()
+    if not -2 <= lag <= 5:
+        sys.exit(f"line {t:%H:%M:%S} arrived at {at:%H:%M:%S.%f}, {lag:.1f} s off the wall clock")
+PY
+}
+
 # moq-clock's stdout, the clock lines only.
 clock_lines() { plain "$1" | grep -E '^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$'; }
 
@@ -97,13 +130,15 @@ clock_lines() { plain "$1" | grep -E '^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]
 # for WebTransport too) and nothing about the version of a WebSocket session, whose
 # events carry a `ws{id=N ...}` span: those count as "websocket/?". Ours logs
 # `session accepted ... version=V transport=T`.
-#   relay_sessions MARK
+#   relay_sessions MARK [END]   (the lines after MARK, up to line END)
 relay_sessions() {
+    local lines
+    lines=$(since "$RELAY_LOG" "$1" | head -n "$((${2:-999999999} - $1))")
     {
-        since "$RELAY_LOG" "$1" | grep -E 'negotiated version=|session accepted.*version=' |
+        grep <<<"$lines" -E 'negotiated version=|session accepted.*version=' |
             sed -E 's/.*(negotiated|session accepted)//' |
             sed -E 's/.*version="?([^ "]+)"?.* transport="?([^ "]+)"?.*/\1\/\2/; t; s/.*version="?([^ "]+)"?.*/\1/'
-        since "$RELAY_LOG" "$1" | grep -oE ' ws\{id=[0-9]+' | sort -u | sed 's/.*/websocket\/?/'
+        grep <<<"$lines" -oE ' ws\{id=[0-9]+' | sort -u | sed 's/.*/websocket\/?/'
     } | sort | uniq -c | awk '{printf "%s%s x %s", (NR > 1 ? ", " : ""), $1, $2} END {if (NR == 0) printf "none"}'
 }
 
@@ -120,7 +155,7 @@ NATIVE_URL=""
 run_engine() {
     local name=$1 engine=$2 transport=$3 url=$4
     local t0=$SECONDS out=$WORK/$name.out err=$WORK/$name.err published=browserclock-$name
-    local config driver m sub status
+    local config driver m m2="" sub status
     m=$(mark "$RELAY_LOG")
     config=$(
         cat <<JSON
@@ -136,7 +171,7 @@ run_engine() {
   "page": {
     "url": "$url",
     "connectTimeoutMs": 15000,
-    "watch": { "broadcast": "clock", "track": "seconds", "minFrames": $((CLOCK_LINES + 1)), "timeoutMs": 20000 },
+    "watch": { "broadcast": "clock", "track": "seconds", "minFrames": $CLOCK_LINES, "minLive": $LIVE_LINES, "timeoutMs": 20000 },
     "publish": { "broadcast": "$published", "track": "seconds", "maxMs": 25000 }
   }
 }
@@ -150,6 +185,7 @@ JSON
     # The browser's own clock, read by a native subscriber while the page publishes it.
     if timeout 60 bash -c 'until grep -q "^PUBLISHING " "$0" || ! kill -0 "$1" 2>/dev/null; do sleep 0.1; done' "$out" "$driver" &&
         grep -q "^PUBLISHING " "$out"; then
+        m2=$(mark "$RELAY_LOG")
         bg_out sub "$name-native-sub" "${NATIVE_PREFIX[@]}" "$THEIRS/moq-clock" --url "${NATIVE_URL:-$url}" \
             --broadcast "$published" subscribe
         if timeout 20 bash -c 'until [[ $(grep -cE "^[0-9]{4}-" "$0") -ge $1 ]]; do sleep 0.1; done' \
@@ -176,7 +212,7 @@ JSON
     if [[ -n $result ]]; then
         node "$BROWSER_DIR/summary.mjs" "$result" "$probe" | sed 's/^/  /'
     fi
-    echo "  relay log, sessions since the browser started (count version): $(relay_sessions "$m")"
+    echo "  relay log, the browser's sessions: $(relay_sessions "$m" "$m2")"
 
     local any=0 verdict check reason
     while read -r _ check verdict reason; do
@@ -186,7 +222,7 @@ JSON
     ((any)) || fail "$name-run" "the driver exited $status without checking anything: $(tail -n 3 "$err" | tr '\n' ' ')"
 
     if [[ -s $WORK/$name.clock ]] || [[ -n $result ]]; then
-        if why=$(check_clock "$WORK/$name.clock" "$CLOCK_LINES" 2>&1); then
+        if why=$(check_watched "$WORK/$name.clock" "$CLOCK_LINES" "$LIVE_LINES" 2>&1); then
             pass "$name-watch-clock"
         else
             fail "$name-watch-clock" "$why"
