@@ -97,10 +97,13 @@ else
     fail udp-blocked-tcp-reaches-relay "no HTTP answer from $RELAY_IP:$PORT in the viewers' namespace"
 fi
 
-# Control: a client that only speaks QUIC (moq-clock: WebTransport over HTTP/3) sees nothing.
+# Control: a client held to QUIC (moq-clock with its WebSocket fallback turned off:
+# WebTransport over HTTP/3 only) gets nothing, and the rule's counter shows its UDP dropped.
 before=$(dropped)
-bg_out ctl quic-only "${IN_VIEW[@]}" "$THEIRS/moq-clock" --url "$URL" --broadcast clock subscribe
-sleep 6 # a fixed observation window: the point is that nothing arrives in it
+bg_out ctl quic-only "${IN_VIEW[@]}" env MOQ_CLIENT_WEBSOCKET_ENABLED=false "$THEIRS/moq-clock" --url "$URL" \
+    --broadcast clock subscribe
+for _ in $(seq 1 100); do (($(dropped) > before)) && break; sleep 0.1; done
+sleep 3 # a fixed window in which nothing may arrive: absence has no event to wait for
 stop "$ctl"
 after=$(dropped)
 got=$(grep -cE '^[0-9]{4}-' "$WORK/quic-only.out")
@@ -109,6 +112,20 @@ if [[ $got -eq 0 && $after -gt $before ]]; then
 else
     fail udp-blocked-quic-gets-nothing "moq-clock printed $got lines; nft dropped $((after - before)) UDP packets"
 fi
+echo "  control: QUIC-only moq-clock printed $got lines; nft dropped $((after - before)) UDP packets"
+
+# A native client with its WebSocket fallback on (moq-clock's default) watches.
+name=udp-blocked-native-moq-clock
+before=$(dropped)
+bg_out csub "$name" "${IN_VIEW[@]}" "$THEIRS/moq-clock" --url "$URL" --broadcast clock subscribe
+if timeout 20 bash -c 'until [[ $(grep -cE "^[0-9]{4}-" "$0") -ge $1 ]]; do sleep 0.1; done' "$WORK/$name.out" "$((CLOCK_LINES + 1))"; then
+    clock_lines "$WORK/$name.out" >"$WORK/$name.lines"
+    if why=$(check_clock "$WORK/$name.lines" "$CLOCK_LINES" 2>&1); then pass "$name"; else fail "$name" "$why"; fi
+else
+    fail "$name" "moq-clock printed $(grep -cE '^[0-9]{4}-' "$WORK/$name.out") lines in 20 s: $(plain "$WORK/$name.log" | tail -n 2 | tr '\n' ' ')"
+fi
+stop "$csub"
+echo "  moq-clock (WebSocket fallback on): $(grep -cE '^[0-9]{4}-' "$WORK/$name.out") lines; nft dropped $(($(dropped) - before)) UDP packets meanwhile; its log: $(plain "$WORK/$name.log" | grep -iE 'websocket|connected' | head -n 2 | cut -c1-160 | tr '\n' ' ')"
 
 # The browsers, under `ip netns exec`; the native subscriber of each browser's clock runs
 # beside the relay (it is the browser's publishing over TCP that is under test).
