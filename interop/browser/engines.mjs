@@ -261,6 +261,22 @@ const engine = config.engine;
 let browser;
 let server;
 let status = 2;
+
+// Close the browser, the page server and our children; bounded.
+async function teardown() {
+	await withTimeout(browser?.close() ?? Promise.resolve(), 10_000, `closing ${engine}`).catch((e) => note(`driver: ${e}`));
+	server?.close();
+	server?.closeAllConnections?.();
+	stopChildren();
+}
+// Stopped from outside (the scenario's `timeout`, or its cleanup): leave no browser behind.
+for (const signal of ["SIGTERM", "SIGINT"]) {
+	process.once(signal, () => {
+		note(`driver: ${signal}, closing ${engine}`);
+		void teardown().finally(() => process.exit(2));
+	});
+}
+
 try {
 	await mkdir(config.profile, { recursive: true });
 	server = await serve();
@@ -323,9 +339,6 @@ try {
 	say(`CHECK ${config.name}-run fail ${String(err?.message ?? err).split("\n")[0]}`);
 	status = 2;
 } finally {
-	await withTimeout(browser?.close() ?? Promise.resolve(), 10_000, `closing ${engine}`).catch((e) => note(`driver: ${e}`));
-	server?.close();
-	server?.closeAllConnections?.();
-	stopChildren();
+	await teardown();
 }
 process.exit(status);

@@ -20,6 +20,16 @@ BROWSER_DIR=$ROOT/interop/browser
 NPM=$UPSTREAM/npm
 CLOCK_LINES=3 # clock lines the browser, and the native subscriber of the browser's clock, must get
 LIVE_LINES=2  # of the browser's, how many must arrive live rather than from the relay's cache
+# Time limits of one engine run (seconds): the driver as a whole, and inside it the page's
+# connect, watch and publish phases; NATIVE_S for a native subscriber's lines.
+DRIVER_S=80
+CONNECT_S=15
+WATCH_S=20
+PUBLISH_S=25
+NATIVE_S=20
+# The whole scenario stays under this many seconds: an engine run gets at most what is left.
+SCENARIO_LIMIT=115
+budget_left() { echo $((SCENARIO_LIMIT - (SECONDS - START))); }
 START=$SECONDS
 
 # Every file this needs, or FAIL NAME-setup and exit.
@@ -155,7 +165,12 @@ NATIVE_URL=""
 run_engine() {
     local name=$1 engine=$2 transport=$3 url=$4
     local t0=$SECONDS out=$WORK/$name.out err=$WORK/$name.err published=browserclock-$name
-    local config driver m m2="" sub status
+    local config driver m m2="" sub status limit=$DRIVER_S
+    if (($(budget_left) - 15 < limit)); then limit=$(($(budget_left) - 15)); fi
+    if ((limit < 20)); then
+        fail "$name-run" "only $(budget_left) s left of the scenario's $SCENARIO_LIMIT s"
+        return
+    fi
     m=$(mark "$RELAY_LOG")
     config=$(
         cat <<JSON
@@ -164,31 +179,31 @@ run_engine() {
   "engine": "$engine",
   "npm": "$NPM",
   "profile": "$WORK/$name-profile",
-  "timeoutMs": 75000,
+  "timeoutMs": $(((limit - 15) * 1000)),
   "clockOut": "$WORK/$name.clock",
   "stopFile": "$WORK/$name.stop",
   "expect": { "transport": "$transport" },
   "page": {
     "url": "$url",
-    "connectTimeoutMs": 15000,
-    "watch": { "broadcast": "clock", "track": "seconds", "minFrames": $CLOCK_LINES, "minLive": $LIVE_LINES, "timeoutMs": 20000 },
-    "publish": { "broadcast": "$published", "track": "seconds", "maxMs": 25000 }
+    "connectTimeoutMs": $((CONNECT_S * 1000)),
+    "watch": { "broadcast": "clock", "track": "seconds", "minFrames": $CLOCK_LINES, "minLive": $LIVE_LINES, "timeoutMs": $((WATCH_S * 1000)) },
+    "publish": { "broadcast": "$published", "track": "seconds", "maxMs": $((PUBLISH_S * 1000)) }
   }
 }
 JSON
     )
-    "${BROWSER_PREFIX[@]}" timeout -k 5 90 node "$BROWSER_DIR/engines.mjs" "$config" >"$out" 2>"$err" &
+    "${BROWSER_PREFIX[@]}" timeout -k 12 "$limit" node "$BROWSER_DIR/engines.mjs" "$config" >"$out" 2>"$err" &
     driver=$!
     PIDS+=("$driver")
     echo "$driver" >>"$WORK/pids"
 
     # The browser's own clock, read by a native subscriber while the page publishes it.
-    if timeout 60 bash -c 'until grep -q "^PUBLISHING " "$0" || ! kill -0 "$1" 2>/dev/null; do sleep 0.1; done' "$out" "$driver" &&
+    if timeout "$limit" bash -c 'until grep -q "^PUBLISHING " "$0" || ! kill -0 "$1" 2>/dev/null; do sleep 0.1; done' "$out" "$driver" &&
         grep -q "^PUBLISHING " "$out"; then
         m2=$(mark "$RELAY_LOG")
         bg_out sub "$name-native-sub" "${NATIVE_PREFIX[@]}" "$THEIRS/moq-clock" --url "${NATIVE_URL:-$url}" \
             --broadcast "$published" subscribe
-        if timeout 20 bash -c 'until [[ $(grep -cE "^[0-9]{4}-" "$0") -ge $1 ]]; do sleep 0.1; done' \
+        if timeout "$NATIVE_S" bash -c 'until [[ $(grep -cE "^[0-9]{4}-" "$0") -ge $1 ]]; do sleep 0.1; done' \
             "$WORK/$name-native-sub.out" "$((CLOCK_LINES + 1))"; then
             clock_lines "$WORK/$name-native-sub.out" >"$WORK/$name-native-sub.lines"
             if why=$(check_clock "$WORK/$name-native-sub.lines" "$CLOCK_LINES" 2>&1); then
@@ -197,7 +212,7 @@ JSON
                 fail "$name-publish-native-sub" "$why"
             fi
         else
-            fail "$name-publish-native-sub" "moq-clock printed $(grep -cE '^[0-9]{4}-' "$WORK/$name-native-sub.out") lines of the browser's clock in 20 s: $(plain "$WORK/$name-native-sub.log" | tail -n 2 | tr '\n' ' ')"
+            fail "$name-publish-native-sub" "moq-clock printed $(grep -cE '^[0-9]{4}-' "$WORK/$name-native-sub.out") lines of the browser's clock in $NATIVE_S s: $(plain "$WORK/$name-native-sub.log" | tail -n 2 | tr '\n' ' ')"
         fi
         touch "$WORK/$name.stop"
         stop "$sub"
