@@ -123,33 +123,37 @@ async function watch(connection, spec, result) {
 
 	const broadcast = connection.consume(Moq.Path.from(spec.broadcast));
 	const track = broadcast.subscribe(spec.track);
+	// Read as a player does: frames across groups, the library discarding a group once a
+	// newer one is there (so an older cached group whose end is slow to come cannot stall
+	// the watch). Each group's frame 0 is its minute, the others its seconds.
+	const minutes = new Map();
 	let first;
 	let live = 0;
 	try {
-		outer: for (;;) {
-			const group = await until(track.recvGroup(), deadline, "next group");
-			if (!group) {
+		for (;;) {
+			const frame = await until(track.readFrameSequence(), deadline, "next frame");
+			if (!frame) {
 				out.end = "track ended";
 				break;
 			}
-			out.groups.push(group.sequence);
-			let base;
-			for (;;) {
-				const frame = await until(group.readFrame(), deadline, `next frame of group ${group.sequence}`);
-				if (!frame) break;
-				const text = decoder.decode(frame.payload);
-				if (base === undefined) {
-					base = text;
-					continue;
-				}
-				const at = Date.now();
-				first ??= at;
-				if (at - first >= 500) live += 1;
-				out.lines.push(`${base}${text}`);
-				out.arrivals.push(at);
-				show("clock", `${base}${text}`);
-				if (out.lines.length >= spec.minFrames && live >= (spec.minLive ?? 0)) break outer;
+			const text = decoder.decode(frame.payload);
+			if (frame.frame === 0) {
+				minutes.set(frame.group, text);
+				out.groups.push(frame.group);
+				continue;
 			}
+			const minute = minutes.get(frame.group);
+			if (minute === undefined) {
+				out.headless = (out.headless ?? 0) + 1; // joined a group after its first frame
+				continue;
+			}
+			const at = Date.now();
+			first ??= at;
+			if (at - first >= 500) live += 1;
+			out.lines.push(`${minute}${text}`);
+			out.arrivals.push(at);
+			show("clock", `${minute}${text}`, `(group ${frame.group} frame ${frame.frame})`);
+			if (out.lines.length >= spec.minFrames && live >= (spec.minLive ?? 0)) break;
 		}
 	} catch (err) {
 		out.error = describe(err);
