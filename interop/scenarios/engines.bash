@@ -231,6 +231,12 @@ JSON
         node "$BROWSER_DIR/summary.mjs" "$result" "$probe" | sed 's/^/  /'
     fi
     echo "  relay log, the browser's sessions: $(relay_sessions "$m" "$m2")"
+    # The subprotocols the browser's WebTransport CONNECT carried (WT-Available-Protocols),
+    # as the relay's web-transport layer logs them at debug.
+    local connects
+    connects=$(since "$RELAY_LOG" "$m" | head -n "$((${m2:-999999999} - m))" |
+        grep -oE 'received CONNECT request.* protocols: \[[^]]*\]' | grep -oE 'protocols: \[[^]]*\]' | paste -sd ';' -)
+    [[ -z $connects ]] || echo "  relay log, the browser's WebTransport CONNECT offered $connects"
 
     local any=0 verdict check reason
     while read -r _ check verdict reason; do
