@@ -42,10 +42,30 @@ if [[ ! -f "$NPM_DIR/.installed-moq-net-0.3.4" ]]; then
     (cd "$NPM_DIR" && npm install --silent --no-audit --no-fund --save-exact @moq/net@0.3.4 playwright-core@1)
     touch "$NPM_DIR/.installed-moq-net-0.3.4"
 fi
+# Drivers for the other engines (interop/browser/engines.mjs): puppeteer-core drives
+# Chromium over CDP and Firefox over WebDriver BiDi; selenium-webdriver drives WebKitGTK
+# through WebKitWebDriver. Pinned exactly. puppeteer-core 25 declares node >= 22.12 but runs
+# here on node 20 (npm warns EBADENGINE); selenium-webdriver 4.46.0 is the last release
+# that supports node 20.
+BROWSER_DRIVERS=(puppeteer-core@25.16.0 selenium-webdriver@4.46.0)
+if [[ ! -f "$NPM_DIR/.installed-browser-drivers-puppeteer-25.16.0-selenium-4.46.0" ]]; then
+    echo "interop: installing ${BROWSER_DRIVERS[*]} from npm" >&2
+    (cd "$NPM_DIR" && npm install --silent --no-audit --no-fund --save-exact "${BROWSER_DRIVERS[@]}")
+    touch "$NPM_DIR/.installed-browser-drivers-puppeteer-25.16.0-selenium-4.46.0"
+fi
 
-if ! command -v chromium >/dev/null 2>&1; then
-    echo "interop: installing chromium from apt" >&2
+# Browsers and tools from Debian (no downloaded browser builds): Chromium, Firefox ESR,
+# WebKitGTK's WebDriver (with MiniBrowser), Xvfb for WebKitGTK's display, nftables and
+# iproute2 for the UDP-blocked scenario.
+APT_NEEDS=(chromium:/usr/bin/chromium firefox-esr:/usr/bin/firefox-esr webkit2gtk-driver:/usr/bin/WebKitWebDriver
+    xvfb:/usr/bin/Xvfb nftables:/usr/sbin/nft iproute2:/usr/sbin/ip)
+missing=()
+for entry in "${APT_NEEDS[@]}"; do
+    [[ -x ${entry#*:} ]] || missing+=("${entry%%:*}")
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+    echo "interop: installing ${missing[*]} from apt" >&2
     if [[ $(id -u) -eq 0 ]]; then SUDO=""; else SUDO="sudo"; fi
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
