@@ -54,7 +54,7 @@ pub use error::{Error, Result};
 pub use jws::MAX_TOKEN_BYTES;
 pub use key::{Key, KeyId, MIN_RSA_BITS, MIN_SECRET_BYTES, RSA_GENERATE_BITS};
 pub use public::{Public, authorize};
-pub use set::{Clock, DEFAULT_KEY_TTL, KeySet, ManualClock, SystemClock};
+pub use set::{Clock, DEFAULT_KEY_TTL, KeySet, LISTING_INTERVAL, ManualClock, SystemClock};
 
 /// Re-exported for convenience: the permission and path types this crate produces.
 pub use moq_core::session::Permissions;

@@ -64,11 +64,23 @@ struct Cached {
     loaded: SystemTime,
 }
 
+/// How often a key directory is listed at most: a kid missing from the last listing is
+/// refused without touching the disk, so a flood of made-up kids costs one listing per
+/// interval, while a newly added key file is usable within it.
+pub const LISTING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The key files a directory held when it was last listed.
+struct Listing {
+    taken: Option<SystemTime>,
+    kids: std::collections::HashSet<KeyId>,
+}
+
 enum Source {
     Single(Arc<Key>),
     Dir {
         dir: PathBuf,
         cache: Mutex<HashMap<KeyId, Cached>>,
+        listing: Mutex<Listing>,
     },
 }
 
@@ -78,10 +90,13 @@ enum Source {
 /// - [`KeySet::single`] (`[auth] key`): tokens need no `kid`; one naming a
 ///   `kid` other than the key's is refused.
 /// - [`KeySet::dir`] (`[auth] key_dir`): a token's `kid` selects
-///   `{dir}/{kid}.jwk`. A key is read from disk when first needed and
-///   re-read once it is older than the TTL ([`DEFAULT_KEY_TTL`]), so adding
-///   a file makes its key usable at once and deleting one revokes it
-///   within the TTL. Reading is blocking file I/O of a few hundred bytes.
+///   `{dir}/{kid}.jwk`. The directory is listed at most once per
+///   [`LISTING_INTERVAL`]: a kid not in the last listing is refused without
+///   touching the disk (a flood of made-up kids costs one listing per
+///   interval), so adding or deleting a file takes effect within it. A key is
+///   read when first needed and re-read once older than the TTL
+///   ([`DEFAULT_KEY_TTL`]). Reading is blocking file I/O: call from a
+///   blocking context where that matters.
 pub struct KeySet {
     source: Source,
     clock: Arc<dyn Clock>,
@@ -131,6 +146,10 @@ impl KeySet {
         Ok(Self::new(Source::Dir {
             dir,
             cache: Mutex::new(HashMap::new()),
+            listing: Mutex::new(Listing {
+                taken: None,
+                kids: Default::default(),
+            }),
         }))
     }
 
@@ -159,9 +178,13 @@ impl KeySet {
                 (Some(want), Some(have)) if want != have => Err(Error::UnknownKid(want.to_string())),
                 _ => Ok(key.clone()),
             },
-            Source::Dir { dir, cache } => {
+            Source::Dir { dir, cache, listing } => {
                 let kid = kid.ok_or(Error::MissingKid)?;
                 let now = self.clock.now();
+                if !listed(dir, listing, kid, now) {
+                    cache.lock().unwrap_or_else(|e| e.into_inner()).remove(kid);
+                    return Err(Error::UnknownKid(kid.to_string()));
+                }
                 let fresh = |c: &Cached| {
                     // A clock that went backwards also forces a re-read.
                     now.duration_since(c.loaded).is_ok_and(|age| age < self.ttl)
@@ -201,6 +224,28 @@ impl KeySet {
         let key = self.key(parsed.kid.as_ref())?;
         key.verify_parsed(&parsed, self.clock.now(), &self.validation)
     }
+}
+
+/// Whether `{kid}.jwk` was in the directory when last listed, listing it again if the
+/// listing is older than [`LISTING_INTERVAL`] (or the clock went backwards).
+fn listed(dir: &FsPath, listing: &Mutex<Listing>, kid: &KeyId, now: SystemTime) -> bool {
+    let mut listing = listing.lock().unwrap_or_else(|e| e.into_inner());
+    let stale = listing.taken.is_none_or(|taken| {
+        now.duration_since(taken)
+            .map_or(true, |age| age >= LISTING_INTERVAL)
+    });
+    if stale {
+        listing.kids = std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+                    .filter_map(|name| name.strip_suffix(".jwk")?.parse::<KeyId>().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        listing.taken = Some(now);
+    }
+    listing.kids.contains(kid)
 }
 
 fn load(dir: &FsPath, kid: &KeyId) -> Result<Key> {

@@ -2,7 +2,11 @@
 //! its token, and its client certificate. Pure: no sockets, no clock beyond token
 //! expiry, no knowledge of the cluster. Every transport asks the same question here.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    fmt,
+    sync::{Arc, RwLock},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use anyhow::Context;
 use moq_auth::{Claims, KeySet, Public};
@@ -122,6 +126,23 @@ pub fn token_from_query(query: Option<&str>) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// A token held in memory; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(Arc<str>);
+
+impl Token {
+    /// The token text, for verification only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(…)")
+    }
+}
+
 /// What a session may do, and until when.
 #[derive(Debug, Clone)]
 pub struct Grant {
@@ -131,6 +152,8 @@ pub struct Grant {
     pub permissions: Permissions,
     /// The verified token, if one was given.
     pub claims: Option<Claims>,
+    /// The token itself, kept to re-check the session when keys change.
+    pub token: Option<Token>,
     /// Whether a client certificate authenticated the session.
     pub client_certificate: bool,
     /// When the token or certificate stops being valid.
@@ -149,17 +172,52 @@ impl Grant {
     }
 }
 
-/// The access policy: anonymous prefixes and the keys that verify tokens.
+/// Where the verification keys come from, so they can be read again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// `[auth] key`: one JWK file.
+    File(std::path::PathBuf),
+    /// `[auth] key_dir`: `{kid}.jwk` files.
+    Dir(std::path::PathBuf),
+}
+
+impl KeySource {
+    fn load(&self) -> anyhow::Result<KeySet> {
+        match self {
+            Self::File(file) => {
+                let key = moq_auth::Key::from_file(file)
+                    .with_context(|| format!("[auth] key {}", file.display()))?;
+                Ok(KeySet::single(key)?)
+            }
+            Self::Dir(dir) => Ok(KeySet::dir(dir)?),
+        }
+    }
+
+    /// The file or directory to watch for changes.
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            Self::File(path) | Self::Dir(path) => path,
+        }
+    }
+}
+
+/// The access policy: anonymous prefixes and the keys that verify tokens. Keys can be
+/// reloaded while sessions run ([`Gate::reload`]).
 #[derive(Debug, Default)]
 pub struct Gate {
     public: Public,
-    keys: Option<KeySet>,
+    source: Option<KeySource>,
+    keys: RwLock<Option<Arc<KeySet>>>,
 }
 
 impl Gate {
-    /// A gate from its parts.
+    /// A gate from its parts (keys that cannot be reloaded).
     pub fn new(public: Public, keys: Option<KeySet>) -> Self {
-        Self { public, keys }
+        Self {
+            public,
+            source: None,
+            keys: RwLock::new(keys.map(Arc::new)),
+        }
     }
 
     /// The gate `[auth]` describes (reads the key file or checks the key directory).
@@ -168,26 +226,42 @@ impl Gate {
             Some(p) => Public::from_prefixes(&p.subscribe, &p.publish)?,
             None => Public::default(),
         };
-        let keys = if let Some(file) = &auth.key {
-            let key =
-                moq_auth::Key::from_file(file).with_context(|| format!("[auth] key {}", file.display()))?;
-            Some(KeySet::single(key)?)
-        } else if let Some(dir) = &auth.key_dir {
-            if dir.starts_with("http://") || dir.starts_with("https://") {
-                anyhow::bail!(
-                    "[auth] key_dir as a URL is not supported: point it at a local directory of {{kid}}.jwk files"
-                );
-            }
-            Some(KeySet::dir(dir)?)
-        } else {
-            None
+        let source = match (&auth.key, &auth.key_dir) {
+            (Some(file), _) => Some(KeySource::File(file.clone())),
+            (None, Some(dir)) if dir.starts_with("http://") || dir.starts_with("https://") => anyhow::bail!(
+                "[auth] key_dir as a URL is not supported: point it at a local directory of {{kid}}.jwk files"
+            ),
+            (None, Some(dir)) => Some(KeySource::Dir(dir.into())),
+            (None, None) => None,
         };
-        Ok(Self::new(public, keys))
+        let keys = source.as_ref().map(KeySource::load).transpose()?;
+        Ok(Self {
+            public,
+            source,
+            keys: RwLock::new(keys.map(Arc::new)),
+        })
+    }
+
+    /// Where the keys come from, if they can be reloaded.
+    pub fn key_source(&self) -> Option<&KeySource> {
+        self.source.as_ref()
+    }
+
+    /// Read the keys again; on failure the old keys stay in use.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let Some(source) = &self.source else { return Ok(()) };
+        let keys = source.load()?;
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(keys));
+        Ok(())
+    }
+
+    fn keys(&self) -> Option<Arc<KeySet>> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Whether tokens are in use (a key or key directory is configured).
     pub fn verifies_tokens(&self) -> bool {
-        self.keys.is_some()
+        self.keys().is_some()
     }
 
     /// Verify an optional token and combine it with the public prefixes into what a
@@ -197,7 +271,7 @@ impl Gate {
         root: &Path,
         token: Option<&str>,
     ) -> Result<(Permissions, Option<Claims>), moq_auth::Error> {
-        let claims = match (token, &self.keys) {
+        let claims = match (token, self.keys()) {
             (Some(token), Some(keys)) => Some(keys.verify(token)?),
             (Some(_), None) => {
                 return Err(moq_auth::Error::TokenRequired(
@@ -223,6 +297,7 @@ impl Gate {
                 root: target.root,
                 permissions: Permissions::all(),
                 claims: None,
+                token: None,
                 client_certificate: true,
                 expires: certificate.not_after,
             });
@@ -230,17 +305,50 @@ impl Gate {
         let (permissions, claims) = self
             .authorize(&target.root, target.token.as_deref())
             .map_err(|e| Refusal::auth(&e))?;
+        // An `exp` past what the clock can represent (up to 2^64-1) means "never".
         let expires = claims
             .as_ref()
             .and_then(|c| c.exp)
-            .map(|exp| UNIX_EPOCH + Duration::from_secs(exp));
+            .and_then(|exp| UNIX_EPOCH.checked_add(Duration::from_secs(exp)));
         Ok(Grant {
             root: target.root,
             permissions,
+            token: claims.as_ref().and(target.token).map(|t| Token(t.into())),
             claims,
             client_certificate: false,
             expires,
         })
+    }
+
+    /// [`Gate::decide`] off the async workers when verifying may read key files.
+    pub async fn decide_async(
+        self: &Arc<Self>,
+        target: String,
+        certificate: Option<ClientCertificate>,
+    ) -> Result<Grant, Refusal> {
+        if !matches!(self.source, Some(KeySource::Dir(_))) {
+            return self.decide(&target, certificate);
+        }
+        let gate = self.clone();
+        tokio::task::spawn_blocking(move || gate.decide(&target, certificate))
+            .await
+            .unwrap_or_else(|err| Err(Refusal::request("internal", err.to_string(), 500, 0x1)))
+    }
+
+    /// Check a live session's token against the current keys: `Err` when the key that
+    /// signed it is gone or no longer verifies it (or it now grants less).
+    pub fn revalidate(&self, grant: &Grant) -> Result<(), Refusal> {
+        let Some(token) = &grant.token else { return Ok(()) };
+        let (permissions, _) = self
+            .authorize(&grant.root, Some(token.expose()))
+            .map_err(|e| Refusal::auth(&e))?;
+        if permissions != grant.permissions {
+            return Err(Refusal::unauthorized(
+                "revoked",
+                "the token now grants less than when the session began",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -343,5 +451,28 @@ mod tests {
         );
         let refused = gate.decide("/room?jwt=not.a.token", None).unwrap_err();
         assert_eq!(refused.kind, RefusalKind::Auth);
+    }
+
+    #[test]
+    fn extreme_claims_never_panic() {
+        let key = moq_auth::Key::generate(moq_auth::Algorithm::HS256, None).unwrap();
+        let gate = Gate::new(Public::default(), Some(KeySet::single(key.clone()).unwrap()));
+        let mut claims = Claims::new("");
+        claims.get = vec![String::new()];
+        claims.exp = Some(u64::MAX);
+        claims.iat = Some(u64::MAX);
+        let grant = gate.decide(&format!("/?jwt={}", key.sign(&claims).unwrap()), None);
+        // iat far in the future is refused; nothing panics either way.
+        assert!(grant.is_err());
+        claims.iat = Some(0);
+        let grant = gate
+            .decide(&format!("/?jwt={}", key.sign(&claims).unwrap()), None)
+            .unwrap();
+        assert_eq!(grant.expires, None, "an exp past the clock's range never expires");
+        claims.nbf = Some(u64::MAX);
+        assert!(
+            gate.decide(&format!("/?jwt={}", key.sign(&claims).unwrap()), None)
+                .is_err()
+        );
     }
 }

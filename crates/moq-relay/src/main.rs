@@ -140,17 +140,23 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     result
 }
 
-/// SIGHUP reloads certificates; SIGTERM drains for `drain_timeout`; Ctrl-C drains briefly.
+/// SIGHUP reloads certificates and token keys; SIGTERM drains for `drain_timeout`; Ctrl-C drains briefly.
 /// Draining ends with the relay's run returning.
 async fn on_signals(handle: Handle, drain_timeout: Duration) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate())?;
     let mut hangup = signal(SignalKind::hangup())?;
     let timeout = loop {
         tokio::select! {
-            _ = hangup.recv() => match handle.reload_certificates() {
-                Ok(()) => tracing::info!("SIGHUP: certificates reloaded"),
-                Err(err) => tracing::warn!(%err, "SIGHUP: certificates not reloaded; keeping the old ones"),
-            },
+            _ = hangup.recv() => {
+                match handle.reload_certificates() {
+                    Ok(()) => tracing::info!("SIGHUP: certificates reloaded"),
+                    Err(err) => tracing::warn!(%err, "SIGHUP: certificates not reloaded; keeping the old ones"),
+                }
+                match handle.reload_keys() {
+                    Ok(ended) => tracing::info!(ended, "SIGHUP: token keys reloaded"),
+                    Err(err) => tracing::warn!(%err, "SIGHUP: token keys not reloaded; keeping the old ones"),
+                }
+            }
             _ = terminate.recv() => {
                 tracing::info!(timeout = ?drain_timeout, "SIGTERM: draining");
                 break drain_timeout;

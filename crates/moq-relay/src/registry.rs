@@ -53,6 +53,10 @@ pub struct SessionInfo {
     pub since: Instant,
     /// The QUIC connection, for its statistics (none for transports without one).
     pub connection: Option<quinn::Connection>,
+    /// What the session was granted, to re-check when keys change.
+    pub grant: Arc<crate::gate::Grant>,
+    /// Cancelled to end the session (its grant was revoked).
+    pub revoke: tokio_util::sync::CancellationToken,
 }
 
 /// Every live session.
@@ -153,6 +157,15 @@ mod tests {
             transport: Transport::Quic,
             since: Instant::now(),
             connection: None,
+            grant: Arc::new(crate::gate::Grant {
+                root: Path::new("anon").unwrap(),
+                permissions: moq_core::session::Permissions::all(),
+                claims: None,
+                token: None,
+                client_certificate: false,
+                expires: None,
+            }),
+            revoke: Default::default(),
         }
     }
 

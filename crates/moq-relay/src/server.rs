@@ -37,7 +37,7 @@ use crate::{
 /// How often QUIC connection statistics are sampled.
 pub const QUIC_SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
 
-/// How often certificate files are checked for changes.
+/// How often certificate and key files are checked for changes.
 const CERTIFICATE_POLL: Duration = Duration::from_secs(10);
 
 /// How long shutdown waits for connection closes to reach peers.
@@ -103,6 +103,13 @@ impl Handle {
         self.quic.reload_certificates()?;
         self.tls_metrics.record(&self.quic);
         Ok(())
+    }
+
+    /// Re-read `[auth] key` / `key_dir` (keeping the old keys if the new are bad) and end
+    /// every live session whose token they no longer verify. Returns how many ended.
+    pub fn reload_keys(&self) -> anyhow::Result<usize> {
+        self.sessions.gate.reload()?;
+        Ok(self.sessions.revalidate())
     }
 
     /// The client sessions' state.
@@ -256,7 +263,7 @@ impl Relay {
     pub async fn run(mut self) -> anyhow::Result<()> {
         let lifecycle = self.sessions.lifecycle.clone();
         let handle = self.handle();
-        lifecycle.spawn(watch_certificates(handle.clone()));
+        lifecycle.spawn(watch_files(handle.clone()));
         lifecycle.spawn(self.quic_metrics.clone().sample(self.sessions.registry.clone()));
         self.spawn_http();
         self.spawn_cluster()?;
@@ -427,31 +434,50 @@ impl TlsMetrics {
     }
 }
 
-/// Reload the certificate when its files change (polled: no inotify needed).
-async fn watch_certificates(handle: Handle) {
-    let files = handle.quic.certificate_files();
-    if files.is_empty() {
+/// Modification times of `files`, to notice changes (polled: no inotify needed).
+fn stamp(files: &[std::path::PathBuf]) -> Vec<Option<SystemTime>> {
+    files
+        .iter()
+        .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+        .collect()
+}
+
+/// Reload the certificate when its files change, and the token keys when `[auth] key`
+/// or the `key_dir` directory changes (a key file added, replaced or removed).
+async fn watch_files(handle: Handle) {
+    let certificates = handle.quic.certificate_files();
+    let keys: Vec<_> = handle
+        .sessions
+        .gate
+        .key_source()
+        .map(|s| s.path().to_path_buf())
+        .into_iter()
+        .collect();
+    if certificates.is_empty() && keys.is_empty() {
         return;
     }
-    let stamp = |files: &[std::path::PathBuf]| -> Vec<Option<SystemTime>> {
-        files
-            .iter()
-            .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
-            .collect()
-    };
-    let mut last = stamp(&files);
+    let (mut last_certificates, mut last_keys) = (stamp(&certificates), stamp(&keys));
     let mut ticker = tokio::time::interval(CERTIFICATE_POLL);
     loop {
         ticker.tick().await;
-        let now = stamp(&files);
-        if now == last {
-            continue;
+        let now = stamp(&certificates);
+        if now != last_certificates {
+            last_certificates = now;
+            match handle.reload_certificates() {
+                Ok(()) => tracing::info!("certificate files changed; reloaded"),
+                Err(err) => {
+                    tracing::warn!(%err, "certificate files changed but could not be loaded; keeping the old ones")
+                }
+            }
         }
-        last = now;
-        match handle.reload_certificates() {
-            Ok(()) => tracing::info!("certificate files changed; reloaded"),
-            Err(err) => {
-                tracing::warn!(%err, "certificate files changed but could not be loaded; keeping the old ones")
+        let now = stamp(&keys);
+        if now != last_keys {
+            last_keys = now;
+            match handle.reload_keys() {
+                Ok(ended) => tracing::info!(ended, "token keys changed; reloaded"),
+                Err(err) => {
+                    tracing::warn!(%err, "token keys changed but could not be loaded; keeping the old ones")
+                }
             }
         }
     }

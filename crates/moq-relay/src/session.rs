@@ -146,7 +146,7 @@ impl Sessions {
             Some(q) => format!("{}?{q}", url.path()),
             None => url.path().to_string(),
         };
-        match self.gate.decide(&target, request.client_certificate()) {
+        match self.gate.decide_async(target, request.client_certificate()).await {
             Ok(grant) => match request.ok().await {
                 Ok(session) => Some(Accepted {
                     session: MoqSession::with_config(session, transport, &self.quic),
@@ -200,7 +200,7 @@ impl Sessions {
             .as_ref()
             .and_then(|s| s.path.clone())
             .unwrap_or_default();
-        match self.gate.decide(&target, certificate) {
+        match self.gate.decide_async(target, certificate).await {
             Ok(grant) => Some(Accepted {
                 session,
                 peer,
@@ -255,6 +255,21 @@ impl Sessions {
         }
     }
 
+    /// Re-check every live session's token against the current keys; end those whose key
+    /// is gone. Returns how many were ended.
+    pub fn revalidate(&self) -> usize {
+        let mut ended = 0;
+        for session in self.registry.list() {
+            if let Err(refusal) = self.gate.revalidate(&session.grant) {
+                tracing::info!(peer = %session.peer, id = session.id, reason = refusal.reason, detail = %refusal.detail, "session's token no longer valid");
+                self.refusals.auth_failed("revoked");
+                session.revoke.cancel();
+                ended += 1;
+            }
+        }
+        ended
+    }
+
     /// Step 4: what the session driver may publish and consume.
     pub fn configure(&self, grant: &Grant, version: Version) -> Result<session::Config, Refusal> {
         let mut config = self.media.session_config(version);
@@ -305,6 +320,8 @@ impl Sessions {
             mtls = grant.client_certificate,
             "session accepted"
         );
+        let grant = Arc::new(grant);
+        let revoke = tokio_util::sync::CancellationToken::new();
         let _registration = self.registry.register(SessionInfo {
             id,
             peer,
@@ -313,6 +330,8 @@ impl Sessions {
             transport,
             since: std::time::Instant::now(),
             connection,
+            grant: grant.clone(),
+            revoke: revoke.clone(),
         });
         let _ticket = ticket;
 
@@ -329,6 +348,10 @@ impl Sessions {
                 tracing::info!(%peer, "token or certificate expired; closing the session");
                 self.refusals.auth_failed("expired");
                 return session.close(0x2, "unauthorized: token expired");
+            }
+            () = revoke.cancelled() => {
+                tracing::info!(%peer, "the key behind this session's token is gone; closing the session");
+                return session.close(0x2, "unauthorized: token revoked");
             }
             () = self.lifecycle.shutdown_token().cancelled() => {
                 return session.close(0, "relay shutting down");

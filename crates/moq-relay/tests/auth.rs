@@ -17,7 +17,7 @@ use url::Url;
 mod common;
 use common::{
     SOON, TestRelay, client_pki, connect, eventually, http_get, publisher, publisher_at, read_groups, sample,
-    start_relay, write_group,
+    spawn_relay, start_relay, write_group,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,4 +258,68 @@ async fn a_client_certificate_from_the_configured_ca_stands_in_for_a_token() {
             .await
             .is_err()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_the_key_ends_the_sessions_it_authorised() {
+    let (relay, key, dir) = token_relay("").await;
+    let client = relay.client(&[]);
+    let old = token(&key, "", &[], &[""], None);
+    let url = Url::parse(&format!("https://localhost:{}/?jwt={old}", relay.quic.port())).unwrap();
+    let (session, _) = connect(&client, &url, None, Some(Origin::default())).await;
+    relay.wait_sessions(1).await;
+
+    // Unchanged keys keep the session.
+    let sessions = &relay.state().sessions;
+    sessions.gate.reload().unwrap();
+    assert_eq!(sessions.revalidate(), 0);
+
+    // A new key replaces the old one: the session it authorised ends, with the reason.
+    let new = moq_auth::Key::generate(moq_auth::Algorithm::ES256, None).unwrap();
+    new.write_file(dir.path().join("root.jwk")).unwrap();
+    sessions.gate.reload().unwrap();
+    assert_eq!(sessions.revalidate(), 1);
+    let closed = tokio::time::timeout(SOON, moq_core::transport::Session::closed(&session))
+        .await
+        .expect("closed on revocation");
+    assert!(closed.to_string().contains("revoked"), "{closed}");
+    assert_eq!(
+        relay
+            .metric("moq_relay_auth_failures_total{reason=\"revoked\"}")
+            .await,
+        1.0
+    );
+
+    // Tokens of the new key work; the old token no longer connects.
+    let fresh = token(&new, "", &[], &[""], None);
+    let url = Url::parse(&format!("https://localhost:{}/?jwt={fresh}", relay.quic.port())).unwrap();
+    connect(&client, &url, None, Some(Origin::default())).await;
+    let url = Url::parse(&format!("https://localhost:{}/?jwt={old}", relay.quic.port())).unwrap();
+    assert!(client.connect(&url).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_after_a_key_file_is_deleted_ends_its_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let kid = moq_auth::KeyId::new("k1").unwrap();
+    let key = moq_auth::Key::generate(moq_auth::Algorithm::EdDSA, Some(kid)).unwrap();
+    key.to_public()
+        .unwrap()
+        .write_file(dir.path().join("k1.jwk"))
+        .unwrap();
+    let process = spawn_relay(&["--auth-key-dir", dir.path().to_str().unwrap()]).await;
+    let relay = &process.relay;
+    let client = relay.client(&[]);
+    let jwt = token(&key, "", &[], &[""], None);
+    let url = Url::parse(&format!("https://localhost:{}/?jwt={jwt}", relay.quic.port())).unwrap();
+    let (session, _) = connect(&client, &url, None, Some(Origin::default())).await;
+
+    std::fs::remove_file(dir.path().join("k1.jwk")).unwrap();
+    // The directory is listed at most once a second: wait that out, then SIGHUP.
+    tokio::time::sleep(moq_auth::LISTING_INTERVAL).await;
+    process.signal("HUP");
+    let closed = tokio::time::timeout(SOON, moq_core::transport::Session::closed(&session))
+        .await
+        .expect("closed after SIGHUP");
+    assert!(closed.to_string().contains("revoked"), "{closed}");
 }

@@ -430,11 +430,16 @@ pub async fn spawn_relay(extra: &[&str]) -> RelayProcess {
 impl RelayProcess {
     /// Send SIGTERM (through `kill(1)`: the tests link no libc bindings).
     pub fn sigterm(&self) {
+        self.signal("TERM");
+    }
+
+    /// Send a signal by name (`HUP`, `TERM`, ...).
+    pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
             .unwrap();
-        assert!(status.success(), "kill -TERM failed: {status}");
+        assert!(status.success(), "kill -{name} failed: {status}");
     }
 
     /// Wait (up to `timeout`) for the process to exit; returns how it exited.
