@@ -210,6 +210,7 @@ config() {
   done
   echo "connect = [$(IFS=,; echo "${links[*]}" | sed 's/,/, /g')]"
   echo "token = \"$DIR/cluster.jwt\""
+  echo 'allow = ["127.0.99.0/24"]'
   echo
   echo '[cache]'
   echo 'capacity = "64MiB"'

@@ -181,8 +181,11 @@ impl Config {
         }
     }
 
-    /// A usable hop id, and no token in the gossiped node URL.
+    /// A usable hop id, no token in the gossiped node URL, a valid allow-list.
     fn cluster_problems(&self, problems: &mut Vec<String>) {
+        if let Err(problem) = crate::cluster::AllowList::from_config(&self.cluster) {
+            problems.push(problem);
+        }
         let cluster = &self.cluster;
         match cluster.id {
             Some(0) => {
@@ -319,6 +322,12 @@ fn quic_problems(settings: &QuicSettings, table: &str, problems: &mut Vec<String
     }
 }
 
+/// The config sections, as they start env var names.
+const SECTIONS: &[&str] = &[
+    "log", "server", "listen", "client", "connect", "quic", "web", "internal", "auth", "cluster", "cache",
+    "limits",
+];
+
 /// Environment variables read by this relay that are not settings of a key.
 const OTHER_ENV: &[&str] = &["MOQ_CLUSTER_JWT"];
 
@@ -352,8 +361,15 @@ fn check_env<'a>(vars: impl IntoIterator<Item = &'a str>, known: &BTreeSet<Strin
             warnings.push(inert_warning(&format!("environment {name}"), key, why));
             continue;
         }
+        // Scripts use MOQ_* names of their own (MOQ_UPSTREAM, ...): only a name under one
+        // of our sections, or one close to a setting, is a likely typo.
         let lowered: Vec<String> = known.iter().map(|k| k.to_lowercase()).collect();
-        let hint = closest(name, lowered.iter().map(String::as_str))
+        let near = closest(name, lowered.iter().map(String::as_str));
+        let section = SECTIONS.iter().any(|s| lower.starts_with(&format!("{s}_")));
+        if near.is_none() && !section {
+            continue;
+        }
+        let hint = near
             .map(|near| format!(" (did you mean {}?)", near.to_uppercase()))
             .unwrap_or_default();
         warnings.push(format!(
@@ -377,13 +393,20 @@ mod tests {
                 "MOQ_SERVER_BNID",
                 "MOQ_CLUSTER_JWT",
                 "HOME",
+                "MOQ_UPSTREAM",
+                "MOQ_AUTH_PUBLC",
             ],
             &known,
         );
-        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
         assert!(warnings[0].contains("'stats' has no effect"));
         assert!(
             warnings[1].contains("MOQ_SERVER_BNID: not a moq-relay setting (did you mean MOQ_SERVER_BIND?)")
+        );
+        // A name under a section is reported even without a near match; MOQ_UPSTREAM is not.
+        assert!(
+            warnings[2].contains("MOQ_AUTH_PUBLC: not a moq-relay setting"),
+            "{warnings:?}"
         );
     }
 }

@@ -331,6 +331,7 @@ impl Relay {
             token_file: config.token.clone(),
             limits: self.sessions.peer_limits.clone(),
             lifecycle: self.sessions.lifecycle.clone(),
+            allow: Arc::new(cluster::AllowList::from_config(config).map_err(anyhow::Error::msg)?),
         };
         self.sessions
             .lifecycle

@@ -118,8 +118,15 @@ sessions_per_ip = 100000
 [cluster]
 id = {id}
 node = "https://{ip}:{port}/"
+{allow}
 {cluster}
-"#
+"#,
+            // Relays of these tests live on 127.0.0.0/8; one test sets its own list.
+            allow = if cluster.contains("allow") {
+                ""
+            } else {
+                "allow = [\"127.0.0.0/8\"]"
+            },
         );
         std::fs::write(&self.config, text).unwrap();
         self.start().await;
@@ -880,4 +887,42 @@ async fn anonymous_relays_cannot_write_the_directory_where_tokens_are_used() {
         .await;
     strict.auth_failure("cluster_scope").await;
     assert!(strict.nodes().await["nodes"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_named_by_the_directory_outside_the_allow_list_is_not_dialled() {
+    let mut c = Cluster::new();
+    let root = c.node(101, "", "").await;
+    let origin = c.node(102, &roots(&[&root]), "").await;
+    // The edge lets the cluster token go to the root only (the default would be the
+    // same: the hosts of `connect` and `root`).
+    let allow = format!("{}\nallow = [\"{}\"]", roots(&[&root]), root.ip);
+    let edge = c.node(103, &allow, "").await;
+    origin.links_up("root", 1).await;
+    edge.links_up("root", 1).await;
+
+    let client = test_client();
+    let _publisher = Publisher::start(&client, &origin, "far", "o").await;
+    // The broadcast is announced at the edge (a placeholder from the directory), but
+    // the dial that would fetch it is refused, counted and logged.
+    let _viewer = Viewer::start(&client, &edge, "far").await;
+    let series = "moq_relay_cluster_directory_refused_total{reason=\"url_not_allowed\"}";
+    poll("the refused dial counted", Duration::from_secs(20), async || {
+        let text = edge.get("/metrics").await;
+        match sample(&text, series) {
+            Some(n) if n >= 1.0 => Ok(()),
+            _ => Err(edge.log()),
+        }
+    })
+    .await;
+    assert!(edge.log().contains("not in [cluster] allow"), "{}", edge.log());
+    let nodes = edge.nodes().await;
+    assert!(
+        !nodes["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["kind"] == "on-demand"),
+        "no on-demand link: {nodes}"
+    );
 }

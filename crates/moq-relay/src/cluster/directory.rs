@@ -185,7 +185,18 @@ impl Follower {
             );
             return;
         };
+        if !url::Url::parse(&url).is_ok_and(|u| self.context.allow.allows(&u)) {
+            tracing::warn!(
+                node = id,
+                url = %redact(&url),
+                "not dialling a relay named by the directory: its host is not in [cluster] allow (add the host \
+                 or its network there to let the cluster token go to it)"
+            );
+            self.context.cluster.refuse_count("url_not_allowed", 1);
+            return;
+        }
         tracing::info!(node = id, url = %redact(&url), "dialling the originating relay on demand");
+
         let link = Link::new(
             self.context.clone(),
             LinkKind::OnDemand,

@@ -98,6 +98,7 @@ impl Link {
             token_file,
             limits,
             lifecycle,
+            ..
         } = &self.context;
         let token = token(token_file.as_deref())?;
         let (mut url, cost) = prepare(&self.url, token.as_deref())?;

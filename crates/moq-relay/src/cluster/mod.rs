@@ -25,6 +25,7 @@
 //! The directory's policy (who may open a directory session) is this module's
 //! [`session::Hook`](crate::session::Hook), so the session layer knows nothing of it.
 
+mod allow;
 mod directory;
 mod link;
 
@@ -43,6 +44,7 @@ use prometheus_client::{
 };
 use tokio::task::JoinSet;
 
+pub use allow::AllowList;
 pub use directory::DirectoryHook;
 use link::Link;
 
@@ -175,6 +177,8 @@ pub struct Cluster {
     /// Node URLs learned from the directory, by hop id.
     nodes: Mutex<HashMap<u64, String>>,
     gauge: Family<LinkLabels, Gauge>,
+    /// Directory entries refused, by reason.
+    refused: Family<crate::metrics::ReasonLabels, prometheus_client::metrics::counter::Counter>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -191,14 +195,22 @@ impl Cluster {
             "Cluster links by kind and state",
             gauge.clone(),
         );
+        let refused = Family::default();
+        metrics.register(
+            "moq_relay_cluster_directory_refused",
+            "Cluster directory entries refused, by reason",
+            refused.clone(),
+        );
         let this = Self {
             directory: Origin::new(Cache::default(), Duration::ZERO),
             node,
             links: Mutex::default(),
             nodes: Mutex::default(),
             gauge,
+            refused,
         };
         this.recount(&BTreeMap::new());
+        this.refuse_count("url_not_allowed", 0);
         Arc::new(this)
     }
 
@@ -224,6 +236,15 @@ impl Cluster {
             || links
                 .values()
                 .any(|l| l.kind == LinkKind::Static && l.state == LinkState::Up)
+    }
+
+    /// Count `n` refused directory entries for `reason`.
+    fn refuse_count(&self, reason: &str, n: u64) {
+        self.refused
+            .get_or_create(&crate::metrics::ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc_by(n);
     }
 
     fn insert(&self, key: &str, status: LinkStatus) {
@@ -319,6 +340,8 @@ pub struct Context {
     pub token_file: Option<std::path::PathBuf>,
     /// Limits for link sessions.
     pub limits: session::Limits,
+    /// Hosts the cluster token may be sent to.
+    pub allow: Arc<AllowList>,
     /// Drain and shutdown signals.
     pub lifecycle: Lifecycle,
 }

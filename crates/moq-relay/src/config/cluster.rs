@@ -83,6 +83,19 @@ pub struct Cluster {
     #[serde_as(as = "OneOrMany<DisplayFromStr>")]
     pub root: Vec<String>,
 
+    /// Hosts the cluster token may be sent to when dialling a relay found in the directory:
+    /// names (`relay.example.com`, `*.example.com`) or networks (`10.0.0.0/8`). Default:
+    /// the hosts of `connect`, `root` and `node`.
+    #[arg(
+        id = "cluster-allow",
+        long = "cluster-allow",
+        env = "MOQ_CLUSTER_ALLOW",
+        value_name = "HOST",
+        value_delimiter = ','
+    )]
+    #[serde_as(as = "OneOrMany<DisplayFromStr>")]
+    pub allow: Vec<String>,
+
     /// `mesh` as written: a bool, or (legacy) the node URL. Gossip is not implemented:
     /// only the legacy URL form does something (it sets `node`).
     #[arg(skip)]
