@@ -443,26 +443,10 @@ impl State {
             Frame::ResetStream { id, code, final_size } => self.on_reset(id, code, final_size),
             Frame::StopSending { id, code } => self.on_stop_sending(id, code),
             Frame::MaxData(max) => {
-                if max > self.send_max_data {
-                    self.send_max_data = max;
-                    self.wake_writer();
-                }
+                self.on_max_data(max);
                 Ok(())
             }
-            Frame::MaxStreamData { id, max } => {
-                if !self.local(id) && dir(id) == UNI {
-                    return Err(Error::Protocol(format!(
-                        "MAX_STREAM_DATA for stream {id}, which only the peer sends on"
-                    )));
-                }
-                if let Some(send) = self.streams.get_mut(&id).and_then(|s| s.send.as_mut())
-                    && max > send.max
-                {
-                    send.max = max;
-                    self.wake_writer();
-                }
-                Ok(())
-            }
+            Frame::MaxStreamData { id, max } => self.on_max_stream_data(id, max),
             Frame::MaxStreamsBidi(max) => {
                 self.raise_local_max(BI, max);
                 Ok(())
@@ -476,54 +460,81 @@ impl State {
             | Frame::StreamsBlockedBidi(_)
             | Frame::StreamsBlockedUni(_) => Ok(()),
             Frame::ConnectionClose { code, reason, .. } => {
-                self.end(
-                    Error::PeerError {
-                        code,
-                        reason: String::from_utf8_lossy(&reason).into_owned(),
-                    },
-                    None,
-                );
+                self.on_peer_close(Error::PeerError {
+                    code,
+                    reason: String::from_utf8_lossy(&reason).into_owned(),
+                });
                 Ok(())
             }
             Frame::ApplicationClose { code, reason } => {
-                self.end(
-                    Error::PeerClosed {
-                        code,
-                        reason: String::from_utf8_lossy(&reason).into_owned(),
-                    },
-                    None,
-                );
+                self.on_peer_close(Error::PeerClosed {
+                    code,
+                    reason: String::from_utf8_lossy(&reason).into_owned(),
+                });
                 Ok(())
             }
             Frame::TransportParameters(params) => self.on_params(params),
             Frame::PingRequest(seq) => {
-                // One answer is enough however many arrive: a peer must not be able to
-                // queue answers faster than it reads them.
-                self.ping_response = Some(seq);
-                self.wake_writer();
+                self.on_ping_request(seq);
                 Ok(())
             }
             Frame::PingResponse(_) => Ok(()),
-            Frame::Datagram(data) => {
-                let advertised = self.our_params().max_datagram_frame_size;
-                if advertised == 0 {
-                    return Err(Error::Protocol(
-                        "DATAGRAM received, but we did not advertise datagram support".into(),
-                    ));
-                }
-                if data.len() as u64 > advertised {
-                    return Err(Error::Protocol(format!(
-                        "a {}-byte DATAGRAM exceeds our {advertised}-byte limit",
-                        data.len()
-                    )));
-                }
-                if self.datagrams.len() < DATAGRAM_QUEUE {
-                    self.datagrams.push_back(own(data, record));
-                    self.datagram_wakers.wake();
-                }
-                Ok(())
-            }
+            Frame::Datagram(data) => self.on_datagram(data, record),
         }
+    }
+
+    fn on_max_data(&mut self, max: u64) {
+        if max > self.send_max_data {
+            self.send_max_data = max;
+            self.wake_writer();
+        }
+    }
+
+    fn on_max_stream_data(&mut self, id: u64, max: u64) -> Result<(), Error> {
+        if !self.local(id) && dir(id) == UNI {
+            return Err(Error::Protocol(format!(
+                "MAX_STREAM_DATA for stream {id}, which only the peer sends on"
+            )));
+        }
+        if let Some(send) = self.streams.get_mut(&id).and_then(|s| s.send.as_mut())
+            && max > send.max
+        {
+            send.max = max;
+            self.wake_writer();
+        }
+        Ok(())
+    }
+
+    /// The peer closed the connection: nothing more to send, not even a close.
+    fn on_peer_close(&mut self, error: Error) {
+        self.end(error, None);
+    }
+
+    fn on_ping_request(&mut self, seq: u64) {
+        // One answer is enough however many arrive: a peer must not be able to
+        // queue answers faster than it reads them.
+        self.ping_response = Some(seq);
+        self.wake_writer();
+    }
+
+    fn on_datagram(&mut self, data: Bytes, record: usize) -> Result<(), Error> {
+        let advertised = self.our_params().max_datagram_frame_size;
+        if advertised == 0 {
+            return Err(Error::Protocol(
+                "DATAGRAM received, but we did not advertise datagram support".into(),
+            ));
+        }
+        if data.len() as u64 > advertised {
+            return Err(Error::Protocol(format!(
+                "a {}-byte DATAGRAM exceeds our {advertised}-byte limit",
+                data.len()
+            )));
+        }
+        if self.datagrams.len() < DATAGRAM_QUEUE {
+            self.datagrams.push_back(own(data, record));
+            self.datagram_wakers.wake();
+        }
+        Ok(())
     }
 
     fn raise_local_max(&mut self, d: usize, max: u64) {
