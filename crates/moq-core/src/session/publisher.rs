@@ -17,7 +17,7 @@ use moq_proto::{
 };
 use tokio::task::{AbortHandle, JoinSet};
 
-use super::{Reader, Shared, Writer, reject};
+use super::{Reader, SessionState, Writer, reject};
 use crate::{
     Announced, BroadcastConsumer, Error, GroupConsumer, OriginEvent, Result,
     stats::{ActiveSubscription, Batch, Stats},
@@ -34,9 +34,9 @@ const FETCH_WAIT: Duration = Duration::from_secs(5);
 const INFO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serve one bidirectional stream opened by the peer.
-pub(crate) async fn serve<S: Session>(
+pub(crate) async fn serve_control_stream<S: Session>(
     session: S,
-    shared: Arc<Shared>,
+    shared: Arc<SessionState>,
     send: S::SendStream,
     recv: S::RecvStream,
 ) -> Result<()> {
@@ -80,12 +80,12 @@ pub(crate) async fn serve<S: Session>(
     }
 }
 
-fn origin(shared: &Shared) -> Result<&crate::Origin> {
+fn origin(shared: &SessionState) -> Result<&crate::Origin> {
     shared.config.publish.as_ref().ok_or(Error::NotFound)
 }
 
 /// Resolve a wire path (relative to the root) after checking permission.
-fn resolve(shared: &Shared, relative: &Path) -> Result<Path> {
+fn resolve(shared: &SessionState, relative: &Path) -> Result<Path> {
     if !shared.config.permissions.can_subscribe(relative) {
         return Err(Error::Unauthorized(format!("may not subscribe to '{relative}'")));
     }
@@ -96,13 +96,13 @@ fn resolve(shared: &Shared, relative: &Path) -> Result<Path> {
         .map_err(|e| Error::Protocol(e.to_string()))
 }
 
-fn broadcast(shared: &Shared, relative: &Path) -> Result<BroadcastConsumer> {
+fn broadcast(shared: &SessionState, relative: &Path) -> Result<BroadcastConsumer> {
     let path = resolve(shared, relative)?;
     origin(shared)?.consume(&path).ok_or(Error::NotFound)
 }
 
 async fn serve_announce<S: SendStream, R: RecvStream>(
-    shared: &Shared,
+    shared: &SessionState,
     writer: &mut Writer<S>,
     reader: &mut Reader<R>,
 ) -> Result<()> {
@@ -150,7 +150,7 @@ async fn serve_announce<S: SendStream, R: RecvStream>(
 /// closes it. Resetting it would end the session for peers that treat announce
 /// errors as fatal.
 async fn announce_nothing<S: SendStream, R: RecvStream>(
-    shared: &Shared,
+    shared: &SessionState,
     writer: &mut Writer<S>,
     reader: &mut Reader<R>,
 ) -> Result<()> {
@@ -169,7 +169,7 @@ async fn announce_nothing<S: SendStream, R: RecvStream>(
 /// What one Announce stream has told the peer: which broadcasts it announced,
 /// under which ids, and what it may see.
 struct AnnounceFeed<'a> {
-    shared: &'a Shared,
+    shared: &'a SessionState,
     request: &'a AnnounceRequest,
     version: Version,
     /// Announced suffixes and their ids (lite-06 names them by id afterwards).
@@ -178,7 +178,7 @@ struct AnnounceFeed<'a> {
 }
 
 impl<'a> AnnounceFeed<'a> {
-    fn new(shared: &'a Shared, request: &'a AnnounceRequest) -> Self {
+    fn new(shared: &'a SessionState, request: &'a AnnounceRequest) -> Self {
         Self {
             shared,
             request,
@@ -315,13 +315,13 @@ fn priority(subscriber: u8, sequence: u64) -> i32 {
 
 async fn serve_subscribe<S: Session>(
     session: &S,
-    shared: &Shared,
+    shared: &SessionState,
     writer: &mut Writer<S::SendStream>,
     reader: &mut Reader<S::RecvStream>,
 ) -> Result<()> {
     let version = shared.config.version;
     let subscribe = reader.decode::<Subscribe>().await?;
-    let _served = Served::admit(&shared.served, shared.config.limits.max_subscriptions)?;
+    let _served = Served::admit(&shared.served, shared.config.quota.max_subscriptions)?;
     let _active = ActiveSubscription::new(&shared.config.stats);
     let broadcast = broadcast(shared, &subscribe.broadcast)?;
     let mut track = broadcast.subscribe(&subscribe.track)?;
@@ -380,7 +380,7 @@ async fn serve_subscribe<S: Session>(
 /// The groups of one subscription on their way to the subscriber, one stream each.
 struct Delivery<'a, S: Session> {
     session: &'a S,
-    shared: &'a Shared,
+    shared: &'a SessionState,
     subscribe: u64,
     /// The subscriber's priority, updated by SUBSCRIBE_UPDATE.
     priority: u8,
@@ -391,14 +391,14 @@ struct Delivery<'a, S: Session> {
 }
 
 impl<'a, S: Session> Delivery<'a, S> {
-    fn new(session: &'a S, shared: &'a Shared, subscribe: &Subscribe) -> Self {
+    fn new(session: &'a S, shared: &'a SessionState, subscribe: &Subscribe) -> Self {
         Self {
             session,
             shared,
             subscribe: subscribe.id,
             priority: subscribe.priority,
             groups: JoinSet::new(),
-            in_flight: InFlight::new(shared.config.limits.max_groups_in_flight),
+            in_flight: InFlight::new(shared.config.quota.max_groups_in_flight),
             last: None,
         }
     }
@@ -552,7 +552,7 @@ async fn write_frames<S: SendStream>(
 }
 
 async fn serve_fetch<S: SendStream, R: RecvStream>(
-    shared: &Shared,
+    shared: &SessionState,
     writer: &mut Writer<S>,
     reader: &mut Reader<R>,
 ) -> Result<()> {
@@ -592,7 +592,7 @@ async fn serve_fetch<S: SendStream, R: RecvStream>(
 }
 
 async fn serve_track<S: SendStream, R: RecvStream>(
-    shared: &Shared,
+    shared: &SessionState,
     writer: &mut Writer<S>,
     reader: &mut Reader<R>,
 ) -> Result<()> {

@@ -18,7 +18,7 @@ use moq_proto::{
 };
 use tokio::task::{AbortHandle, JoinSet};
 
-use super::{Reader, Shared, Writer};
+use super::{Reader, SessionState, Writer};
 use crate::{
     BroadcastProducer, Error, Frame, Origin, Result, TrackInfo, TrackProducer,
     model::Publication,
@@ -55,7 +55,7 @@ struct Registered<'a> {
 
 impl<'a> Registered<'a> {
     /// Register `track` under a fresh subscription id and count it upstream.
-    fn new(shared: &'a Shared, track: Arc<TrackProducer>) -> Self {
+    fn new(shared: &'a SessionState, track: Arc<TrackProducer>) -> Self {
         let subscriptions = &shared.subscriptions;
         let id = subscriptions.next.fetch_add(1, Ordering::Relaxed);
         subscriptions.lock().insert(id, track);
@@ -97,7 +97,7 @@ impl Mirrored {
 }
 
 /// Ask the peer for its broadcasts and mirror them into the `consume` origin.
-pub(crate) async fn announced<S: Session>(session: S, shared: Arc<Shared>) -> Result<()> {
+pub(crate) async fn announced<S: Session>(session: S, shared: Arc<SessionState>) -> Result<()> {
     let Some(origin) = shared.config.consume.clone() else {
         return Ok(());
     };
@@ -149,7 +149,7 @@ type Control<S> = (
 /// the peer refused.
 async fn request_announcements<S: Session>(
     session: &S,
-    shared: &Shared,
+    shared: &SessionState,
 ) -> Result<Option<(Writer<S::SendStream>, Reader<S::RecvStream>, u64)>> {
     let version = shared.config.version;
     let (send, recv) = session.open_bi().await?;
@@ -179,7 +179,7 @@ async fn request_announcements<S: Session>(
 /// The peer's announced broadcasts, mirrored into the `consume` origin.
 struct Mirror<S: Session> {
     session: S,
-    shared: Arc<Shared>,
+    shared: Arc<SessionState>,
     origin: Origin,
     /// The peer's hop id (0 when it has none), appended to every route it announces.
     peer_hop: u64,
@@ -249,7 +249,7 @@ impl<S: Session> Mirror<S> {
             return Ok(());
         }
         if !self.active.contains_key(&suffix)
-            && self.active.len() >= self.shared.config.limits.max_announcements
+            && self.active.len() >= self.shared.config.quota.max_announcements
         {
             tracing::warn!(%suffix, "too many announcements from peer; ignored");
             return Ok(());
@@ -292,7 +292,7 @@ impl<S: Session> Mirror<S> {
 /// broadcast at `suffix`, until the broadcast ends.
 async fn subscribe_on_request<S: Session>(
     session: S,
-    shared: Arc<Shared>,
+    shared: Arc<SessionState>,
     suffix: Path,
     mut broadcast: BroadcastProducer,
 ) {
@@ -309,7 +309,7 @@ async fn subscribe_on_request<S: Session>(
 }
 
 /// Subscribe upstream for one track and feed it until nobody reads it.
-async fn subscribe<S: Session>(session: S, shared: Arc<Shared>, broadcast: Path, track: TrackProducer) {
+async fn subscribe<S: Session>(session: S, shared: Arc<SessionState>, broadcast: Path, track: TrackProducer) {
     let name = track.name().to_string();
     if let Err(err) = run_subscription(session, &shared, broadcast.clone(), track).await {
         tracing::debug!(%broadcast, track = %name, %err, "upstream subscription ended");
@@ -318,7 +318,7 @@ async fn subscribe<S: Session>(session: S, shared: Arc<Shared>, broadcast: Path,
 
 async fn run_subscription<S: Session>(
     session: S,
-    shared: &Shared,
+    shared: &SessionState,
     broadcast: Path,
     track: TrackProducer,
 ) -> Result<()> {
@@ -455,7 +455,7 @@ impl Drop for AbortOnDrop {
 }
 
 /// Serve one unidirectional stream opened by the peer: a group or its SETUP.
-pub(crate) async fn serve_uni<R: RecvStream>(shared: Arc<Shared>, recv: R) -> Result<()> {
+pub(crate) async fn receive_data_stream<R: RecvStream>(shared: Arc<SessionState>, recv: R) -> Result<()> {
     let version = shared.config.version;
     let mut reader = Reader::new(recv, version);
     match reader.decode::<DataStream>().await? {
@@ -473,7 +473,7 @@ pub(crate) async fn serve_uni<R: RecvStream>(shared: Arc<Shared>, recv: R) -> Re
     }
 }
 
-async fn ingest_group<R: RecvStream>(shared: &Shared, mut reader: Reader<R>) -> Result<()> {
+async fn ingest_group<R: RecvStream>(shared: &SessionState, mut reader: Reader<R>) -> Result<()> {
     let version = shared.config.version;
     let header = reader.decode::<GroupHeader>().await?;
     let Some(track) = shared.subscriptions.get(header.subscribe) else {
@@ -526,7 +526,7 @@ async fn ingest_group<R: RecvStream>(shared: &Shared, mut reader: Reader<R>) -> 
 }
 
 /// A group delivered as one QUIC datagram (lite-05+).
-pub(crate) fn datagram(shared: &Shared, datagram: Bytes) {
+pub(crate) fn datagram(shared: &SessionState, datagram: Bytes) {
     let mut buf = datagram;
     let datagram = match Datagram::decode(&mut buf, shared.config.version) {
         Ok(d) => d,

@@ -1,7 +1,7 @@
 //! The qmux session: QUIC-like streams, flow control and stream limits over a
 //! message socket, implementing moq-core's transport traits.
 //!
-//! All state lives in one [`State`] behind a mutex that is never held across an
+//! All state lives in one [`Machine`] behind a mutex that is never held across an
 //! `.await`. Stream handles and the session handle poll it; the driver task (one per
 //! session, started by [`Session::new`] and ended with it) reads records off the
 //! socket into it and writes the records it produces, highest-priority stream first.
@@ -233,8 +233,9 @@ struct Ended {
     error: Error,
 }
 
+/// The sans-IO qmux connection: flow control, stream states, and the frames to send.
 #[derive(Debug)]
-pub(crate) struct State {
+pub(crate) struct Machine {
     role: Role,
     wire: Wire,
     config: Config,
@@ -281,7 +282,7 @@ pub(crate) struct State {
     writer: Option<Waker>,
 }
 
-impl State {
+impl Machine {
     fn new(role: Role, wire: Wire, mut config: Config) -> Self {
         // Stream limits beyond this are no use and would let a peer make us track
         // that many implicitly opened streams.
@@ -1046,21 +1047,22 @@ fn truncate(reason: String) -> Bytes {
     Bytes::from(bytes)
 }
 
-/// State shared by the handles and the driver.
+/// What a qmux session's handles and its driver share: the [`Machine`] behind its
+/// lock, and the signals that the session ended and the driver finished.
 #[derive(Debug)]
-pub(crate) struct Shared {
-    state: Mutex<State>,
+pub(crate) struct QmuxState {
+    machine: Mutex<Machine>,
     ended: watch::Sender<bool>,
     /// The driver has finished: the close went out and the socket is closed.
     finished: watch::Sender<bool>,
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+impl QmuxState {
+    fn lock(&self) -> MutexGuard<'_, Machine> {
+        self.machine.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn notify_ended(&self, state: &State) {
+    fn notify_ended(&self, state: &Machine) {
         if state.ended.is_some() {
             self.ended.send_replace(true);
         }
@@ -1114,7 +1116,7 @@ impl Shared {
 
 /// Ends the session when the last handle (session or stream) is dropped.
 #[derive(Debug)]
-struct Owner(Arc<Shared>);
+struct Owner(Arc<QmuxState>);
 
 impl Drop for Owner {
     fn drop(&mut self) {
@@ -1131,7 +1133,7 @@ impl Drop for Owner {
 /// last handle (session or stream) is dropped.
 #[derive(Debug, Clone)]
 pub struct Session {
-    shared: Arc<Shared>,
+    shared: Arc<QmuxState>,
     owner: Arc<Owner>,
 }
 
@@ -1144,8 +1146,8 @@ impl Session {
     pub fn new<T: Socket>(socket: T, role: Role, wire: Wire, config: Config) -> Self {
         let (ended, _) = watch::channel(false);
         let (finished, _) = watch::channel(false);
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State::new(role, wire, config.clone())),
+        let shared = Arc::new(QmuxState {
+            machine: Mutex::new(Machine::new(role, wire, config.clone())),
             ended,
             finished,
         });
@@ -1255,7 +1257,7 @@ impl Session {
 
 /// Closes a session without counting as a handle to it.
 #[derive(Debug, Clone)]
-pub(crate) struct Closer(Arc<Shared>);
+pub(crate) struct Closer(Arc<QmuxState>);
 
 impl Closer {
     /// Close with `code` and `reason` (no-op once ended).
@@ -1341,7 +1343,7 @@ impl transport::Session for Session {
 /// [`reset`]: transport::SendStream::reset
 #[derive(Debug)]
 pub struct SendStream {
-    shared: Arc<Shared>,
+    shared: Arc<QmuxState>,
     _owner: Arc<Owner>,
     id: u64,
 }
@@ -1512,7 +1514,7 @@ impl Drop for SendStream {
 /// sends STOP_SENDING with code 0 (as quinn does).
 #[derive(Debug)]
 pub struct RecvStream {
-    shared: Arc<Shared>,
+    shared: Arc<QmuxState>,
     _owner: Arc<Owner>,
     id: u64,
 }
@@ -1580,7 +1582,7 @@ impl transport::RecvStream for RecvStream {
 }
 
 /// Stop receiving on `id`: discard what is buffered and ask the peer to stop.
-fn stop(state: &mut State, id: u64, code: u32) {
+fn stop(state: &mut Machine, id: u64, code: u32) {
     let Some(recv) = state.streams.get_mut(&id).and_then(|s| s.recv.as_mut()) else {
         return;
     };
@@ -1620,7 +1622,7 @@ impl Drop for RecvStream {
 // ---------------------------------------------------------------------- driver
 
 /// Run the socket for `shared` until the session ends and its close is flushed.
-async fn drive<T: Socket>(shared: Arc<Shared>, socket: T, config: Config) {
+async fn drive<T: Socket>(shared: Arc<QmuxState>, socket: T, config: Config) {
     let (mut tx, mut rx) = socket.split();
     let wire = shared.lock().wire;
     let reading = read_loop(&shared, &mut rx, &config);
@@ -1637,7 +1639,7 @@ async fn drive<T: Socket>(shared: Arc<Shared>, socket: T, config: Config) {
     shared.finished.send_replace(true);
 }
 
-async fn read_loop<R: Receiver>(shared: &Shared, rx: &mut R, config: &Config) {
+async fn read_loop<R: Receiver>(shared: &QmuxState, rx: &mut R, config: &Config) {
     let start = Instant::now();
     let handshake = start + config.handshake_timeout;
     let mut deadline = start + config.idle_timeout;
@@ -1679,7 +1681,7 @@ async fn read_loop<R: Receiver>(shared: &Shared, rx: &mut R, config: &Config) {
     }
 }
 
-async fn write_loop<S: Sender>(shared: &Shared, tx: &mut S, config: &Config, wire: Wire) {
+async fn write_loop<S: Sender>(shared: &QmuxState, tx: &mut S, config: &Config, wire: Wire) {
     let mut ping = config.keep_alive.map(|every| {
         let mut interval = tokio::time::interval_at(Instant::now() + every, every);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
