@@ -10,7 +10,7 @@ const BUCKETS: usize = (LINEAR + (64 - 7) * SUB) as usize;
 
 /// A fixed-size histogram of microsecond values.
 #[derive(Debug, Clone)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     counts: Vec<u64>,
     count: u64,
     max: u64,
@@ -53,7 +53,7 @@ fn value_of(bucket: usize) -> u64 {
 
 impl Histogram {
     /// Count one value.
-    pub fn record(&mut self, value: u64) {
+    pub(crate) fn record(&mut self, value: u64) {
         if let Some(c) = self.counts.get_mut(bucket_of(value)) {
             *c += 1;
         }
@@ -63,17 +63,17 @@ impl Histogram {
     }
 
     /// How many values were recorded.
-    pub fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         self.count
     }
 
     /// The largest value recorded (exact).
-    pub fn max(&self) -> u64 {
+    pub(crate) fn max(&self) -> u64 {
         self.max
     }
 
     /// The mean, 0 when empty.
-    pub fn mean(&self) -> f64 {
+    pub(crate) fn mean(&self) -> f64 {
         if self.count == 0 {
             0.0
         } else {
@@ -83,7 +83,7 @@ impl Histogram {
 
     /// The value at quantile `q` (0..=1): the smallest bucket holding the
     /// ⌈q·n⌉-th value, never above the exact maximum. 0 when empty.
-    pub fn quantile(&self, q: f64) -> u64 {
+    pub(crate) fn quantile(&self, q: f64) -> u64 {
         if self.count == 0 {
             return 0;
         }
@@ -100,7 +100,7 @@ impl Histogram {
 
     /// Add another histogram's counts to this one.
     #[cfg(test)]
-    pub fn merge(&mut self, other: &Histogram) {
+    pub(crate) fn merge(&mut self, other: &Histogram) {
         for (a, b) in self.counts.iter_mut().zip(&other.counts) {
             *a += b;
         }
@@ -111,7 +111,7 @@ impl Histogram {
 }
 
 /// The exact value at quantile `q` of `values` (nearest rank); 0 when empty.
-pub fn exact_quantile(values: &mut [u64], q: f64) -> u64 {
+pub(crate) fn exact_quantile(values: &mut [u64], q: f64) -> u64 {
     if values.is_empty() {
         return 0;
     }

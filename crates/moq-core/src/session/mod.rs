@@ -160,7 +160,7 @@ pub(crate) struct SessionState {
 
 impl SessionState {
     /// The peer's hop id, from its SETUP, if it declared one.
-    pub fn peer_hop(&self) -> Option<u64> {
+    pub(crate) fn peer_hop(&self) -> Option<u64> {
         self.peer_setup
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -7,7 +7,7 @@ use std::time::Duration;
 use url::Url;
 
 /// A minimal HTTP/1.1 GET over TCP: (status, body).
-pub async fn http_get(url: &str) -> (u16, String) {
+pub(crate) async fn http_get(url: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let url = Url::parse(url).unwrap();
     let addr = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap());
