@@ -63,8 +63,8 @@ impl<'a> Batch<'a> {
 
     /// Count one frame of `bytes` payload bytes sent.
     pub(crate) fn sent(&mut self, bytes: u64) {
-        self.frames += 1;
-        self.bytes += bytes;
+        self.frames = self.frames.saturating_add(1);
+        self.bytes = self.bytes.saturating_add(bytes);
         if self.frames >= Self::FRAMES {
             self.flush();
         }

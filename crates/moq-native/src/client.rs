@@ -791,7 +791,7 @@ impl Target {
             .collect();
 
         let (v6, v4): (Vec<_>, Vec<_>) = resolved.into_iter().partition(SocketAddr::is_ipv6);
-        let mut addrs = Vec::with_capacity(v6.len() + v4.len());
+        let mut addrs = Vec::with_capacity(v6.len().saturating_add(v4.len()));
         let (mut v6, mut v4) = (v6.into_iter(), v4.into_iter());
         loop {
             match (v6.next(), v4.next()) {

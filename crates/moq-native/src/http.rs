@@ -157,7 +157,7 @@ fn dechunk(mut body: &[u8]) -> Result<&[u8], String> {
             std::str::from_utf8(body.get(..line_end).unwrap_or_default()).map_err(|_| "bad chunk size")?;
         let size_hex = size_line.split(';').next().unwrap_or_default().trim();
         let size = usize::from_str_radix(size_hex, 16).map_err(|_| "bad chunk size")?;
-        let rest = body.get(line_end + 2..).unwrap_or_default();
+        let rest = body.get(line_end.saturating_add(2)..).unwrap_or_default();
         if size == 0 {
             return Ok(data.unwrap_or_default());
         }
@@ -165,7 +165,10 @@ fn dechunk(mut body: &[u8]) -> Result<&[u8], String> {
             return Err("unexpected multi-chunk body".to_string());
         }
         data = Some(rest.get(..size).ok_or("incomplete chunk")?);
-        body = rest.get(size + 2..).ok_or("incomplete chunk")?;
+        body = size
+            .checked_add(2)
+            .and_then(|end| rest.get(end..))
+            .ok_or("incomplete chunk")?;
     }
 }
 
@@ -195,5 +198,13 @@ mod tests {
         assert!(parse_response(missing).unwrap_err().contains("404"));
 
         assert!(parse_response(b"SSH-2.0-OpenSSH\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn hostile_chunk_sizes_are_incomplete_chunks() {
+        // Data all there, but not the CRLF after it.
+        assert_eq!(dechunk(b"3\r\nabc"), Err("incomplete chunk".to_string()));
+        let huge = format!("{:x}\r\nabc\r\n0\r\n\r\n", usize::MAX);
+        assert_eq!(dechunk(huge.as_bytes()), Err("incomplete chunk".to_string()));
     }
 }

@@ -150,7 +150,7 @@ impl Origin {
     ) -> Publication {
         let mut state = self.shared.lock();
         let id = state.next_id;
-        state.next_id += 1;
+        state.next_id = state.next_id.wrapping_add(1);
         let rank = rank(&path, &hops);
         let source = Source {
             id,
@@ -162,7 +162,7 @@ impl Origin {
         match state.entries.get_mut(&path) {
             Some(entry) => {
                 entry.sources.push(source);
-                entry.generation += 1;
+                entry.generation = entry.generation.wrapping_add(1);
                 let best = entry.best();
                 let changed = entry.active.send_if_modified(|a| {
                     let same = a.as_ref().map(|s| s.id) == best.as_ref().map(|s| s.id);

@@ -292,7 +292,7 @@ impl<'a> AnnounceFeed<'a> {
             }
             None => {
                 self.ids.insert(suffix.clone(), self.next_id);
-                self.next_id += 1;
+                self.next_id = self.next_id.wrapping_add(1);
                 writer.queue(&Announce::Active { suffix, hops, cost })
             }
         }
@@ -309,6 +309,8 @@ pub(crate) async fn goaway<S: Session>(session: S, version: Version) -> Result<(
 }
 
 /// Send order: subscriber priority first, then newer groups first.
+// `subscriber - 128` is -128..=127, and shifted left by 23 it stays within an i32.
+#[allow(clippy::arithmetic_side_effects)]
 fn priority(subscriber: u8, sequence: u64) -> i32 {
     ((i32::from(subscriber) - 128) << 23) | (sequence & 0x7f_ffff) as i32
 }
@@ -371,7 +373,7 @@ async fn serve_subscribe<S: Session>(
     while delivery.groups.join_next().await.is_some() {}
     ended?;
     if version.has_track_stream() {
-        let end = delivery.last.map_or(0, |l| l + 1);
+        let end = delivery.last.map_or(0, |l| l.saturating_add(1));
         writer.queue(&SubscribeResponse::End { group: end })?;
     }
     writer.finish().await
@@ -452,8 +454,8 @@ impl InFlight {
             let stuck = self
                 .streams
                 .front()
-                .is_some_and(|(_, since)| now - *since > STUCK);
-            if !stuck && self.streams.len() < self.limit * 8 {
+                .is_some_and(|(_, since)| now.saturating_duration_since(*since) > STUCK);
+            if !stuck && self.streams.len() < self.limit.saturating_mul(8) {
                 break;
             }
             if let Some((oldest, _)) = self.streams.pop_front() {
@@ -546,7 +548,7 @@ async fn write_frames<S: SendStream>(
             writer.payload(frame.payload).await?;
             sent.sent(size);
         }
-        index += 1;
+        index = index.saturating_add(1);
     }
     Ok(())
 }

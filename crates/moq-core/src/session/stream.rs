@@ -82,7 +82,7 @@ impl<R: RecvStream> Reader<R> {
         let mut payload = BytesMut::with_capacity(size.min(1 << 20));
         payload.extend_from_slice(&self.buf.split());
         while payload.len() < size {
-            match self.stream.read_chunk(size - payload.len()).await? {
+            match self.stream.read_chunk(size.saturating_sub(payload.len())).await? {
                 Some(chunk) if payload.is_empty() && chunk.len() == size => return Ok(chunk),
                 Some(chunk) => payload.extend_from_slice(&chunk),
                 None => return Err(Error::Protocol("stream ended in the middle of a frame".into())),
@@ -162,7 +162,7 @@ impl<S: SendStream> Writer<S> {
     /// not copied; a smaller one is copied once so that both go out in one write.
     pub(crate) async fn payload(&mut self, payload: Bytes) -> Result<()> {
         if !self.buf.is_empty() && payload.len() <= MERGE {
-            let mut chunk = BytesMut::with_capacity(self.buf.len() + payload.len());
+            let mut chunk = BytesMut::with_capacity(self.buf.len().saturating_add(payload.len()));
             chunk.extend_from_slice(&self.buf);
             chunk.extend_from_slice(&payload);
             self.buf.clear();

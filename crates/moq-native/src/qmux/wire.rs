@@ -361,7 +361,10 @@ fn put_with_bytes(buf: &mut BytesMut, values: &[u64], bytes: &[u8]) {
 
 /// The bytes of a STREAM frame header carrying `len` payload bytes.
 pub(crate) fn stream_header_len(id: u64, offset: u64, len: usize) -> usize {
-    1 + varint_len(id) + varint_len(offset) + varint_len(len as u64)
+    varint_len(id)
+        .saturating_add(varint_len(offset))
+        .saturating_add(varint_len(len as u64))
+        .saturating_add(1)
 }
 
 /// Append a STREAM frame header (OFF and LEN bits always set); the caller appends
