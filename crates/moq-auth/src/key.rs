@@ -889,8 +889,8 @@ impl Key {
         // RFC 8725 §3.1: the key decides the algorithm, never the token.
         if parsed.alg != self.alg {
             return Err(Error::WrongAlgorithm {
-                token: parsed.alg.as_str(),
-                key: self.alg.as_str(),
+                token: parsed.alg,
+                key: self.alg,
             });
         }
         parsed.verify_signature(self.alg, &self.decoding)?;
