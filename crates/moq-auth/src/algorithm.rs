@@ -86,7 +86,7 @@ impl Algorithm {
 
     /// Whether keys for this algorithm are a shared secret (no public half).
     pub fn is_symmetric(self) -> bool {
-        self.kty() == "oct"
+        matches!(self, Self::HS256 | Self::HS384 | Self::HS512)
     }
 
     /// The algorithm named exactly `name` (JWS names are case-sensitive,
@@ -167,5 +167,17 @@ mod tests {
         assert_eq!(Algorithm::from_jws("hs256"), None);
         assert_eq!(Algorithm::from_jws("ES512"), None);
         assert!("none".parse::<Algorithm>().is_err());
+    }
+
+    #[test]
+    fn only_hmac_is_symmetric() {
+        for alg in Algorithm::ALL {
+            assert_eq!(alg.is_symmetric(), alg.kty() == "oct", "{alg}");
+        }
+        let err = crate::Error::WrongAlgorithm {
+            token: Algorithm::ES256,
+            key: Algorithm::ES384,
+        };
+        assert_eq!(err.to_string(), "token is signed with ES256 but the key is ES384");
     }
 }

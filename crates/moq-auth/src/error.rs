@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::Algorithm;
+
 /// Why a key could not be loaded, a token could not be signed or verified, or a
 /// session could not be authorised.
 ///
@@ -28,9 +30,9 @@ pub enum Error {
     #[error("token is signed with {token} but the key is {key}")]
     WrongAlgorithm {
         /// The token's `alg`.
-        token: &'static str,
+        token: Algorithm,
         /// The key's `alg`.
-        key: &'static str,
+        key: Algorithm,
     },
 
     /// The signature does not match the header and payload under this key:

@@ -74,7 +74,7 @@ pub(crate) struct Parsed<'a> {
 }
 
 impl<'a> Parsed<'a> {
-    pub fn parse(token: &'a str) -> Result<Self> {
+    pub(crate) fn parse(token: &'a str) -> Result<Self> {
         if token.is_empty() {
             return Err(Error::Malformed("empty"));
         }
@@ -125,7 +125,7 @@ impl<'a> Parsed<'a> {
     }
 
     /// Check the signature under `alg` (already matched to the key's).
-    pub fn verify_signature(&self, alg: Algorithm, key: &DecodingKey) -> Result<()> {
+    pub(crate) fn verify_signature(&self, alg: Algorithm, key: &DecodingKey) -> Result<()> {
         provider();
         match jsonwebtoken::crypto::verify(self.signature, self.message.as_bytes(), key, alg.jwt()) {
             Ok(true) => Ok(()),

@@ -172,6 +172,134 @@ impl Material {
     }
 }
 
+/// Reading key material out of a JWK, one key type per function.
+impl Material {
+    fn from_jwk(alg: Algorithm, jwk: &Jwk) -> Result<Self> {
+        match alg {
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => Self::hmac(jwk),
+            Algorithm::ES256 => Self::p256(jwk),
+            Algorithm::ES384 => Self::p384(jwk),
+            Algorithm::RS256
+            | Algorithm::RS384
+            | Algorithm::RS512
+            | Algorithm::PS256
+            | Algorithm::PS384
+            | Algorithm::PS512 => Self::rsa(jwk),
+            Algorithm::EdDSA => Self::ed25519(jwk),
+        }
+    }
+
+    fn hmac(jwk: &Jwk) -> Result<Self> {
+        let secret = Secret(field("k", &jwk.k)?);
+        if secret.0.len() < MIN_SECRET_BYTES {
+            return Err(Error::BadKey(format!(
+                "HMAC secret 'k' is {} bytes; at least {MIN_SECRET_BYTES} are required",
+                secret.0.len()
+            )));
+        }
+        Ok(Self::Oct(secret))
+    }
+
+    fn p256(jwk: &Jwk) -> Result<Self> {
+        curve(jwk, "P-256")?;
+        let point = [vec![4], sized("x", &jwk.x, 32)?, sized("y", &jwk.y, 32)?].concat();
+        let public = p256::PublicKey::from_sec1_bytes(&point)
+            .map_err(|_| Error::BadKey("'x'/'y' is not a point on P-256".into()))?;
+        let secret = match &jwk.d {
+            None => None,
+            Some(_) => {
+                let d = Secret(sized("d", &jwk.d, 32)?);
+                let secret = p256::SecretKey::from_slice(&d.0)
+                    .map_err(|_| Error::BadKey("'d' is not a P-256 private key".into()))?;
+                if secret.public_key() != public {
+                    return Err(Error::BadKey("'d' does not match 'x'/'y'".into()));
+                }
+                Some(secret)
+            }
+        };
+        Ok(Self::P256 { public, secret })
+    }
+
+    fn p384(jwk: &Jwk) -> Result<Self> {
+        curve(jwk, "P-384")?;
+        let point = [vec![4], sized("x", &jwk.x, 48)?, sized("y", &jwk.y, 48)?].concat();
+        let public = p384::PublicKey::from_sec1_bytes(&point)
+            .map_err(|_| Error::BadKey("'x'/'y' is not a point on P-384".into()))?;
+        let secret = match &jwk.d {
+            None => None,
+            Some(_) => {
+                let d = Secret(sized("d", &jwk.d, 48)?);
+                let secret = p384::SecretKey::from_slice(&d.0)
+                    .map_err(|_| Error::BadKey("'d' is not a P-384 private key".into()))?;
+                if secret.public_key() != public {
+                    return Err(Error::BadKey("'d' does not match 'x'/'y'".into()));
+                }
+                Some(secret)
+            }
+        };
+        Ok(Self::P384 { public, secret })
+    }
+
+    fn rsa(jwk: &Jwk) -> Result<Self> {
+        let (n, e) = (big(&field("n", &jwk.n)?), big(&field("e", &jwk.e)?));
+        let public =
+            rsa::RsaPublicKey::new(n.clone(), e.clone()).map_err(|e| bad("RSA public key")(e.to_string()))?;
+        if public.n().bits() < MIN_RSA_BITS {
+            return Err(Error::BadKey(format!(
+                "RSA modulus is {} bits; at least {MIN_RSA_BITS} are required",
+                public.n().bits()
+            )));
+        }
+        let secret = match &jwk.d {
+            None => None,
+            Some(_) => Some(Box::new(rsa_private(jwk, n, e)?)),
+        };
+        Ok(Self::Rsa { public, secret })
+    }
+
+    fn ed25519(jwk: &Jwk) -> Result<Self> {
+        curve(jwk, "Ed25519")?;
+        let x: [u8; 32] = sized("x", &jwk.x, 32)?
+            .try_into()
+            .map_err(|_| Error::BadKey("'x' must be 32 bytes".into()))?;
+        let public = ed25519_dalek::VerifyingKey::from_bytes(&x)
+            .map_err(|_| Error::BadKey("'x' is not an Ed25519 public key".into()))?;
+        let secret = match &jwk.d {
+            None => None,
+            Some(_) => {
+                let d = Secret(sized("d", &jwk.d, 32)?);
+                let mut seed = [0u8; 32];
+                seed.copy_from_slice(&d.0);
+                let secret = ed25519_dalek::SigningKey::from_bytes(&seed);
+                seed.zeroize();
+                if secret.verifying_key() != public {
+                    return Err(Error::BadKey("'d' does not match 'x'".into()));
+                }
+                Some(Box::new(secret))
+            }
+        };
+        Ok(Self::Ed25519 { public, secret })
+    }
+}
+
+/// The RSA private key of a JWK whose `d` is present, checked against `n` and `e`.
+fn rsa_private(jwk: &Jwk, n: BigUint, e: BigUint) -> Result<rsa::RsaPrivateKey> {
+    let d = big(&Secret(field("d", &jwk.d)?).0);
+    let primes = match (&jwk.p, &jwk.q) {
+        (Some(_), Some(_)) => {
+            vec![
+                big(&Secret(field("p", &jwk.p)?).0),
+                big(&Secret(field("q", &jwk.q)?).0),
+            ]
+        }
+        // RFC 7518 §6.3.2 lets the CRT members be omitted; the primes are recovered.
+        (None, None) => Vec::new(),
+        _ => return Err(Error::BadKey("RSA key has only one of 'p' and 'q'".into())),
+    };
+    // from_components validates the key (d, primes and n agree).
+    rsa::RsaPrivateKey::from_components(n, e, d, primes).map_err(|e| bad("RSA private key")(e.to_string()))
+}
+
 /// A JWK as it appears in a file: every field optional, validated by [`Key`].
 ///
 /// Unknown members (`use`, `x5c`, ...) are ignored; `oth` is noticed so it
@@ -232,6 +360,66 @@ impl Drop for Jwk {
         {
             secret.zeroize();
         }
+    }
+}
+
+impl Jwk {
+    /// Refuse keys that parse but could never be used as we would use them.
+    fn check_usable(&self) -> Result<()> {
+        if let Some(scope) = &self.scope
+            && scope.put.is_empty()
+            && scope.get.is_empty()
+        {
+            return Err(Error::BadKey(
+                "'scope' grants nothing, so the key could never be used".into(),
+            ));
+        }
+        if self.oth.is_some() {
+            return Err(Error::BadKey(
+                "multi-prime RSA keys ('oth') are not supported".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The `alg`, checked against `kty`.
+    fn algorithm(&self) -> Result<Algorithm> {
+        // RFC 7517 makes kty required; the ecosystem's early keys omitted it for HMAC.
+        let kty = self.kty.as_deref().unwrap_or("oct");
+        let name = self.alg.as_deref().ok_or_else(|| {
+            Error::BadKey(
+                "missing 'alg' (one of HS256, HS384, HS512, ES256, ES384, RS256, ..., EdDSA)".into(),
+            )
+        })?;
+        let alg =
+            Algorithm::from_jws(name).ok_or_else(|| Error::BadKey(format!("unsupported 'alg' '{name}'")))?;
+        if alg.kty() != kty {
+            return Err(Error::BadKey(format!(
+                "'alg' {alg} needs 'kty' '{}', but the key has '{kty}'",
+                alg.kty()
+            )));
+        }
+        Ok(alg)
+    }
+
+    /// What `key_ops` allows; at least one of sign and verify.
+    fn ops(&self) -> Result<Ops> {
+        let ops = match &self.key_ops {
+            None => Ops {
+                sign: true,
+                verify: true,
+            },
+            Some(list) => Ops {
+                sign: list.iter().any(|op| op == "sign"),
+                verify: list.iter().any(|op| op == "verify"),
+            },
+        };
+        if !ops.sign && !ops.verify {
+            return Err(Error::BadKey(
+                "'key_ops' allows neither 'sign' nor 'verify'".into(),
+            ));
+        }
+        Ok(ops)
     }
 }
 
@@ -410,162 +598,11 @@ impl Key {
     }
 
     fn from_jwk(jwk: &Jwk) -> Result<Self> {
-        if let Some(scope) = &jwk.scope
-            && scope.put.is_empty()
-            && scope.get.is_empty()
-        {
-            return Err(Error::BadKey(
-                "'scope' grants nothing, so the key could never be used".into(),
-            ));
-        }
-        if jwk.oth.is_some() {
-            return Err(Error::BadKey(
-                "multi-prime RSA keys ('oth') are not supported".into(),
-            ));
-        }
-        // RFC 7517 makes kty required; the ecosystem's early keys omitted it for HMAC.
-        let kty = jwk.kty.as_deref().unwrap_or("oct");
-        let name = jwk.alg.as_deref().ok_or_else(|| {
-            Error::BadKey(
-                "missing 'alg' (one of HS256, HS384, HS512, ES256, ES384, RS256, ..., EdDSA)".into(),
-            )
-        })?;
-        let alg =
-            Algorithm::from_jws(name).ok_or_else(|| Error::BadKey(format!("unsupported 'alg' '{name}'")))?;
-        if alg.kty() != kty {
-            return Err(Error::BadKey(format!(
-                "'alg' {alg} needs 'kty' '{}', but the key has '{kty}'",
-                alg.kty()
-            )));
-        }
-        let ops = match &jwk.key_ops {
-            None => Ops {
-                sign: true,
-                verify: true,
-            },
-            Some(list) => Ops {
-                sign: list.iter().any(|op| op == "sign"),
-                verify: list.iter().any(|op| op == "verify"),
-            },
-        };
-        if !ops.sign && !ops.verify {
-            return Err(Error::BadKey(
-                "'key_ops' allows neither 'sign' nor 'verify'".into(),
-            ));
-        }
+        jwk.check_usable()?;
+        let alg = jwk.algorithm()?;
+        let ops = jwk.ops()?;
         let kid = jwk.kid.as_deref().map(KeyId::new).transpose()?;
-
-        let material = match alg {
-            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
-                let secret = Secret(field("k", &jwk.k)?);
-                if secret.0.len() < MIN_SECRET_BYTES {
-                    return Err(Error::BadKey(format!(
-                        "HMAC secret 'k' is {} bytes; at least {MIN_SECRET_BYTES} are required",
-                        secret.0.len()
-                    )));
-                }
-                Material::Oct(secret)
-            }
-            Algorithm::ES256 => {
-                curve(jwk, "P-256")?;
-                let point = [vec![4], sized("x", &jwk.x, 32)?, sized("y", &jwk.y, 32)?].concat();
-                let public = p256::PublicKey::from_sec1_bytes(&point)
-                    .map_err(|_| Error::BadKey("'x'/'y' is not a point on P-256".into()))?;
-                let secret = match &jwk.d {
-                    None => None,
-                    Some(_) => {
-                        let d = Secret(sized("d", &jwk.d, 32)?);
-                        let secret = p256::SecretKey::from_slice(&d.0)
-                            .map_err(|_| Error::BadKey("'d' is not a P-256 private key".into()))?;
-                        if secret.public_key() != public {
-                            return Err(Error::BadKey("'d' does not match 'x'/'y'".into()));
-                        }
-                        Some(secret)
-                    }
-                };
-                Material::P256 { public, secret }
-            }
-            Algorithm::ES384 => {
-                curve(jwk, "P-384")?;
-                let point = [vec![4], sized("x", &jwk.x, 48)?, sized("y", &jwk.y, 48)?].concat();
-                let public = p384::PublicKey::from_sec1_bytes(&point)
-                    .map_err(|_| Error::BadKey("'x'/'y' is not a point on P-384".into()))?;
-                let secret = match &jwk.d {
-                    None => None,
-                    Some(_) => {
-                        let d = Secret(sized("d", &jwk.d, 48)?);
-                        let secret = p384::SecretKey::from_slice(&d.0)
-                            .map_err(|_| Error::BadKey("'d' is not a P-384 private key".into()))?;
-                        if secret.public_key() != public {
-                            return Err(Error::BadKey("'d' does not match 'x'/'y'".into()));
-                        }
-                        Some(secret)
-                    }
-                };
-                Material::P384 { public, secret }
-            }
-            Algorithm::RS256
-            | Algorithm::RS384
-            | Algorithm::RS512
-            | Algorithm::PS256
-            | Algorithm::PS384
-            | Algorithm::PS512 => {
-                let (n, e) = (big(&field("n", &jwk.n)?), big(&field("e", &jwk.e)?));
-                let public = rsa::RsaPublicKey::new(n.clone(), e.clone())
-                    .map_err(|e| bad("RSA public key")(e.to_string()))?;
-                if public.n().bits() < MIN_RSA_BITS {
-                    return Err(Error::BadKey(format!(
-                        "RSA modulus is {} bits; at least {MIN_RSA_BITS} are required",
-                        public.n().bits()
-                    )));
-                }
-                let secret = match &jwk.d {
-                    None => None,
-                    Some(_) => {
-                        let d = big(&Secret(field("d", &jwk.d)?).0);
-                        let primes = match (&jwk.p, &jwk.q) {
-                            (Some(_), Some(_)) => {
-                                vec![
-                                    big(&Secret(field("p", &jwk.p)?).0),
-                                    big(&Secret(field("q", &jwk.q)?).0),
-                                ]
-                            }
-                            // RFC 7518 §6.3.2 lets the CRT members be omitted; the primes are recovered.
-                            (None, None) => Vec::new(),
-                            _ => return Err(Error::BadKey("RSA key has only one of 'p' and 'q'".into())),
-                        };
-                        // from_components validates the key (d, primes and n agree).
-                        let secret = rsa::RsaPrivateKey::from_components(n, e, d, primes)
-                            .map_err(|e| bad("RSA private key")(e.to_string()))?;
-                        Some(Box::new(secret))
-                    }
-                };
-                Material::Rsa { public, secret }
-            }
-            Algorithm::EdDSA => {
-                curve(jwk, "Ed25519")?;
-                let x: [u8; 32] = sized("x", &jwk.x, 32)?
-                    .try_into()
-                    .map_err(|_| Error::BadKey("'x' must be 32 bytes".into()))?;
-                let public = ed25519_dalek::VerifyingKey::from_bytes(&x)
-                    .map_err(|_| Error::BadKey("'x' is not an Ed25519 public key".into()))?;
-                let secret = match &jwk.d {
-                    None => None,
-                    Some(_) => {
-                        let d = Secret(sized("d", &jwk.d, 32)?);
-                        let mut seed = [0u8; 32];
-                        seed.copy_from_slice(&d.0);
-                        let secret = ed25519_dalek::SigningKey::from_bytes(&seed);
-                        seed.zeroize();
-                        if secret.verifying_key() != public {
-                            return Err(Error::BadKey("'d' does not match 'x'".into()));
-                        }
-                        Some(Box::new(secret))
-                    }
-                };
-                Material::Ed25519 { public, secret }
-            }
-        };
+        let material = Material::from_jwk(alg, jwk)?;
         let key = Self::build(alg, kid, ops, material)?;
         Ok(key.with_scope(jwk.scope.clone()))
     }
@@ -852,8 +889,8 @@ impl Key {
         // RFC 8725 §3.1: the key decides the algorithm, never the token.
         if parsed.alg != self.alg {
             return Err(Error::WrongAlgorithm {
-                token: parsed.alg.as_str(),
-                key: self.alg.as_str(),
+                token: parsed.alg,
+                key: self.alg,
             });
         }
         parsed.verify_signature(self.alg, &self.decoding)?;

@@ -7,11 +7,11 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 /// Bytes taken by the header; smaller target sizes are rounded up to this.
-pub const HEADER_LEN: usize = 32;
+pub(crate) const HEADER_LEN: usize = 32;
 
 /// What every frame says about itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Header {
+pub(crate) struct Header {
     /// Send time, microseconds since the Unix epoch.
     pub sent_micros: u64,
     /// Frame number within the broadcast, from 0.
@@ -25,7 +25,7 @@ pub struct Header {
 }
 
 /// Encode `header` padded with zeros to `size` bytes (at least [`HEADER_LEN`]).
-pub fn encode(header: &Header, size: usize) -> Bytes {
+pub(crate) fn encode(header: &Header, size: usize) -> Bytes {
     let size = size.max(HEADER_LEN);
     let mut buf = BytesMut::with_capacity(size);
     buf.put_u64(header.sent_micros);
@@ -38,7 +38,7 @@ pub fn encode(header: &Header, size: usize) -> Bytes {
 }
 
 /// Decode the header; `None` if the payload is too short to hold one.
-pub fn decode(payload: &[u8]) -> Option<Header> {
+pub(crate) fn decode(payload: &[u8]) -> Option<Header> {
     let head = payload.get(..HEADER_LEN)?;
     let u64_at =
         |at: usize| -> Option<u64> { Some(u64::from_be_bytes(head.get(at..at + 8)?.try_into().ok()?)) };

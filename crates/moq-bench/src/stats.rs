@@ -6,7 +6,7 @@ const MAX_MICROS: u64 = 3_600_000_000;
 
 /// A histogram of microsecond values.
 #[derive(Debug, Clone)]
-pub struct Histogram(hdrhistogram::Histogram<u64>);
+pub(crate) struct Histogram(hdrhistogram::Histogram<u64>);
 
 impl Default for Histogram {
     fn default() -> Self {
@@ -18,27 +18,27 @@ impl Default for Histogram {
 
 impl Histogram {
     /// Count one value (values beyond the histogram's range count as its maximum).
-    pub fn record(&mut self, value: u64) {
+    pub(crate) fn record(&mut self, value: u64) {
         self.0.saturating_record(value);
     }
 
     /// Values recorded.
-    pub fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         self.0.len()
     }
 
     /// The largest value recorded (0 when empty).
-    pub fn max(&self) -> u64 {
+    pub(crate) fn max(&self) -> u64 {
         self.0.max()
     }
 
     /// The mean of the values recorded (0 when empty).
-    pub fn mean(&self) -> f64 {
+    pub(crate) fn mean(&self) -> f64 {
         self.0.mean()
     }
 
     /// The value at quantile `q` in `0.0..=1.0` (0 when empty).
-    pub fn quantile(&self, q: f64) -> u64 {
+    pub(crate) fn quantile(&self, q: f64) -> u64 {
         if self.0.is_empty() {
             return 0;
         }
@@ -47,13 +47,13 @@ impl Histogram {
 
     /// Add another histogram's counts to this one.
     #[cfg(test)]
-    pub fn merge(&mut self, other: &Histogram) {
+    pub(crate) fn merge(&mut self, other: &Histogram) {
         let _ = self.0.add(&other.0);
     }
 }
 
 /// The exact value at quantile `q` of `values` (nearest rank); 0 when empty.
-pub fn exact_quantile(values: &mut [u64], q: f64) -> u64 {
+pub(crate) fn exact_quantile(values: &mut [u64], q: f64) -> u64 {
     if values.is_empty() {
         return 0;
     }

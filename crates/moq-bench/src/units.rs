@@ -1,7 +1,7 @@
 //! Parsing of `1mbit`, `500kbit` style bitrates (durations and sizes are `moq-units`).
 
 /// Bits per second from `1mbit`, `500k`, `2.5Mbps`, `64000`.
-pub fn parse_bitrate(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_bitrate(text: &str) -> Result<u64, String> {
     let lower = text.trim().to_ascii_lowercase();
     let number_end = lower
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

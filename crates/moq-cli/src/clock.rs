@@ -8,10 +8,10 @@ use bytes::Bytes;
 use moq_core::{Frame, TrackConsumer, TrackInfo, TrackProducer};
 
 /// The clock's track name.
-pub const TRACK: &str = "seconds";
+pub(crate) const TRACK: &str = "seconds";
 
 /// The clock track's properties: millisecond timestamps.
-pub fn info() -> TrackInfo {
+pub(crate) fn info() -> TrackInfo {
     TrackInfo {
         priority: 0,
         max_latency: Duration::from_secs(60),
@@ -20,7 +20,7 @@ pub fn info() -> TrackInfo {
 }
 
 /// Civil (UTC) date and time of a Unix timestamp in seconds.
-pub fn civil(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
+pub(crate) fn civil(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (hour, minute, second) = ((rem / 3600) as u32, (rem / 60 % 60) as u32, (rem % 60) as u32);
@@ -39,7 +39,7 @@ pub fn civil(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
 }
 
 /// `YYYY-MM-DD HH:MM:` for the minute containing `secs`.
-pub fn minute_prefix(secs: u64) -> String {
+pub(crate) fn minute_prefix(secs: u64) -> String {
     let (y, mo, d, h, mi, _) = civil(secs);
     format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:")
 }
@@ -49,7 +49,7 @@ fn now() -> Duration {
 }
 
 /// Publish the clock into `track` until the track ends or nobody can read it.
-pub async fn publish(track: TrackProducer) -> anyhow::Result<()> {
+pub(crate) async fn publish(track: TrackProducer) -> anyhow::Result<()> {
     loop {
         let start = now();
         let minute = start.as_secs() / 60;
@@ -76,7 +76,7 @@ pub async fn publish(track: TrackProducer) -> anyhow::Result<()> {
 }
 
 /// Print the clock as `YYYY-MM-DD HH:MM:SS` lines, or stop after `count` lines.
-pub async fn subscribe(track: TrackConsumer, count: Option<u64>) -> anyhow::Result<()> {
+pub(crate) async fn subscribe(track: TrackConsumer, count: Option<u64>) -> anyhow::Result<()> {
     let mut printed = 0u64;
     let mut frames = crate::frames::Frames::new(track);
     // The first frame of a group is the minute; the others are its seconds.

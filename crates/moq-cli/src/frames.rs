@@ -8,7 +8,7 @@
 use moq_core::{Frame, GroupConsumer, TrackConsumer};
 
 /// The frames of a track, each once.
-pub struct Frames {
+pub(crate) struct Frames {
     track: TrackConsumer,
     group: Option<GroupConsumer>,
     /// Frames read of the current group.
@@ -19,7 +19,7 @@ pub struct Frames {
 
 impl Frames {
     /// Read `track` from its current group on.
-    pub fn new(track: TrackConsumer) -> Self {
+    pub(crate) fn new(track: TrackConsumer) -> Self {
         Self {
             track,
             group: None,
@@ -30,7 +30,7 @@ impl Frames {
 
     /// The next new frame: its group's sequence, its index in the group and
     /// the frame; `None` when the track ends.
-    pub async fn next(&mut self) -> anyhow::Result<Option<(u64, usize, Frame)>> {
+    pub(crate) async fn next(&mut self) -> anyhow::Result<Option<(u64, usize, Frame)>> {
         loop {
             let group = match &mut self.group {
                 Some(group) => group,

@@ -13,7 +13,7 @@ use moq_auth::{Algorithm, Claims, Key, KeyId, KeySet, Scope, unix_seconds};
 
 /// Arguments of `moq token`.
 #[derive(clap::Args, Debug)]
-pub struct TokenArgs {
+pub(crate) struct TokenArgs {
     /// What to do.
     #[command(subcommand)]
     pub command: TokenCommand,
@@ -21,7 +21,7 @@ pub struct TokenArgs {
 
 /// The `moq token` subcommands.
 #[derive(clap::Subcommand, Debug)]
-pub enum TokenCommand {
+pub(crate) enum TokenCommand {
     /// Generate a signing key (a JWK, written as base64url(JSON), mode 0600).
     Generate(GenerateArgs),
     /// Sign a token with a key and print it.
@@ -33,7 +33,7 @@ pub enum TokenCommand {
 
 /// Arguments of `moq token generate`.
 #[derive(clap::Args, Debug)]
-pub struct GenerateArgs {
+pub(crate) struct GenerateArgs {
     /// HS256, HS384, HS512, ES256, ES384, RS256, RS384, RS512, PS256, PS384, PS512 or EdDSA.
     #[arg(long, default_value = "HS256", value_name = "ALG")]
     pub algorithm: Algorithm,
@@ -63,7 +63,7 @@ pub struct GenerateArgs {
 
 /// Arguments of `moq token sign`.
 #[derive(clap::Args, Debug)]
-pub struct SignArgs {
+pub(crate) struct SignArgs {
     /// The private key file (JSON or base64url JSON).
     #[arg(long, value_name = "FILE")]
     pub key: PathBuf,
@@ -86,7 +86,7 @@ pub struct SignArgs {
 
 /// Arguments of `moq token verify`.
 #[derive(clap::Args, Debug)]
-pub struct VerifyArgs {
+pub(crate) struct VerifyArgs {
     /// The key file (public or private), or a key directory of `{kid}.jwk` files.
     #[arg(long, value_name = "FILE|DIR")]
     pub key: PathBuf,
@@ -96,7 +96,7 @@ pub struct VerifyArgs {
 }
 
 /// Run `moq token ...`.
-pub fn run(args: TokenArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: TokenArgs) -> anyhow::Result<()> {
     match args.command {
         TokenCommand::Generate(args) => generate(&args),
         TokenCommand::Sign(args) => {
@@ -131,7 +131,7 @@ fn write_key(key: &Key, path: &Path, force: bool) -> anyhow::Result<()> {
 }
 
 /// `moq token generate`.
-pub fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
+pub(crate) fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
     let kid = match &args.id {
         Some(id) => KeyId::new(id).with_context(|| format!("--id '{id}'"))?,
         None => KeyId::random()?,
@@ -162,7 +162,7 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
 }
 
 /// Parse `--expires`: Unix seconds if it is all digits, else a duration from `now`.
-pub fn parse_expires(s: &str, now: SystemTime) -> anyhow::Result<u64> {
+pub(crate) fn parse_expires(s: &str, now: SystemTime) -> anyhow::Result<u64> {
     let now = unix_seconds(now);
     let at = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
         s.parse().with_context(|| format!("--expires '{s}'"))?
@@ -178,7 +178,7 @@ pub fn parse_expires(s: &str, now: SystemTime) -> anyhow::Result<u64> {
 }
 
 /// `moq token sign`: the signed token.
-pub fn sign(args: &SignArgs, now: SystemTime) -> anyhow::Result<String> {
+pub(crate) fn sign(args: &SignArgs, now: SystemTime) -> anyhow::Result<String> {
     if args.publish.is_empty() && args.subscribe.is_empty() {
         bail!(
             "the token would grant nothing: give --publish and/or --subscribe (\"\" means everything under --root)"
@@ -213,7 +213,7 @@ fn read_token(input: &Path) -> anyhow::Result<String> {
 }
 
 /// `moq token verify`: the verified claims, or the refusal with its reason.
-pub fn verify(key: &Path, token: &str) -> anyhow::Result<Claims> {
+pub(crate) fn verify(key: &Path, token: &str) -> anyhow::Result<Claims> {
     let keys = if key.is_dir() {
         KeySet::dir(key)?
     } else {

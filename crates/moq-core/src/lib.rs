@@ -6,6 +6,10 @@
 //! [`transport`]) and nothing about media codecs: payloads are opaque bytes,
 //! shared between consumers and never copied per subscriber.
 
+// Peers choose lengths, counts and offsets: index with `.get()` and do arithmetic that
+// cannot overflow or panic (checked, saturating or wrapping as the case needs).
+#![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::arithmetic_side_effects))]
+
 mod error;
 pub mod model;
 pub mod stats;

@@ -51,9 +51,9 @@ pub(crate) struct Batch<'a> {
 
 impl<'a> Batch<'a> {
     /// Frames counted locally before they are added to the shared counters.
-    pub const FRAMES: u64 = 32;
+    pub(crate) const FRAMES: u64 = 32;
 
-    pub fn new(stats: &'a Stats) -> Self {
+    pub(crate) fn new(stats: &'a Stats) -> Self {
         Self {
             stats,
             frames: 0,
@@ -62,16 +62,16 @@ impl<'a> Batch<'a> {
     }
 
     /// Count one frame of `bytes` payload bytes sent.
-    pub fn sent(&mut self, bytes: u64) {
-        self.frames += 1;
-        self.bytes += bytes;
+    pub(crate) fn sent(&mut self, bytes: u64) {
+        self.frames = self.frames.saturating_add(1);
+        self.bytes = self.bytes.saturating_add(bytes);
         if self.frames >= Self::FRAMES {
             self.flush();
         }
     }
 
     /// Add what was counted to the shared counters.
-    pub fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         if self.frames > 0 {
             Stats::add(&self.stats.frames_sent, std::mem::take(&mut self.frames));
             Stats::add(&self.stats.bytes_sent, std::mem::take(&mut self.bytes));
@@ -89,7 +89,7 @@ impl Drop for Batch<'_> {
 pub(crate) struct ActiveSubscription<'a>(&'a Stats);
 
 impl<'a> ActiveSubscription<'a> {
-    pub fn new(stats: &'a Stats) -> Self {
+    pub(crate) fn new(stats: &'a Stats) -> Self {
         Stats::add(&stats.subscriptions_total, 1);
         stats.subscriptions_active.fetch_add(1, Ordering::Relaxed);
         Self(stats)

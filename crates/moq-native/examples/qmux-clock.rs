@@ -62,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
         let (tcp, peer) = listener.accept().await?;
         let (origin, only) = (origin.clone(), only.clone());
         tokio::spawn(async move {
-            if let Err(err) = serve(tcp, origin, &only).await {
+            if let Err(err) = serve_websocket_client(tcp, origin, &only).await {
                 eprintln!("{peer}: {err:#}");
             }
         });
@@ -96,7 +96,8 @@ struct Only {
     versions: Vec<moq_proto::Version>,
 }
 
-async fn serve(tcp: TcpStream, origin: Origin, only: &Only) -> anyhow::Result<()> {
+/// Upgrade one TCP connection to a qmux WebSocket and run a moq session on it.
+async fn serve_websocket_client(tcp: TcpStream, origin: Origin, only: &Only) -> anyhow::Result<()> {
     let wire = only.wire.clone();
     let versions = only.versions.clone();
     let peer = tcp.peer_addr()?;

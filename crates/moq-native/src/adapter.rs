@@ -214,7 +214,7 @@ impl Credit {
 
     /// Count an accepted stream as open, and grow the limit if the peer is using it.
     fn opened(self: &Arc<Self>, conn: &quinn::Connection) -> Open {
-        let open = self.open.fetch_add(1, Ordering::Relaxed) + 1;
+        let open = self.open.fetch_add(1, Ordering::Relaxed).saturating_add(1);
         let limit = self.limit.load(Ordering::Relaxed);
         if open > limit / 2 && limit < self.max {
             let grown = limit.saturating_mul(2).min(self.max);

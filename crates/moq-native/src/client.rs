@@ -255,42 +255,39 @@ impl Client {
     /// completed handshake wins.
     pub async fn connect(&self, url: &Url) -> Result<Connected, Error> {
         let target = Target::parse(url)?;
-        match url.scheme() {
-            "https" | "http" if self.websocket.enabled => {
-                let webtransport = self.webtransport_url(url, &target);
+        match Scheme::of(url)? {
+            scheme @ (Scheme::Https | Scheme::Http) if self.websocket.enabled => {
+                let webtransport = self.webtransport_url(url, scheme, &target);
                 let websocket = async {
-                    let ws = with_scheme(url, if url.scheme() == "https" { "wss" } else { "ws" })?;
+                    let fallback = match scheme {
+                        Scheme::Https => Scheme::Wss,
+                        _ => Scheme::Ws,
+                    };
+                    let ws = with_scheme(url, fallback.as_str())?;
                     self.websocket(&ws, &Target::parse(&ws)?).await
                 };
                 self.race_websocket(webtransport, websocket).await
             }
-            "https" | "http" => self.webtransport_url(url, &target).await,
-            "moqt" | "moql" => {
+            scheme @ (Scheme::Https | Scheme::Http) => self.webtransport_url(url, scheme, &target).await,
+            Scheme::Quic => {
                 let verifier = self.verifier(&target)?;
                 self.quic(&target, verifier).await
             }
-            "ws" | "wss" => self.websocket(url, &target).await,
-            other => Err(Error::Url {
-                url: url.to_string(),
-                detail: format!(
-                    "unsupported scheme '{other}' (use https://, http:// for a development relay, \
-                     moqt:// for raw QUIC, or wss:// / ws:// for WebSocket)"
-                ),
-            }),
+            Scheme::Ws | Scheme::Wss => self.websocket(url, &target).await,
         }
     }
 
     /// WebTransport to an `https://` URL, or to an `http://` one by pinning the
     /// fingerprint served at `/certificate.sha256`.
-    async fn webtransport_url(&self, url: &Url, target: &Target) -> Result<Connected, Error> {
-        if url.scheme() == "https" {
+    async fn webtransport_url(&self, url: &Url, scheme: Scheme, target: &Target) -> Result<Connected, Error> {
+        if scheme == Scheme::Https {
             let verifier = self.verifier(target)?;
             return self.webtransport(url.clone(), target, verifier, self.check).await;
         }
         let pins = crate::http::fetch_fingerprints(url, target, self.handshake_timeout).await?;
         tracing::debug!(%url, "pinning the fetched certificate fingerprint (development mode)");
         let verifier = Arc::new(tls::FingerprintVerifier::new(self.provider.clone(), pins));
-        let wt = with_scheme(url, "https")?;
+        let wt = with_scheme(url, Scheme::Https.as_str())?;
         self.webtransport(wt, target, verifier, Check::Fetched).await
     }
 
@@ -739,6 +736,53 @@ fn roots_verifier(
     Ok(Some(verifier))
 }
 
+/// The URL schemes a client dials, each naming a transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    /// `https://`: WebTransport with verified TLS.
+    Https,
+    /// `http://`: WebTransport to a development relay whose certificate fingerprint is
+    /// fetched over TCP.
+    Http,
+    /// `moqt://` or `moql://`: raw QUIC.
+    Quic,
+    /// `wss://`: qmux over a WebSocket over TLS.
+    Wss,
+    /// `ws://`: qmux over a plain WebSocket.
+    Ws,
+}
+
+impl Scheme {
+    /// The scheme of `url`, or why we cannot dial it.
+    pub(crate) fn of(url: &Url) -> Result<Self, Error> {
+        match url.scheme() {
+            "https" => Ok(Self::Https),
+            "http" => Ok(Self::Http),
+            "moqt" | "moql" => Ok(Self::Quic),
+            "wss" => Ok(Self::Wss),
+            "ws" => Ok(Self::Ws),
+            other => Err(Error::Url {
+                url: url.to_string(),
+                detail: format!(
+                    "unsupported scheme '{other}' (use https://, http:// for a development relay, \
+                     moqt:// for raw QUIC, or wss:// / ws:// for WebSocket)"
+                ),
+            }),
+        }
+    }
+
+    /// The scheme as written in a URL (`moqt` for raw QUIC).
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Https => "https",
+            Self::Http => "http",
+            Self::Quic => "moqt",
+            Self::Wss => "wss",
+            Self::Ws => "ws",
+        }
+    }
+}
+
 /// Where a URL points: host, port, and the TLS server name to present.
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
@@ -791,7 +835,7 @@ impl Target {
             .collect();
 
         let (v6, v4): (Vec<_>, Vec<_>) = resolved.into_iter().partition(SocketAddr::is_ipv6);
-        let mut addrs = Vec::with_capacity(v6.len() + v4.len());
+        let mut addrs = Vec::with_capacity(v6.len().saturating_add(v4.len()));
         let (mut v6, mut v4) = (v6.into_iter(), v4.into_iter());
         loop {
             match (v6.next(), v4.next()) {
@@ -847,5 +891,30 @@ impl std::fmt::Display for Target {
             Some(IpAddr::V6(_)) => write!(f, "[{}]:{}", self.host, self.port),
             _ => write!(f, "{}:{}", self.host, self.port),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemes_name_their_transport_and_round_trip() {
+        let cases = [
+            ("https", Scheme::Https),
+            ("http", Scheme::Http),
+            ("moqt", Scheme::Quic),
+            ("moql", Scheme::Quic),
+            ("wss", Scheme::Wss),
+            ("ws", Scheme::Ws),
+        ];
+        for (written, scheme) in cases {
+            let url = Url::parse(&format!("{written}://relay.example/")).unwrap();
+            assert_eq!(Scheme::of(&url).unwrap(), scheme, "{written}");
+            let again = Url::parse(&format!("{}://relay.example/", scheme.as_str())).unwrap();
+            assert_eq!(Scheme::of(&again).unwrap(), scheme, "{written}");
+        }
+        let ftp = Url::parse("ftp://relay.example/").unwrap();
+        assert!(matches!(Scheme::of(&ftp), Err(Error::Url { detail, .. }) if detail.contains("'ftp'")));
     }
 }

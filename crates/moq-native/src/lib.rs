@@ -36,6 +36,10 @@
 //!
 //! Every endpoint must be created inside a tokio runtime: quinn drives its sockets there.
 
+// Peers choose lengths, counts and offsets: index with `.get()` and do arithmetic that
+// cannot overflow or panic (checked, saturating or wrapping as the case needs).
+#![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::arithmetic_side_effects))]
+
 mod error;
 mod http;
 mod websocket;

@@ -169,7 +169,7 @@ impl Server {
     /// When the first of the served certificates expires (`notAfter`).
     pub fn certificate_expiry(&self) -> Option<std::time::SystemTime> {
         let secs = u64::try_from(self.certs.not_after()?).ok()?;
-        Some(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+        std::time::UNIX_EPOCH.checked_add(Duration::from_secs(secs))
     }
 
     /// The certificate and key files served, to watch for changes.
@@ -407,7 +407,7 @@ impl Request {
         let leaf = chain.first()?;
         let not_after = tls::not_after(leaf)
             .and_then(|secs| u64::try_from(secs).ok())
-            .map(|secs| std::time::UNIX_EPOCH + Duration::from_secs(secs));
+            .and_then(|secs| std::time::UNIX_EPOCH.checked_add(Duration::from_secs(secs)));
         Some(ClientCertificate { not_after })
     }
 
@@ -480,7 +480,10 @@ async fn reject_webtransport(
 
     // Closing at once could discard the response before it is sent; a client that gets
     // it closes the connection itself, so wait for that, but not for long.
-    let grace = (conn.rtt() * 3).clamp(Duration::from_millis(100), Duration::from_secs(2));
+    let grace = conn
+        .rtt()
+        .saturating_mul(3)
+        .clamp(Duration::from_millis(100), Duration::from_secs(2));
     let _ = tokio::time::timeout(grace, conn.closed()).await;
     conn.close(H3_NO_ERROR.into(), status.as_str().as_bytes());
     Ok(())

@@ -117,8 +117,13 @@ pub fn generate(names: &[String]) -> Result<Generated, Error> {
             .push(rcgen::DnType::CommonName, first.as_str());
     }
     let now = time::OffsetDateTime::now_utc();
-    params.not_before = now - GENERATED_BACKDATE;
-    params.not_after = params.not_before + GENERATED_VALIDITY;
+    // An hour before and two weeks after the present stay far inside the ±9999 years
+    // an OffsetDateTime covers.
+    #[allow(clippy::arithmetic_side_effects)]
+    {
+        params.not_before = now - GENERATED_BACKDATE;
+        params.not_after = params.not_before + GENERATED_VALIDITY;
+    }
 
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(fail)?;
     let cert = params.self_signed(&key).map_err(fail)?;
@@ -280,7 +285,7 @@ impl Certs {
     /// Re-read the certificate and key files; on any error the old set stays in place.
     /// Generated certificates are kept as they are, so their fingerprints do not change.
     pub(crate) fn reload(&self) -> Result<(), Error> {
-        let mut list = Vec::with_capacity(self.files.len() + self.generated.len());
+        let mut list = Vec::with_capacity(self.files.len().saturating_add(self.generated.len()));
         for (cert, key) in &self.files {
             list.push(Arc::new(Cert::load(cert, key, &self.provider)?));
         }

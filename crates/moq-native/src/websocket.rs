@@ -16,7 +16,7 @@ use url::Url;
 
 use crate::{
     Error, Version, alpn_list,
-    client::{Check, Identity, Target},
+    client::{Check, Identity, Scheme, Target},
     qmux,
 };
 
@@ -67,8 +67,8 @@ async fn connect_inner(
     request.headers_mut().insert(SEC_WEBSOCKET_PROTOCOL, header);
     let config = Some(qmux::websocket_config());
 
-    let (session, chosen) = match url.scheme() {
-        "wss" => {
+    let (session, chosen) = match Scheme::of(url)? {
+        Scheme::Wss => {
             let verifier = dial.verifier.clone().ok_or_else(|| Error::NoRoots {
                 host: target.host.clone(),
             })?;

@@ -25,20 +25,20 @@ fn index(v: Version) -> u8 {
 
 /// moq-net's fuzz dispatcher message kinds.
 mod kind {
-    pub const SETUP: u8 = 0;
-    pub const ANNOUNCE_REQUEST: u8 = 3;
-    pub const ANNOUNCE_OK: u8 = 4;
-    pub const ANNOUNCE: u8 = 5;
-    pub const SUBSCRIBE: u8 = 6;
-    pub const SUBSCRIBE_UPDATE: u8 = 10;
-    pub const SUBSCRIBE_RESPONSE: u8 = 12;
-    pub const FETCH: u8 = 13;
-    pub const GROUP: u8 = 14;
-    pub const GOAWAY: u8 = 15;
-    pub const TRACK: u8 = 16;
-    pub const TRACK_INFO: u8 = 17;
-    pub const PROBE: u8 = 18;
-    pub const DATAGRAM: u8 = 19;
+    pub(crate) const SETUP: u8 = 0;
+    pub(crate) const ANNOUNCE_REQUEST: u8 = 3;
+    pub(crate) const ANNOUNCE_OK: u8 = 4;
+    pub(crate) const ANNOUNCE: u8 = 5;
+    pub(crate) const SUBSCRIBE: u8 = 6;
+    pub(crate) const SUBSCRIBE_UPDATE: u8 = 10;
+    pub(crate) const SUBSCRIBE_RESPONSE: u8 = 12;
+    pub(crate) const FETCH: u8 = 13;
+    pub(crate) const GROUP: u8 = 14;
+    pub(crate) const GOAWAY: u8 = 15;
+    pub(crate) const TRACK: u8 = 16;
+    pub(crate) const TRACK_INFO: u8 = 17;
+    pub(crate) const PROBE: u8 = 18;
+    pub(crate) const DATAGRAM: u8 = 19;
 }
 
 fn accepted<T: Encode + std::fmt::Debug>(msg: &T, v: Version, kind: u8) -> Result<(), TestCaseError> {

@@ -37,7 +37,8 @@ pub trait Encode {
 pub fn decode_slice<T: Decode>(bytes: &[u8], version: Version) -> Result<(T, usize), DecodeError> {
     let mut cursor = bytes;
     let value = T::decode(&mut cursor, version)?;
-    Ok((value, bytes.len() - cursor.len()))
+    // `cursor` is what is left of `bytes`, so never longer.
+    Ok((value, bytes.len().saturating_sub(cursor.len())))
 }
 
 /// Number of bytes the varint encoding of `v` takes (`v` must be ≤ [`MAX_VARINT`]).
@@ -154,7 +155,8 @@ pub(crate) fn put_optional<B: BufMut>(
             what,
             value: u128::from(v) + 1,
         }),
-        Some(v) => put_varint(buf, v + 1, what),
+        // Below MAX_VARINT (the arm above), so the sum is exact.
+        Some(v) => put_varint(buf, v.saturating_add(1), what),
     }
 }
 
@@ -185,7 +187,7 @@ pub fn zigzag_encode(v: i64) -> u64 {
 
 /// Inverse of [`zigzag_encode`].
 pub fn zigzag_decode(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
+    ((v >> 1) as i64) ^ ((v & 1) as i64).wrapping_neg()
 }
 
 /// The body of a message that travels as `[length:varint][body]`.

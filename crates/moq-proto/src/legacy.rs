@@ -205,13 +205,13 @@ impl LegacyClientSetup {
                 max: MAX_SETUP_VERSIONS as u64,
             });
         }
-        let mut body = Vec::with_capacity(16 + self.parameters.len());
+        let mut body = Vec::with_capacity(self.parameters.len().saturating_add(16));
         put_varint(&mut body, self.versions.len() as u64, "setup versions")?;
         for v in &self.versions {
             put_varint(&mut body, *v, "setup version")?;
         }
         body.extend_from_slice(&self.parameters);
-        let mut out = Vec::with_capacity(body.len() + 4);
+        let mut out = Vec::with_capacity(body.len().saturating_add(4));
         put_varint(&mut out, self.kind.client_type(), "legacy SETUP type")?;
         put_body(&mut out, self.kind, &body)?;
         buf.put_slice(&out);
@@ -248,10 +248,10 @@ impl LegacyServerSetup {
 
     /// Encode the server's reply in its framing.
     pub fn encode<B: BufMut>(&self, buf: &mut B) -> Result<(), EncodeError> {
-        let mut body = Vec::with_capacity(8 + self.parameters.len());
+        let mut body = Vec::with_capacity(self.parameters.len().saturating_add(8));
         put_varint(&mut body, self.version, "setup version")?;
         body.extend_from_slice(&self.parameters);
-        let mut out = Vec::with_capacity(body.len() + 4);
+        let mut out = Vec::with_capacity(body.len().saturating_add(4));
         if let Some(kind) = self.kind.server_type() {
             put_varint(&mut out, kind, "legacy SETUP type")?;
         }

@@ -47,7 +47,7 @@ impl Path {
                 out.push('/');
             }
             out.push_str(segment);
-            segments += 1;
+            segments = segments.saturating_add(1);
         }
         if segments > MAX_PATH_SEGMENTS {
             return Err(PathError::TooManySegments(segments));

@@ -160,9 +160,9 @@ fn media(config: &Config) -> Media {
     Media::new(cache, linger, hop)
 }
 
-/// Per-session limits handed to the session driver, from `[limits]`.
-fn session_limits(limits: &config::Limits) -> moq_core::session::Limits {
-    moq_core::session::Limits {
+/// The per-session quota handed to the session driver, from `[limits]`.
+fn session_quota(limits: &config::Limits) -> moq_core::session::Quota {
+    moq_core::session::Quota {
         max_subscriptions: limits
             .subscriptions_per_session
             .unwrap_or(config::DEFAULT_SUBSCRIPTIONS_PER_SESSION) as usize,
@@ -189,17 +189,17 @@ impl Relay {
         tls_metrics.record(&quic);
 
         let gate = Arc::new(Gate::from_config(&config.auth)?);
-        let limits = session_limits(&config.limits);
-        let peer_limits = cluster::link_limits(&limits);
-        let hook = DirectoryHook::new(cluster.clone(), gate.verifies_tokens(), peer_limits.clone());
+        let quota = session_quota(&config.limits);
+        let peer_quota = cluster::link_quota(&quota);
+        let hook = DirectoryHook::new(cluster.clone(), gate.verifies_tokens(), peer_quota.clone());
         let sessions = Arc::new(Sessions {
             media,
             gate,
             admission: Admission::new(Policy::from_config(&config.limits)),
             registry,
             refusals,
-            limits,
-            peer_limits,
+            quota,
+            peer_quota,
             lifecycle,
             hooks: vec![Arc::new(hook) as Arc<dyn Hook>],
             quic: config.server_quic().apply(Default::default()),
@@ -329,7 +329,7 @@ impl Relay {
             media: self.sessions.media.clone(),
             client: Arc::new(client),
             token_file: config.token.clone(),
-            limits: self.sessions.peer_limits.clone(),
+            quota: self.sessions.peer_quota.clone(),
             lifecycle: self.sessions.lifecycle.clone(),
             allow: Arc::new(cluster::AllowList::from_config(config).map_err(anyhow::Error::msg)?),
         };

@@ -48,10 +48,10 @@ pub struct Sessions {
     pub registry: Arc<Registry>,
     /// Refusal counters.
     pub refusals: Refusals,
-    /// Per-session limits handed to the driver.
-    pub limits: session::Limits,
-    /// Limits for sessions authenticated by a client certificate (relays of the cluster).
-    pub peer_limits: session::Limits,
+    /// The per-session quota handed to the driver.
+    pub quota: session::Quota,
+    /// The quota of sessions authenticated by a client certificate (relays of the cluster).
+    pub peer_quota: session::Quota,
     /// Drain and shutdown signals.
     pub lifecycle: Lifecycle,
     /// Special paths claimed by higher layers.
@@ -285,9 +285,9 @@ impl Sessions {
         config.root = grant.root.clone();
         config.permissions = grant.permissions.clone();
         // Relays of the cluster (peers with a cluster certificate) carry every broadcast.
-        config.limits = match grant.client_certificate {
-            true => self.peer_limits.clone(),
-            false => self.limits.clone(),
+        config.quota = match grant.client_certificate {
+            true => self.peer_quota.clone(),
+            false => self.quota.clone(),
         };
         Ok(config)
     }

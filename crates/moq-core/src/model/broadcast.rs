@@ -18,24 +18,26 @@ use super::{
 };
 use crate::{Error, Result};
 
+/// A broadcast's tracks by name, and where requests for unknown ones go.
 #[derive(Debug, Default)]
-struct State {
+struct TrackTable {
     tracks: HashMap<String, Arc<TrackShared>>,
     requests: Option<mpsc::UnboundedSender<TrackProducer>>,
 }
 
+/// What a broadcast's producer and consumers share.
 #[derive(Debug)]
-struct Shared {
-    state: Mutex<State>,
+struct BroadcastState {
+    tracks: Mutex<TrackTable>,
     cache: Cache,
     /// `Some` once the broadcast ended.
     closed: watch::Sender<Option<Result<()>>>,
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
+impl BroadcastState {
+    fn lock(&self) -> MutexGuard<'_, TrackTable> {
         // A poisoned lock means a panic elsewhere; the map itself is still consistent.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.tracks.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -43,7 +45,7 @@ impl Shared {
 /// Dropping it ends the broadcast with [`Error::Cancelled`].
 #[derive(Debug)]
 pub struct BroadcastProducer {
-    shared: Arc<Shared>,
+    shared: Arc<BroadcastState>,
     requests: Option<mpsc::UnboundedReceiver<TrackProducer>>,
 }
 
@@ -53,8 +55,8 @@ impl BroadcastProducer {
     pub fn new(cache: Cache) -> Self {
         let (closed, _) = watch::channel(None);
         Self {
-            shared: Arc::new(Shared {
-                state: Mutex::default(),
+            shared: Arc::new(BroadcastState {
+                tracks: Mutex::default(),
                 cache,
                 closed,
             }),
@@ -138,7 +140,7 @@ impl Drop for BroadcastProducer {
 /// Reads a broadcast: subscribes to tracks by name. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct BroadcastConsumer {
-    shared: Arc<Shared>,
+    shared: Arc<BroadcastState>,
     closed: watch::Receiver<Option<Result<()>>>,
 }
 

@@ -52,7 +52,7 @@ impl GroupProducer {
     pub fn write(&mut self, frame: Frame) {
         self.state.send_modify(|s| {
             if s.end.is_none() {
-                s.bytes += frame.payload.len();
+                s.bytes = s.bytes.saturating_add(frame.payload.len());
                 s.frames.push(frame);
             }
         });
@@ -136,7 +136,7 @@ impl GroupConsumer {
         if let Some(frame) = state.frames.get(index) {
             let frame = frame.clone();
             drop(state);
-            self.index += 1;
+            self.index = self.index.saturating_add(1);
             return Ok(Some(frame));
         }
         match &state.end {

@@ -80,30 +80,32 @@ impl Entry {
     }
 }
 
+/// The origin's broadcasts by path, and who watches for announcements.
 #[derive(Debug, Default)]
-struct State {
+struct PathTable {
     entries: BTreeMap<Path, Entry>,
     watchers: Vec<Weak<Watcher>>,
     next_id: u64,
 }
 
+/// What the clones of an [`Origin`] share.
 #[derive(Debug)]
-struct Shared {
-    state: Mutex<State>,
+struct OriginState {
+    paths: Mutex<PathTable>,
     cache: Cache,
     linger: Duration,
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+impl OriginState {
+    fn lock(&self) -> MutexGuard<'_, PathTable> {
+        self.paths.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 /// The broadcast table. Cheap to clone; clones share the table.
 #[derive(Debug, Clone)]
 pub struct Origin {
-    shared: Arc<Shared>,
+    shared: Arc<OriginState>,
 }
 
 impl Default for Origin {
@@ -117,8 +119,8 @@ impl Origin {
     /// paths announced for `linger`.
     pub fn new(cache: Cache, linger: Duration) -> Self {
         Self {
-            shared: Arc::new(Shared {
-                state: Mutex::default(),
+            shared: Arc::new(OriginState {
+                paths: Mutex::default(),
                 cache,
                 linger,
             }),
@@ -148,7 +150,7 @@ impl Origin {
     ) -> Publication {
         let mut state = self.shared.lock();
         let id = state.next_id;
-        state.next_id += 1;
+        state.next_id = state.next_id.wrapping_add(1);
         let rank = rank(&path, &hops);
         let source = Source {
             id,
@@ -160,7 +162,7 @@ impl Origin {
         match state.entries.get_mut(&path) {
             Some(entry) => {
                 entry.sources.push(source);
-                entry.generation += 1;
+                entry.generation = entry.generation.wrapping_add(1);
                 let best = entry.best();
                 let changed = entry.active.send_if_modified(|a| {
                     let same = a.as_ref().map(|s| s.id) == best.as_ref().map(|s| s.id);
@@ -269,7 +271,7 @@ impl Source {
 /// `None` once it is gone.
 type Change = Option<(BroadcastConsumer, (Hops, u64))>;
 
-fn notify(state: &mut State, path: &Path, change: Change) {
+fn notify(state: &mut PathTable, path: &Path, change: Change) {
     state.watchers.retain(|w| {
         let Some(watcher) = w.upgrade() else {
             return false;
@@ -285,7 +287,7 @@ fn notify(state: &mut State, path: &Path, change: Change) {
 /// Keeps a publisher attached to a path. See [`Origin::publish`].
 #[derive(Debug)]
 pub struct Publication {
-    origin: Weak<Shared>,
+    origin: Weak<OriginState>,
     path: Path,
     id: u64,
     graceful: bool,
@@ -350,7 +352,7 @@ impl Drop for Publication {
     }
 }
 
-fn remove(state: &mut State, path: &Path) {
+fn remove(state: &mut PathTable, path: &Path) {
     // Dropping the entry drops `active`, which ends the router and its pipes.
     if state.entries.remove(path).is_some() {
         notify(state, path, None);
@@ -497,7 +499,7 @@ pub struct Announced {
     watcher: Arc<Watcher>,
     seen: HashSet<Path>,
     initial: usize,
-    _origin: Arc<Shared>,
+    _origin: Arc<OriginState>,
 }
 
 impl Announced {

@@ -142,14 +142,14 @@ impl TrackProducer {
                 // A group cut off with its route (failover) is replaced by the
                 // same group from the new route, so viewers get it whole; a
                 // live or complete one is a duplicate.
-                if !s.groups[at].group.is_aborted() {
+                if s.groups.get(at).is_some_and(|c| !c.group.is_aborted()) {
                     result = Err(Error::Duplicate(sequence));
                     return false;
                 }
                 s.groups.remove(at);
             }
             let arrival = s.next_arrival;
-            s.next_arrival += 1;
+            s.next_arrival = s.next_arrival.saturating_add(1);
             s.latest = Some(s.latest.map_or(sequence, |l| l.max(sequence)));
             s.groups.push_back(Cached {
                 sequence,
@@ -195,7 +195,7 @@ impl TrackProducer {
                 return false;
             }
             s.end = Some(result);
-            cache.adjust(-s.charged);
+            cache.adjust(s.charged.saturating_neg());
             s.charged = 0;
             true
         });
@@ -245,7 +245,7 @@ fn evict(s: &mut TrackState, cache: &Cache) {
     let max_age = cache.max_age(max_latency);
     let now = Instant::now();
     let bytes: i64 = s.groups.iter().map(|c| c.group.bytes() as i64).sum();
-    cache.adjust(bytes - s.charged);
+    cache.adjust(bytes.saturating_sub(s.charged));
     s.charged = bytes;
     let latest = s.latest;
     // The newest group is never evicted; groups are otherwise removed oldest first.
@@ -280,8 +280,8 @@ fn too_old(c: &Cached, now: Instant, max_age: Duration, cache: &Cache) -> bool {
 
 fn release(s: &mut TrackState, cache: &Cache, c: Cached) {
     let bytes = c.group.bytes() as i64;
-    s.charged -= bytes;
-    cache.adjust(-bytes);
+    s.charged = s.charged.saturating_sub(bytes);
+    cache.adjust(bytes.saturating_neg());
     cache.evicted(bytes as u64);
 }
 
@@ -392,7 +392,7 @@ impl TrackConsumer {
                 .map(|c| (c.arrival, c.group.clone()));
             if let Some((arrival, group)) = next {
                 drop(s);
-                self.cursor = arrival + 1;
+                self.cursor = arrival.saturating_add(1);
                 return Ok(Some(group));
             }
             // Everything from the cursor on was already evicted.

@@ -69,9 +69,9 @@ impl Permissions {
     }
 }
 
-/// Per-session limits, so one peer cannot exhaust the relay.
+/// What one peer may hold on a session, so it cannot exhaust the relay.
 #[derive(Debug, Clone)]
-pub struct Limits {
+pub struct Quota {
     /// Concurrent subscriptions the peer may hold on us.
     pub max_subscriptions: usize,
     /// Group streams in flight per subscription before the oldest is dropped.
@@ -80,7 +80,7 @@ pub struct Limits {
     pub max_announcements: usize,
 }
 
-impl Default for Limits {
+impl Default for Quota {
     fn default() -> Self {
         Self {
             max_subscriptions: 4096,
@@ -118,8 +118,8 @@ pub struct Config {
     /// The peer's SETUP when the caller already read it (a raw-QUIC server
     /// reads it first to learn the path).
     pub peer_setup: Option<Setup>,
-    /// Limits on what the peer may open.
-    pub limits: Limits,
+    /// What the peer may open.
+    pub quota: Quota,
     /// Counters to update (shared across sessions by a relay).
     pub stats: Arc<Stats>,
     /// When this turns true, tell the peer we are going away (GOAWAY, lite-04+)
@@ -141,25 +141,26 @@ impl Config {
             upstream: Arc::default(),
             setup: Setup::default(),
             peer_setup: None,
-            limits: Limits::default(),
+            quota: Quota::default(),
             stats: Arc::default(),
             shutdown: None,
         }
     }
 }
 
-/// State shared by the session's tasks.
+/// What the session's tasks share: its config, the peer's SETUP, the upstream
+/// subscriptions and the count of subscriptions served.
 #[derive(Debug)]
-pub(crate) struct Shared {
+pub(crate) struct SessionState {
     pub config: Config,
     pub peer_setup: Mutex<Option<Setup>>,
     pub subscriptions: subscriber::Subscriptions,
     pub served: std::sync::atomic::AtomicUsize,
 }
 
-impl Shared {
+impl SessionState {
     /// The peer's hop id, from its SETUP, if it declared one.
-    pub fn peer_hop(&self) -> Option<u64> {
+    pub(crate) fn peer_hop(&self) -> Option<u64> {
         self.peer_setup
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -185,7 +186,7 @@ pub async fn read_setup<S: Session>(session: &S, version: Version) -> Result<Set
 /// connection with a matching code on a fatal error.
 pub async fn run<S: Session>(session: S, config: Config) -> Result<()> {
     let version = config.version;
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(SessionState {
         peer_setup: Mutex::new(config.peer_setup.clone()),
         config,
         subscriptions: subscriber::Subscriptions::default(),
@@ -230,14 +231,14 @@ pub async fn run<S: Session>(session: S, config: Config) -> Result<()> {
                     Ok(stream) => stream,
                     Err(err) => break Err(Error::from(err)),
                 };
-                tasks.spawn(publisher::serve(session.clone(), shared.clone(), send, recv));
+                tasks.spawn(publisher::serve_control_stream(session.clone(), shared.clone(), send, recv));
             }
             stream = session.accept_uni() => {
                 let recv = match stream {
                     Ok(stream) => stream,
                     Err(err) => break Err(Error::from(err)),
                 };
-                tasks.spawn(subscriber::serve_uni(shared.clone(), recv));
+                tasks.spawn(subscriber::receive_data_stream(shared.clone(), recv));
             }
             datagram = session.recv_datagram(), if version.has_datagrams() => {
                 match datagram {

@@ -1,7 +1,14 @@
 //! The publishing half: serves the peer's control streams (announce interest,
 //! subscriptions, fetches, track info) from the `publish` origin.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use moq_proto::{
     Announce, AnnounceOk, AnnounceRequest, ControlStream, Cost, DataStream, DecodeError, Fetch, FrameHeader,
@@ -10,9 +17,9 @@ use moq_proto::{
 };
 use tokio::task::{AbortHandle, JoinSet};
 
-use super::{Reader, Shared, Writer, reject};
+use super::{Reader, SessionState, Writer, reject};
 use crate::{
-    BroadcastConsumer, Error, GroupConsumer, Result,
+    Announced, BroadcastConsumer, Error, GroupConsumer, OriginEvent, Result,
     stats::{ActiveSubscription, Batch, Stats},
     transport::{RecvStream, SendStream, Session},
 };
@@ -27,9 +34,9 @@ const FETCH_WAIT: Duration = Duration::from_secs(5);
 const INFO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serve one bidirectional stream opened by the peer.
-pub(crate) async fn serve<S: Session>(
+pub(crate) async fn serve_control_stream<S: Session>(
     session: S,
-    shared: Arc<Shared>,
+    shared: Arc<SessionState>,
     send: S::SendStream,
     recv: S::RecvStream,
 ) -> Result<()> {
@@ -73,12 +80,12 @@ pub(crate) async fn serve<S: Session>(
     }
 }
 
-fn origin(shared: &Shared) -> Result<&crate::Origin> {
+fn origin(shared: &SessionState) -> Result<&crate::Origin> {
     shared.config.publish.as_ref().ok_or(Error::NotFound)
 }
 
 /// Resolve a wire path (relative to the root) after checking permission.
-fn resolve(shared: &Shared, relative: &Path) -> Result<Path> {
+fn resolve(shared: &SessionState, relative: &Path) -> Result<Path> {
     if !shared.config.permissions.can_subscribe(relative) {
         return Err(Error::Unauthorized(format!("may not subscribe to '{relative}'")));
     }
@@ -89,149 +96,43 @@ fn resolve(shared: &Shared, relative: &Path) -> Result<Path> {
         .map_err(|e| Error::Protocol(e.to_string()))
 }
 
-fn broadcast(shared: &Shared, relative: &Path) -> Result<BroadcastConsumer> {
+fn broadcast(shared: &SessionState, relative: &Path) -> Result<BroadcastConsumer> {
     let path = resolve(shared, relative)?;
     origin(shared)?.consume(&path).ok_or(Error::NotFound)
 }
 
 async fn serve_announce<S: SendStream, R: RecvStream>(
-    shared: &Shared,
+    shared: &SessionState,
     writer: &mut Writer<S>,
     reader: &mut Reader<R>,
 ) -> Result<()> {
-    let version = shared.config.version;
     let request = reader.decode::<AnnounceRequest>().await?;
     let Some(origin) = shared.config.publish.as_ref() else {
-        // We publish nothing: say so (lite-05+) and keep the stream open. Resetting it
-        // would end the session for peers that treat announce errors as fatal.
-        if version.has_announce_ok() {
-            writer
-                .encode(&AnnounceOk {
-                    origin: shared.config.hop,
-                    active: 0,
-                })
-                .await?;
-        }
-        reader.closed().await?;
-        return writer.finish().await;
+        return announce_nothing(shared, writer, reader).await;
     };
-    let root = &shared.config.root;
-    let full = root
+    let full = shared
+        .config
+        .root
         .join(request.prefix.as_str())
         .map_err(|e| Error::Protocol(e.to_string()))?;
-    let permissions = &shared.config.permissions;
-    if !permissions.can_discover(&request.prefix) {
+    if !shared.config.permissions.can_discover(&request.prefix) {
         return Err(Error::Unauthorized(format!(
             "may not discover '{}'",
             request.prefix
         )));
     }
     let mut announced = origin.announced(full);
-    // The peer's identity, to avoid announcing routes back through it.
-    // Read at every announcement: the peer's SETUP (which names it) may be
-    // processed after this stream started.
-    let exclude = || match request.exclude_hop {
-        0 => shared.peer_hop(),
-        hop => Some(hop),
-    };
-    let visible = |suffix: &Path, hops: &Hops| -> bool {
-        let relative = match request.prefix.join(suffix.as_str()) {
-            Ok(p) => p,
-            Err(_) => return false,
-        };
-        permissions.can_subscribe(&relative) && exclude().is_none_or(|hop| !hops.contains(hop))
-    };
-    let mut ids: HashMap<Path, u64> = HashMap::new();
-    let mut next_id = 0u64;
-    let hop = shared.config.hop;
-    let mut announce = |writer: &mut Writer<S>, mut event: crate::OriginEvent| -> Result<()> {
-        // A route the peer may not see now (say it switched to one through the
-        // peer) is withdrawn like an ended broadcast: leaving the old one up
-        // would let two relays keep a dead broadcast alive for each other.
-        if event.broadcast.is_some() && !visible(&event.suffix, &event.hops) {
-            event.broadcast = None;
-        }
-        let Some(_) = event.broadcast else {
-            let Some(id) = ids.remove(&event.suffix) else {
-                return Ok(());
-            };
-            let msg = match version.has_announce_ids() {
-                true => Announce::EndedId { id },
-                false => Announce::Ended {
-                    suffix: event.suffix,
-                    hops: Hops::new(),
-                },
-            };
-            return writer.queue(&msg);
-        };
-        let mut hops = event.hops;
-        let cost = Cost::new(event.cost);
-        // lite-05+ receivers append ANNOUNCE_OK's hop themselves.
-        if !version.has_announce_ok() && hop != 0 {
-            let _ = hops.push(hop);
-        }
-        match ids.get(&event.suffix) {
-            Some(&id) if version.has_announce_ids() => writer.queue(&Announce::Restart { id, hops, cost }),
-            // lite-05 treats a repeated active as a restart.
-            Some(_) if version.has_announce_ok() => writer.queue(&Announce::Active {
-                suffix: event.suffix,
-                hops,
-                cost: Cost::UNKNOWN,
-            }),
-            // lite-03/04 have no restart: end it, then announce it again.
-            Some(_) => {
-                writer.queue(&Announce::Ended {
-                    suffix: event.suffix.clone(),
-                    hops: Hops::new(),
-                })?;
-                writer.queue(&Announce::Active {
-                    suffix: event.suffix,
-                    hops,
-                    cost: Cost::UNKNOWN,
-                })
-            }
-            None => {
-                ids.insert(event.suffix.clone(), next_id);
-                next_id += 1;
-                writer.queue(&Announce::Active {
-                    suffix: event.suffix,
-                    hops,
-                    cost,
-                })
-            }
-        }
-    };
-
-    // The initial set, filtered, so ANNOUNCE_OK's count is exact.
-    let mut initial = Vec::new();
-    for _ in 0..announced.initial() {
-        match announced.try_next() {
-            Some(event) if event.broadcast.is_some() && visible(&event.suffix, &event.hops) => {
-                initial.push(event)
-            }
-            Some(_) => {}
-            None => break,
-        }
-    }
-    if version.has_announce_ok() {
-        writer.queue(&AnnounceOk {
-            origin: hop,
-            active: initial.len() as u64,
-        })?;
-    }
-    for event in initial {
-        announce(writer, event)?;
-    }
+    let mut feed = AnnounceFeed::new(shared, &request);
+    feed.send_initial(writer, &mut announced)?;
     writer.flush().await?;
-
     loop {
         tokio::select! {
             event = announced.next() => {
                 let Some(event) = event else { break };
-                announce(writer, event)?;
+                feed.announce(writer, event)?;
                 // Send whatever else is pending in one write.
                 while let Some(event) = announced.try_next() {
-                    announce(writer, event)?;
+                    feed.announce(writer, event)?;
                 }
                 writer.flush().await?;
             }
@@ -245,6 +146,159 @@ async fn serve_announce<S: SendStream, R: RecvStream>(
     writer.finish().await
 }
 
+/// We publish nothing: say so (lite-05+) and keep the stream open until the peer
+/// closes it. Resetting it would end the session for peers that treat announce
+/// errors as fatal.
+async fn announce_nothing<S: SendStream, R: RecvStream>(
+    shared: &SessionState,
+    writer: &mut Writer<S>,
+    reader: &mut Reader<R>,
+) -> Result<()> {
+    if shared.config.version.has_announce_ok() {
+        writer
+            .encode(&AnnounceOk {
+                origin: shared.config.hop,
+                active: 0,
+            })
+            .await?;
+    }
+    reader.closed().await?;
+    writer.finish().await
+}
+
+/// What one Announce stream has told the peer: which broadcasts it announced,
+/// under which ids, and what it may see.
+struct AnnounceFeed<'a> {
+    shared: &'a SessionState,
+    request: &'a AnnounceRequest,
+    version: Version,
+    /// Announced suffixes and their ids (lite-06 names them by id afterwards).
+    ids: HashMap<Path, u64>,
+    next_id: u64,
+}
+
+impl<'a> AnnounceFeed<'a> {
+    fn new(shared: &'a SessionState, request: &'a AnnounceRequest) -> Self {
+        Self {
+            shared,
+            request,
+            version: shared.config.version,
+            ids: HashMap::new(),
+            next_id: 0,
+        }
+    }
+
+    /// The hop not to announce routes back through: the peer's identity, read at
+    /// every announcement since the peer's SETUP (which names it) may be processed
+    /// after this stream started.
+    fn excluded_hop(&self) -> Option<u64> {
+        match self.request.exclude_hop {
+            0 => self.shared.peer_hop(),
+            hop => Some(hop),
+        }
+    }
+
+    /// Whether the peer may see the broadcast at `suffix` reached through `hops`.
+    fn visible(&self, suffix: &Path, hops: &Hops) -> bool {
+        let Ok(relative) = self.request.prefix.join(suffix.as_str()) else {
+            return false;
+        };
+        self.shared.config.permissions.can_subscribe(&relative)
+            && self.excluded_hop().is_none_or(|hop| !hops.contains(hop))
+    }
+
+    /// Queue the initial set, filtered, after an ANNOUNCE_OK whose count is exact.
+    fn send_initial<S: SendStream>(
+        &mut self,
+        writer: &mut Writer<S>,
+        announced: &mut Announced,
+    ) -> Result<()> {
+        let mut initial = Vec::new();
+        for _ in 0..announced.initial() {
+            match announced.try_next() {
+                Some(event) if event.broadcast.is_some() && self.visible(&event.suffix, &event.hops) => {
+                    initial.push(event)
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
+        if self.version.has_announce_ok() {
+            writer.queue(&AnnounceOk {
+                origin: self.shared.config.hop,
+                active: initial.len() as u64,
+            })?;
+        }
+        for event in initial {
+            self.announce(writer, event)?;
+        }
+        Ok(())
+    }
+
+    /// Queue what one origin event means to the peer.
+    fn announce<S: SendStream>(&mut self, writer: &mut Writer<S>, event: OriginEvent) -> Result<()> {
+        // A route the peer may not see now (say it switched to one through the
+        // peer) is withdrawn like an ended broadcast: leaving the old one up
+        // would let two relays keep a dead broadcast alive for each other.
+        match event.broadcast.is_some() && self.visible(&event.suffix, &event.hops) {
+            true => self.activate(writer, event),
+            false => self.withdraw(writer, event.suffix),
+        }
+    }
+
+    fn withdraw<S: SendStream>(&mut self, writer: &mut Writer<S>, suffix: Path) -> Result<()> {
+        let Some(id) = self.ids.remove(&suffix) else {
+            return Ok(());
+        };
+        let msg = match self.version.has_announce_ids() {
+            true => Announce::EndedId { id },
+            false => Announce::Ended {
+                suffix,
+                hops: Hops::new(),
+            },
+        };
+        writer.queue(&msg)
+    }
+
+    fn activate<S: SendStream>(&mut self, writer: &mut Writer<S>, event: OriginEvent) -> Result<()> {
+        let version = self.version;
+        let hop = self.shared.config.hop;
+        let suffix = event.suffix;
+        let mut hops = event.hops;
+        let cost = Cost::new(event.cost);
+        // lite-05+ receivers append ANNOUNCE_OK's hop themselves.
+        if !version.has_announce_ok() && hop != 0 {
+            let _ = hops.push(hop);
+        }
+        match self.ids.get(&suffix) {
+            Some(&id) if version.has_announce_ids() => writer.queue(&Announce::Restart { id, hops, cost }),
+            // lite-05 treats a repeated active as a restart.
+            Some(_) if version.has_announce_ok() => writer.queue(&Announce::Active {
+                suffix,
+                hops,
+                cost: Cost::UNKNOWN,
+            }),
+            // lite-03/04 have no restart: end it, then announce it again.
+            Some(_) => {
+                writer.queue(&Announce::Ended {
+                    suffix: suffix.clone(),
+                    hops: Hops::new(),
+                })?;
+                writer.queue(&Announce::Active {
+                    suffix,
+                    hops,
+                    cost: Cost::UNKNOWN,
+                })
+            }
+            None => {
+                self.ids.insert(suffix.clone(), self.next_id);
+                self.next_id = self.next_id.wrapping_add(1);
+                writer.queue(&Announce::Active { suffix, hops, cost })
+            }
+        }
+    }
+}
+
 /// Tell the peer we are going away (lite-04+): it should reconnect, here or elsewhere.
 pub(crate) async fn goaway<S: Session>(session: S, version: Version) -> Result<()> {
     let (send, _recv) = session.open_bi().await?;
@@ -255,23 +309,21 @@ pub(crate) async fn goaway<S: Session>(session: S, version: Version) -> Result<(
 }
 
 /// Send order: subscriber priority first, then newer groups first.
+// `subscriber - 128` is -128..=127, and shifted left by 23 it stays within an i32.
+#[allow(clippy::arithmetic_side_effects)]
 fn priority(subscriber: u8, sequence: u64) -> i32 {
     ((i32::from(subscriber) - 128) << 23) | (sequence & 0x7f_ffff) as i32
 }
 
 async fn serve_subscribe<S: Session>(
     session: &S,
-    shared: &Shared,
+    shared: &SessionState,
     writer: &mut Writer<S::SendStream>,
     reader: &mut Reader<S::RecvStream>,
 ) -> Result<()> {
     let version = shared.config.version;
     let subscribe = reader.decode::<Subscribe>().await?;
-    let served = shared.served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let _guard = Served(&shared.served);
-    if served >= shared.config.limits.max_subscriptions {
-        return Err(Error::Limit("subscriptions per session"));
-    }
+    let _served = Served::admit(&shared.served, shared.config.quota.max_subscriptions)?;
     let _active = ActiveSubscription::new(&shared.config.stats);
     let broadcast = broadcast(shared, &subscribe.broadcast)?;
     let mut track = broadcast.subscribe(&subscribe.track)?;
@@ -290,13 +342,7 @@ async fn serve_subscribe<S: Session>(
             .await?;
     }
 
-    let mut prio = subscribe.priority;
-    let limit = shared.config.limits.max_groups_in_flight.max(1);
-    let mut groups: JoinSet<Result<()>> = JoinSet::new();
-    let mut in_flight: std::collections::VecDeque<(AbortHandle, tokio::time::Instant)> = Default::default();
-    let mut started = false;
-    let mut last = None;
-    let end_group = subscribe.range.end_group;
+    let mut delivery = Delivery::new(session, shared, &subscribe);
     let ended = loop {
         tokio::select! {
             group = track.next_group() => {
@@ -305,65 +351,142 @@ async fn serve_subscribe<S: Session>(
                     Ok(None) => break Ok(()),
                     Err(err) => break Err(err),
                 };
-                let sequence = group.sequence();
-                if end_group.is_some_and(|end| sequence > end) {
+                if subscribe.range.end_group.is_some_and(|end| group.sequence() > end) {
                     break Ok(());
                 }
-                if !started && version.has_track_stream() {
-                    writer.encode(&SubscribeResponse::Start { group: sequence }).await?;
-                }
-                started = true;
-                last = Some(sequence);
-                // A slow subscriber: drop the oldest groups in flight once there are
-                // too many and they have been stuck for a while, never buffer more.
-                // A burst of small groups completes quickly and loses nothing.
-                in_flight.retain(|(h, _)| !h.is_finished());
-                let now = tokio::time::Instant::now();
-                while in_flight.len() >= limit {
-                    let stuck = in_flight.front().is_some_and(|(_, since)| now - *since > STUCK);
-                    if !stuck && in_flight.len() < limit * 8 {
-                        break;
-                    }
-                    if let Some((oldest, _)) = in_flight.pop_front() {
-                        oldest.abort();
-                    }
-                }
-                let stats = shared.config.stats.clone();
-                let handle = groups.spawn(serve_group(session.clone(), version, subscribe.id, prio, group, stats));
-                in_flight.push_back((handle, now));
+                delivery.send(writer, group).await?;
             }
             update = reader.decode_maybe::<SubscribeUpdate>() => {
                 match update? {
-                    Some(update) => prio = update.priority,
+                    Some(update) => delivery.priority = update.priority,
                     // The subscriber closed its side: it is done.
                     None => {
-                        groups.shutdown().await;
+                        delivery.groups.shutdown().await;
                         return writer.finish().await;
                     }
                 }
             }
-            Some(_) = groups.join_next() => {}
+            Some(_) = delivery.groups.join_next() => {}
         }
     };
     // Let the groups in flight complete before saying the subscription is over.
-    while groups.join_next().await.is_some() {}
-    match ended {
-        Ok(()) => {
-            if version.has_track_stream() {
-                let end = last.map_or(0, |l| l + 1);
-                writer.queue(&SubscribeResponse::End { group: end })?;
-            }
-            writer.finish().await
+    while delivery.groups.join_next().await.is_some() {}
+    ended?;
+    if version.has_track_stream() {
+        let end = delivery.last.map_or(0, |l| l.saturating_add(1));
+        writer.queue(&SubscribeResponse::End { group: end })?;
+    }
+    writer.finish().await
+}
+
+/// The groups of one subscription on their way to the subscriber, one stream each.
+struct Delivery<'a, S: Session> {
+    session: &'a S,
+    shared: &'a SessionState,
+    subscribe: u64,
+    /// The subscriber's priority, updated by SUBSCRIBE_UPDATE.
+    priority: u8,
+    groups: JoinSet<Result<()>>,
+    in_flight: InFlight,
+    /// The last group started, if any.
+    last: Option<u64>,
+}
+
+impl<'a, S: Session> Delivery<'a, S> {
+    fn new(session: &'a S, shared: &'a SessionState, subscribe: &Subscribe) -> Self {
+        Self {
+            session,
+            shared,
+            subscribe: subscribe.id,
+            priority: subscribe.priority,
+            groups: JoinSet::new(),
+            in_flight: InFlight::new(shared.config.quota.max_groups_in_flight),
+            last: None,
         }
-        Err(err) => Err(err),
+    }
+
+    /// Start sending `group` on its own stream, making room for it first.
+    async fn send(&mut self, writer: &mut Writer<S::SendStream>, group: GroupConsumer) -> Result<()> {
+        let version = self.shared.config.version;
+        let sequence = group.sequence();
+        if self.last.is_none() && version.has_track_stream() {
+            writer
+                .encode(&SubscribeResponse::Start { group: sequence })
+                .await?;
+        }
+        self.last = Some(sequence);
+        let now = tokio::time::Instant::now();
+        self.in_flight.make_room(now);
+        let stats = self.shared.config.stats.clone();
+        let handle = self.groups.spawn(serve_group(
+            self.session.clone(),
+            version,
+            self.subscribe,
+            self.priority,
+            group,
+            stats,
+        ));
+        self.in_flight.push(handle, now);
+        Ok(())
     }
 }
 
-struct Served<'a>(&'a std::sync::atomic::AtomicUsize);
+/// The group streams of one subscription still being written, oldest first.
+struct InFlight {
+    streams: VecDeque<(AbortHandle, tokio::time::Instant)>,
+    limit: usize,
+}
+
+impl InFlight {
+    fn new(limit: usize) -> Self {
+        Self {
+            streams: VecDeque::new(),
+            limit: limit.max(1),
+        }
+    }
+
+    /// A slow subscriber: drop the oldest groups in flight once there are too
+    /// many and they have been stuck for a while, never buffer more. A burst of
+    /// small groups completes quickly and loses nothing.
+    fn make_room(&mut self, now: tokio::time::Instant) {
+        self.streams.retain(|(h, _)| !h.is_finished());
+        while self.streams.len() >= self.limit {
+            let stuck = self
+                .streams
+                .front()
+                .is_some_and(|(_, since)| now.saturating_duration_since(*since) > STUCK);
+            if !stuck && self.streams.len() < self.limit.saturating_mul(8) {
+                break;
+            }
+            if let Some((oldest, _)) = self.streams.pop_front() {
+                oldest.abort();
+            }
+        }
+    }
+
+    fn push(&mut self, handle: AbortHandle, now: tokio::time::Instant) {
+        self.streams.push_back((handle, now));
+    }
+}
+
+/// Counts a subscription the peer holds on us while it lives.
+struct Served<'a>(&'a AtomicUsize);
+
+impl<'a> Served<'a> {
+    /// Count one more subscription, refusing it when `max` are already served.
+    fn admit(served: &'a AtomicUsize, max: usize) -> Result<Self> {
+        let before = served.fetch_add(1, Ordering::Relaxed);
+        let this = Self(served);
+        if before >= max {
+            return Err(Error::Limit("subscriptions per session"));
+        }
+        Ok(this)
+    }
+}
 
 impl Drop for Served<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -425,13 +548,13 @@ async fn write_frames<S: SendStream>(
             writer.payload(frame.payload).await?;
             sent.sent(size);
         }
-        index += 1;
+        index = index.saturating_add(1);
     }
     Ok(())
 }
 
 async fn serve_fetch<S: SendStream, R: RecvStream>(
-    shared: &Shared,
+    shared: &SessionState,
     writer: &mut Writer<S>,
     reader: &mut Reader<R>,
 ) -> Result<()> {
@@ -471,7 +594,7 @@ async fn serve_fetch<S: SendStream, R: RecvStream>(
 }
 
 async fn serve_track<S: SendStream, R: RecvStream>(
-    shared: &Shared,
+    shared: &SessionState,
     writer: &mut Writer<S>,
     reader: &mut Reader<R>,
 ) -> Result<()> {
@@ -488,4 +611,56 @@ async fn serve_track<S: SendStream, R: RecvStream>(
         timescale: info.timescale,
     })?;
     writer.finish().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(set: &mut JoinSet<Result<()>>) -> AbortHandle {
+        set.spawn(std::future::pending())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn in_flight_drops_the_oldest_group_once_it_is_stuck() {
+        let mut set = JoinSet::new();
+        let mut in_flight = InFlight::new(2);
+        let start = tokio::time::Instant::now();
+        let oldest = pending(&mut set);
+        in_flight.push(oldest.clone(), start);
+        in_flight.push(pending(&mut set), start);
+        // At the limit but not stuck: a burst waits rather than losing a group.
+        in_flight.make_room(start);
+        assert_eq!(in_flight.streams.len(), 2);
+        in_flight.make_room(start + STUCK + Duration::from_millis(1));
+        assert_eq!(in_flight.streams.len(), 1);
+        tokio::task::yield_now().await;
+        assert!(oldest.is_finished(), "the oldest group stream was aborted");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn in_flight_stops_growing_at_eight_times_the_limit() {
+        let mut set = JoinSet::new();
+        let mut in_flight = InFlight::new(1);
+        let now = tokio::time::Instant::now();
+        for _ in 0..20 {
+            in_flight.make_room(now);
+            in_flight.push(pending(&mut set), now);
+        }
+        assert_eq!(in_flight.streams.len(), 8);
+    }
+
+    #[test]
+    fn served_counts_while_alive_and_refuses_past_the_max() {
+        let served = AtomicUsize::new(0);
+        let first = Served::admit(&served, 1);
+        assert!(first.is_ok());
+        assert!(matches!(
+            Served::admit(&served, 1),
+            Err(Error::Limit("subscriptions per session"))
+        ));
+        assert_eq!(served.load(Ordering::Relaxed), 1, "a refusal is not counted");
+        drop(first);
+        assert_eq!(served.load(Ordering::Relaxed), 0);
+    }
 }

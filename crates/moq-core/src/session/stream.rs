@@ -25,7 +25,7 @@ pub(crate) struct Reader<R> {
 }
 
 impl<R: RecvStream> Reader<R> {
-    pub fn new(stream: R, version: Version) -> Self {
+    pub(crate) fn new(stream: R, version: Version) -> Self {
         Self {
             stream,
             buf: BytesMut::new(),
@@ -45,7 +45,7 @@ impl<R: RecvStream> Reader<R> {
     }
 
     /// The next message, or `None` if the stream ended cleanly between messages.
-    pub async fn decode_maybe<T: Decode>(&mut self) -> Result<Option<T>> {
+    pub(crate) async fn decode_maybe<T: Decode>(&mut self) -> Result<Option<T>> {
         loop {
             if !self.buf.is_empty() {
                 match decode_slice::<T>(&self.buf, self.version) {
@@ -67,14 +67,14 @@ impl<R: RecvStream> Reader<R> {
     }
 
     /// The next message; the stream ending first is an error.
-    pub async fn decode<T: Decode>(&mut self) -> Result<T> {
+    pub(crate) async fn decode<T: Decode>(&mut self) -> Result<T> {
         self.decode_maybe()
             .await?
             .ok_or_else(|| Error::Protocol("stream ended before an expected message".into()))
     }
 
     /// Exactly `size` payload bytes. Chunks are not copied when one holds them all.
-    pub async fn read_exact(&mut self, size: usize) -> Result<Bytes> {
+    pub(crate) async fn read_exact(&mut self, size: usize) -> Result<Bytes> {
         if self.buf.len() >= size {
             return Ok(self.buf.split_to(size).freeze());
         }
@@ -82,7 +82,7 @@ impl<R: RecvStream> Reader<R> {
         let mut payload = BytesMut::with_capacity(size.min(1 << 20));
         payload.extend_from_slice(&self.buf.split());
         while payload.len() < size {
-            match self.stream.read_chunk(size - payload.len()).await? {
+            match self.stream.read_chunk(size.saturating_sub(payload.len())).await? {
                 Some(chunk) if payload.is_empty() && chunk.len() == size => return Ok(chunk),
                 Some(chunk) => payload.extend_from_slice(&chunk),
                 None => return Err(Error::Protocol("stream ended in the middle of a frame".into())),
@@ -93,7 +93,7 @@ impl<R: RecvStream> Reader<R> {
 
     /// Wait for the peer to end its side, discarding nothing: an unexpected
     /// message is a protocol error.
-    pub async fn closed(&mut self) -> Result<()> {
+    pub(crate) async fn closed(&mut self) -> Result<()> {
         if !self.buf.is_empty() {
             return Err(Error::Protocol("unexpected data".into()));
         }
@@ -103,7 +103,7 @@ impl<R: RecvStream> Reader<R> {
         }
     }
 
-    pub fn stop(&mut self, code: u32) {
+    pub(crate) fn stop(&mut self, code: u32) {
         self.stream.stop(code);
     }
 }
@@ -128,7 +128,7 @@ impl<S: SendStream> Drop for Writer<S> {
 }
 
 impl<S: SendStream> Writer<S> {
-    pub fn new(stream: S, version: Version) -> Self {
+    pub(crate) fn new(stream: S, version: Version) -> Self {
         Self {
             stream,
             buf: Vec::with_capacity(64),
@@ -138,13 +138,13 @@ impl<S: SendStream> Writer<S> {
     }
 
     /// Buffer a message; it goes out with the next [`flush`](Self::flush) or payload.
-    pub fn queue<T: Encode + std::fmt::Debug>(&mut self, msg: &T) -> Result<()> {
+    pub(crate) fn queue<T: Encode + std::fmt::Debug>(&mut self, msg: &T) -> Result<()> {
         msg.encode(&mut self.buf, self.version)
             .map_err(|e| Error::Protocol(format!("cannot encode {msg:?}: {e}")))
     }
 
     /// Write buffered messages.
-    pub async fn flush(&mut self) -> Result<()> {
+    pub(crate) async fn flush(&mut self) -> Result<()> {
         if !self.buf.is_empty() {
             self.stream.write_all(&self.buf).await?;
             self.buf.clear();
@@ -153,16 +153,16 @@ impl<S: SendStream> Writer<S> {
     }
 
     /// Write one message now.
-    pub async fn encode<T: Encode + std::fmt::Debug>(&mut self, msg: &T) -> Result<()> {
+    pub(crate) async fn encode<T: Encode + std::fmt::Debug>(&mut self, msg: &T) -> Result<()> {
         self.queue(msg)?;
         self.flush().await
     }
 
     /// Write buffered messages then a shared payload. A payload larger than [`MERGE`] is
     /// not copied; a smaller one is copied once so that both go out in one write.
-    pub async fn payload(&mut self, payload: Bytes) -> Result<()> {
+    pub(crate) async fn payload(&mut self, payload: Bytes) -> Result<()> {
         if !self.buf.is_empty() && payload.len() <= MERGE {
-            let mut chunk = BytesMut::with_capacity(self.buf.len() + payload.len());
+            let mut chunk = BytesMut::with_capacity(self.buf.len().saturating_add(payload.len()));
             chunk.extend_from_slice(&self.buf);
             chunk.extend_from_slice(&payload);
             self.buf.clear();
@@ -176,18 +176,18 @@ impl<S: SendStream> Writer<S> {
         Ok(())
     }
 
-    pub fn set_priority(&mut self, priority: i32) {
+    pub(crate) fn set_priority(&mut self, priority: i32) {
         self.stream.set_priority(priority);
     }
 
-    pub async fn finish(&mut self) -> Result<()> {
+    pub(crate) async fn finish(&mut self) -> Result<()> {
         self.flush().await?;
         self.done = true;
         self.stream.finish()?;
         Ok(())
     }
 
-    pub fn reset(&mut self, code: u32) {
+    pub(crate) fn reset(&mut self, code: u32) {
         self.done = true;
         self.stream.reset(code);
     }

@@ -13,14 +13,14 @@ use std::{
 
 use bytes::Bytes;
 use moq_proto::{
-    Announce, AnnounceOk, AnnounceRequest, ControlStream, DataStream, Datagram, Decode, FrameHeader,
-    GroupHeader, Path, Range, Subscribe, SubscribeResponse, TimestampCursor, TrackRequest,
+    Announce, AnnounceOk, AnnounceRequest, ControlStream, Cost, DataStream, Datagram, Decode, FrameHeader,
+    GroupHeader, Hops, Path, Range, Subscribe, SubscribeResponse, TimestampCursor, TrackRequest, Version,
 };
 use tokio::task::{AbortHandle, JoinSet};
 
-use super::{Reader, Shared, Writer};
+use super::{Reader, SessionState, Writer};
 use crate::{
-    BroadcastProducer, Error, Frame, Result, TrackInfo, TrackProducer,
+    BroadcastProducer, Error, Frame, Origin, Result, TrackInfo, TrackProducer,
     model::Publication,
     stats::Stats,
     transport::{RecvStream, Session},
@@ -53,6 +53,22 @@ struct Registered<'a> {
     upstream: &'a AtomicUsize,
 }
 
+impl<'a> Registered<'a> {
+    /// Register `track` under a fresh subscription id and count it upstream.
+    fn new(shared: &'a SessionState, track: Arc<TrackProducer>) -> Self {
+        let subscriptions = &shared.subscriptions;
+        let id = subscriptions.next.fetch_add(1, Ordering::Relaxed);
+        subscriptions.lock().insert(id, track);
+        let upstream = &*shared.config.upstream;
+        upstream.fetch_add(1, Ordering::Relaxed);
+        Self {
+            subscriptions,
+            id,
+            upstream,
+        }
+    }
+}
+
 impl Drop for Registered<'_> {
     fn drop(&mut self) {
         self.subscriptions.lock().remove(&self.id);
@@ -72,46 +88,36 @@ struct Mirrored {
     task: AbortHandle,
 }
 
+impl Mirrored {
+    /// Stop serving the peer's broadcast and unannounce it.
+    fn end(self) {
+        self.task.abort();
+        self.publication.finish();
+    }
+}
+
 /// Ask the peer for its broadcasts and mirror them into the `consume` origin.
-pub(crate) async fn announced<S: Session>(session: S, shared: Arc<Shared>) -> Result<()> {
-    let version = shared.config.version;
+pub(crate) async fn announced<S: Session>(session: S, shared: Arc<SessionState>) -> Result<()> {
     let Some(origin) = shared.config.consume.clone() else {
         return Ok(());
     };
-    let (send, recv) = session.open_bi().await?;
-    let mut writer = Writer::new(send, version);
-    let mut reader = Reader::new(recv, version);
-    writer.queue(&ControlStream::Announce)?;
-    writer
-        .encode(&AnnounceRequest {
-            prefix: Path::empty(),
-            exclude_hop: shared.config.hop,
-        })
-        .await?;
-
-    let peer_hop = match version.has_announce_ok() {
-        true => match reader.decode::<AnnounceOk>().await {
-            Ok(ok) => ok.origin,
-            // A peer that publishes nothing may simply refuse announce interest.
-            Err(Error::Reset(code)) => {
-                tracing::debug!(code, "peer refused announce interest");
-                return Ok(());
-            }
-            Err(err) => return Err(err),
-        },
-        false => 0,
+    // The writer stays open while we listen: dropping it would reset the stream.
+    let Some((_writer, mut reader, peer_hop)) = request_announcements(&session, &shared).await? else {
+        return Ok(());
     };
-
-    let mut tasks: JoinSet<()> = JoinSet::new();
-    let mut active: HashMap<Path, Mirrored> = HashMap::new();
-    // lite-06: announce ids in START order; `None` once ended or refused.
-    let mut ids: Vec<Option<Path>> = Vec::new();
-    let limit = shared.config.limits.max_announcements;
-
+    let mut mirror = Mirror {
+        session,
+        shared,
+        origin,
+        peer_hop,
+        tasks: JoinSet::new(),
+        active: HashMap::new(),
+        ids: Vec::new(),
+    };
     let result = loop {
         let msg = tokio::select! {
             msg = reader.decode_maybe::<Announce>() => msg,
-            Some(_) = tasks.join_next() => continue,
+            Some(_) = mirror.tasks.join_next() => continue,
         };
         let msg = match msg {
             Ok(Some(msg)) => msg,
@@ -122,108 +128,188 @@ pub(crate) async fn announced<S: Session>(session: S, shared: Arc<Shared>) -> Re
             }
             Err(err) => break Err(err),
         };
-        let (suffix, mut hops, cost) = match msg {
+        if let Err(err) = mirror.apply(msg) {
+            break Err(err);
+        }
+    };
+    // Abrupt end (session gone): publications drop without finish, so paths linger.
+    drop(mirror.active);
+    mirror.tasks.shutdown().await;
+    result
+}
+
+/// Both halves of a control stream.
+type Control<S> = (
+    Writer<<S as Session>::SendStream>,
+    Reader<<S as Session>::RecvStream>,
+);
+
+/// Open an Announce stream to the peer for everything it has. Returns the stream
+/// and the peer's hop id (from ANNOUNCE_OK, lite-05+; 0 before), or `None` when
+/// the peer refused.
+async fn request_announcements<S: Session>(
+    session: &S,
+    shared: &SessionState,
+) -> Result<Option<(Writer<S::SendStream>, Reader<S::RecvStream>, u64)>> {
+    let version = shared.config.version;
+    let (send, recv) = session.open_bi().await?;
+    let mut writer = Writer::new(send, version);
+    let mut reader = Reader::new(recv, version);
+    writer.queue(&ControlStream::Announce)?;
+    writer
+        .encode(&AnnounceRequest {
+            prefix: Path::empty(),
+            exclude_hop: shared.config.hop,
+        })
+        .await?;
+    if !version.has_announce_ok() {
+        return Ok(Some((writer, reader, 0)));
+    }
+    match reader.decode::<AnnounceOk>().await {
+        Ok(ok) => Ok(Some((writer, reader, ok.origin))),
+        // A peer that publishes nothing may simply refuse announce interest.
+        Err(Error::Reset(code)) => {
+            tracing::debug!(code, "peer refused announce interest");
+            Ok(None)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// The peer's announced broadcasts, mirrored into the `consume` origin.
+struct Mirror<S: Session> {
+    session: S,
+    shared: Arc<SessionState>,
+    origin: Origin,
+    /// The peer's hop id (0 when it has none), appended to every route it announces.
+    peer_hop: u64,
+    /// One task per mirrored broadcast, subscribing upstream on demand.
+    tasks: JoinSet<()>,
+    active: HashMap<Path, Mirrored>,
+    /// lite-06: announce ids in START order; `None` once ended or refused.
+    ids: Vec<Option<Path>>,
+}
+
+impl<S: Session> Mirror<S> {
+    /// Apply one announcement. An error is fatal to the Announce stream.
+    fn apply(&mut self, msg: Announce) -> Result<()> {
+        let version = self.shared.config.version;
+        let (suffix, hops, cost) = match msg {
             Announce::Active { suffix, hops, cost } => {
                 if version.has_announce_ids() {
-                    ids.push(Some(suffix.clone()));
+                    self.ids.push(Some(suffix.clone()));
                 }
                 (suffix, hops, cost)
             }
-            Announce::Restart { id, hops, cost } => match ids.get(id as usize).cloned().flatten() {
+            Announce::Restart { id, hops, cost } => match self.ids.get(id as usize).cloned().flatten() {
                 Some(suffix) => (suffix, hops, cost),
-                None => break Err(Error::Protocol(format!("RESTART of unknown announce id {id}"))),
+                None => return Err(Error::Protocol(format!("RESTART of unknown announce id {id}"))),
             },
             Announce::Ended { suffix, .. } => {
-                if let Some(old) = active.remove(&suffix) {
-                    old.task.abort();
-                    old.publication.finish();
-                }
-                continue;
+                self.withdraw(&suffix);
+                return Ok(());
             }
             Announce::EndedId { id } => {
-                match ids.get_mut(id as usize).and_then(Option::take) {
-                    Some(suffix) => {
-                        if let Some(old) = active.remove(&suffix) {
-                            old.task.abort();
-                            old.publication.finish();
-                        }
-                    }
-                    None => break Err(Error::Protocol(format!("END of unknown announce id {id}"))),
-                }
-                continue;
+                let Some(suffix) = self.ids.get_mut(id as usize).and_then(Option::take) else {
+                    return Err(Error::Protocol(format!("END of unknown announce id {id}")));
+                };
+                self.withdraw(&suffix);
+                return Ok(());
             }
-            Announce::Unknown { .. } => continue,
+            Announce::Unknown { .. } => return Ok(()),
         };
+        self.route(suffix, hops, cost)
+    }
+
+    fn withdraw(&mut self, suffix: &Path) {
+        if let Some(old) = self.active.remove(suffix) {
+            old.end();
+        }
+    }
+
+    /// A route to the peer's broadcast at `suffix`: mirror it if it is usable and
+    /// allowed.
+    fn route(&mut self, suffix: Path, mut hops: Hops, cost: Cost) -> Result<()> {
         // A route that is no longer usable also withdraws the peer's previous
         // route for the path: keeping the old one would keep a broadcast the
         // peer no longer offers that way.
-        let unusable = if peer_hop != 0 && hops.push(peer_hop).is_err() {
+        let unusable = if self.peer_hop != 0 && hops.push(self.peer_hop).is_err() {
             tracing::warn!(%suffix, "announcement with too many hops ignored");
             true
         } else {
             // A route back through us: a loop.
-            hops.contains(shared.config.hop)
+            hops.contains(self.shared.config.hop)
         };
         if unusable {
-            if let Some(old) = active.remove(&suffix) {
-                old.task.abort();
-                old.publication.finish();
-            }
-            continue;
+            self.withdraw(&suffix);
+            return Ok(());
         }
-        if !shared.config.permissions.can_publish(&suffix) {
+        if !self.shared.config.permissions.can_publish(&suffix) {
             tracing::warn!(%suffix, "peer announced a broadcast it may not publish; ignored");
-            continue;
+            return Ok(());
         }
-        if !active.contains_key(&suffix) && active.len() >= limit {
+        if !self.active.contains_key(&suffix)
+            && self.active.len() >= self.shared.config.quota.max_announcements
+        {
             tracing::warn!(%suffix, "too many announcements from peer; ignored");
-            continue;
+            return Ok(());
         }
-        let path = match shared.config.root.join(suffix.as_str()) {
-            Ok(path) => path,
-            Err(err) => break Err(Error::Protocol(err.to_string())),
-        };
-        let mut broadcast = BroadcastProducer::dynamic(origin.cache().clone());
+        self.mirror(suffix, hops, cost)
+    }
+
+    /// Publish the peer's broadcast locally and serve its track requests upstream.
+    fn mirror(&mut self, suffix: Path, hops: Hops, cost: Cost) -> Result<()> {
+        let config = &self.shared.config;
+        let path = config
+            .root
+            .join(suffix.as_str())
+            .map_err(|err| Error::Protocol(err.to_string()))?;
+        let broadcast = BroadcastProducer::dynamic(self.origin.cache().clone());
         // The peer's advertised cost (lite-06; 0 before) plus the price of this
         // link. A route through another relay costs at least 1 whichever side
         // dialled, so an accepted link is never a free bridge between two others.
         let link = match hops.is_empty() {
-            true => shared.config.cost,
-            false => shared.config.cost.max(1),
+            true => config.cost,
+            false => config.cost.max(1),
         };
         let cost = cost.warm.saturating_add(link);
-        let publication = origin.publish_route(path, broadcast.consume(), hops, cost);
-        let task = {
-            let session = session.clone();
-            let shared = shared.clone();
-            let suffix = suffix.clone();
-            tasks.spawn(async move {
-                let mut subscriptions = JoinSet::new();
-                loop {
-                    tokio::select! {
-                        track = broadcast.requested_track() => {
-                            let Some(track) = track else { break };
-                            subscriptions.spawn(subscribe(session.clone(), shared.clone(), suffix.clone(), track));
-                        }
-                        Some(_) = subscriptions.join_next() => {}
-                    }
-                }
-            })
-        };
+        let publication = self.origin.publish_route(path, broadcast.consume(), hops, cost);
+        let task = self.tasks.spawn(subscribe_on_request(
+            self.session.clone(),
+            self.shared.clone(),
+            suffix.clone(),
+            broadcast,
+        ));
         // A restart replaces the old mirror after the new one is attached.
-        if let Some(old) = active.insert(suffix, Mirrored { publication, task }) {
-            old.task.abort();
-            old.publication.finish();
+        if let Some(old) = self.active.insert(suffix, Mirrored { publication, task }) {
+            old.end();
         }
-    };
-    // Abrupt end (session gone): publications drop without finish, so paths linger.
-    drop(active);
-    tasks.shutdown().await;
-    result
+        Ok(())
+    }
+}
+
+/// Subscribe upstream to each track a local consumer asks for in the peer's
+/// broadcast at `suffix`, until the broadcast ends.
+async fn subscribe_on_request<S: Session>(
+    session: S,
+    shared: Arc<SessionState>,
+    suffix: Path,
+    mut broadcast: BroadcastProducer,
+) {
+    let mut subscriptions = JoinSet::new();
+    loop {
+        tokio::select! {
+            track = broadcast.requested_track() => {
+                let Some(track) = track else { break };
+                subscriptions.spawn(subscribe(session.clone(), shared.clone(), suffix.clone(), track));
+            }
+            Some(_) = subscriptions.join_next() => {}
+        }
+    }
 }
 
 /// Subscribe upstream for one track and feed it until nobody reads it.
-async fn subscribe<S: Session>(session: S, shared: Arc<Shared>, broadcast: Path, track: TrackProducer) {
+async fn subscribe<S: Session>(session: S, shared: Arc<SessionState>, broadcast: Path, track: TrackProducer) {
     let name = track.name().to_string();
     if let Err(err) = run_subscription(session, &shared, broadcast.clone(), track).await {
         tracing::debug!(%broadcast, track = %name, %err, "upstream subscription ended");
@@ -232,93 +318,29 @@ async fn subscribe<S: Session>(session: S, shared: Arc<Shared>, broadcast: Path,
 
 async fn run_subscription<S: Session>(
     session: S,
-    shared: &Shared,
+    shared: &SessionState,
     broadcast: Path,
     track: TrackProducer,
 ) -> Result<()> {
-    let version = shared.config.version;
-    let subscriptions = &shared.subscriptions;
-    let id = subscriptions.next.fetch_add(1, Ordering::Relaxed);
     let track = Arc::new(track);
-    subscriptions.lock().insert(id, track.clone());
-    let upstream = &*shared.config.upstream;
-    upstream.fetch_add(1, Ordering::Relaxed);
-    let _registered = Registered {
-        subscriptions,
-        id,
-        upstream,
-    };
-
+    let registered = Registered::new(shared, track.clone());
     let result = async {
-        let (send, recv) = session.open_bi().await?;
-        let mut writer = Writer::new(send, version);
-        let mut reader = Reader::new(recv, version);
-        writer.queue(&ControlStream::Subscribe)?;
-        writer
-            .encode(&Subscribe {
-                id,
-                broadcast: broadcast.clone(),
-                track: track.name().to_string(),
-                priority: 0,
-                ordered: false,
-                max_latency: UPSTREAM_MAX_LATENCY,
-                range: Range::default(),
-            })
-            .await?;
-
+        let version = shared.config.version;
+        let (mut writer, mut reader) =
+            open_subscription(&session, version, registered.id, &broadcast, &track).await?;
         // lite-05+: the track's fixed properties come from a Track stream.
-        let mut info_task = None;
-        if version.has_track_stream() {
-            let session = session.clone();
-            let track = track.clone();
-            let broadcast = broadcast.clone();
-            info_task = Some(tokio::spawn(async move {
-                let result: Result<()> = async {
-                    let (send, recv) = session.open_bi().await?;
-                    let mut writer = Writer::new(send, version);
-                    let mut reader = Reader::new(recv, version);
-                    writer.queue(&ControlStream::Track)?;
-                    writer
-                        .encode(&TrackRequest {
-                            broadcast,
-                            track: track.name().to_string(),
-                        })
-                        .await?;
-                    let info = reader.decode::<moq_proto::TrackInfo>().await?;
-                    track.set_info(TrackInfo {
-                        priority: info.priority,
-                        max_latency: info.max_latency,
-                        timescale: info.timescale,
-                    });
-                    writer.finish().await
-                }
-                .await;
-                if let Err(err) = result {
-                    tracing::debug!(%err, "track info request failed");
-                    // The publisher does not have the track: fail it now rather than
-                    // leave subscribers waiting for info that will never come.
-                    if refused(&err) {
-                        track.close(Err(Error::NotFound));
-                    }
-                }
-            }));
-        }
-        let _info_guard = AbortOnDrop(info_task);
-
+        let _info = AbortOnDrop(version.has_track_stream().then(|| {
+            tokio::spawn(request_track_info(
+                session.clone(),
+                version,
+                broadcast,
+                track.clone(),
+            ))
+        }));
         loop {
             tokio::select! {
                 msg = reader.decode_maybe::<SubscribeResponse>() => match msg? {
-                    Some(SubscribeResponse::Ok(ok)) => {
-                        if track.info().is_none() {
-                            track.set_info(TrackInfo {
-                                priority: ok.priority,
-                                max_latency: TrackInfo::default().max_latency,
-                                timescale: 1_000_000,
-                            });
-                        }
-                    }
-                    Some(SubscribeResponse::Start { .. }) | Some(SubscribeResponse::Drop(_)) => {}
-                    Some(SubscribeResponse::End { .. }) => {}
+                    Some(response) => on_subscribe_response(&track, response),
                     // The publisher finished: every group is accounted for.
                     None => return Ok(()),
                 },
@@ -338,6 +360,84 @@ async fn run_subscription<S: Session>(
     result
 }
 
+/// Open a Subscribe stream for `track` of the peer's `broadcast` under `id`.
+async fn open_subscription<S: Session>(
+    session: &S,
+    version: Version,
+    id: u64,
+    broadcast: &Path,
+    track: &TrackProducer,
+) -> Result<Control<S>> {
+    let (send, recv) = session.open_bi().await?;
+    let mut writer = Writer::new(send, version);
+    let reader = Reader::new(recv, version);
+    writer.queue(&ControlStream::Subscribe)?;
+    writer
+        .encode(&Subscribe {
+            id,
+            broadcast: broadcast.clone(),
+            track: track.name().to_string(),
+            priority: 0,
+            ordered: false,
+            max_latency: UPSTREAM_MAX_LATENCY,
+            range: Range::default(),
+        })
+        .await?;
+    Ok((writer, reader))
+}
+
+fn on_subscribe_response(track: &TrackProducer, response: SubscribeResponse) {
+    match response {
+        SubscribeResponse::Ok(ok) => {
+            if track.info().is_none() {
+                track.set_info(TrackInfo {
+                    priority: ok.priority,
+                    max_latency: TrackInfo::default().max_latency,
+                    timescale: 1_000_000,
+                });
+            }
+        }
+        SubscribeResponse::Start { .. } | SubscribeResponse::Drop(_) | SubscribeResponse::End { .. } => {}
+    }
+}
+
+/// Ask the peer for a track's info on a Track stream (lite-05+) and set it.
+async fn request_track_info<S: Session>(
+    session: S,
+    version: Version,
+    broadcast: Path,
+    track: Arc<TrackProducer>,
+) {
+    let result: Result<()> = async {
+        let (send, recv) = session.open_bi().await?;
+        let mut writer = Writer::new(send, version);
+        let mut reader = Reader::new(recv, version);
+        writer.queue(&ControlStream::Track)?;
+        writer
+            .encode(&TrackRequest {
+                broadcast,
+                track: track.name().to_string(),
+            })
+            .await?;
+        let info = reader.decode::<moq_proto::TrackInfo>().await?;
+        track.set_info(TrackInfo {
+            priority: info.priority,
+            max_latency: info.max_latency,
+            timescale: info.timescale,
+        });
+        writer.finish().await
+    }
+    .await;
+    if let Err(err) = result {
+        tracing::debug!(%err, "track info request failed");
+        // The publisher does not have the track: fail it now rather than
+        // leave subscribers waiting for info that will never come.
+        if refused(&err) {
+            track.close(Err(Error::NotFound));
+        }
+    }
+}
+
 /// Whether the publisher refused a request for a track it does not have: our
 /// NOT_FOUND code (0x33), or any reset of a request before it produced anything.
 fn refused(err: &Error) -> bool {
@@ -355,7 +455,7 @@ impl Drop for AbortOnDrop {
 }
 
 /// Serve one unidirectional stream opened by the peer: a group or its SETUP.
-pub(crate) async fn serve_uni<R: RecvStream>(shared: Arc<Shared>, recv: R) -> Result<()> {
+pub(crate) async fn receive_data_stream<R: RecvStream>(shared: Arc<SessionState>, recv: R) -> Result<()> {
     let version = shared.config.version;
     let mut reader = Reader::new(recv, version);
     match reader.decode::<DataStream>().await? {
@@ -373,7 +473,7 @@ pub(crate) async fn serve_uni<R: RecvStream>(shared: Arc<Shared>, recv: R) -> Re
     }
 }
 
-async fn ingest_group<R: RecvStream>(shared: &Shared, mut reader: Reader<R>) -> Result<()> {
+async fn ingest_group<R: RecvStream>(shared: &SessionState, mut reader: Reader<R>) -> Result<()> {
     let version = shared.config.version;
     let header = reader.decode::<GroupHeader>().await?;
     let Some(track) = shared.subscriptions.get(header.subscribe) else {
@@ -426,7 +526,7 @@ async fn ingest_group<R: RecvStream>(shared: &Shared, mut reader: Reader<R>) -> 
 }
 
 /// A group delivered as one QUIC datagram (lite-05+).
-pub(crate) fn datagram(shared: &Shared, datagram: Bytes) {
+pub(crate) fn datagram(shared: &SessionState, datagram: Bytes) {
     let mut buf = datagram;
     let datagram = match Datagram::decode(&mut buf, shared.config.version) {
         Ok(d) => d,

@@ -1,7 +1,7 @@
 //! The qmux session: QUIC-like streams, flow control and stream limits over a
 //! message socket, implementing moq-core's transport traits.
 //!
-//! All state lives in one [`State`] behind a mutex that is never held across an
+//! All state lives in one [`Machine`] behind a mutex that is never held across an
 //! `.await`. Stream handles and the session handle poll it; the driver task (one per
 //! session, started by [`Session::new`] and ended with it) reads records off the
 //! socket into it and writes the records it produces, highest-priority stream first.
@@ -14,6 +14,7 @@ use std::{
     cmp::Reverse,
     collections::{BTreeSet, HashMap, HashSet, VecDeque},
     future::poll_fn,
+    ops::{Index, IndexMut},
     sync::{Arc, Mutex, MutexGuard, PoisonError},
     task::{Context, Poll, Waker},
     time::Duration,
@@ -56,11 +57,64 @@ const MAX_REASON: usize = 512;
 /// peer cannot pin a whole 16 KiB record in memory per buffered byte.
 const COPY_BELOW_DIVISOR: usize = 4;
 
-const BI: usize = 0;
-const UNI: usize = 1;
+/// A stream's direction: bit 1 of its id (RFC 9000 §2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dir {
+    Bi,
+    Uni,
+}
 
-fn dir(id: u64) -> usize {
-    if id & 0x2 != 0 { UNI } else { BI }
+impl Dir {
+    const BOTH: [Self; 2] = [Self::Bi, Self::Uni];
+
+    /// The direction bit of a stream id.
+    fn bit(self) -> u64 {
+        match self {
+            Self::Bi => 0,
+            Self::Uni => 0x2,
+        }
+    }
+}
+
+fn dir(id: u64) -> Dir {
+    if id & 0x2 != 0 { Dir::Uni } else { Dir::Bi }
+}
+
+/// One value per stream direction, indexed by [`Dir`] (which cannot be out of range).
+#[derive(Debug, Default)]
+struct PerDir<T> {
+    bi: T,
+    uni: T,
+}
+
+impl<T> PerDir<T> {
+    fn new(bi: T, uni: T) -> Self {
+        Self { bi, uni }
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        [&mut self.bi, &mut self.uni].into_iter()
+    }
+}
+
+impl<T> Index<Dir> for PerDir<T> {
+    type Output = T;
+
+    fn index(&self, d: Dir) -> &T {
+        match d {
+            Dir::Bi => &self.bi,
+            Dir::Uni => &self.uni,
+        }
+    }
+}
+
+impl<T> IndexMut<Dir> for PerDir<T> {
+    fn index_mut(&mut self, d: Dir) -> &mut T {
+        match d {
+            Dir::Bi => &mut self.bi,
+            Dir::Uni => &mut self.uni,
+        }
+    }
 }
 
 fn index(id: u64) -> u64 {
@@ -223,7 +277,7 @@ impl Opened {
         for hole in self.next..index {
             self.holes.insert(hole);
         }
-        self.next = index + 1;
+        self.next = index.saturating_add(1);
     }
 }
 
@@ -233,8 +287,9 @@ struct Ended {
     error: Error,
 }
 
+/// The sans-IO qmux connection: flow control, stream states, and the frames to send.
 #[derive(Debug)]
-pub(crate) struct State {
+pub(crate) struct Machine {
     role: Role,
     wire: Wire,
     config: Config,
@@ -247,23 +302,23 @@ pub(crate) struct State {
     // Sending: the peer's limits.
     send_max_data: u64,
     sent_data: u64,
-    local_next: [u64; 2],
-    local_max: [u64; 2],
+    local_next: PerDir<u64>,
+    local_max: PerDir<u64>,
 
     // Receiving: our limits.
     recv_max_data: u64,
     recv_data: u64,
     recv_consumed: u64,
     max_data_dirty: bool,
-    opened: [Opened; 2],
-    remote_max: [u64; 2],
-    remote_closed: [u64; 2],
-    max_streams_dirty: [bool; 2],
+    opened: PerDir<Opened>,
+    remote_max: PerDir<u64>,
+    remote_closed: PerDir<u64>,
+    max_streams_dirty: PerDir<bool>,
 
     streams: HashMap<u64, Stream>,
-    accept: [VecDeque<u64>; 2],
-    accept_wakers: [Wakers; 2],
-    open_wakers: [Wakers; 2],
+    accept: PerDir<VecDeque<u64>>,
+    accept_wakers: PerDir<Wakers>,
+    open_wakers: PerDir<Wakers>,
     established_wakers: Wakers,
     datagrams: VecDeque<Bytes>,
     datagram_wakers: Wakers,
@@ -281,7 +336,7 @@ pub(crate) struct State {
     writer: Option<Waker>,
 }
 
-impl State {
+impl Machine {
     fn new(role: Role, wire: Wire, mut config: Config) -> Self {
         // Stream limits beyond this are no use and would let a peer make us track
         // that many implicitly opened streams.
@@ -296,16 +351,16 @@ impl State {
             peer: None,
             send_max_data: 0,
             sent_data: 0,
-            local_next: [0; 2],
-            local_max: [0; 2],
+            local_next: PerDir::default(),
+            local_max: PerDir::default(),
             recv_max_data: config.max_data,
             recv_data: 0,
             recv_consumed: 0,
             max_data_dirty: false,
             opened: Default::default(),
-            remote_max: [config.max_bidi_streams, config.max_uni_streams],
-            remote_closed: [0; 2],
-            max_streams_dirty: [false; 2],
+            remote_max: PerDir::new(config.max_bidi_streams, config.max_uni_streams),
+            remote_closed: PerDir::default(),
+            max_streams_dirty: PerDir::default(),
             streams: HashMap::new(),
             accept: Default::default(),
             accept_wakers: Default::default(),
@@ -443,32 +498,16 @@ impl State {
             Frame::ResetStream { id, code, final_size } => self.on_reset(id, code, final_size),
             Frame::StopSending { id, code } => self.on_stop_sending(id, code),
             Frame::MaxData(max) => {
-                if max > self.send_max_data {
-                    self.send_max_data = max;
-                    self.wake_writer();
-                }
+                self.on_max_data(max);
                 Ok(())
             }
-            Frame::MaxStreamData { id, max } => {
-                if !self.local(id) && dir(id) == UNI {
-                    return Err(Error::Protocol(format!(
-                        "MAX_STREAM_DATA for stream {id}, which only the peer sends on"
-                    )));
-                }
-                if let Some(send) = self.streams.get_mut(&id).and_then(|s| s.send.as_mut())
-                    && max > send.max
-                {
-                    send.max = max;
-                    self.wake_writer();
-                }
-                Ok(())
-            }
+            Frame::MaxStreamData { id, max } => self.on_max_stream_data(id, max),
             Frame::MaxStreamsBidi(max) => {
-                self.raise_local_max(BI, max);
+                self.raise_local_max(Dir::Bi, max);
                 Ok(())
             }
             Frame::MaxStreamsUni(max) => {
-                self.raise_local_max(UNI, max);
+                self.raise_local_max(Dir::Uni, max);
                 Ok(())
             }
             Frame::DataBlocked(_)
@@ -476,66 +515,89 @@ impl State {
             | Frame::StreamsBlockedBidi(_)
             | Frame::StreamsBlockedUni(_) => Ok(()),
             Frame::ConnectionClose { code, reason, .. } => {
-                self.end(
-                    Error::PeerError {
-                        code,
-                        reason: String::from_utf8_lossy(&reason).into_owned(),
-                    },
-                    None,
-                );
+                self.on_peer_close(Error::PeerError {
+                    code,
+                    reason: String::from_utf8_lossy(&reason).into_owned(),
+                });
                 Ok(())
             }
             Frame::ApplicationClose { code, reason } => {
-                self.end(
-                    Error::PeerClosed {
-                        code,
-                        reason: String::from_utf8_lossy(&reason).into_owned(),
-                    },
-                    None,
-                );
+                self.on_peer_close(Error::PeerClosed {
+                    code,
+                    reason: String::from_utf8_lossy(&reason).into_owned(),
+                });
                 Ok(())
             }
             Frame::TransportParameters(params) => self.on_params(params),
             Frame::PingRequest(seq) => {
-                // One answer is enough however many arrive: a peer must not be able to
-                // queue answers faster than it reads them.
-                self.ping_response = Some(seq);
-                self.wake_writer();
+                self.on_ping_request(seq);
                 Ok(())
             }
             Frame::PingResponse(_) => Ok(()),
-            Frame::Datagram(data) => {
-                let advertised = self.our_params().max_datagram_frame_size;
-                if advertised == 0 {
-                    return Err(Error::Protocol(
-                        "DATAGRAM received, but we did not advertise datagram support".into(),
-                    ));
-                }
-                if data.len() as u64 > advertised {
-                    return Err(Error::Protocol(format!(
-                        "a {}-byte DATAGRAM exceeds our {advertised}-byte limit",
-                        data.len()
-                    )));
-                }
-                if self.datagrams.len() < DATAGRAM_QUEUE {
-                    self.datagrams.push_back(own(data, record));
-                    self.datagram_wakers.wake();
-                }
-                Ok(())
-            }
+            Frame::Datagram(data) => self.on_datagram(data, record),
         }
     }
 
-    fn raise_local_max(&mut self, d: usize, max: u64) {
+    fn on_max_data(&mut self, max: u64) {
+        if max > self.send_max_data {
+            self.send_max_data = max;
+            self.wake_writer();
+        }
+    }
+
+    fn on_max_stream_data(&mut self, id: u64, max: u64) -> Result<(), Error> {
+        if !self.local(id) && dir(id) == Dir::Uni {
+            return Err(Error::Protocol(format!(
+                "MAX_STREAM_DATA for stream {id}, which only the peer sends on"
+            )));
+        }
+        if let Some(send) = self.streams.get_mut(&id).and_then(|s| s.send.as_mut())
+            && max > send.max
+        {
+            send.max = max;
+            self.wake_writer();
+        }
+        Ok(())
+    }
+
+    /// The peer closed the connection: nothing more to send, not even a close.
+    fn on_peer_close(&mut self, error: Error) {
+        self.end(error, None);
+    }
+
+    fn on_ping_request(&mut self, seq: u64) {
+        // One answer is enough however many arrive: a peer must not be able to
+        // queue answers faster than it reads them.
+        self.ping_response = Some(seq);
+        self.wake_writer();
+    }
+
+    fn on_datagram(&mut self, data: Bytes, record: usize) -> Result<(), Error> {
+        let advertised = self.our_params().max_datagram_frame_size;
+        if advertised == 0 {
+            return Err(Error::Protocol(
+                "DATAGRAM received, but we did not advertise datagram support".into(),
+            ));
+        }
+        if data.len() as u64 > advertised {
+            return Err(Error::Protocol(format!(
+                "a {}-byte DATAGRAM exceeds our {advertised}-byte limit",
+                data.len()
+            )));
+        }
+        if self.datagrams.len() < DATAGRAM_QUEUE {
+            self.datagrams.push_back(own(data, record));
+            self.datagram_wakers.wake();
+        }
+        Ok(())
+    }
+
+    fn raise_local_max(&mut self, d: Dir, max: u64) {
         // MAX_STREAMS above 2^60 cannot name a stream id (RFC 9000 §19.11).
         let max = max.min(1 << 60);
-        if let Some(current) = self.local_max.get_mut(d)
-            && max > *current
-        {
-            *current = max;
-            if let Some(wakers) = self.open_wakers.get_mut(d) {
-                wakers.wake();
-            }
+        if max > self.local_max[d] {
+            self.local_max[d] = max;
+            self.open_wakers[d].wake();
         }
     }
 
@@ -550,8 +612,8 @@ impl State {
             )));
         }
         self.send_max_data = self.send_max_data.max(params.initial_max_data);
-        self.raise_local_max(BI, params.initial_max_streams_bidi);
-        self.raise_local_max(UNI, params.initial_max_streams_uni);
+        self.raise_local_max(Dir::Bi, params.initial_max_streams_bidi);
+        self.raise_local_max(Dir::Uni, params.initial_max_streams_uni);
         // Streams opened before the parameters arrived start with their credit now.
         let role = self.role;
         for (&id, stream) in &mut self.streams {
@@ -560,7 +622,7 @@ impl State {
             };
             let local = (id & 0x1 != 0) == (role == Role::Server);
             let initial = match (dir(id), local) {
-                (UNI, _) => params.initial_max_stream_data_uni,
+                (Dir::Uni, _) => params.initial_max_stream_data_uni,
                 (_, true) => params.initial_max_stream_data_bidi_remote,
                 (_, false) => params.initial_max_stream_data_bidi_local,
             };
@@ -576,7 +638,7 @@ impl State {
     fn initial_send_max(&self, id: u64) -> u64 {
         let Some(peer) = &self.peer else { return 0 };
         match (dir(id), self.local(id)) {
-            (UNI, _) => peer.initial_max_stream_data_uni,
+            (Dir::Uni, _) => peer.initial_max_stream_data_uni,
             (_, true) => peer.initial_max_stream_data_bidi_remote,
             (_, false) => peer.initial_max_stream_data_bidi_local,
         }
@@ -604,7 +666,7 @@ impl State {
             return Err(Error::StreamLimit(format!(
                 "stream {id} is beyond the {} {} streams we allow",
                 self.remote_max[d],
-                if d == BI {
+                if d == Dir::Bi {
                     "bidirectional"
                 } else {
                     "unidirectional"
@@ -613,7 +675,7 @@ impl State {
         }
         self.opened[d].record(index(id));
         let window = self.config.max_stream_data;
-        let send = (d == BI).then(|| SendHalf::new(self.initial_send_max(id)));
+        let send = (d == Dir::Bi).then(|| SendHalf::new(self.initial_send_max(id)));
         self.streams.insert(
             id,
             Stream {
@@ -634,7 +696,7 @@ impl State {
         fin: bool,
         record: usize,
     ) -> Result<(), Error> {
-        if self.local(id) && dir(id) == UNI {
+        if self.local(id) && dir(id) == Dir::Uni {
             return Err(Error::Protocol(format!(
                 "STREAM frame on stream {id}, which only we send on"
             )));
@@ -651,11 +713,11 @@ impl State {
         if !self.peer_stream(id, "STREAM")? {
             // A stream already closed: its late data is dropped, but it still counts
             // against the connection's credit, and that credit is returned at once.
-            self.recv_data += len;
+            self.recv_data = self.recv_data.saturating_add(len);
             self.consumed(len);
             return Ok(());
         }
-        self.recv_data += len;
+        self.recv_data = self.recv_data.saturating_add(len);
         let Some(recv) = self.streams.get_mut(&id).and_then(|s| s.recv.as_mut()) else {
             return Err(Error::Protocol(format!("STREAM frame on send-only stream {id}")));
         };
@@ -675,7 +737,7 @@ impl State {
         // returned at once); a FIN still ends the stream.
         let discard = recv.stopped || recv.reset.is_some() || recv.fin;
         if !discard && !data.is_empty() {
-            recv.buffered += data.len();
+            recv.buffered = recv.buffered.saturating_add(data.len());
             recv.buf.push_back(own(data, record));
         }
         if fin && recv.reset.is_none() {
@@ -690,7 +752,7 @@ impl State {
     }
 
     fn on_reset(&mut self, id: u64, code: u64, final_size: u64) -> Result<(), Error> {
-        if self.local(id) && dir(id) == UNI {
+        if self.local(id) && dir(id) == Dir::Uni {
             return Err(Error::Protocol(format!(
                 "RESET_STREAM on stream {id}, which only we send on"
             )));
@@ -727,7 +789,7 @@ impl State {
                 )));
             }
             self.opened[d].record(index(id));
-            self.recv_data += final_size;
+            self.recv_data = self.recv_data.saturating_add(final_size);
             self.consumed(final_size);
             self.stream_closed(d);
             return Ok(());
@@ -736,19 +798,19 @@ impl State {
         // Drafts up to -02 let a sender report a final size below what it sent; take
         // the larger so a reset can never give credit back.
         let final_size = final_size.max(received);
-        let gap = final_size - received;
+        let gap = final_size.saturating_sub(received);
         if final_size > max || self.recv_data.saturating_add(gap) > self.recv_max_data {
             return Err(Error::FlowControl(format!(
                 "RESET_STREAM final size {final_size} on stream {id} exceeds our credit"
             )));
         }
-        self.recv_data += gap;
+        self.recv_data = self.recv_data.saturating_add(gap);
         let mut freed = gap;
         if let Some(recv) = self.streams.get_mut(&id).and_then(|s| s.recv.as_mut())
             && recv.reset.is_none()
             && !(recv.fin && recv.buffered == 0)
         {
-            freed += recv.buffered as u64;
+            freed = freed.saturating_add(recv.buffered as u64);
             recv.buf.clear();
             recv.buffered = 0;
             recv.received = final_size;
@@ -761,7 +823,7 @@ impl State {
     }
 
     fn on_stop_sending(&mut self, id: u64, code: u64) -> Result<(), Error> {
-        if !self.local(id) && dir(id) == UNI {
+        if !self.local(id) && dir(id) == Dir::Uni {
             return Err(Error::Protocol(format!(
                 "STOP_SENDING for stream {id}, which only the peer sends on"
             )));
@@ -796,9 +858,9 @@ impl State {
 
     /// `n` bytes left the receive buffers (read or discarded): credit may grow.
     fn consumed(&mut self, n: u64) {
-        self.recv_consumed += n;
+        self.recv_consumed = self.recv_consumed.saturating_add(n);
         let window = self.config.max_data;
-        if self.recv_max_data - self.recv_consumed.min(self.recv_max_data) <= window / 2 {
+        if self.recv_max_data.saturating_sub(self.recv_consumed) <= window / 2 {
             self.recv_max_data = self.recv_consumed.saturating_add(window);
             self.max_data_dirty = true;
             self.wake_writer();
@@ -806,9 +868,9 @@ impl State {
     }
 
     /// A peer stream is gone: it no longer counts against the limit we gave.
-    fn stream_closed(&mut self, d: usize) {
-        self.remote_closed[d] += 1;
-        let window = if d == BI {
+    fn stream_closed(&mut self, d: Dir) {
+        self.remote_closed[d] = self.remote_closed[d].saturating_add(1);
+        let window = if d == Dir::Bi {
             self.config.max_bidi_streams
         } else {
             self.config.max_uni_streams
@@ -869,7 +931,7 @@ impl State {
         // Control frames first: credit updates unblock the peer, resets free memory.
         while let Some(frame) = self.next_control() {
             let len = frame.encoded_len();
-            if !record.is_empty() && record.len() + len > budget {
+            if !record.is_empty() && record.len().saturating_add(len) > budget {
                 self.unpop_control(frame);
                 return Poll::Ready(Some(record.freeze()));
             }
@@ -902,11 +964,11 @@ impl State {
             self.max_data_dirty = false;
             return Some(Frame::MaxData(self.recv_max_data));
         }
-        for d in [BI, UNI] {
+        for d in Dir::BOTH {
             if self.max_streams_dirty[d] {
                 self.max_streams_dirty[d] = false;
                 let max = self.remote_max[d];
-                return Some(if d == BI {
+                return Some(if d == Dir::Bi {
                     Frame::MaxStreamsBidi(max)
                 } else {
                     Frame::MaxStreamsUni(max)
@@ -935,8 +997,8 @@ impl State {
     fn unpop_control(&mut self, frame: Frame) {
         match frame {
             Frame::MaxData(_) => self.max_data_dirty = true,
-            Frame::MaxStreamsBidi(_) => self.max_streams_dirty[BI] = true,
-            Frame::MaxStreamsUni(_) => self.max_streams_dirty[UNI] = true,
+            Frame::MaxStreamsBidi(_) => self.max_streams_dirty[Dir::Bi] = true,
+            Frame::MaxStreamsUni(_) => self.max_streams_dirty[Dir::Uni] = true,
             Frame::MaxStreamData { id, .. } => {
                 self.window_dirty.insert(id);
             }
@@ -965,16 +1027,16 @@ impl State {
     /// Append one STREAM frame of `id` within `room` bytes. False if it did not fit.
     fn emit_stream(&mut self, id: u64, record: &mut BytesMut, room: usize) -> bool {
         let conn_credit = self.send_max_data.saturating_sub(self.sent_data);
-        self.served += 1;
+        self.served = self.served.wrapping_add(1);
         let served = self.served;
         let Some(send) = self.streams.get_mut(&id).and_then(|s| s.send.as_mut()) else {
             self.pending.remove(&id);
             return true;
         };
         let credit = send.max.saturating_sub(send.offset).min(conn_credit);
-        let fixed = stream_header_len(id, send.offset, 0) - 1;
+        let fixed = stream_header_len(id, send.offset, 0).saturating_sub(1);
         // The length field takes at most 2 bytes: payloads stay under 16 KiB.
-        let fits = room.saturating_sub(fixed + 2);
+        let fits = room.saturating_sub(fixed.saturating_add(2));
         let n = send
             .queued
             .min(usize::try_from(credit).unwrap_or(usize::MAX))
@@ -990,15 +1052,17 @@ impl State {
         while left > 0 {
             let Some(chunk) = send.buf.front_mut() else { break };
             let take = left.min(chunk.len());
-            record.extend_from_slice(&chunk[..take]);
+            if let Some(part) = chunk.get(..take) {
+                record.extend_from_slice(part);
+            }
             chunk.advance(take);
             if chunk.is_empty() {
                 send.buf.pop_front();
             }
-            left -= take;
+            left = left.saturating_sub(take);
         }
-        send.queued -= n;
-        send.offset += n as u64;
+        send.queued = send.queued.saturating_sub(n);
+        send.offset = send.offset.saturating_add(n as u64);
         send.served = served;
         if fin {
             send.state = SendState::Done;
@@ -1007,7 +1071,7 @@ impl State {
             wake(&mut send.waker);
         }
         let idle = send.queued == 0 && send.state != SendState::Finishing;
-        self.sent_data += n as u64;
+        self.sent_data = self.sent_data.saturating_add(n as u64);
         if idle {
             self.pending.remove(&id);
         }
@@ -1035,21 +1099,22 @@ fn truncate(reason: String) -> Bytes {
     Bytes::from(bytes)
 }
 
-/// State shared by the handles and the driver.
+/// What a qmux session's handles and its driver share: the [`Machine`] behind its
+/// lock, and the signals that the session ended and the driver finished.
 #[derive(Debug)]
-pub(crate) struct Shared {
-    state: Mutex<State>,
+pub(crate) struct QmuxState {
+    machine: Mutex<Machine>,
     ended: watch::Sender<bool>,
     /// The driver has finished: the close went out and the socket is closed.
     finished: watch::Sender<bool>,
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+impl QmuxState {
+    fn lock(&self) -> MutexGuard<'_, Machine> {
+        self.machine.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn notify_ended(&self, state: &State) {
+    fn notify_ended(&self, state: &Machine) {
         if state.ended.is_some() {
             self.ended.send_replace(true);
         }
@@ -1103,7 +1168,7 @@ impl Shared {
 
 /// Ends the session when the last handle (session or stream) is dropped.
 #[derive(Debug)]
-struct Owner(Arc<Shared>);
+struct Owner(Arc<QmuxState>);
 
 impl Drop for Owner {
     fn drop(&mut self) {
@@ -1120,7 +1185,7 @@ impl Drop for Owner {
 /// last handle (session or stream) is dropped.
 #[derive(Debug, Clone)]
 pub struct Session {
-    shared: Arc<Shared>,
+    shared: Arc<QmuxState>,
     owner: Arc<Owner>,
 }
 
@@ -1133,8 +1198,8 @@ impl Session {
     pub fn new<T: Socket>(socket: T, role: Role, wire: Wire, config: Config) -> Self {
         let (ended, _) = watch::channel(false);
         let (finished, _) = watch::channel(false);
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State::new(role, wire, config.clone())),
+        let shared = Arc::new(QmuxState {
+            machine: Mutex::new(Machine::new(role, wire, config.clone())),
             ended,
             finished,
         });
@@ -1202,7 +1267,7 @@ impl Session {
         )
     }
 
-    fn poll_open(&self, cx: &mut Context<'_>, d: usize) -> Poll<Result<u64, TransportError>> {
+    fn poll_open(&self, cx: &mut Context<'_>, d: Dir) -> Poll<Result<u64, TransportError>> {
         let mut state = self.shared.lock();
         if let Some(err) = state.error() {
             return Poll::Ready(Err(err));
@@ -1212,11 +1277,11 @@ impl Session {
             return Poll::Pending;
         }
         let index = state.local_next[d];
-        state.local_next[d] += 1;
+        state.local_next[d] = index.saturating_add(1);
         let server = u64::from(state.role == Role::Server);
-        let id = index << 2 | (d as u64) << 1 | server;
+        let id = index << 2 | d.bit() | server;
         let send = SendHalf::new(state.initial_send_max(id));
-        let recv = (d == BI).then(|| RecvHalf::new(state.config.max_stream_data));
+        let recv = (d == Dir::Bi).then(|| RecvHalf::new(state.config.max_stream_data));
         state.streams.insert(
             id,
             Stream {
@@ -1227,7 +1292,7 @@ impl Session {
         Poll::Ready(Ok(id))
     }
 
-    fn poll_accept(&self, cx: &mut Context<'_>, d: usize) -> Poll<Result<u64, TransportError>> {
+    fn poll_accept(&self, cx: &mut Context<'_>, d: Dir) -> Poll<Result<u64, TransportError>> {
         let mut state = self.shared.lock();
         if let Some(err) = state.error() {
             return Poll::Ready(Err(err));
@@ -1244,7 +1309,7 @@ impl Session {
 
 /// Closes a session without counting as a handle to it.
 #[derive(Debug, Clone)]
-pub(crate) struct Closer(Arc<Shared>);
+pub(crate) struct Closer(Arc<QmuxState>);
 
 impl Closer {
     /// Close with `code` and `reason` (no-op once ended).
@@ -1269,12 +1334,12 @@ impl transport::Session for Session {
     type RecvStream = RecvStream;
 
     async fn open_bi(&self) -> Result<(SendStream, RecvStream), TransportError> {
-        let id = poll_fn(|cx| self.poll_open(cx, BI)).await?;
+        let id = poll_fn(|cx| self.poll_open(cx, Dir::Bi)).await?;
         Ok(self.stream(id))
     }
 
     async fn open_uni(&self) -> Result<SendStream, TransportError> {
-        let id = poll_fn(|cx| self.poll_open(cx, UNI)).await?;
+        let id = poll_fn(|cx| self.poll_open(cx, Dir::Uni)).await?;
         let (send, mut recv) = self.stream(id);
         // A unidirectional stream of ours has no receiving half to release.
         recv.id = u64::MAX;
@@ -1282,12 +1347,12 @@ impl transport::Session for Session {
     }
 
     async fn accept_bi(&self) -> Result<(SendStream, RecvStream), TransportError> {
-        let id = poll_fn(|cx| self.poll_accept(cx, BI)).await?;
+        let id = poll_fn(|cx| self.poll_accept(cx, Dir::Bi)).await?;
         Ok(self.stream(id))
     }
 
     async fn accept_uni(&self) -> Result<RecvStream, TransportError> {
-        let id = poll_fn(|cx| self.poll_accept(cx, UNI)).await?;
+        let id = poll_fn(|cx| self.poll_accept(cx, Dir::Uni)).await?;
         let (mut send, recv) = self.stream(id);
         send.id = u64::MAX;
         Ok(recv)
@@ -1330,7 +1395,7 @@ impl transport::Session for Session {
 /// [`reset`]: transport::SendStream::reset
 #[derive(Debug)]
 pub struct SendStream {
-    shared: Arc<Shared>,
+    shared: Arc<QmuxState>,
     _owner: Arc<Owner>,
     id: u64,
 }
@@ -1373,7 +1438,7 @@ impl SendStream {
         if let Some(data) = data.take()
             && !data.is_empty()
         {
-            send.queued += data.len();
+            send.queued = send.queued.saturating_add(data.len());
             send.buf.push_back(data);
             state.pending.insert(self.id);
             state.wake_writer();
@@ -1405,7 +1470,7 @@ impl SendStream {
             send.waker = Some(cx.waker().clone());
             return Poll::Pending;
         }
-        Poll::Ready(Ok(limit - send.queued))
+        Poll::Ready(Ok(limit.saturating_sub(send.queued)))
     }
 }
 
@@ -1501,7 +1566,7 @@ impl Drop for SendStream {
 /// sends STOP_SENDING with code 0 (as quinn does).
 #[derive(Debug)]
 pub struct RecvStream {
-    shared: Arc<Shared>,
+    shared: Arc<QmuxState>,
     _owner: Arc<Owner>,
     id: u64,
 }
@@ -1538,10 +1603,10 @@ impl RecvStream {
                 front.split_to(max.max(1))
             };
             let n = chunk.len();
-            recv.buffered -= n;
-            recv.consumed += n as u64;
+            recv.buffered = recv.buffered.saturating_sub(n);
+            recv.consumed = recv.consumed.saturating_add(n as u64);
             let window = state.config.max_stream_data;
-            if !recv.fin && recv.max - recv.consumed.min(recv.max) <= window / 2 {
+            if !recv.fin && recv.max.saturating_sub(recv.consumed) <= window / 2 {
                 recv.max = recv.consumed.saturating_add(window);
                 state.window_dirty.insert(id);
                 state.wake_writer();
@@ -1569,7 +1634,7 @@ impl transport::RecvStream for RecvStream {
 }
 
 /// Stop receiving on `id`: discard what is buffered and ask the peer to stop.
-fn stop(state: &mut State, id: u64, code: u32) {
+fn stop(state: &mut Machine, id: u64, code: u32) {
     let Some(recv) = state.streams.get_mut(&id).and_then(|s| s.recv.as_mut()) else {
         return;
     };
@@ -1609,7 +1674,7 @@ impl Drop for RecvStream {
 // ---------------------------------------------------------------------- driver
 
 /// Run the socket for `shared` until the session ends and its close is flushed.
-async fn drive<T: Socket>(shared: Arc<Shared>, socket: T, config: Config) {
+async fn drive<T: Socket>(shared: Arc<QmuxState>, socket: T, config: Config) {
     let (mut tx, mut rx) = socket.split();
     let wire = shared.lock().wire;
     let reading = read_loop(&shared, &mut rx, &config);
@@ -1626,10 +1691,20 @@ async fn drive<T: Socket>(shared: Arc<Shared>, socket: T, config: Config) {
     shared.finished.send_replace(true);
 }
 
-async fn read_loop<R: Receiver>(shared: &Shared, rx: &mut R, config: &Config) {
+/// `after` past `start`; a timeout too long to represent (say `Duration::MAX` for
+/// "never") waits about a century instead of overflowing.
+fn later(start: Instant, after: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+    start
+        .checked_add(after)
+        .or_else(|| start.checked_add(CENTURY))
+        .unwrap_or(start)
+}
+
+async fn read_loop<R: Receiver>(shared: &QmuxState, rx: &mut R, config: &Config) {
     let start = Instant::now();
-    let handshake = start + config.handshake_timeout;
-    let mut deadline = start + config.idle_timeout;
+    let handshake = later(start, config.handshake_timeout);
+    let mut deadline = later(start, config.idle_timeout);
     loop {
         let established = shared.established();
         let message = tokio::select! {
@@ -1644,7 +1719,7 @@ async fn read_loop<R: Receiver>(shared: &Shared, rx: &mut R, config: &Config) {
             }
             () = shared.wait_ended() => return,
         };
-        deadline = Instant::now() + config.idle_timeout;
+        deadline = later(Instant::now(), config.idle_timeout);
         match message {
             None => {
                 shared.fail(Error::SocketClosed);
@@ -1668,9 +1743,9 @@ async fn read_loop<R: Receiver>(shared: &Shared, rx: &mut R, config: &Config) {
     }
 }
 
-async fn write_loop<S: Sender>(shared: &Shared, tx: &mut S, config: &Config, wire: Wire) {
+async fn write_loop<S: Sender>(shared: &QmuxState, tx: &mut S, config: &Config, wire: Wire) {
     let mut ping = config.keep_alive.map(|every| {
-        let mut interval = tokio::time::interval_at(Instant::now() + every, every);
+        let mut interval = tokio::time::interval_at(later(Instant::now(), every), every);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         interval
     });
@@ -1697,7 +1772,7 @@ async fn write_loop<S: Sender>(shared: &Shared, tx: &mut S, config: &Config, wir
                     let mut state = shared.lock();
                     if state.ended.is_none() {
                         let seq = state.next_ping;
-                        state.next_ping += 1;
+                        state.next_ping = seq.wrapping_add(1);
                         state.ping_request = Some(seq);
                     }
                 }
@@ -1723,4 +1798,31 @@ async fn write_loop<S: Sender>(shared: &Shared, tx: &mut S, config: &Config, wir
         tokio::time::sleep(CLOSE_LINGER).await;
     }
     let _ = tokio::time::timeout(CLOSE_GRACE, tx.close()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn later_does_not_overflow_on_a_timeout_meaning_never() {
+        let start = Instant::now();
+        assert_eq!(
+            later(start, Duration::from_secs(5)),
+            start + Duration::from_secs(5)
+        );
+        let never = later(start, Duration::MAX);
+        assert!(never > start + Duration::from_secs(50 * 365 * 24 * 60 * 60));
+    }
+
+    #[test]
+    fn per_direction_values_follow_the_stream_id_bit() {
+        let mut counts: PerDir<u64> = PerDir::new(1, 2);
+        assert_eq!(counts[dir(0)], 1, "client bidi");
+        assert_eq!(counts[dir(2)], 2, "client uni");
+        assert_eq!(counts[dir(3)], 2, "server uni");
+        counts[Dir::Uni] = 7;
+        assert_eq!(counts.iter_mut().map(|v| *v).collect::<Vec<_>>(), [1, 7]);
+        assert_eq!(Dir::Uni.bit() | 1, 3);
+    }
 }

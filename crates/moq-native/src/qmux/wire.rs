@@ -339,9 +339,32 @@ fn take(buf: &mut Bytes, len: u64, frame: &'static str) -> Result<Bytes, WireErr
     Ok(buf.split_to(len))
 }
 
+/// A varint length, then that many bytes.
+fn get_prefixed(buf: &mut Bytes, frame: &'static str) -> Result<Bytes, WireError> {
+    let len = get(buf, frame)?;
+    take(buf, len, frame)
+}
+
+/// Append varints: a frame type and its fields.
+fn put_all(buf: &mut BytesMut, values: &[u64]) {
+    for value in values {
+        put(buf, *value);
+    }
+}
+
+/// Append varints, then `bytes` with a varint length in front.
+fn put_with_bytes(buf: &mut BytesMut, values: &[u64], bytes: &[u8]) {
+    put_all(buf, values);
+    put(buf, bytes.len() as u64);
+    buf.put_slice(bytes);
+}
+
 /// The bytes of a STREAM frame header carrying `len` payload bytes.
 pub(crate) fn stream_header_len(id: u64, offset: u64, len: usize) -> usize {
-    1 + varint_len(id) + varint_len(offset) + varint_len(len as u64)
+    varint_len(id)
+        .saturating_add(varint_len(offset))
+        .saturating_add(varint_len(len as u64))
+        .saturating_add(1)
 }
 
 /// Append a STREAM frame header (OFF and LEN bits always set); the caller appends
@@ -368,87 +391,33 @@ impl Frame {
                 buf.put_slice(data);
             }
             Self::ResetStream { id, code, final_size } => {
-                put(buf, RESET_STREAM);
-                put(buf, *id);
-                put(buf, *code);
-                put(buf, *final_size);
+                put_all(buf, &[RESET_STREAM, *id, *code, *final_size])
             }
-            Self::StopSending { id, code } => {
-                put(buf, STOP_SENDING);
-                put(buf, *id);
-                put(buf, *code);
-            }
-            Self::MaxData(max) => {
-                put(buf, MAX_DATA);
-                put(buf, *max);
-            }
-            Self::MaxStreamData { id, max } => {
-                put(buf, MAX_STREAM_DATA);
-                put(buf, *id);
-                put(buf, *max);
-            }
-            Self::MaxStreamsBidi(max) => {
-                put(buf, MAX_STREAMS_BIDI);
-                put(buf, *max);
-            }
-            Self::MaxStreamsUni(max) => {
-                put(buf, MAX_STREAMS_UNI);
-                put(buf, *max);
-            }
-            Self::DataBlocked(limit) => {
-                put(buf, DATA_BLOCKED);
-                put(buf, *limit);
-            }
-            Self::StreamDataBlocked { id, limit } => {
-                put(buf, STREAM_DATA_BLOCKED);
-                put(buf, *id);
-                put(buf, *limit);
-            }
-            Self::StreamsBlockedBidi(limit) => {
-                put(buf, STREAMS_BLOCKED_BIDI);
-                put(buf, *limit);
-            }
-            Self::StreamsBlockedUni(limit) => {
-                put(buf, STREAMS_BLOCKED_UNI);
-                put(buf, *limit);
-            }
+            Self::StopSending { id, code } => put_all(buf, &[STOP_SENDING, *id, *code]),
+            Self::MaxData(max) => put_all(buf, &[MAX_DATA, *max]),
+            Self::MaxStreamData { id, max } => put_all(buf, &[MAX_STREAM_DATA, *id, *max]),
+            Self::MaxStreamsBidi(max) => put_all(buf, &[MAX_STREAMS_BIDI, *max]),
+            Self::MaxStreamsUni(max) => put_all(buf, &[MAX_STREAMS_UNI, *max]),
+            Self::DataBlocked(limit) => put_all(buf, &[DATA_BLOCKED, *limit]),
+            Self::StreamDataBlocked { id, limit } => put_all(buf, &[STREAM_DATA_BLOCKED, *id, *limit]),
+            Self::StreamsBlockedBidi(limit) => put_all(buf, &[STREAMS_BLOCKED_BIDI, *limit]),
+            Self::StreamsBlockedUni(limit) => put_all(buf, &[STREAMS_BLOCKED_UNI, *limit]),
             Self::ConnectionClose {
                 code,
                 frame_type,
                 reason,
-            } => {
-                put(buf, CONNECTION_CLOSE);
-                put(buf, *code);
-                put(buf, *frame_type);
-                put(buf, reason.len() as u64);
-                buf.put_slice(reason);
-            }
+            } => put_with_bytes(buf, &[CONNECTION_CLOSE, *code, *frame_type], reason),
             Self::ApplicationClose { code, reason } => {
-                put(buf, APPLICATION_CLOSE);
-                put(buf, *code);
-                put(buf, reason.len() as u64);
-                buf.put_slice(reason);
+                put_with_bytes(buf, &[APPLICATION_CLOSE, *code], reason)
             }
             Self::TransportParameters(params) => {
                 let mut body = BytesMut::new();
                 params.encode_body(&mut body);
-                put(buf, TRANSPORT_PARAMETERS);
-                put(buf, body.len() as u64);
-                buf.put_slice(&body);
+                put_with_bytes(buf, &[TRANSPORT_PARAMETERS], &body);
             }
-            Self::PingRequest(seq) => {
-                put(buf, PING_REQUEST);
-                put(buf, *seq);
-            }
-            Self::PingResponse(seq) => {
-                put(buf, PING_RESPONSE);
-                put(buf, *seq);
-            }
-            Self::Datagram(data) => {
-                put(buf, DATAGRAM_LEN);
-                put(buf, data.len() as u64);
-                buf.put_slice(data);
-            }
+            Self::PingRequest(seq) => put_all(buf, &[PING_REQUEST, *seq]),
+            Self::PingResponse(seq) => put_all(buf, &[PING_RESPONSE, *seq]),
+            Self::Datagram(data) => put_with_bytes(buf, &[DATAGRAM_LEN], data),
         }
     }
 
@@ -464,26 +433,7 @@ impl Frame {
         let ty = get(buf, "frame type")?;
         let frame = match ty {
             PADDING => return Ok(None),
-            STREAM..=0x0f => {
-                let id = get(buf, "STREAM")?;
-                let offset = match ty & STREAM_OFF {
-                    0 => 0,
-                    _ => get(buf, "STREAM")?,
-                };
-                let data = match ty & STREAM_LEN {
-                    0 => buf.split_to(buf.len()),
-                    _ => {
-                        let len = get(buf, "STREAM")?;
-                        take(buf, len, "STREAM")?
-                    }
-                };
-                Self::Stream {
-                    id,
-                    offset,
-                    data,
-                    fin: ty & STREAM_FIN != 0,
-                }
-            }
+            STREAM..=0x0f => Self::decode_stream(buf, ty)?,
             RESET_STREAM => Self::ResetStream {
                 id: get(buf, "RESET_STREAM")?,
                 code: get(buf, "RESET_STREAM")?,
@@ -508,39 +458,56 @@ impl Frame {
             },
             STREAMS_BLOCKED_BIDI => Self::StreamsBlockedBidi(get(buf, "STREAMS_BLOCKED")?),
             STREAMS_BLOCKED_UNI => Self::StreamsBlockedUni(get(buf, "STREAMS_BLOCKED")?),
-            CONNECTION_CLOSE => {
-                let code = get(buf, "CONNECTION_CLOSE")?;
-                let frame_type = get(buf, "CONNECTION_CLOSE")?;
-                let len = get(buf, "CONNECTION_CLOSE")?;
-                Self::ConnectionClose {
-                    code,
-                    frame_type,
-                    reason: take(buf, len, "CONNECTION_CLOSE")?,
-                }
-            }
-            APPLICATION_CLOSE => {
-                let code = get(buf, "APPLICATION_CLOSE")?;
-                let len = get(buf, "APPLICATION_CLOSE")?;
-                Self::ApplicationClose {
-                    code,
-                    reason: take(buf, len, "APPLICATION_CLOSE")?,
-                }
-            }
+            CONNECTION_CLOSE => Self::decode_connection_close(buf)?,
+            APPLICATION_CLOSE => Self::decode_application_close(buf)?,
             TRANSPORT_PARAMETERS => {
-                let len = get(buf, "QX_TRANSPORT_PARAMETERS")?;
-                let body = take(buf, len, "QX_TRANSPORT_PARAMETERS")?;
+                let body = get_prefixed(buf, "QX_TRANSPORT_PARAMETERS")?;
                 Self::TransportParameters(TransportParams::decode_body(body)?)
             }
             PING_REQUEST => Self::PingRequest(get(buf, "QX_PING")?),
             PING_RESPONSE => Self::PingResponse(get(buf, "QX_PING")?),
             DATAGRAM => Self::Datagram(buf.split_to(buf.len())),
-            DATAGRAM_LEN => {
-                let len = get(buf, "DATAGRAM")?;
-                Self::Datagram(take(buf, len, "DATAGRAM")?)
-            }
+            DATAGRAM_LEN => Self::Datagram(get_prefixed(buf, "DATAGRAM")?),
             other => return Err(WireError::UnknownFrame(other)),
         };
         Ok(Some(frame))
+    }
+
+    /// A STREAM frame of type `ty` (0x08..=0x0f), whose low bits say which fields follow.
+    fn decode_stream(buf: &mut Bytes, ty: u64) -> Result<Self, WireError> {
+        let id = get(buf, "STREAM")?;
+        let offset = match ty & STREAM_OFF {
+            0 => 0,
+            _ => get(buf, "STREAM")?,
+        };
+        let data = match ty & STREAM_LEN {
+            0 => buf.split_to(buf.len()),
+            _ => get_prefixed(buf, "STREAM")?,
+        };
+        Ok(Self::Stream {
+            id,
+            offset,
+            data,
+            fin: ty & STREAM_FIN != 0,
+        })
+    }
+
+    fn decode_connection_close(buf: &mut Bytes) -> Result<Self, WireError> {
+        let code = get(buf, "CONNECTION_CLOSE")?;
+        let frame_type = get(buf, "CONNECTION_CLOSE")?;
+        Ok(Self::ConnectionClose {
+            code,
+            frame_type,
+            reason: get_prefixed(buf, "CONNECTION_CLOSE")?,
+        })
+    }
+
+    fn decode_application_close(buf: &mut Bytes) -> Result<Self, WireError> {
+        let code = get(buf, "APPLICATION_CLOSE")?;
+        Ok(Self::ApplicationClose {
+            code,
+            reason: get_prefixed(buf, "APPLICATION_CLOSE")?,
+        })
     }
 }
 
@@ -648,6 +615,10 @@ mod tests {
             (Frame::MaxStreamData { id: 8, max: 100 }, "11 08 4064"),
             (Frame::MaxStreamsBidi(100), "12 4064"),
             (Frame::MaxStreamsUni(5), "13 05"),
+            (Frame::DataBlocked(5), "14 05"),
+            (Frame::StreamDataBlocked { id: 4, limit: 9 }, "15 04 09"),
+            (Frame::StreamsBlockedBidi(3), "16 03"),
+            (Frame::StreamsBlockedUni(2), "17 02"),
             (
                 Frame::ApplicationClose {
                     code: 0,

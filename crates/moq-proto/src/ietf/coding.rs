@@ -41,7 +41,8 @@ pub trait Encode {
 pub fn decode_slice<T: Decode>(bytes: &[u8], version: Version) -> Result<(T, usize), DecodeError> {
     let mut cursor = bytes;
     let value = T::decode(&mut cursor, version)?;
-    Ok((value, bytes.len() - cursor.len()))
+    // `cursor` is what is left of `bytes`, so never longer.
+    Ok((value, bytes.len().saturating_sub(cursor.len())))
 }
 
 /// The largest integer a varint can carry in `version`.
@@ -86,8 +87,8 @@ pub fn get_varint<B: Buf>(buf: &mut B, version: Version) -> Result<u64, DecodeEr
             value: u64::from(first),
         });
     }
-    // 0 ones: 1 byte; n ones (n < 8): n + 1 bytes; 8 ones: 9 bytes.
-    let len = if ones == 8 { 9 } else { ones + 1 };
+    // n ones (0 to 8): n + 1 bytes.
+    let len = ones.saturating_add(1);
     if buf.remaining() < len {
         return Err(DecodeError::Short);
     }
@@ -123,12 +124,13 @@ pub fn put_varint<B: BufMut>(
         }
         _ => {
             // `len - 1` leading ones, a zero, then the value's high bits.
-            let ones = len - 1;
+            // `varint_len` gave 2 to 8 here: 1 to 7 ones, shifts below 64.
+            let ones = len.saturating_sub(1);
             let marker = !(0xffu8 >> ones);
-            let high = (v >> (8 * ones)) as u8;
+            let high = (v >> ones.saturating_mul(8)) as u8;
             buf.put_u8(marker | high);
             for i in (0..ones).rev() {
-                buf.put_u8((v >> (8 * i)) as u8);
+                buf.put_u8((v >> i.saturating_mul(8)) as u8);
             }
         }
     }

@@ -253,17 +253,7 @@ impl Encode for FetchObject {
                 reason,
                 group,
                 object,
-            } => {
-                if !version.has_serialization_flags() {
-                    return Err(EncodeError::NotInDraft {
-                        what: "an End of Range marker",
-                        version,
-                    });
-                }
-                put_varint(&mut out, reason.code(), version, "fetch flags")?;
-                put_varint(&mut out, *group, version, "group")?;
-                put_varint(&mut out, *object, version, "object")?;
-            }
+            } => put_end_of_range(&mut out, *reason, *group, *object, version)?,
             Self::Object {
                 group,
                 subgroup,
@@ -272,98 +262,162 @@ impl Encode for FetchObject {
                 properties,
                 size,
                 status,
-            } => {
-                if *size > MAX_FRAME_SIZE {
-                    return Err(EncodeError::TooLarge {
-                        what: "object",
-                        size: *size,
-                        max: MAX_FRAME_SIZE,
-                    });
-                }
-                if *status != 0 && (*size != 0 || !version.has_fetch_status()) {
-                    return Err(EncodeError::Invalid {
-                        what: "fetch object",
-                        reason: "a status needs an empty object in draft-14 or -15",
-                    });
-                }
-                if !version.has_serialization_flags() {
-                    let (Some(group), Some(object), Some(priority), Some(properties)) =
-                        (group, object, priority, properties)
-                    else {
-                        return Err(EncodeError::Invalid {
-                            what: "fetch object",
-                            reason: "draft-14 writes group, object, priority and properties",
-                        });
-                    };
-                    let subgroup = match subgroup {
-                        FetchSubgroup::Zero => 0,
-                        FetchSubgroup::Explicit(id) => *id,
-                        _ => {
-                            return Err(EncodeError::NotInDraft {
-                                what: "an implicit or datagram fetch subgroup",
-                                version,
-                            });
-                        }
-                    };
-                    put_varint(&mut out, *group, version, "group")?;
-                    put_varint(&mut out, subgroup, version, "subgroup")?;
-                    put_varint(&mut out, *object, version, "object")?;
-                    out.put_u8(*priority);
-                    put_bytes(
-                        &mut out,
-                        properties,
-                        version,
-                        "object properties",
-                        MAX_OBJECT_PROPERTIES,
-                    )?;
-                } else {
-                    let mut flags = match subgroup {
-                        FetchSubgroup::Zero => 0,
-                        FetchSubgroup::Prior => 1,
-                        FetchSubgroup::PriorPlusOne => 2,
-                        FetchSubgroup::Explicit(_) => 3,
-                        FetchSubgroup::Datagram => DATAGRAM,
-                    };
-                    flags |= [
-                        (group.is_some(), GROUP),
-                        (object.is_some(), OBJECT),
-                        (priority.is_some(), PRIORITY),
-                        (properties.is_some(), PROPERTIES),
-                    ]
-                    .iter()
-                    .filter(|(set, _)| *set)
-                    .fold(0, |acc, (_, bit)| acc | bit);
-                    put_varint(&mut out, flags, version, "fetch flags")?;
-                    if let Some(group) = group {
-                        put_varint(&mut out, *group, version, "group")?;
-                    }
-                    if let FetchSubgroup::Explicit(id) = subgroup {
-                        put_varint(&mut out, *id, version, "subgroup")?;
-                    }
-                    if let Some(object) = object {
-                        put_varint(&mut out, *object, version, "object")?;
-                    }
-                    if let Some(priority) = priority {
-                        out.put_u8(*priority);
-                    }
-                    if let Some(properties) = properties {
-                        put_bytes(
-                            &mut out,
-                            properties,
-                            version,
-                            "object properties",
-                            MAX_OBJECT_PROPERTIES,
-                        )?;
-                    }
-                }
-                put_varint(&mut out, *size, version, "object size")?;
-                if *size == 0 && version.has_fetch_status() {
-                    put_varint(&mut out, *status, version, "object status")?;
-                }
+            } => ObjectFields {
+                group: *group,
+                subgroup: *subgroup,
+                object: *object,
+                priority: *priority,
+                properties: properties.as_ref(),
+                size: *size,
+                status: *status,
             }
+            .put(&mut out, version)?,
         }
         buf.put_slice(&out);
         Ok(())
+    }
+}
+
+/// An End of Range marker: its code, then the group and object fields (draft-15+).
+fn put_end_of_range(
+    out: &mut Vec<u8>,
+    reason: EndOfRange,
+    group: u64,
+    object: u64,
+    version: Version,
+) -> Result<(), EncodeError> {
+    if !version.has_serialization_flags() {
+        return Err(EncodeError::NotInDraft {
+            what: "an End of Range marker",
+            version,
+        });
+    }
+    put_varint(out, reason.code(), version, "fetch flags")?;
+    put_varint(out, group, version, "group")?;
+    put_varint(out, object, version, "object")
+}
+
+/// The fields of [`FetchObject::Object`], borrowed for encoding.
+struct ObjectFields<'a> {
+    group: Option<u64>,
+    subgroup: FetchSubgroup,
+    object: Option<u64>,
+    priority: Option<u8>,
+    properties: Option<&'a Bytes>,
+    size: u64,
+    status: u64,
+}
+
+impl ObjectFields<'_> {
+    fn put(&self, out: &mut Vec<u8>, version: Version) -> Result<(), EncodeError> {
+        self.check(version)?;
+        match version.has_serialization_flags() {
+            false => self.put_every_field(out, version)?,
+            true => self.put_flagged_fields(out, version)?,
+        }
+        put_varint(out, self.size, version, "object size")?;
+        if self.size == 0 && version.has_fetch_status() {
+            put_varint(out, self.status, version, "object status")?;
+        }
+        Ok(())
+    }
+
+    /// Refuse a size or status the version cannot carry.
+    fn check(&self, version: Version) -> Result<(), EncodeError> {
+        if self.size > MAX_FRAME_SIZE {
+            return Err(EncodeError::TooLarge {
+                what: "object",
+                size: self.size,
+                max: MAX_FRAME_SIZE,
+            });
+        }
+        if self.status != 0 && (self.size != 0 || !version.has_fetch_status()) {
+            return Err(EncodeError::Invalid {
+                what: "fetch object",
+                reason: "a status needs an empty object in draft-14 or -15",
+            });
+        }
+        Ok(())
+    }
+
+    /// draft-14: group, subgroup, object, priority and properties, always.
+    fn put_every_field(&self, out: &mut Vec<u8>, version: Version) -> Result<(), EncodeError> {
+        let (Some(group), Some(object), Some(priority), Some(properties)) =
+            (self.group, self.object, self.priority, self.properties)
+        else {
+            return Err(EncodeError::Invalid {
+                what: "fetch object",
+                reason: "draft-14 writes group, object, priority and properties",
+            });
+        };
+        let subgroup = match self.subgroup {
+            FetchSubgroup::Zero => 0,
+            FetchSubgroup::Explicit(id) => id,
+            _ => {
+                return Err(EncodeError::NotInDraft {
+                    what: "an implicit or datagram fetch subgroup",
+                    version,
+                });
+            }
+        };
+        put_varint(out, group, version, "group")?;
+        put_varint(out, subgroup, version, "subgroup")?;
+        put_varint(out, object, version, "object")?;
+        out.put_u8(priority);
+        put_bytes(
+            out,
+            properties,
+            version,
+            "object properties",
+            MAX_OBJECT_PROPERTIES,
+        )
+    }
+
+    /// draft-15+: the serialization flags, then the fields they say are present.
+    fn put_flagged_fields(&self, out: &mut Vec<u8>, version: Version) -> Result<(), EncodeError> {
+        put_varint(out, self.flags(), version, "fetch flags")?;
+        if let Some(group) = self.group {
+            put_varint(out, group, version, "group")?;
+        }
+        if let FetchSubgroup::Explicit(id) = self.subgroup {
+            put_varint(out, id, version, "subgroup")?;
+        }
+        if let Some(object) = self.object {
+            put_varint(out, object, version, "object")?;
+        }
+        if let Some(priority) = self.priority {
+            out.put_u8(priority);
+        }
+        if let Some(properties) = self.properties {
+            put_bytes(
+                out,
+                properties,
+                version,
+                "object properties",
+                MAX_OBJECT_PROPERTIES,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The serialization flags naming the subgroup form and the fields present.
+    fn flags(&self) -> u64 {
+        let subgroup = match self.subgroup {
+            FetchSubgroup::Zero => 0,
+            FetchSubgroup::Prior => 1,
+            FetchSubgroup::PriorPlusOne => 2,
+            FetchSubgroup::Explicit(_) => 3,
+            FetchSubgroup::Datagram => DATAGRAM,
+        };
+        [
+            (self.group.is_some(), GROUP),
+            (self.object.is_some(), OBJECT),
+            (self.priority.is_some(), PRIORITY),
+            (self.properties.is_some(), PROPERTIES),
+        ]
+        .iter()
+        .filter(|(set, _)| *set)
+        .fold(subgroup, |acc, (_, bit)| acc | bit)
     }
 }
 

@@ -207,7 +207,7 @@ impl Filter {
                 extra: body.len(),
             })?;
             *slot = get_varint(&mut body, version).map_err(|e| e.within("filter"))?;
-            count += 1;
+            count = count.saturating_add(1);
         }
         let [a, b, c, d] = fields;
         Ok(match count {

@@ -112,7 +112,7 @@ impl KeyValuePairs {
             if entries.len() >= crate::limits::MAX_PARAMETERS {
                 return Err(DecodeError::TooMany {
                     what,
-                    count: entries.len() as u64 + 1,
+                    count: (entries.len() as u64).saturating_add(1),
                     max: crate::limits::MAX_PARAMETERS as u64,
                 });
             }

@@ -313,7 +313,7 @@ impl Parameters {
             if hops.len() >= crate::limits::MAX_HOPS {
                 return Err(DecodeError::TooMany {
                     what: "hop path",
-                    count: hops.len() as u64 + 1,
+                    count: (hops.len() as u64).saturating_add(1),
                     max: crate::limits::MAX_HOPS as u64,
                 });
             }
@@ -331,7 +331,7 @@ impl Parameters {
                 max: crate::limits::MAX_HOPS as u64,
             });
         }
-        let mut value = Vec::with_capacity(hops.len() * 8);
+        let mut value = Vec::with_capacity(hops.len().saturating_mul(8));
         for hop in hops {
             put_varint(&mut value, *hop, version, "hop id")?;
         }
@@ -486,7 +486,10 @@ impl Parameters {
                     reason: "a value does not have the kind its type defines",
                 });
             }
-            let repeated = i > 0 && self.entries.get(i - 1).is_some_and(|(k, _)| k == key);
+            let repeated = i
+                .checked_sub(1)
+                .and_then(|prev| self.entries.get(prev))
+                .is_some_and(|(k, _)| k == key);
             if repeated && !repeatable(*key, known.is_some()) {
                 return Err(EncodeError::Invalid {
                     what: "message parameters",

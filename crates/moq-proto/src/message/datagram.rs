@@ -62,9 +62,9 @@ impl Encode for Datagram {
             });
         }
         let size = varint_len(self.subscribe)
-            + varint_len(self.sequence)
-            + varint_len(self.timestamp)
-            + self.payload.len();
+            .saturating_add(varint_len(self.sequence))
+            .saturating_add(varint_len(self.timestamp))
+            .saturating_add(self.payload.len());
         if size > MAX_DATAGRAM_SIZE {
             return Err(EncodeError::TooLarge {
                 what: "DATAGRAM",

@@ -84,7 +84,8 @@ impl TimestampCursor {
     /// The delta to send for a frame stamped `timestamp`, advancing the cursor.
     /// `None` if the change does not fit in an `i64`.
     pub fn delta_to(&mut self, timestamp: u64) -> Option<i64> {
-        let delta = i64::try_from(i128::from(timestamp) - i128::from(self.prev)).ok()?;
+        let delta = i128::from(timestamp).checked_sub(i128::from(self.prev))?;
+        let delta = i64::try_from(delta).ok()?;
         self.prev = timestamp;
         Some(delta)
     }
@@ -92,7 +93,7 @@ impl TimestampCursor {
     /// The absolute timestamp of a received frame, advancing the cursor.
     /// `None` if it would fall below 0 or overflow.
     pub fn apply(&mut self, delta: i64) -> Option<u64> {
-        let next = u64::try_from(i128::from(self.prev) + i128::from(delta)).ok()?;
+        let next = self.prev.checked_add_signed(delta)?;
         self.prev = next;
         Some(next)
     }

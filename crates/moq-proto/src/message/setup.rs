@@ -157,16 +157,13 @@ impl Body for Setup {
             });
         }
         let mut params = Vec::new();
-        let mut count = 0u64;
         match self.probe {
             ProbeLevel::None => {}
             ProbeLevel::Report => put_varint_param(&mut params, PROBE, 1)?,
             ProbeLevel::Increase => put_varint_param(&mut params, PROBE, 2)?,
         }
-        count += u64::from(self.probe != ProbeLevel::None);
         if let Some(path) = &self.path {
             put_param(&mut params, PATH, path.as_bytes())?;
-            count += 1;
         }
         if let Some(role) = self.role {
             let code = match role {
@@ -174,11 +171,9 @@ impl Body for Setup {
                 Role::Subscriber => 2,
             };
             put_varint_param(&mut params, ROLE, code)?;
-            count += 1;
         }
         if let Some(cost) = self.cost {
             put_varint_param(&mut params, COST, cost)?;
-            count += 1;
         }
         if let Some(origin) = self.origin {
             if origin == 0 {
@@ -188,7 +183,6 @@ impl Body for Setup {
                 });
             }
             put_varint_param(&mut params, ORIGIN, origin)?;
-            count += 1;
         }
         let mut ids: Vec<u64> = Vec::with_capacity(self.unknown.len());
         for (id, value) in &self.unknown {
@@ -200,8 +194,16 @@ impl Body for Setup {
             }
             ids.push(*id);
             put_param(&mut params, *id, value)?;
-            count += 1;
         }
+        let known = [
+            self.probe != ProbeLevel::None,
+            self.path.is_some(),
+            self.role.is_some(),
+            self.cost.is_some(),
+            self.origin.is_some(),
+        ];
+        let count = known.iter().filter(|present| **present).count();
+        let count = count.saturating_add(self.unknown.len()) as u64;
         if count > MAX_PARAMETERS as u64 {
             return Err(EncodeError::TooMany {
                 what: "setup parameters",

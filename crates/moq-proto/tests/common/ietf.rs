@@ -6,42 +6,42 @@ use bytes::Bytes;
 use moq_proto::ietf::{params as p, *};
 use proptest::{collection::vec, option, prelude::*};
 
-pub fn version() -> impl Strategy<Value = Version> {
+pub(crate) fn version() -> impl Strategy<Value = Version> {
     prop::sample::select(Version::ALL.to_vec())
 }
 
 /// Any integer the draft's varint carries.
-pub fn varint(v: Version) -> BoxedStrategy<u64> {
+pub(crate) fn varint(v: Version) -> BoxedStrategy<u64> {
     let max = coding::max_varint(v);
     prop_oneof![0..64u64, 0..20_000u64, 0..=max].boxed()
 }
 
 /// A small integer, for fields added to others (no overflow).
-pub fn small() -> impl Strategy<Value = u64> {
+pub(crate) fn small() -> impl Strategy<Value = u64> {
     prop_oneof![0..64u64, 0..(1u64 << 40)]
 }
 
-pub fn bytes(max: usize) -> impl Strategy<Value = Bytes> {
+pub(crate) fn bytes(max: usize) -> impl Strategy<Value = Bytes> {
     vec(any::<u8>(), 0..max).prop_map(Bytes::from)
 }
 
-pub fn text(max: usize) -> impl Strategy<Value = String> {
+pub(crate) fn text(max: usize) -> impl Strategy<Value = String> {
     prop::string::string_regex(&format!("\\PC{{0,{max}}}")).unwrap()
 }
 
-pub fn namespace() -> impl Strategy<Value = Namespace> {
+pub(crate) fn namespace() -> impl Strategy<Value = Namespace> {
     vec(text(8), 0..4).prop_map(|fields| Namespace { fields })
 }
 
-pub fn nonempty_namespace() -> impl Strategy<Value = Namespace> {
+pub(crate) fn nonempty_namespace() -> impl Strategy<Value = Namespace> {
     vec(text(8), 1..4).prop_map(|fields| Namespace { fields })
 }
 
-pub fn location(v: Version) -> impl Strategy<Value = Location> {
+pub(crate) fn location(v: Version) -> impl Strategy<Value = Location> {
     (varint(v), varint(v)).prop_map(|(group, object)| Location { group, object })
 }
 
-pub fn group_order() -> impl Strategy<Value = GroupOrder> {
+pub(crate) fn group_order() -> impl Strategy<Value = GroupOrder> {
     prop::sample::select(vec![
         GroupOrder::Publisher,
         GroupOrder::Ascending,
@@ -50,7 +50,7 @@ pub fn group_order() -> impl Strategy<Value = GroupOrder> {
 }
 
 /// A filter in the form `v` writes (the inline form for draft-14).
-pub fn filter(v: Version) -> BoxedStrategy<Filter> {
+pub(crate) fn filter(v: Version) -> BoxedStrategy<Filter> {
     let start = || (small(), small()).prop_map(|(group, object)| Location { group, object });
     let ranged = (start(), small()).prop_map(|(start, delta)| Filter::Absolute {
         start,
@@ -95,7 +95,7 @@ pub fn filter(v: Version) -> BoxedStrategy<Filter> {
 }
 
 /// Message parameters valid in `v`, leaving out `lifted` (carried as fields).
-pub fn params(v: Version, lifted: &'static [u64]) -> BoxedStrategy<Parameters> {
+pub(crate) fn params(v: Version, lifted: &'static [u64]) -> BoxedStrategy<Parameters> {
     let mut choices: Vec<BoxedStrategy<(u64, Value)>> = vec![
         varint(v)
             .prop_map(|x| (p::DELIVERY_TIMEOUT, Value::Varint(x)))
@@ -187,7 +187,7 @@ pub fn params(v: Version, lifted: &'static [u64]) -> BoxedStrategy<Parameters> {
         .boxed()
 }
 
-pub fn kv_pairs(v: Version) -> BoxedStrategy<KeyValuePairs> {
+pub(crate) fn kv_pairs(v: Version) -> BoxedStrategy<KeyValuePairs> {
     let pair = prop_oneof![
         (0..50u64, varint(v)).prop_map(|(k, x)| (k * 2, KvValue::Varint(x))),
         (0..50u64, bytes(8)).prop_map(|(k, b)| (k * 2 + 1, KvValue::Bytes(b))),
@@ -203,7 +203,7 @@ pub fn kv_pairs(v: Version) -> BoxedStrategy<KeyValuePairs> {
         .boxed()
 }
 
-pub fn properties(v: Version) -> BoxedStrategy<TrackProperties> {
+pub(crate) fn properties(v: Version) -> BoxedStrategy<TrackProperties> {
     match v.has_track_properties() {
         true => kv_pairs(v),
         false => Just(TrackProperties::new()).boxed(),
@@ -240,7 +240,7 @@ fn required_delta(v: Version) -> BoxedStrategy<u64> {
     when(v.has_required_request_id(), varint(v), 0)
 }
 
-pub fn setup_options(v: Version) -> BoxedStrategy<SetupOptions> {
+pub(crate) fn setup_options(v: Version) -> BoxedStrategy<SetupOptions> {
     let other = prop_oneof![
         varint(v).prop_map(|x| (setup::OPTION_HOP_ID, KvValue::Varint(x))),
         varint(v).prop_map(|x| (setup::OPTION_SOLICIT, KvValue::Varint(x))),
@@ -277,7 +277,7 @@ pub fn setup_options(v: Version) -> BoxedStrategy<SetupOptions> {
         .boxed()
 }
 
-pub fn request_error(v: Version) -> BoxedStrategy<RequestError> {
+pub(crate) fn request_error(v: Version) -> BoxedStrategy<RequestError> {
     (
         response_id(v),
         varint(v),
@@ -299,7 +299,7 @@ const UPDATE_LIFTED: &[u64] = &[p::FORWARD, p::SUBSCRIBER_PRIORITY, p::FILTER];
 const PUBLISH_LIFTED: &[u64] = &[p::LARGEST_OBJECT, p::FORWARD, p::GROUP_ORDER];
 const FETCH_LIFTED: &[u64] = &[p::SUBSCRIBER_PRIORITY, p::GROUP_ORDER, p::FILTER];
 
-pub fn subscribe(v: Version) -> BoxedStrategy<Subscribe> {
+pub(crate) fn subscribe(v: Version) -> BoxedStrategy<Subscribe> {
     (
         varint(v),
         required_delta(v),
@@ -339,7 +339,7 @@ pub fn subscribe(v: Version) -> BoxedStrategy<Subscribe> {
         .boxed()
 }
 
-pub fn subscribe_ok(v: Version) -> BoxedStrategy<SubscribeOk> {
+pub(crate) fn subscribe_ok(v: Version) -> BoxedStrategy<SubscribeOk> {
     let expires = match v.has_parameterized_requests() {
         true => option::of(varint(v)).boxed(),
         // draft-14 writes "never expires" as 0, which reads back as None.
@@ -368,7 +368,7 @@ pub fn subscribe_ok(v: Version) -> BoxedStrategy<SubscribeOk> {
         .boxed()
 }
 
-pub fn request_update(v: Version) -> BoxedStrategy<RequestUpdate> {
+pub(crate) fn request_update(v: Version) -> BoxedStrategy<RequestUpdate> {
     let d14 = !v.has_parameterized_requests();
     (
         varint(v),
@@ -409,7 +409,7 @@ pub fn request_update(v: Version) -> BoxedStrategy<RequestUpdate> {
         .boxed()
 }
 
-pub fn publish_done(v: Version) -> BoxedStrategy<PublishDone> {
+pub(crate) fn publish_done(v: Version) -> BoxedStrategy<PublishDone> {
     (response_id(v), varint(v), varint(v), text(40))
         .prop_map(|(request_id, status, stream_count, reason)| PublishDone {
             request_id,
@@ -420,7 +420,7 @@ pub fn publish_done(v: Version) -> BoxedStrategy<PublishDone> {
         .boxed()
 }
 
-pub fn publish(v: Version) -> BoxedStrategy<Publish> {
+pub(crate) fn publish(v: Version) -> BoxedStrategy<Publish> {
     (
         varint(v),
         required_delta(v),
@@ -463,7 +463,7 @@ pub fn publish(v: Version) -> BoxedStrategy<Publish> {
         .boxed()
 }
 
-pub fn publish_ok(v: Version) -> BoxedStrategy<PublishOk> {
+pub(crate) fn publish_ok(v: Version) -> BoxedStrategy<PublishOk> {
     (
         response_id(v),
         required(v, any::<bool>()),
@@ -485,7 +485,7 @@ pub fn publish_ok(v: Version) -> BoxedStrategy<PublishOk> {
         .boxed()
 }
 
-pub fn fetch(v: Version) -> BoxedStrategy<Fetch> {
+pub(crate) fn fetch(v: Version) -> BoxedStrategy<Fetch> {
     let kind = if v.has_filtered_fetch() {
         (namespace(), text(16))
             .prop_map(|(namespace, name)| FetchKind::Track { namespace, name })
@@ -534,7 +534,7 @@ pub fn fetch(v: Version) -> BoxedStrategy<Fetch> {
         .boxed()
 }
 
-pub fn fetch_ok(v: Version) -> BoxedStrategy<FetchOk> {
+pub(crate) fn fetch_ok(v: Version) -> BoxedStrategy<FetchOk> {
     (
         response_id(v),
         required(v, group_order()),
@@ -563,7 +563,7 @@ fn done_target(v: Version) -> BoxedStrategy<RequestTarget> {
     }
 }
 
-pub fn subscribe_namespace(v: Version) -> BoxedStrategy<SubscribeNamespace> {
+pub(crate) fn subscribe_namespace(v: Version) -> BoxedStrategy<SubscribeNamespace> {
     (
         varint(v),
         required_delta(v),
@@ -584,7 +584,7 @@ pub fn subscribe_namespace(v: Version) -> BoxedStrategy<SubscribeNamespace> {
 }
 
 /// Every control message the draft defines.
-pub fn message(v: Version) -> BoxedStrategy<Message> {
+pub(crate) fn message(v: Version) -> BoxedStrategy<Message> {
     use Message as M;
     let rid = || varint(v).prop_map(RequestId);
     let mut all: Vec<BoxedStrategy<Message>> = vec![
@@ -739,7 +739,7 @@ pub fn message(v: Version) -> BoxedStrategy<Message> {
     prop::strategy::Union::new(all).boxed()
 }
 
-pub fn subgroup_header(v: Version) -> BoxedStrategy<SubgroupHeader> {
+pub(crate) fn subgroup_header(v: Version) -> BoxedStrategy<SubgroupHeader> {
     let subgroup = prop_oneof![
         Just(SubgroupId::Zero),
         Just(SubgroupId::FirstObject),
@@ -773,7 +773,7 @@ pub fn subgroup_header(v: Version) -> BoxedStrategy<SubgroupHeader> {
         .boxed()
 }
 
-pub fn subgroup_object(v: Version, has_properties: bool) -> BoxedStrategy<SubgroupObject> {
+pub(crate) fn subgroup_object(v: Version, has_properties: bool) -> BoxedStrategy<SubgroupObject> {
     (
         varint(v),
         when(has_properties, bytes(16).prop_map(Some), None),
@@ -789,7 +789,7 @@ pub fn subgroup_object(v: Version, has_properties: bool) -> BoxedStrategy<Subgro
         .boxed()
 }
 
-pub fn fetch_object(v: Version) -> BoxedStrategy<FetchObject> {
+pub(crate) fn fetch_object(v: Version) -> BoxedStrategy<FetchObject> {
     let size = prop_oneof![Just(0u64), 0..=moq_proto::limits::MAX_FRAME_SIZE];
     let status = when(v.has_fetch_status(), varint(v), 0);
     if !v.has_serialization_flags() {
@@ -859,7 +859,7 @@ pub fn fetch_object(v: Version) -> BoxedStrategy<FetchObject> {
     prop_oneof![4 => object, 1 => end].boxed()
 }
 
-pub fn datagram(v: Version) -> BoxedStrategy<ObjectDatagram> {
+pub(crate) fn datagram(v: Version) -> BoxedStrategy<ObjectDatagram> {
     let status_body = varint(v).prop_map(DatagramBody::Status);
     let payload = bytes(64).prop_map(DatagramBody::Payload);
     (
@@ -900,7 +900,7 @@ pub fn datagram(v: Version) -> BoxedStrategy<ObjectDatagram> {
         .boxed()
 }
 
-pub fn uni_stream(v: Version) -> BoxedStrategy<UniStream> {
+pub(crate) fn uni_stream(v: Version) -> BoxedStrategy<UniStream> {
     let mut all = vec![
         subgroup_header(v).prop_map(UniStream::Subgroup).boxed(),
         varint(v)

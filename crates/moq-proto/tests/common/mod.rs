@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)] // Test helpers, not network code.
 #![allow(dead_code)]
 
-pub mod ietf;
+pub(crate) mod ietf;
 
 use std::time::Duration;
 
@@ -11,32 +11,32 @@ use bytes::Bytes;
 use moq_proto::{coding::MAX_VARINT, *};
 use proptest::{collection::vec, option, prelude::*};
 
-pub fn version() -> impl Strategy<Value = Version> {
+pub(crate) fn version() -> impl Strategy<Value = Version> {
     prop::sample::select(Version::ALL.to_vec())
 }
 
-pub fn varint() -> impl Strategy<Value = u64> {
+pub(crate) fn varint() -> impl Strategy<Value = u64> {
     prop_oneof![0..64u64, 0..16_384u64, 0..=MAX_VARINT]
 }
 
 /// A value that still fits when encoded as `value + 1`.
-pub fn optional_value() -> impl Strategy<Value = Option<u64>> {
+pub(crate) fn optional_value() -> impl Strategy<Value = Option<u64>> {
     option::of(prop_oneof![0..100u64, 0..MAX_VARINT])
 }
 
-pub fn millis() -> impl Strategy<Value = Duration> {
+pub(crate) fn millis() -> impl Strategy<Value = Duration> {
     varint().prop_map(Duration::from_millis)
 }
 
-pub fn path() -> impl Strategy<Value = Path> {
+pub(crate) fn path() -> impl Strategy<Value = Path> {
     vec("[a-zA-Z0-9._~-]{1,8}", 0..6).prop_map(|segs| Path::new(&segs.join("/")).unwrap())
 }
 
-pub fn name() -> impl Strategy<Value = String> {
+pub(crate) fn name() -> impl Strategy<Value = String> {
     "\\PC{0,16}"
 }
 
-pub fn hops(v: Version) -> impl Strategy<Value = Hops> {
+pub(crate) fn hops(v: Version) -> impl Strategy<Value = Hops> {
     let ids = if v.has_hop_ids() {
         prop::collection::hash_set(1..=MAX_VARINT, 0..8)
             .prop_map(|set| set.into_iter().collect::<Vec<_>>())
@@ -48,7 +48,7 @@ pub fn hops(v: Version) -> impl Strategy<Value = Hops> {
     ids.prop_map(|ids| Hops::from_ids(ids).unwrap())
 }
 
-pub fn cost(v: Version) -> BoxedStrategy<Cost> {
+pub(crate) fn cost(v: Version) -> BoxedStrategy<Cost> {
     if v.has_route_cost() {
         (varint(), varint())
             .prop_map(|(warm, cold)| Cost { warm, cold })
@@ -58,7 +58,7 @@ pub fn cost(v: Version) -> BoxedStrategy<Cost> {
     }
 }
 
-pub fn range(v: Version) -> BoxedStrategy<Range> {
+pub(crate) fn range(v: Version) -> BoxedStrategy<Range> {
     if v.has_frame_bounds() {
         (optional_value(), optional_value(), varint(), optional_value())
             .prop_map(|(start_group, end_group, start_frame, end_frame)| {
@@ -96,7 +96,7 @@ fn ordered(v: Version) -> BoxedStrategy<bool> {
     }
 }
 
-pub fn setup() -> impl Strategy<Value = Setup> {
+pub(crate) fn setup() -> impl Strategy<Value = Setup> {
     let probe = prop::sample::select(vec![ProbeLevel::None, ProbeLevel::Report, ProbeLevel::Increase]);
     let role = option::of(prop::sample::select(vec![Role::Publisher, Role::Subscriber]));
     let unknown = prop::collection::btree_map(6..1000u64, vec(any::<u8>(), 0..16), 0..4).prop_map(|m| {
@@ -122,7 +122,7 @@ pub fn setup() -> impl Strategy<Value = Setup> {
         })
 }
 
-pub fn announce_request(v: Version) -> impl Strategy<Value = AnnounceRequest> {
+pub(crate) fn announce_request(v: Version) -> impl Strategy<Value = AnnounceRequest> {
     let exclude = if v.has_exclude_hop() {
         varint().boxed()
     } else {
@@ -131,11 +131,11 @@ pub fn announce_request(v: Version) -> impl Strategy<Value = AnnounceRequest> {
     (path(), exclude).prop_map(|(prefix, exclude_hop)| AnnounceRequest { prefix, exclude_hop })
 }
 
-pub fn announce_ok() -> impl Strategy<Value = AnnounceOk> {
+pub(crate) fn announce_ok() -> impl Strategy<Value = AnnounceOk> {
     (varint(), varint()).prop_map(|(origin, active)| AnnounceOk { origin, active })
 }
 
-pub fn announce(v: Version) -> BoxedStrategy<Announce> {
+pub(crate) fn announce(v: Version) -> BoxedStrategy<Announce> {
     let active =
         (path(), hops(v), cost(v)).prop_map(|(suffix, hops, cost)| Announce::Active { suffix, hops, cost });
     if v.has_announce_ids() {
@@ -154,7 +154,7 @@ pub fn announce(v: Version) -> BoxedStrategy<Announce> {
     }
 }
 
-pub fn subscribe(v: Version) -> impl Strategy<Value = Subscribe> {
+pub(crate) fn subscribe(v: Version) -> impl Strategy<Value = Subscribe> {
     (
         varint(),
         path(),
@@ -177,7 +177,7 @@ pub fn subscribe(v: Version) -> impl Strategy<Value = Subscribe> {
         )
 }
 
-pub fn subscribe_update(v: Version) -> impl Strategy<Value = SubscribeUpdate> {
+pub(crate) fn subscribe_update(v: Version) -> impl Strategy<Value = SubscribeUpdate> {
     (any::<u8>(), ordered(v), millis(), range(v)).prop_map(|(priority, ordered, max_latency, range)| {
         SubscribeUpdate {
             priority,
@@ -188,7 +188,7 @@ pub fn subscribe_update(v: Version) -> impl Strategy<Value = SubscribeUpdate> {
     })
 }
 
-pub fn subscribe_response(v: Version) -> BoxedStrategy<SubscribeResponse> {
+pub(crate) fn subscribe_response(v: Version) -> BoxedStrategy<SubscribeResponse> {
     let drop = (varint(), varint(), varint()).prop_map(|(a, b, error)| {
         SubscribeResponse::Drop(SubscribeDrop {
             start: a.min(b),
@@ -224,11 +224,11 @@ pub fn subscribe_response(v: Version) -> BoxedStrategy<SubscribeResponse> {
     }
 }
 
-pub fn track_request() -> impl Strategy<Value = TrackRequest> {
+pub(crate) fn track_request() -> impl Strategy<Value = TrackRequest> {
     (path(), name()).prop_map(|(broadcast, track)| TrackRequest { broadcast, track })
 }
 
-pub fn track_info(v: Version) -> impl Strategy<Value = TrackInfo> {
+pub(crate) fn track_info(v: Version) -> impl Strategy<Value = TrackInfo> {
     (any::<u8>(), ordered(v), millis(), 1..=MAX_VARINT).prop_map(
         |(priority, ordered, max_latency, timescale)| TrackInfo {
             priority,
@@ -239,7 +239,7 @@ pub fn track_info(v: Version) -> impl Strategy<Value = TrackInfo> {
     )
 }
 
-pub fn fetch(v: Version) -> impl Strategy<Value = Fetch> {
+pub(crate) fn fetch(v: Version) -> impl Strategy<Value = Fetch> {
     let frames = if v.has_frame_bounds() {
         (varint(), optional_value())
             .prop_map(|(start, end)| (start, end.map(|e| e.max(start))))
@@ -259,7 +259,7 @@ pub fn fetch(v: Version) -> impl Strategy<Value = Fetch> {
     )
 }
 
-pub fn group_header(v: Version) -> impl Strategy<Value = GroupHeader> {
+pub(crate) fn group_header(v: Version) -> impl Strategy<Value = GroupHeader> {
     let start = if v.has_frame_bounds() {
         varint().boxed()
     } else {
@@ -272,7 +272,7 @@ pub fn group_header(v: Version) -> impl Strategy<Value = GroupHeader> {
     })
 }
 
-pub fn frame_header(v: Version) -> impl Strategy<Value = FrameHeader> {
+pub(crate) fn frame_header(v: Version) -> impl Strategy<Value = FrameHeader> {
     let delta = if v.has_frame_timestamps() {
         (-(1i64 << 61)..(1i64 << 61)).boxed()
     } else {
@@ -284,7 +284,7 @@ pub fn frame_header(v: Version) -> impl Strategy<Value = FrameHeader> {
     })
 }
 
-pub fn datagram() -> impl Strategy<Value = Datagram> {
+pub(crate) fn datagram() -> impl Strategy<Value = Datagram> {
     (varint(), varint(), varint(), vec(any::<u8>(), 0..1200)).prop_map(
         |(subscribe, sequence, timestamp, p)| Datagram {
             subscribe,
@@ -295,7 +295,7 @@ pub fn datagram() -> impl Strategy<Value = Datagram> {
     )
 }
 
-pub fn probe(v: Version) -> impl Strategy<Value = Probe> {
+pub(crate) fn probe(v: Version) -> impl Strategy<Value = Probe> {
     let rtt = if v.has_probe_rtt() {
         option::of(1..=MAX_VARINT).boxed()
     } else {
@@ -304,6 +304,6 @@ pub fn probe(v: Version) -> impl Strategy<Value = Probe> {
     (option::of(1..=MAX_VARINT), rtt).prop_map(|(bitrate, rtt_ms)| Probe { bitrate, rtt_ms })
 }
 
-pub fn goaway() -> impl Strategy<Value = Goaway> {
+pub(crate) fn goaway() -> impl Strategy<Value = Goaway> {
     "\\PC{0,40}".prop_map(|uri| Goaway { uri })
 }

@@ -258,16 +258,16 @@ impl Placeholder {
 pub struct DirectoryHook {
     cluster: Arc<Cluster>,
     tokens_in_use: bool,
-    limits: session::Limits,
+    quota: session::Quota,
 }
 
 impl DirectoryHook {
     /// The hook for `cluster`'s directory; `tokens_in_use` when the gate verifies tokens.
-    pub fn new(cluster: Arc<Cluster>, tokens_in_use: bool, limits: session::Limits) -> Self {
+    pub fn new(cluster: Arc<Cluster>, tokens_in_use: bool, quota: session::Quota) -> Self {
         Self {
             cluster,
             tokens_in_use,
-            limits,
+            quota,
         }
     }
 }
@@ -294,7 +294,7 @@ impl Hook for DirectoryHook {
         config.consume = Some(self.cluster.directory.clone());
         config.root = Path::empty();
         config.permissions = Permissions::all();
-        config.limits = self.limits.clone();
+        config.quota = self.quota.clone();
         Some(Ok(()))
     }
 }

@@ -96,7 +96,7 @@ impl Link {
             media,
             client,
             token_file,
-            limits,
+            quota,
             lifecycle,
             ..
         } = &self.context;
@@ -126,7 +126,7 @@ impl Link {
             _ => cost,
         };
         config.shutdown = Some(lifecycle.draining());
-        config.limits = limits.clone();
+        config.quota = quota.clone();
         config.setup.path = connected.setup_path(&url);
         let session = MoqSession::new(connected.session, connected.transport);
         let version = connected.version;

@@ -285,11 +285,11 @@ impl Cluster {
     }
 }
 
-/// Limits for a session with another relay of the cluster (a link we dial, a directory
+/// The quota for a session with another relay of the cluster (a link we dial, a directory
 /// session, a peer with a cluster certificate): a relay carries every broadcast of the
 /// cluster, far more than one client should.
-pub fn link_limits(session: &session::Limits) -> session::Limits {
-    session::Limits {
+pub fn link_quota(session: &session::Quota) -> session::Quota {
+    session::Quota {
         max_subscriptions: session.max_subscriptions.max(LINK_LIMIT),
         max_announcements: session.max_announcements.max(LINK_LIMIT),
         ..session.clone()
@@ -338,8 +338,8 @@ pub struct Context {
     pub client: Arc<client::Client>,
     /// The cluster token file (`[cluster] token`), read at every dial.
     pub token_file: Option<std::path::PathBuf>,
-    /// Limits for link sessions.
-    pub limits: session::Limits,
+    /// The quota of link sessions.
+    pub quota: session::Quota,
     /// Hosts the cluster token may be sent to.
     pub allow: Arc<AllowList>,
     /// Drain and shutdown signals.

@@ -75,7 +75,7 @@ pub const INERT: &[(&str, &str)] = &[
 ];
 
 /// The inert entry covering `key` (a dotted path), if any.
-pub fn lookup(key: &str) -> Option<(&'static str, &'static str)> {
+pub(super) fn lookup(key: &str) -> Option<(&'static str, &'static str)> {
     INERT
         .iter()
         .copied()
@@ -89,7 +89,7 @@ pub fn warning(place: &str, key: &str, why: &str) -> String {
 
 /// Remove every inert key from `table` (the parsed file, keys with their spans), and
 /// return each as (dotted key, byte offset).
-pub fn strip(table: &mut DeTable<'_>) -> Vec<(String, usize)> {
+pub(super) fn strip(table: &mut DeTable<'_>) -> Vec<(String, usize)> {
     let mut found = Vec::new();
     strip_at(table, "", &mut found);
     found

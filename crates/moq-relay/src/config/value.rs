@@ -204,7 +204,7 @@ impl fmt::Display for Fingerprint {
 }
 
 /// Parse a moq-lite version name such as `"moq-lite-04"` (clap value parser).
-pub fn parse_version(s: &str) -> Result<moq_proto::Version, String> {
+pub(super) fn parse_version(s: &str) -> Result<moq_proto::Version, String> {
     s.trim()
         .parse()
         .map_err(|e: moq_proto::UnknownVersion| e.to_string())
@@ -213,7 +213,7 @@ pub fn parse_version(s: &str) -> Result<moq_proto::Version, String> {
 /// A duration in a config file: a string like `"30s"` (see [`parse_duration`]), or a
 /// number of seconds. Use as `#[serde_as(as = "Option<HumanDuration>")]`.
 #[derive(Debug)]
-pub struct HumanDuration;
+pub(super) struct HumanDuration;
 
 impl<'de> serde_with::DeserializeAs<'de, Duration> for HumanDuration {
     fn deserialize_as<D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {

@@ -29,12 +29,12 @@ use moq_relay::{Relay, config::Config, metrics::Metrics, session::Sessions};
 use url::Url;
 
 /// 127.0.0.1.
-pub const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+pub(crate) const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// How long the tests wait for something that takes milliseconds on an idle machine
 /// (a subscription to reach the publisher, a session to register): generous, because
 /// the machine running them may be busy.
-pub const SOON: Duration = Duration::from_secs(10);
+pub(crate) const SOON: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------------------
 // Waiting with a deadline
@@ -45,7 +45,11 @@ pub const SOON: Duration = Duration::from_secs(10);
 /// Between attempts it pauses 10 ms, doubling up to 200 ms. Each attempt is bounded by
 /// the deadline too, so a probe that hangs cannot outlive it. On timeout it panics with
 /// `what` and the detail of the last `Err`, which should say what was seen instead.
-pub async fn poll<T>(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> Result<T, String>) -> T {
+pub(crate) async fn poll<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut pause = Duration::from_millis(10);
     loop {
@@ -64,7 +68,7 @@ pub async fn poll<T>(what: &str, timeout: Duration, mut check: impl AsyncFnMut()
 }
 
 /// Wait until `check` returns true, for at most `timeout`; panics naming `what`.
-pub async fn eventually(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
+pub(crate) async fn eventually(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
     poll(what, timeout, async || {
         if check().await {
             Ok(())
@@ -80,7 +84,7 @@ pub async fn eventually(what: &str, timeout: Duration, mut check: impl AsyncFnMu
 // ---------------------------------------------------------------------------------------
 
 /// A minimal HTTP/1.1 GET over TCP: (status, body).
-pub async fn http_get(url: &str) -> (u16, String) {
+pub(crate) async fn http_get(url: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let url = Url::parse(url).unwrap();
     let addr = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap());
@@ -120,7 +124,7 @@ pub async fn http_get(url: &str) -> (u16, String) {
 
 /// The value of one sample in a Prometheus text exposition, named with its labels
 /// exactly as exposed (`name{label="value"}`), or a bare name for an unlabelled one.
-pub fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
+pub(crate) fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
     text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
         l.strip_prefix(name_and_labels)?
             .strip_prefix(' ')?
@@ -131,7 +135,7 @@ pub fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
 }
 
 /// The sum of every sample of metric `name`, whatever its labels (0 if there is none).
-pub fn metric_sum(text: &str, name: &str) -> f64 {
+pub(crate) fn metric_sum(text: &str, name: &str) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter(|l| {
@@ -147,7 +151,7 @@ pub fn metric_sum(text: &str, name: &str) -> f64 {
 // ---------------------------------------------------------------------------------------
 
 /// Log to the test's output, filtered by `RUST_LOG` (once per test binary).
-pub fn init_tracing() {
+pub(crate) fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -156,7 +160,7 @@ pub fn init_tracing() {
 
 /// A free port on `ip` for both UDP and TCP (best effort: another process may take it
 /// before the relay binds it).
-pub fn free_port(ip: IpAddr) -> u16 {
+pub(crate) fn free_port(ip: IpAddr) -> u16 {
     loop {
         let udp = std::net::UdpSocket::bind((ip, 0)).unwrap();
         let port = udp.local_addr().unwrap().port();
@@ -168,7 +172,7 @@ pub fn free_port(ip: IpAddr) -> u16 {
 
 /// A CA and a client certificate for `{name}.relay` it signed, written as PEM files in
 /// `dir`: (`{name}-ca.pem`, `{name}.pem`, `{name}.key`).
-pub fn client_pki(dir: &FsPath, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+pub(crate) fn client_pki(dir: &FsPath, name: &str) -> (PathBuf, PathBuf, PathBuf) {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -198,7 +202,7 @@ pub fn client_pki(dir: &FsPath, name: &str) -> (PathBuf, PathBuf, PathBuf) {
 
 /// Where a relay under test listens, and (in process) its state to poll.
 #[derive(Clone)]
-pub struct TestRelay {
+pub(crate) struct TestRelay {
     /// The QUIC (and WebTransport) address.
     pub quic: SocketAddr,
     /// The public HTTP address.
@@ -213,7 +217,7 @@ pub struct TestRelay {
 
 /// What tests read of an in-process relay while it runs.
 #[derive(Clone)]
-pub struct RelayState {
+pub(crate) struct RelayState {
     /// Its sessions: registry, media plane, lifecycle.
     pub sessions: Arc<Sessions>,
     /// Its metrics registry.
@@ -225,7 +229,7 @@ pub struct RelayState {
 /// `extra` is more TOML; its lines starting with `tls.` go into `[server.tls]`. Without
 /// an `[auth]` table everything is public; without a `[limits]` table the per-address
 /// limits are lifted (every test client comes from 127.0.0.1).
-pub async fn start_relay(extra: &str) -> TestRelay {
+pub(crate) async fn start_relay(extra: &str) -> TestRelay {
     let limits = if extra.contains("[limits]") {
         ""
     } else {
@@ -270,7 +274,7 @@ listen = "127.0.0.1:0"
 impl TestRelay {
     /// Describe a bound (not yet running) in-process relay. Without a public HTTP
     /// listener, `web` is the QUIC address.
-    pub fn of(relay: &Relay) -> Self {
+    pub(crate) fn of(relay: &Relay) -> Self {
         let quic = relay.quic_addr().unwrap();
         Self {
             quic,
@@ -286,7 +290,7 @@ impl TestRelay {
 
     /// A client that trusts this relay's certificate by fingerprint; `versions` empty
     /// means every version.
-    pub fn client(&self, versions: &[Version]) -> client::Client {
+    pub(crate) fn client(&self, versions: &[Version]) -> client::Client {
         client::Client::new(client::Config {
             bind: "127.0.0.1:0".parse().unwrap(),
             tls: client::ClientTls {
@@ -300,13 +304,13 @@ impl TestRelay {
     }
 
     /// `scheme://localhost:PORT/path` on the QUIC port.
-    pub fn url(&self, scheme: &str, path: &str) -> Url {
+    pub(crate) fn url(&self, scheme: &str, path: &str) -> Url {
         Url::parse(&format!("{scheme}://localhost:{}/{path}", self.quic.port())).unwrap()
     }
 
     /// The Prometheus text: rendered directly in process, else scraped from the
     /// internal listener.
-    pub async fn metrics_text(&self) -> String {
+    pub(crate) async fn metrics_text(&self) -> String {
         match (&self.state, self.internal) {
             (Some(state), _) => state.metrics.render(),
             (None, Some(internal)) => http_get(&format!("http://{internal}/metrics")).await.1,
@@ -315,13 +319,13 @@ impl TestRelay {
     }
 
     /// The sum of every sample of metric `name`.
-    pub async fn metric(&self, name: &str) -> f64 {
+    pub(crate) async fn metric(&self, name: &str) -> f64 {
         metric_sum(&self.metrics_text().await, name)
     }
 
     /// Wait until at least `n` subscriptions from peers are live on the relay (each
     /// already holds its track, so every group written from now on reaches it).
-    pub async fn wait_subscriptions(&self, n: usize) {
+    pub(crate) async fn wait_subscriptions(&self, n: usize) {
         poll(
             &format!("{n} subscriptions live at the relay"),
             SOON,
@@ -338,7 +342,7 @@ impl TestRelay {
     }
 
     /// Wait until at least `n` sessions are registered on the relay.
-    pub async fn wait_sessions(&self, n: usize) {
+    pub(crate) async fn wait_sessions(&self, n: usize) {
         poll(
             &format!("{n} sessions registered at the relay"),
             SOON,
@@ -358,14 +362,14 @@ impl TestRelay {
     }
 
     /// The in-process relay's state (panics for a relay process).
-    pub fn state(&self) -> &RelayState {
+    pub(crate) fn state(&self) -> &RelayState {
         self.state.as_ref().expect("an in-process relay")
     }
 }
 
 /// The relay binary as its own process (so its memory can be measured alone, or it can
 /// be sent signals). Killed when dropped.
-pub struct RelayProcess {
+pub(crate) struct RelayProcess {
     /// The process.
     pub child: Child,
     /// Its addresses; `internal` is always set, `state` never.
@@ -382,7 +386,7 @@ impl Drop for RelayProcess {
 /// Start the `moq-relay` binary on a free port of 127.0.0.1 (QUIC and HTTP on the same
 /// port, an internal listener on another), everything public, with `extra` flags; returns
 /// once it serves its certificate fingerprint.
-pub async fn spawn_relay(extra: &[&str]) -> RelayProcess {
+pub(crate) async fn spawn_relay(extra: &[&str]) -> RelayProcess {
     let port = free_port(LOCALHOST);
     let addr = SocketAddr::new(LOCALHOST, port);
     let internal = SocketAddr::new(LOCALHOST, free_port(LOCALHOST));
@@ -429,12 +433,12 @@ pub async fn spawn_relay(extra: &[&str]) -> RelayProcess {
 
 impl RelayProcess {
     /// Send SIGTERM (through `kill(1)`: the tests link no libc bindings).
-    pub fn sigterm(&self) {
+    pub(crate) fn sigterm(&self) {
         self.signal("TERM");
     }
 
     /// Send a signal by name (`HUP`, `TERM`, ...).
-    pub fn signal(&self, name: &str) {
+    pub(crate) fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
@@ -443,7 +447,7 @@ impl RelayProcess {
     }
 
     /// Wait (up to `timeout`) for the process to exit; returns how it exited.
-    pub async fn exit_status(&mut self, timeout: Duration) -> ExitStatus {
+    pub(crate) async fn exit_status(&mut self, timeout: Duration) -> ExitStatus {
         let child = &mut self.child;
         poll("the relay process to exit", timeout, async || {
             child
@@ -461,7 +465,7 @@ impl RelayProcess {
 
 /// Connect and run a moq-lite session in the background; returns its handle and the
 /// negotiated version. Over raw QUIC the URL path goes in SETUP.
-pub async fn connect(
+pub(crate) async fn connect(
     client: &client::Client,
     url: &Url,
     publish: Option<Origin>,
@@ -480,7 +484,7 @@ pub async fn connect(
 }
 
 /// An in-process publisher of one broadcast with one track, `video`.
-pub struct Publisher {
+pub(crate) struct Publisher {
     /// What the session publishes from.
     pub origin: Origin,
     /// The broadcast.
@@ -497,7 +501,7 @@ impl Publisher {
     /// Wait until the relay subscribed to the `video` track. A subscriber whose
     /// subscription started this (the first on the track) then receives every group
     /// written from now on.
-    pub async fn wait_subscribed(&self) {
+    pub(crate) async fn wait_subscribed(&self) {
         let track = &self.track;
         eventually(
             "the relay to subscribe to the publisher's track",
@@ -509,12 +513,17 @@ impl Publisher {
 }
 
 /// Publish broadcast `name` under the root `anon`.
-pub async fn publisher(relay: &TestRelay, client: &client::Client, scheme: &str, name: &str) -> Publisher {
+pub(crate) async fn publisher(
+    relay: &TestRelay,
+    client: &client::Client,
+    scheme: &str,
+    name: &str,
+) -> Publisher {
     publisher_at(relay, client, scheme, "anon", name).await
 }
 
 /// Publish broadcast `name` under the session root `root`.
-pub async fn publisher_at(
+pub(crate) async fn publisher_at(
     relay: &TestRelay,
     client: &client::Client,
     scheme: &str,
@@ -541,7 +550,7 @@ pub async fn publisher_at(
 
 /// Subscribe to the `video` track of broadcast `name` under the root `anon`, once it is
 /// announced. The subscription may still be on its way to the relay when this returns.
-pub async fn subscriber(
+pub(crate) async fn subscriber(
     relay: &TestRelay,
     client: &client::Client,
     scheme: &str,
@@ -557,7 +566,7 @@ pub async fn subscriber(
 }
 
 /// Frame `index` of group `group`: payload `"{group}:{index}:"` padded with `x` to `size`.
-pub fn frame(group: u64, index: u64, size: usize) -> Frame {
+pub(crate) fn frame(group: u64, index: u64, size: usize) -> Frame {
     let mut payload = format!("{group}:{index}:").into_bytes();
     payload.resize(size.max(payload.len()), b'x');
     Frame {
@@ -567,7 +576,7 @@ pub fn frame(group: u64, index: u64, size: usize) -> Frame {
 }
 
 /// Write group `seq` of `frames` frames of `size` bytes, and finish it.
-pub fn write_group(track: &TrackProducer, seq: u64, frames: u64, size: usize) {
+pub(crate) fn write_group(track: &TrackProducer, seq: u64, frames: u64, size: usize) {
     let mut group = track.create_group(seq).unwrap();
     for i in 0..frames {
         group.write(frame(seq, i, size));
@@ -577,7 +586,7 @@ pub fn write_group(track: &TrackProducer, seq: u64, frames: u64, size: usize) {
 
 /// Read `groups` whole groups; returns (sequence, frames) each, by sequence
 /// (groups travel on independent streams, so they may arrive out of order).
-pub async fn read_groups(track: &mut TrackConsumer, groups: usize) -> Vec<(u64, Vec<Frame>)> {
+pub(crate) async fn read_groups(track: &mut TrackConsumer, groups: usize) -> Vec<(u64, Vec<Frame>)> {
     let mut out = Vec::new();
     while out.len() < groups {
         let mut group = tokio::time::timeout(Duration::from_secs(20), track.next_group())
