@@ -51,18 +51,9 @@ impl Config {
             warnings.push("auth.key_dir as a URL is deprecated: use auth.url (an auth service)".to_string());
         }
         let https = &self.web.https;
-        if https.listen.is_some() || !https.cert.is_empty() || !https.key.is_empty() || !https.root.is_empty()
-        {
-            warnings.push(
-                "'web.https' has no effect on this relay yet: HTTPS on TCP is not served; use web.http behind \
-                 a TLS-terminating proxy"
-                    .to_string(),
-            );
-        }
-        if self.web.ws == Some(false) {
-            warnings.push(
-                "'web.ws' has no effect on this relay yet: the WebSocket fallback is not served".to_string(),
-            );
+        if https.listen.is_none() && (!https.cert.is_empty() || !https.key.is_empty()) {
+            warnings
+                .push("web.https.cert/key are set but web.https.listen is not: HTTPS stays off".to_string());
         }
         warnings.extend(env_warnings(
             std::env::vars_os().filter_map(|(name, _)| name.into_string().ok()),
@@ -113,10 +104,11 @@ impl Config {
 
         let https = &self.web.https;
         if https.listen.is_some() {
-            if https.cert.is_empty() && https.key.is_empty() {
+            // Without files of its own, HTTPS serves the QUIC listener's certificate.
+            if https.cert.is_empty() && https.key.is_empty() && !tls.has_certificate() {
                 problems.push(
-                    "web.https.listen is set but there is no certificate: set web.https.cert and web.https.key \
-                     (they may name the same files as server.tls)"
+                    "web.https.listen is set but there is no certificate: set web.https.cert and web.https.key, \
+                     or give the QUIC listener one (server.tls) to share"
                         .to_string(),
                 );
             } else {
@@ -234,8 +226,12 @@ impl Config {
             }
             None => parts.push("quic off".to_string()),
         }
+        let ws = if self.web.ws == Some(false) { "" } else { "+ws" };
         if let Some(listen) = &self.web.http.listen {
-            parts.push(format!("http {listen}"));
+            parts.push(format!("http{ws} {listen}"));
+        }
+        if let Some(listen) = &self.web.https.listen {
+            parts.push(format!("https{ws} {listen}"));
         }
         if let Some(listen) = &self.internal.listen {
             parts.push(format!("internal {listen}"));

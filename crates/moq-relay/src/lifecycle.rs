@@ -74,6 +74,12 @@ impl Lifecycle {
         self.tasks.spawn(task);
     }
 
+    /// Keep shutdown waiting while the returned token lives (for work started outside
+    /// [`Lifecycle::spawn`], such as an upgraded HTTP connection).
+    pub fn track(&self) -> tokio_util::task::task_tracker::TaskTrackerToken {
+        self.tasks.token()
+    }
+
     /// Whether the relay is draining.
     pub fn is_draining(&self) -> bool {
         *self.draining.borrow()

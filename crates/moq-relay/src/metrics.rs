@@ -135,6 +135,11 @@ impl Refusals {
         this
     }
 
+    /// The refused-connections counter family (for tests that read it directly).
+    pub fn refused_family(&self) -> Family<ReasonLabels, Counter> {
+        self.refused.clone()
+    }
+
     /// Count a refused connection.
     pub fn refused(&self, reason: &str) {
         self.refused.get_or_create(&labels(reason)).inc();

@@ -55,8 +55,10 @@ pub struct Relay {
     pub metrics: metrics::Metrics,
     /// The QUIC + WebTransport listener.
     pub quic: Arc<server::Server>,
-    /// The public HTTP listener (certificate fingerprint, announced, fetch, health).
+    /// The public HTTP listener (certificate fingerprint, announced, fetch, health, WebSocket).
     pub public: Option<TcpListener>,
+    /// The public HTTPS listener (`[web.https]`): the same endpoints over TLS.
+    pub https: Option<(TcpListener, moq_native::tls::TcpTls)>,
     /// The internal ops listener (metrics, health, readiness).
     pub admin: Option<TcpListener>,
     quic_metrics: QuicMetrics,
@@ -68,6 +70,8 @@ pub struct Relay {
 pub struct Handle {
     sessions: Arc<Sessions>,
     quic: Arc<server::Server>,
+    /// HTTPS certificates of their own (`[web.https] cert/key`), reloaded with the QUIC ones.
+    https_tls: Option<moq_native::tls::TcpTls>,
     tls_metrics: TlsMetrics,
 }
 
@@ -101,6 +105,9 @@ impl Handle {
     /// Re-read the certificate and key files (keeping the old ones if the new are bad).
     pub fn reload_certificates(&self) -> anyhow::Result<()> {
         self.quic.reload_certificates()?;
+        if let Some(tls) = &self.https_tls {
+            tls.reload()?;
+        }
         self.tls_metrics.record(&self.quic);
         Ok(())
     }
@@ -146,6 +153,22 @@ fn bind_quic(config: &Config) -> anyhow::Result<server::Server> {
         quic: config.server_quic().apply(Default::default()),
     })
     .context("cannot start the QUIC listener")
+}
+
+/// TLS for `[web.https]`: its own certificate files, or else the QUIC listener's
+/// certificate (one resolver: reloading one reloads both).
+fn https_tls(config: &Config, quic: &server::Server) -> anyhow::Result<moq_native::tls::TcpTls> {
+    let https = &config.web.https;
+    let tls = match https.cert.is_empty() {
+        true => quic.tcp_tls(),
+        false => moq_native::tls::TcpTls::load(&server::TlsConfig {
+            cert: https.cert.clone(),
+            key: https.key.clone(),
+            generate: Vec::new(),
+            root: https.root.clone(),
+        }),
+    };
+    tls.context("cannot load the [web.https] certificate")
 }
 
 /// The media plane `[cache]` and `[cluster]` describe.
@@ -203,6 +226,7 @@ impl Relay {
             lifecycle,
             hooks: vec![Arc::new(hook) as Arc<dyn Hook>],
             quic: config.server_quic().apply(Default::default()),
+            ids: Default::default(),
         });
 
         let public = match &config.web.http.listen {
@@ -214,6 +238,13 @@ impl Relay {
                 }
                 Some(http::bind(addr, "HTTP").await?)
             }
+            None => None,
+        };
+        let https = match &config.web.https.listen {
+            Some(listen) => Some((
+                http::bind(resolve(listen, "[web.https] listen")?, "HTTPS").await?,
+                https_tls(&config, &quic)?,
+            )),
             None => None,
         };
         let admin = match &config.internal.listen {
@@ -228,6 +259,7 @@ impl Relay {
             metrics: builder.finish(),
             quic,
             public,
+            https,
             admin,
             quic_metrics,
             tls_metrics,
@@ -239,6 +271,11 @@ impl Relay {
         Handle {
             sessions: self.sessions.clone(),
             quic: self.quic.clone(),
+            https_tls: self
+                .https
+                .as_ref()
+                .map(|(_, tls)| tls.clone())
+                .filter(|_| !self.config.web.https.cert.is_empty()),
             tls_metrics: self.tls_metrics.clone(),
         }
     }
@@ -258,6 +295,11 @@ impl Relay {
         self.public.as_ref().and_then(|l| l.local_addr().ok())
     }
 
+    /// The HTTPS listener's address, if there is one.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+
     /// Serve until the QUIC listener closes (after [`Handle::drain`] or
     /// [`Handle::shutdown`]); every task it started has ended when this returns.
     pub async fn run(mut self) -> anyhow::Result<()> {
@@ -267,36 +309,51 @@ impl Relay {
         lifecycle.spawn(self.quic_metrics.clone().sample(self.sessions.registry.clone()));
         self.spawn_http();
         self.spawn_cluster()?;
-        let mut next_id = 0u64;
         while let Some(incoming) = self.quic.accept().await {
-            next_id += 1;
+            let id = self.sessions.next_id();
             let span = tracing::info_span!(
                 "conn",
-                id = next_id,
+                id,
                 peer = %incoming.remote_addr(),
                 path = tracing::field::Empty,
                 version = tracing::field::Empty,
             );
             let sessions = self.sessions.clone();
-            lifecycle.spawn_graceful(sessions.serve_quic(incoming, next_id).instrument(span));
+            lifecycle.spawn_graceful(sessions.serve_quic(incoming, id).instrument(span));
         }
         handle.shutdown().await;
         Ok(())
     }
 
     fn spawn_http(&mut self) {
-        let lifecycle = &self.sessions.lifecycle;
+        let lifecycle = self.sessions.lifecycle.clone();
         let shutdown = lifecycle.shutdown_token().clone();
-        if let Some(listener) = self.public.take() {
-            let router = http::public::router(http::public::PublicState {
-                media: self.sessions.media.clone(),
-                gate: self.sessions.gate.clone(),
-                refusals: self.sessions.refusals.clone(),
-                fingerprints: Arc::new(self.quic.fingerprints()),
-            });
-            lifecycle.spawn_graceful(http::serve(listener, router, shutdown.clone()));
+        let listener = |tcp, tls, router| http::Listener {
+            tcp,
+            tls,
+            router,
+            limits: http::Limits::default(),
+            refusals: self.sessions.refusals.clone(),
+        };
+        let public = http::public::router(http::public::PublicState {
+            media: self.sessions.media.clone(),
+            gate: self.sessions.gate.clone(),
+            refusals: self.sessions.refusals.clone(),
+            fingerprints: Arc::new(self.quic.fingerprints()),
+            fetches: Arc::new(tokio::sync::Semaphore::new(http::public::MAX_FETCHES)),
+            upgrades: (self.config.web.ws != Some(false)).then(|| http::websocket::Upgrades {
+                sessions: self.sessions.clone(),
+                versions: self.config.server.version.clone().into(),
+                qmux: Default::default(),
+            }),
+        });
+        if let Some(tcp) = self.public.take() {
+            lifecycle.spawn_graceful(http::serve(listener(tcp, None, public.clone()), shutdown.clone()));
         }
-        if let Some(listener) = self.admin.take() {
+        if let Some((tcp, tls)) = self.https.take() {
+            lifecycle.spawn_graceful(http::serve(listener(tcp, Some(tls), public), shutdown.clone()));
+        }
+        if let Some(tcp) = self.admin.take() {
             let router = http::admin::router(http::admin::AdminState {
                 metrics: self.metrics.clone(),
                 registry: self.sessions.registry.clone(),
@@ -305,7 +362,7 @@ impl Relay {
                 cluster: self.cluster.clone(),
                 lifecycle: lifecycle.clone(),
             });
-            lifecycle.spawn_graceful(http::serve(listener, router, shutdown));
+            lifecycle.spawn_graceful(http::serve(listener(tcp, None, router), shutdown));
         }
     }
 

@@ -58,6 +58,8 @@ pub struct Sessions {
     pub hooks: Vec<Arc<dyn Hook>>,
     /// The QUIC settings of the listener, so stream credit grows from where it started.
     pub quic: moq_native::quic::Config,
+    /// The last connection id handed out (ids start at 1).
+    pub ids: std::sync::atomic::AtomicU64,
 }
 
 /// A session whose handshake and authentication are done.
@@ -90,6 +92,11 @@ impl Sessions {
             return;
         };
         self.run(accepted, ticket, id).await;
+    }
+
+    /// A new connection id, for the log span and `/sessions`.
+    pub fn next_id(&self) -> u64 {
+        self.ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
     }
 
     /// Step 1: take a session slot, or count and log why not (`None`).

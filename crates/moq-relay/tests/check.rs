@@ -90,7 +90,7 @@ fn check_without_file_is_the_development_relay() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(
         stdout(&output).trim(),
-        "(development defaults): ok: quic [::]:4443 (self-signed for localhost), http [::]:4443, \
+        "(development defaults): ok: quic [::]:4443 (self-signed for localhost), http+ws [::]:4443, \
          auth public subscribe [\"\"] publish [\"\"], no cluster, cache unbounded"
     );
 }
@@ -128,7 +128,7 @@ fn env_overrides_file() {
     assert!(out.contains("quic 127.0.0.1:5000 "), "{out}");
     assert!(out.contains("cache 1.0 GiB"), "{out}");
     // Untouched keys keep the file's values.
-    assert!(out.contains("http [::]:4443"), "{out}");
+    assert!(out.contains("http+ws [::]:4443"), "{out}");
 }
 
 #[test]

@@ -1003,7 +1003,7 @@ fn summary_says_what_will_run() {
     let summary = Config::development().summary();
     assert_eq!(
         summary,
-        "(development defaults): ok: quic [::]:4443 (self-signed for localhost), http [::]:4443, \
+        "(development defaults): ok: quic [::]:4443 (self-signed for localhost), http+ws [::]:4443, \
          auth public subscribe [\"\"] publish [\"\"], no cluster, cache unbounded"
     );
     let summary = load_fixture("demo/leaf1.toml", &["--cache-capacity", "75%"]).summary();

@@ -2,8 +2,14 @@
 //! health, announced, fetch and CORS, with a real publisher behind them.
 #![allow(clippy::unwrap_used)] // Test code.
 
+use moq_core::Origin;
+use moq_proto::Path;
+use moq_relay::{Relay, config::Config};
+
 mod common;
-use common::{SOON, http_get, poll, publisher, start_relay, write_group};
+use common::{
+    SOON, TestRelay, connect, http_get, poll, publisher, read_groups, start_relay, subscriber, write_group,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_endpoints() {
@@ -53,5 +59,112 @@ async fn http_endpoints() {
             .to_ascii_lowercase()
             .contains("access-control-allow-origin: *"),
         "{response}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_sessions_go_through_the_same_gate() {
+    let relay = start_relay("[auth]\npublic = \"anon\"").await;
+    let client = relay.client(&[]);
+    let publisher = publisher(&relay, &client, "moqt", "live").await;
+    // A viewer over qmux/WebSocket (ws://, the HTTP listener) gets the broadcast.
+    let (mut track, _session) = subscriber(&relay, &client, "ws", "live").await;
+    relay.wait_subscriptions(1).await;
+    publisher.wait_subscribed().await;
+    write_group(&publisher.track, 0, 3, 100);
+    let groups = read_groups(&mut track, 1).await;
+    assert_eq!(groups[0].1.len(), 3);
+    let sessions = relay.state().sessions.registry.list();
+    assert!(
+        sessions
+            .iter()
+            .any(|s| s.transport == moq_native::Transport::WebSocket),
+        "{sessions:?}"
+    );
+    let metrics = relay.metrics_text().await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("moq_relay_sessions_active{transport=\"websocket\"") && l.ends_with(" 1")),
+        "{metrics}"
+    );
+    // Outside the public prefix: refused at the upgrade, counted like any session.
+    let url = url::Url::parse(&format!("ws://localhost:{}/private", relay.web.port())).unwrap();
+    let err = client.connect(&url).await.unwrap_err().to_string();
+    assert!(err.contains("401"), "{err}");
+    let text = relay.metrics_text().await;
+    assert!(
+        text.contains("moq_relay_auth_failures_total{reason=\"token_required\"} 1"),
+        "{text}"
+    );
+    // A plain GET to a path that is not an endpoint is still a 404.
+    assert_eq!(http_get(&format!("http://{}/nothing", relay.web)).await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_serves_the_endpoints_and_wss_across_a_certificate_swap() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let first = moq_native::tls::generate(&["localhost".to_string()]).unwrap();
+    std::fs::write(&cert, &first.cert_pem).unwrap();
+    std::fs::write(&key, &first.key_pem).unwrap();
+    // [web.https] without files of its own shares the QUIC listener's certificate.
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n[web.https]\nlisten = \
+         \"127.0.0.1:0\"\n[auth]\npublic = \"\"\n",
+        cert.display(),
+        key.display()
+    );
+    let config = Config::from_toml(&text, std::path::Path::new("test.toml")).unwrap();
+    let relay = Relay::bind(config).await.unwrap();
+    let https = relay.https_addr().unwrap();
+    let handle = relay.handle();
+    let old = TestRelay::of(&relay);
+    tokio::spawn(relay.run());
+
+    // The endpoints over TLS, HTTP/1.1 and HTTP/2.
+    for version in ["--http1.1", "--http2"] {
+        let output = std::process::Command::new("curl")
+            .args(["-sk", version, "-w", " %{http_version}"])
+            .arg(format!("https://127.0.0.1:{}/certificate.sha256", https.port()))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(text.starts_with(&old.fingerprint), "{version}: {text}");
+    }
+
+    // A wss:// viewer on the HTTPS port keeps receiving across a certificate swap.
+    let client = old.client(&[]);
+    let publisher = publisher(&old, &client, "moqt", "live").await;
+    let wss = url::Url::parse(&format!("wss://localhost:{}/anon", https.port())).unwrap();
+    let origin = Origin::default();
+    let (_session, _) = connect(&client, &wss, None, Some(origin.clone())).await;
+    let broadcast = origin.wait_for(&Path::new("live").unwrap(), SOON).await.unwrap();
+    let mut track = broadcast.subscribe("video").unwrap();
+    publisher.wait_subscribed().await;
+    write_group(&publisher.track, 0, 1, 10);
+    assert_eq!(read_groups(&mut track, 1).await[0].0, 0);
+
+    let second = moq_native::tls::generate(&["localhost".to_string()]).unwrap();
+    std::fs::write(&cert, &second.cert_pem).unwrap();
+    std::fs::write(&key, &second.key_pem).unwrap();
+    handle.reload_certificates().unwrap();
+    let new = TestRelay {
+        fingerprint: moq_native::tls::fingerprint(&second.cert_der),
+        ..old.clone()
+    };
+    assert!(
+        new.client(&[]).connect(&wss).await.is_ok(),
+        "the new certificate over wss"
+    );
+    assert!(
+        old.client(&[]).connect(&wss).await.is_err(),
+        "the old one is gone"
+    );
+    write_group(&publisher.track, 1, 1, 10);
+    assert_eq!(
+        read_groups(&mut track, 1).await[0].0,
+        1,
+        "the live session kept receiving"
     );
 }

@@ -1,17 +1,58 @@
 //! The relay's HTTP listeners, each a plain `axum` router built from narrow state:
-//! [`public`] (on the QUIC address: certificate fingerprint, announced, fetch) and
-//! [`admin`] (the internal ops listener: metrics, health, readiness, nodes, sessions).
-//! Routers are tested without sockets; [`serve`] runs one on a listener until shutdown.
+//! [`public`] (on the QUIC address and on `[web.https]`: certificate fingerprint,
+//! announced, fetch, and the WebSocket fallback of [`websocket`]) and [`admin`] (the
+//! internal ops listener: metrics, health, readiness, nodes, sessions).
+//!
+//! Routers are tested without sockets. [`serve`] runs one on a TCP listener, with TLS
+//! or without, bounded for hostile clients: a cap on open connections, a deadline for
+//! the TLS handshake and for the request headers (slowloris), and graceful shutdown.
 
 pub mod admin;
 pub mod public;
+pub mod websocket;
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use axum::Router;
-use tokio::net::TcpListener;
+use axum::{Router, http::Request};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+    service::TowerToHyperService,
+};
+use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use crate::metrics::Refusals;
+
+/// Bounds on one HTTP listener.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Connections open at once; more are closed at accept.
+    pub max_connections: usize,
+    /// Time for a client to finish the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Time for a client to send its request headers (each request).
+    pub header_timeout: Duration,
+    /// How long finishing requests may delay shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            handshake_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The peer address of the connection a request came on (a request extension).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
 
 /// Bind a TCP listener for the listener named `what` (for the error message).
 pub async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
@@ -20,12 +61,188 @@ pub async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("cannot listen for {what} on {addr}"))
 }
 
-/// Serve `router` on `listener` until `shutdown` is cancelled, then finish the requests
-/// in flight.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) {
-    let addr = listener.local_addr().ok();
-    let server = axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned());
-    if let Err(err) = server.await {
-        tracing::warn!(?addr, %err, "HTTP listener stopped");
+/// A listener and what it serves.
+pub struct Listener {
+    /// The bound socket.
+    pub tcp: TcpListener,
+    /// TLS, for HTTPS.
+    pub tls: Option<moq_native::tls::TcpTls>,
+    /// What it serves.
+    pub router: Router,
+    /// Its bounds.
+    pub limits: Limits,
+    /// Where refused connections are counted.
+    pub refusals: Refusals,
+}
+
+/// Serve `listener` until `shutdown` is cancelled, then let requests in flight finish
+/// (bounded by the listener's grace).
+pub async fn serve(listener: Listener, shutdown: CancellationToken) {
+    let Listener {
+        tcp,
+        tls,
+        router,
+        limits,
+        refusals,
+    } = listener;
+    let addr = tcp.local_addr().ok();
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    builder.http2().timer(TokioTimer::new()).enable_connect_protocol();
+    let builder = Arc::new(builder);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = tcp.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::debug!(?addr, %err, "HTTP accept failed");
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            refusals.refused("http_connections");
+            tracing::debug!(%peer, "HTTP connection refused: too many open");
+            continue;
+        };
+        // A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d.
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+        let service = router
+            .clone()
+            .map_request(move |mut request: Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(Peer(peer));
+                request
+            });
+        let service = TowerToHyperService::new(service);
+        let builder = builder.clone();
+        let acceptor = tls.as_ref().map(|tls| tls.acceptor());
+        let handshake_timeout = limits.handshake_timeout;
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match acceptor {
+                Some(acceptor) => {
+                    let Ok(Ok(stream)) =
+                        tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
+                    else {
+                        tracing::debug!(%peer, "TLS handshake failed or timed out");
+                        return;
+                    };
+                    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let _ = watcher.watch(connection.into_owned()).await;
+                }
+                None => {
+                    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let _ = watcher.watch(connection.into_owned()).await;
+                }
+            }
+        });
+    }
+    drop(tcp);
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::debug!(?addr, "HTTP connections still open at shutdown");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    async fn start(limits: Limits) -> (SocketAddr, CancellationToken, Refusals) {
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let refusals = Refusals::default();
+        let router = Router::new().route("/", axum::routing::get(|| async { "hello" }));
+        let listener = Listener {
+            tcp,
+            tls: None,
+            router,
+            limits,
+            refusals: refusals.clone(),
+        };
+        tokio::spawn(serve(listener, shutdown.clone()));
+        (addr, shutdown, refusals)
+    }
+
+    /// Read until the server closes the connection (or 5 s pass); what was read.
+    async fn read_to_close(stream: &mut tokio::net::TcpStream) -> String {
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test]
+    async fn slow_headers_are_cut_off() {
+        let limits = Limits {
+            header_timeout: Duration::from_millis(300),
+            ..Default::default()
+        };
+        let (addr, _shutdown, _) = start(limits).await;
+        let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        let started = std::time::Instant::now();
+        let answer = read_to_close(&mut slow).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "closed after {:?}",
+            started.elapsed()
+        );
+        assert!(!answer.contains("hello"), "{answer}");
+        // A prompt client is served.
+        let mut fast = tokio::net::TcpStream::connect(addr).await.unwrap();
+        fast.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(read_to_close(&mut fast).await.ends_with("hello"));
+    }
+
+    #[tokio::test]
+    async fn connections_over_the_cap_are_closed_and_counted() {
+        let limits = Limits {
+            max_connections: 2,
+            ..Default::default()
+        };
+        let (addr, _shutdown, refusals) = start(limits).await;
+        let _a = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let _b = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let _ = c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert_eq!(
+            read_to_close(&mut c).await,
+            "",
+            "the third connection is closed unanswered"
+        );
+        let mut text = String::new();
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register("refused", "", refusals.refused_family());
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(text.contains(r#"reason="http_connections"} 1"#), "{text}");
+    }
+
+    #[tokio::test]
+    async fn shutdown_stops_accepting() {
+        let (addr, shutdown, _) = start(Limits::default()).await;
+        shutdown.cancel();
+        // Poll (with a deadline) until connecting is refused.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while tokio::net::TcpStream::connect(addr).await.is_ok() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the listener closes after shutdown"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }

@@ -7,15 +7,18 @@ use std::{sync::Arc, time::Duration};
 
 use axum::{
     Router,
-    extract::{Path as UrlPath, Query, State},
+    body::Body,
+    extract::{FromRef, Path as UrlPath, Query, State},
     http::{StatusCode, header},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{any, get},
 };
-use bytes::BytesMut;
-use moq_core::{GroupConsumer, session::Permissions};
+use futures::StreamExt;
+use moq_core::session::Permissions;
 use moq_proto::Path;
+use tokio::sync::Semaphore;
 
+use super::websocket::{self, Upgrades};
 use crate::{gate::Gate, media::Media, metrics::Refusals};
 
 /// How long `/fetch` waits for a broadcast to be announced and a group to arrive.
@@ -23,6 +26,9 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a group still being written may pause before `/fetch` returns what it has.
 const FRAME_PAUSE: Duration = Duration::from_millis(500);
+
+/// `/fetch` requests served at once (each may hold a subscription for up to a minute).
+pub const MAX_FETCHES: usize = 256;
 
 /// What the public endpoints read.
 #[derive(Debug, Clone)]
@@ -35,9 +41,20 @@ pub struct PublicState {
     pub refusals: Refusals,
     /// SHA-256 fingerprints of the served certificates, hex.
     pub fingerprints: Arc<Vec<String>>,
+    /// `/fetch` requests in progress are bounded by these permits.
+    pub fetches: Arc<Semaphore>,
+    /// The WebSocket fallback, if enabled.
+    pub upgrades: Option<Upgrades>,
 }
 
-/// The public router.
+impl FromRef<PublicState> for Option<Upgrades> {
+    fn from_ref(state: &PublicState) -> Self {
+        state.upgrades.clone()
+    }
+}
+
+/// The public router. Any other path answers a WebSocket upgrade (the qmux fallback),
+/// or 404.
 pub fn router(state: PublicState) -> Router {
     Router::new()
         .route("/certificate.sha256", get(certificate))
@@ -45,6 +62,8 @@ pub fn router(state: PublicState) -> Router {
         .route("/announced", get(announced_root))
         .route("/announced/{*prefix}", get(announced))
         .route("/fetch/{*path}", get(fetch))
+        .route("/", any(websocket::upgrade))
+        .fallback(websocket::upgrade)
         .with_state(state)
         // Browsers on any origin fetch /certificate.sha256 and the other endpoints.
         .layer(
@@ -141,6 +160,13 @@ async fn fetch(
         Ok(p) => p,
         Err(response) => return *response,
     };
+    let Ok(_permit) = state.fetches.clone().try_acquire_owned() else {
+        state.refusals.refused("fetch_concurrency");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many fetches in progress; retry shortly",
+        );
+    };
     if !permissions.can_subscribe(&broadcast) {
         state.refusals.auth_failed("no_access");
         return error(
@@ -175,35 +201,40 @@ async fn fetch(
             }
         }
     };
-    let Ok(Some(group)) = tokio::time::timeout(FETCH_TIMEOUT, find).await else {
+    let Ok(Some(mut group)) = tokio::time::timeout(FETCH_TIMEOUT, find).await else {
         return error(StatusCode::NOT_FOUND, "group not available");
     };
-    match tokio::time::timeout(FETCH_TIMEOUT, read_group(group)).await {
-        Ok(Ok(Some(body))) => ([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response(),
-        Ok(Ok(None)) | Err(_) => error(StatusCode::GATEWAY_TIMEOUT, "group did not complete in time"),
-        Ok(Err(err)) => error(StatusCode::BAD_GATEWAY, err.to_string()),
-    }
-}
-
-/// A finished group whole; a group still being written as far as it got once frames
-/// stop arriving for a moment; `None` if its first frame never came.
-async fn read_group(mut group: GroupConsumer) -> Result<Option<bytes::Bytes>, moq_core::Error> {
-    let mut body = BytesMut::new();
-    let mut frames = 0usize;
-    loop {
-        let wait = if frames == 0 { FETCH_TIMEOUT } else { FRAME_PAUSE };
+    // The first frame decides the status; the rest is streamed as it comes, each
+    // payload shared with every other reader (never copied per request).
+    let first = match tokio::time::timeout(FETCH_TIMEOUT, group.next_frame()).await {
+        Ok(Ok(Some(frame))) => frame.payload,
+        Ok(Ok(None)) => bytes::Bytes::new(),
+        Ok(Err(err)) => return error(StatusCode::BAD_GATEWAY, err.to_string()),
+        Err(_) => return error(StatusCode::GATEWAY_TIMEOUT, "group did not complete in time"),
+    };
+    let deadline = tokio::time::Instant::now() + FETCH_TIMEOUT;
+    let rest = futures::stream::unfold(Some(group), move |group| async move {
+        let mut group = group?;
+        // A group still being written ends the body once frames pause (or at the deadline).
+        let wait = FRAME_PAUSE.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
         match tokio::time::timeout(wait, group.next_frame()).await {
-            Ok(Ok(Some(frame))) => {
-                body.extend_from_slice(&frame.payload);
-                frames += 1;
-            }
-            Ok(Ok(None)) => break,
-            Err(_) if frames == 0 => return Ok(None),
-            Err(_) => break,
-            Ok(Err(err)) => return Err(err),
+            Ok(Ok(Some(frame))) => Some((Ok::<_, std::io::Error>(frame.payload), Some(group))),
+            Ok(Err(err)) => Some((Err(std::io::Error::other(err.to_string())), None)),
+            Ok(Ok(None)) | Err(_) => None,
         }
-    }
-    Ok(Some(body.freeze()))
+    });
+    let body = futures::stream::once(async move { Ok(first) }).chain(rest);
+    let permit = _permit;
+    let body = body.map(move |chunk| {
+        // The fetch slot is held until the body is done.
+        let _ = &permit;
+        chunk
+    });
+    (
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        Body::from_stream(body),
+    )
+        .into_response()
 }
 
 #[cfg(test)]
@@ -225,6 +256,8 @@ mod tests {
             )),
             refusals: Refusals::default(),
             fingerprints: Arc::new(vec!["ab".repeat(32)]),
+            fetches: Arc::new(Semaphore::new(2)),
+            upgrades: None,
         }
     }
 
@@ -313,6 +346,31 @@ mod tests {
             get(&state, "/fetch/anon/live/nope").await.0,
             StatusCode::NOT_FOUND
         );
+    }
+
+    #[tokio::test]
+    async fn fetches_beyond_the_concurrency_limit_are_refused_at_once() {
+        let state = state("anon");
+        // Two fetches wait for a broadcast that is not there (the state allows two).
+        let waiting: Vec<_> = (0..2)
+            .map(|_| {
+                let state = state.clone();
+                tokio::spawn(async move { get(&state, "/fetch/anon/later/t").await })
+            })
+            .collect();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while state.fetches.available_permits() > 0 {
+            assert!(tokio::time::Instant::now() < deadline, "the fetches started");
+            tokio::task::yield_now().await;
+        }
+        let (status, body) = get(&state, "/fetch/anon/later/t").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        // The refusal costs no subscription: the waiting fetches are unaffected.
+        let _live = publish(&state, "anon/later", &["x"]);
+        for task in waiting {
+            assert_eq!(task.await.unwrap(), (StatusCode::OK, "x".to_string()));
+        }
+        assert_eq!(state.fetches.available_permits(), 2, "slots are given back");
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,0 +1,103 @@
+//! The WebSocket fallback: qmux over a WebSocket upgrade on any path of the public HTTP
+//! and HTTPS listeners, for viewers that cannot use WebTransport (Safari, Firefox before
+//! 153, networks that block UDP). It is one handshake step in front of the same session
+//! gate as QUIC: admission, then the subprotocol (which names the moq-lite version),
+//! then the URL path and `?jwt=` exactly as over WebTransport, then the shared session.
+
+use std::sync::Arc;
+
+use axum::{
+    Extension,
+    extract::{
+        State,
+        ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection},
+    },
+    http::{HeaderMap, StatusCode, Uri, header},
+    response::{IntoResponse, Response},
+};
+use moq_native::{Transport, Version, adapter::MoqSession, qmux};
+use tracing::Instrument;
+
+use super::Peer;
+use crate::session::{Accepted, Sessions};
+
+/// What the upgrade needs: the sessions and the versions allowed.
+#[derive(Debug, Clone)]
+pub struct Upgrades {
+    /// Client sessions.
+    pub sessions: Arc<Sessions>,
+    /// moq-lite versions offered (empty: all).
+    pub versions: Arc<[Version]>,
+    /// qmux limits and timers.
+    pub qmux: qmux::Config,
+}
+
+/// Upgrade a request to a qmux session, or answer why not. Requests that are not a
+/// WebSocket upgrade get 404, as any unknown path.
+pub async fn upgrade(
+    State(upgrades): State<Option<Upgrades>>,
+    peer: Option<Extension<Peer>>,
+    uri: Uri,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let (Some(upgrades), Ok(ws), Some(Extension(Peer(peer)))) = (upgrades, ws, peer) else {
+        return (StatusCode::NOT_FOUND, "not found\n").into_response();
+    };
+    let sessions = upgrades.sessions.clone();
+    let Some(ticket) = sessions.admit(peer) else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "too many sessions\n").into_response();
+    };
+    let offered = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let negotiated = match qmux::subprotocol::select(offered, &upgrades.versions) {
+        Ok(negotiated) => negotiated,
+        Err(refusal) => {
+            tracing::info!(%peer, %refusal, "WebSocket refused: no common subprotocol");
+            sessions.refusals.refused("version");
+            let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            return (status, format!("{refusal}\n")).into_response();
+        }
+    };
+    let target = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let grant = match sessions.gate.decide_async(target, None).await {
+        Ok(grant) => grant,
+        Err(refusal) => {
+            sessions.record(&refusal, peer);
+            let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::UNAUTHORIZED);
+            return (status, format!("{}\n", refusal.close_reason())).into_response();
+        }
+    };
+    let id = sessions.next_id();
+    let version = negotiated.version;
+    let span = tracing::info_span!("conn", id, %peer, path = tracing::field::Empty, version = version.alpn());
+    // The upgraded connection outlives this request: keep the relay's shutdown waiting for it.
+    let tracked = sessions.lifecycle.track();
+    ws.protocols([negotiated.subprotocol.clone()])
+        .max_message_size(qmux::MAX_MESSAGE_SIZE)
+        .max_frame_size(qmux::MAX_MESSAGE_SIZE)
+        .on_upgrade(move |socket| {
+            async move {
+                let _tracked = tracked;
+                let session = qmux::Session::new(
+                    qmux::Ws(socket),
+                    qmux::Role::Server,
+                    negotiated.wire,
+                    upgrades.qmux,
+                );
+                let accepted = Accepted {
+                    session: MoqSession::new(session, Transport::WebSocket),
+                    peer,
+                    version,
+                    transport: Transport::WebSocket,
+                    grant,
+                    peer_setup: None,
+                    connection: None,
+                };
+                sessions.run(accepted, ticket, id).await;
+            }
+            .instrument(span)
+        })
+}
