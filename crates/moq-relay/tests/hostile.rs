@@ -141,3 +141,435 @@ async fn endless_group() {
         outcome.assert_refused_within(BOUND_MIB);
     }
 }
+
+/// Probe streams we hold: a write the relay stopped fails at once; a healthy or
+/// flow-controlled one does not. Returns how many were stopped. `probe` must not
+/// complete any message (a lone 0x40 is the first byte of a two-byte varint).
+async fn stopped(streams: &mut [moq_native::adapter::SendStream]) -> usize {
+    let mut count = 0;
+    for stream in streams.iter_mut() {
+        if let Ok(Err(_)) = tokio::time::timeout(Duration::from_millis(20), stream.write_all(&[0x40])).await {
+            count += 1;
+        }
+    }
+    count
+}
+
+/// One publisher opens thousands of group streams at once on one subscription, each
+/// with a whole 64 KiB frame and the first 64 KiB of a 1 MiB frame, and never finishes any.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_groups_in_parallel() {
+    const CHUNK: usize = 64 * 1024;
+    let Some(outcome) = run("many_groups_in_parallel", Options::default(), async |relay| {
+        let client = wire::attacker(relay, ip(ATTACKER));
+        let mut publisher = Publisher::start(relay, &client, vec![Path::new("evil").unwrap()])
+            .await
+            .unwrap();
+        let viewer = Viewer::start(relay, &client, "evil", "video").await.unwrap();
+        let subscription = publisher.subscription(Duration::from_secs(10)).await.unwrap();
+        let payload = wire::payload(CHUNK);
+        let mut streams = Vec::new();
+        let mut sent = 0u64;
+        let mut failed = 0u64;
+        let mut ended = "opened 10000 streams".to_string();
+        let started = Instant::now();
+        while streams.len() < 10_000 {
+            if started.elapsed() > Duration::from_secs(15) {
+                ended = "time up (15 s)".into();
+                break;
+            }
+            let mut stream = match tokio::time::timeout(Duration::from_secs(2), publisher.raw.session.open_uni()).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(err)) => {
+                    ended = format!("session closed: {err}");
+                    failed += 1;
+                    break;
+                }
+                Err(_) => {
+                    ended = "no stream credit for 2 s".into();
+                    break;
+                }
+            };
+            let seq = streams.len() as u64;
+            let write = async {
+                stream.write_all(&wire::group_header(subscription.id, seq)).await?;
+                stream.write_all(&wire::frame_header(CHUNK as u64)).await?;
+                stream.write_chunk(payload.clone()).await?;
+                stream.write_all(&wire::frame_header(1 << 20)).await?;
+                stream.write_chunk(payload.clone()).await
+            };
+            match tokio::time::timeout(Duration::from_secs(2), write).await {
+                Ok(Ok(())) => sent += 2 * CHUNK as u64,
+                Ok(Err(_)) => failed += 1,
+                Err(_) => {
+                    ended = format!("writes stalled at stream {seq} (flow control)");
+                    streams.push(stream);
+                    break;
+                }
+            }
+            streams.push(stream);
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let stopped = stopped(&mut streams).await;
+        let details = format!(
+            "{} group streams, {} MB in {secs:.1} s; {ended}; {failed} writes failed, {stopped} streams stopped by the relay; the attacker's viewer got {} MB",
+            streams.len(),
+            megabytes(sent),
+            megabytes(viewer.bytes.load(std::sync::atomic::Ordering::Relaxed)),
+        );
+        viewer.close();
+        publisher.close();
+        (Some(failed > 0 || stopped > 0), details)
+    })
+    .await
+    else {
+        return;
+    };
+    if outcome.relay == "ours" {
+        outcome.assert_refused_within(BOUND_MIB);
+    }
+}
+
+/// Sessions open every stream their credit allows and send only the first byte of
+/// each (the stream type), so the relay waits for the rest forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_open_flood() {
+    const SESSIONS: usize = 4;
+    let Some(outcome) = run("stream_open_flood", Options::default(), async |relay| {
+        let client = wire::attacker(relay, ip(ATTACKER));
+        let started = Instant::now();
+        let mut sessions = Vec::new();
+        for _ in 0..SESSIONS {
+            sessions.push(wire::dial(relay, &client, true).await.unwrap());
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for raw in &sessions {
+            for bidirectional in [true, false] {
+                let session = raw.session.clone();
+                tasks.spawn(async move {
+                    let mut held = Vec::new();
+                    let mut closed = None;
+                    while started.elapsed() < Duration::from_secs(12) {
+                        let open = async {
+                            match bidirectional {
+                                true => session.open_bi().await.map(|(send, recv)| (send, Some(recv))),
+                                false => session.open_uni().await.map(|send| (send, None)),
+                            }
+                        };
+                        match tokio::time::timeout(Duration::from_secs(2), open).await {
+                            Ok(Ok((mut send, recv))) => {
+                                // Subscribe (bidirectional) or Group (unidirectional), then nothing.
+                                let kind = if bidirectional { 0x02 } else { 0x00 };
+                                if send.write_all(&[kind]).await.is_err() {
+                                    break;
+                                }
+                                held.push((send, recv));
+                            }
+                            Ok(Err(err)) => {
+                                closed = Some(err.to_string());
+                                break;
+                            }
+                            // Out of stream credit.
+                            Err(_) => break,
+                        }
+                    }
+                    // Hold what we have until the end of the attack.
+                    let left = Duration::from_secs(12).saturating_sub(started.elapsed());
+                    tokio::time::sleep(left).await;
+                    let mut sends: Vec<_> = held.into_iter().map(|(send, _recv)| send).collect();
+                    let stopped = stopped(&mut sends).await;
+                    (bidirectional, sends.len(), stopped, closed)
+                });
+            }
+        }
+        let (mut bi, mut uni, mut stopped_total, mut closed) = (0, 0, 0, Vec::new());
+        while let Some(Ok((bidirectional, opened, stopped, was_closed))) = tasks.join_next().await {
+            match bidirectional {
+                true => bi += opened,
+                false => uni += opened,
+            }
+            stopped_total += stopped;
+            closed.extend(was_closed);
+        }
+        let details = format!(
+            "{SESSIONS} sessions held {bi} bidirectional + {uni} unidirectional streams with one byte each for 12 s; {stopped_total} stopped by the relay; {} of {} stream loops saw the session closed {:?}",
+            closed.len(),
+            2 * SESSIONS,
+            closed.first()
+        );
+        for raw in sessions {
+            raw.session.close(0, "done");
+        }
+        (Some(stopped_total > 0 || !closed.is_empty()), details)
+    })
+    .await
+    else {
+        return;
+    };
+    if outcome.relay == "ours" {
+        outcome.assert_refused_within(BOUND_MIB);
+    }
+}
+
+/// A flood of one kind of request from one session: `request(i)` on each stream.
+async fn request_flood(relay: &Relay, what: &str, request: impl Fn(u64) -> Vec<u8>) -> (wire::Flood, String) {
+    let client = wire::attacker(relay, ip(ATTACKER));
+    let raw = wire::dial(relay, &client, true).await.unwrap();
+    let (flood, held) = wire::Flood::run(&raw.session, 10_000, Duration::from_secs(10), request).await;
+    let details = format!(
+        "{} {what} streams held open ({}); {} answered within 1 s, {} reset by the relay",
+        flood.opened,
+        flood.stopped.as_deref().unwrap_or("all opened"),
+        flood.answered_fast,
+        flood.reset
+    );
+    drop(held);
+    raw.session.close(0, "done");
+    (flood, details)
+}
+
+/// 10,000 parallel FETCHes of a group of the victim's track that will not exist for
+/// years, from one session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_flood() {
+    let Some(outcome) = run("fetch_flood", Options::default(), async |relay| {
+        let (flood, details) = request_flood(relay, "FETCH", |i| {
+            wire::bytes!(
+                &moq_proto::ControlStream::Fetch,
+                &moq_proto::Fetch {
+                    broadcast: Path::new("victim").unwrap(),
+                    track: "video".into(),
+                    group: 1 << 40 | i,
+                    ..Default::default()
+                }
+            )
+        })
+        .await;
+        // Refused: most requests were answered (refused) at once, not held.
+        (Some(flood.answered_fast * 10 >= flood.opened * 9), details)
+    })
+    .await
+    else {
+        return;
+    };
+    if outcome.relay == "ours" {
+        outcome.assert_refused_within(BOUND_MIB);
+    }
+}
+
+/// 10,000 parallel TRACK requests for distinct tracks of the victim's broadcast that do
+/// not exist (each one makes a relay ask the victim's publisher), from one session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn track_flood() {
+    let Some(outcome) = run("track_flood", Options::default(), async |relay| {
+        let (flood, details) = request_flood(relay, "TRACK", |i| {
+            wire::bytes!(
+                &moq_proto::ControlStream::Track,
+                &moq_proto::TrackRequest {
+                    broadcast: Path::new("victim").unwrap(),
+                    track: format!("no-such-track-{i}"),
+                }
+            )
+        })
+        .await;
+        (Some(flood.answered_fast * 10 >= flood.opened * 9), details)
+    })
+    .await
+    else {
+        return;
+    };
+    if outcome.relay == "ours" {
+        outcome.assert_refused_within(BOUND_MIB);
+    }
+}
+
+/// 10,000 parallel ANNOUNCE_REQUESTs for everything, from one session that never
+/// closes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announce_interest_flood() {
+    let Some(outcome) = run("announce_interest_flood", Options::default(), async |relay| {
+        let (flood, details) = request_flood(relay, "ANNOUNCE_REQUEST", |_| {
+            wire::bytes!(
+                &moq_proto::ControlStream::Announce,
+                &moq_proto::AnnounceRequest {
+                    prefix: Path::empty(),
+                    exclude_hop: 0,
+                }
+            )
+        })
+        .await;
+        // Refused: a cap on interests per session resets most of them.
+        (Some(flood.reset * 2 >= flood.opened), details)
+    })
+    .await
+    else {
+        return;
+    };
+    if outcome.relay == "ours" {
+        outcome.assert_refused_within(BOUND_MIB);
+    }
+}
+
+/// One publisher session announces 20,000 broadcasts, far past `[limits]
+/// announcements_per_session` (default 1024).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announce_spam() {
+    const COUNT: u64 = 20_000;
+    let Some(outcome) = run("announce_spam", Options::default(), async |relay| {
+        let client = wire::attacker(relay, ip(ATTACKER));
+        let broadcasts = (0..COUNT).map(|i| Path::new(&format!("spam/{i}")).unwrap()).collect();
+        let publisher = Publisher::start(relay, &client, broadcasts).await.unwrap();
+        let started = Instant::now();
+        let url = format!("http://{}/announced/anon/spam", relay.web());
+        let mut visible = 0;
+        let mut stable_since = Instant::now();
+        // Until everything is sent and the relay's list has stopped growing for 2 s.
+        while started.elapsed() < Duration::from_secs(20) {
+            let (_, body) = http::http_get(&url).await;
+            let now = body.lines().count();
+            if now != visible {
+                visible = now;
+                stable_since = Instant::now();
+            }
+            let sent = publisher.announced.load(std::sync::atomic::Ordering::Relaxed);
+            if sent == COUNT && stable_since.elapsed() > Duration::from_secs(2) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let sent = publisher.announced.load(std::sync::atomic::Ordering::Relaxed);
+        let details = format!(
+            "announced {sent} broadcasts on one session; the relay lists {visible} of them after {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        publisher.close();
+        (
+            Some(visible as u64 <= u64::from(moq_relay::config::DEFAULT_ANNOUNCEMENTS_PER_SESSION)),
+            details,
+        )
+    })
+    .await
+    else {
+        return;
+    };
+    if outcome.relay == "ours" {
+        outcome.assert_refused_within(BOUND_MIB);
+        // Counted, not logged once per ignored announcement.
+        assert!(outcome.log_lines < 100, "{} log lines: {outcome:#?}", outcome.log_lines);
+    }
+}
+
+/// Dial `count` raw QUIC sessions from `client`, no faster than the default rate limit
+/// (20 per second per address) so that the relay's SETUP handling, not the rate limit,
+/// is what the attack meets.
+async fn paced_dials(relay: &Relay, client: &std::sync::Arc<moq_native::client::Client>, count: usize) -> Vec<wire::Raw> {
+    let mut sessions = Vec::new();
+    let mut ticker = tokio::time::interval(Duration::from_millis(60));
+    for _ in 0..count {
+        ticker.tick().await;
+        if let Ok(raw) = wire::dial(relay, client, false).await {
+            sessions.push(raw);
+        }
+    }
+    sessions
+}
+
+/// How many of `sessions` the relay closed within `within` (polled with a deadline).
+async fn closed_within(sessions: &[wire::Raw], within: Duration) -> (usize, Duration) {
+    let started = Instant::now();
+    let mut waits = tokio::task::JoinSet::new();
+    for raw in sessions {
+        let session = raw.session.clone();
+        waits.spawn(async move {
+            tokio::time::timeout(within, session.closed()).await.is_ok()
+        });
+    }
+    let mut closed = 0;
+    while let Some(result) = waits.join_next().await {
+        closed += usize::from(result.unwrap_or(false));
+    }
+    (closed, started.elapsed())
+}
+
+/// 40 raw-QUIC lite-06 sessions that never send SETUP (so never say their path).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_never_sent() {
+    let Some(outcome) = run("setup_never_sent", Options::default(), async |relay| {
+        let client = wire::attacker(relay, ip(ATTACKER));
+        let sessions = paced_dials(relay, &client, 40).await;
+        let (closed, took) = closed_within(&sessions, Duration::from_secs(15)).await;
+        let details = format!(
+            "{} sessions connected and never sent SETUP; the relay closed {closed} within {:.1} s",
+            sessions.len(),
+            took.as_secs_f64()
+        );
+        (Some(!sessions.is_empty() && closed == sessions.len()), details)
+    })
+    .await
+    else {
+        return;
+    };
+    if outcome.relay == "ours" {
+        outcome.assert_refused_within(BOUND_MIB);
+    }
+}
+
+/// Garbage where SETUP belongs: an absurd length, random bytes, too many parameters,
+/// an unknown stream type, a GROUP before SETUP, a path with a broken escape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_setup() {
+    let Some(outcome) = run("malformed_setup", Options::default(), async |relay| {
+        let mut too_many = vec![0x01, 0x41, 0x02, 0x40, 200];
+        for i in 0..200u8 {
+            too_many.extend([0x40, 0x40 | (i & 0x3f), 0x00]);
+        }
+        let mut broken_path = wire::enc(&moq_proto::DataStream::Setup);
+        broken_path.extend(wire::enc(&moq_proto::Setup {
+            path: Some("/%zz".into()),
+            ..Default::default()
+        }));
+        let variants: Vec<(&str, Vec<u8>)> = vec![
+            ("length 2^62-1", vec![0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+            ("random bytes", vec![0x01, 0x10, 0xde, 0xad, 0xbe, 0xef, 0x13, 0x37, 0x00, 0xff, 0x80, 0x7f, 0x55, 0xaa, 0x01, 0x02, 0x03, 0x04]),
+            ("200 parameters", too_many),
+            ("unknown stream type", vec![0x3f, 0x01, 0x02, 0x03]),
+            ("GROUP before SETUP", wire::group_header(0, 0)),
+            ("path /%zz", broken_path),
+        ];
+        let client = wire::attacker(relay, ip(ATTACKER));
+        let mut sessions = Vec::new();
+        let mut ticker = tokio::time::interval(Duration::from_millis(60));
+        for round in 0..5 {
+            for (_, bytes) in &variants {
+                ticker.tick().await;
+                let Ok(raw) = wire::dial(relay, &client, false).await else {
+                    continue;
+                };
+                let Ok(mut stream) = raw.session.open_uni().await else {
+                    continue;
+                };
+                let _ = stream.write_all(bytes).await;
+                if round % 2 == 0 {
+                    let _ = stream.finish();
+                }
+                sessions.push((raw, stream));
+            }
+        }
+        let raws: Vec<_> = sessions.into_iter().map(|(raw, _stream)| raw).collect();
+        let (closed, took) = closed_within(&raws, Duration::from_secs(3)).await;
+        let details = format!(
+            "{} sessions sent malformed SETUP streams ({}); the relay closed {closed} within {:.1} s",
+            raws.len(),
+            variants.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", "),
+            took.as_secs_f64()
+        );
+        (Some(!raws.is_empty() && closed == raws.len()), details)
+    })
+    .await
+    else {
+        return;
+    };
+    if outcome.relay == "ours" {
+        outcome.assert_refused_within(BOUND_MIB);
+    }
+}

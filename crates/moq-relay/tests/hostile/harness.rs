@@ -311,6 +311,21 @@ impl Relay {
         parse_metrics(&text.unwrap_or_default())
     }
 
+    /// Wait (up to 10 s) until the relay lists `anon/<name>` as announced.
+    pub async fn wait_announced(&self, name: &str) {
+        let url = format!("http://{}/announced/anon", self.web());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some((200, body)) = http_request(&url).await
+                && body.lines().any(|l| l == name)
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "anon/{name} never announced");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The resident set now and its high-water mark, in bytes.
     pub fn memory(&self) -> Memory {
         memory(self.pid())

@@ -170,6 +170,7 @@ impl Publisher {
         let mut tasks = JoinSet::new();
         let session = raw.session.clone();
         let count = announced.clone();
+        let first = broadcasts.first().cloned();
         let broadcasts = Arc::new(broadcasts);
         tasks.spawn(async move {
             let mut streams = JoinSet::new();
@@ -178,6 +179,10 @@ impl Publisher {
                 while streams.try_join_next().is_some() {}
             }
         });
+        // Viewers may subscribe only once the relay knows the broadcast.
+        if let Some(first) = first {
+            relay.wait_announced(first.as_str()).await;
+        }
         Ok(Self {
             raw,
             subscriptions,
@@ -354,4 +359,85 @@ pub fn frame_header(size: u64) -> Vec<u8> {
 /// A payload of `size` bytes, shared (written without copies).
 pub fn payload(size: usize) -> Bytes {
     Bytes::from(vec![0x5a; size])
+}
+
+/// How a flood of requests on bidirectional streams went.
+#[derive(Debug, Default)]
+pub struct Flood {
+    /// Streams opened and written.
+    pub opened: u64,
+    /// Requests the relay answered (reset, finished or replied to) within a second.
+    pub answered_fast: u64,
+    /// Requests the relay reset or stopped (at any time).
+    pub reset: u64,
+    /// Why opening stopped early, if it did.
+    pub stopped: Option<String>,
+}
+
+impl Flood {
+    /// Open up to `count` bidirectional streams within `duration`, write `request(i)` on
+    /// each and keep them all open, watching how the relay answers. Returns once every
+    /// stream is opened (or opening stalls) and a second more has passed.
+    pub async fn run(
+        session: &MoqSession,
+        count: u64,
+        duration: Duration,
+        request: impl Fn(u64) -> Vec<u8>,
+    ) -> (Self, Vec<SendStream>) {
+        let fast = Arc::new(AtomicU64::new(0));
+        let reset = Arc::new(AtomicU64::new(0));
+        let mut watchers = JoinSet::new();
+        let mut held = Vec::new();
+        let mut flood = Self::default();
+        let started = std::time::Instant::now();
+        while flood.opened < count {
+            if started.elapsed() > duration {
+                flood.stopped = Some(format!("time up after {:?}", duration));
+                break;
+            }
+            let (mut send, mut recv) = match tokio::time::timeout(Duration::from_secs(2), session.open_bi()).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(err)) => {
+                    flood.stopped = Some(format!("session closed: {err}"));
+                    break;
+                }
+                Err(_) => {
+                    flood.stopped = Some("no stream credit for 2 s".into());
+                    break;
+                }
+            };
+            if let Err(err) = send.write_all(&request(flood.opened)).await {
+                flood.stopped = Some(format!("write failed: {err}"));
+                break;
+            }
+            flood.opened += 1;
+            held.push(send);
+            let (fast, reset) = (fast.clone(), reset.clone());
+            watchers.spawn(async move {
+                let sent = std::time::Instant::now();
+                let mut answered = false;
+                loop {
+                    let read = recv.read_chunk(1 << 16).await;
+                    if !answered && sent.elapsed() < Duration::from_secs(1) {
+                        fast.fetch_add(1, Ordering::Relaxed);
+                    }
+                    answered = true;
+                    match read {
+                        Ok(Some(_)) => {}
+                        Ok(None) => break,
+                        Err(_) => {
+                            reset.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                    }
+                }
+            });
+            while watchers.try_join_next().is_some() {}
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        flood.answered_fast = fast.load(Ordering::Relaxed);
+        flood.reset = reset.load(Ordering::Relaxed);
+        watchers.abort_all();
+        (flood, held)
+    }
 }
