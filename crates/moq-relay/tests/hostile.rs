@@ -29,6 +29,7 @@ mod victim;
 mod wire;
 
 use std::{
+    collections::BTreeMap,
     net::IpAddr,
     time::{Duration, Instant},
 };
@@ -572,4 +573,421 @@ async fn malformed_setup() {
     if outcome.relay == "ours" {
         outcome.assert_refused_within(BOUND_MIB);
     }
+}
+
+/// How a session with a token ended up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Verdict {
+    /// Established and still open a moment later.
+    Accepted,
+    /// Refused (HTTP 401/403 at CONNECT, or closed right after SETUP).
+    Refused(String),
+    /// No answer, or something else went wrong.
+    Failed(String),
+}
+
+/// Present `token` over WebTransport (URL) and raw QUIC (SETUP path) at `/secret`.
+async fn try_token(relay: &Relay, token: &str) -> [Verdict; 2] {
+    let client = relay.client(ip(ATTACKER), &[]);
+    let url = relay.url("https", &format!("secret?jwt={token}"));
+    let webtransport = match tokio::time::timeout(Duration::from_secs(5), client.connect(&url)).await {
+        Ok(Ok(connected)) => {
+            let session = connected.session;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let verdict = match session.quic().and_then(|s| s.close_reason()) {
+                None => Verdict::Accepted,
+                Some(reason) => Verdict::Refused(format!("closed: {reason}")),
+            };
+            session.close(0, "done");
+            verdict
+        }
+        Ok(Err(err)) if err.to_string().contains("401") || err.to_string().contains("403") => {
+            Verdict::Refused(err.to_string())
+        }
+        Ok(Err(err)) => Verdict::Failed(err.to_string()),
+        Err(_) => Verdict::Failed("no answer in 5 s".into()),
+    };
+    let attacker = wire::attacker(relay, ip(ATTACKER));
+    let quic = match wire::dial(relay, &attacker, false).await {
+        Ok(raw) => match wire::send_setup(&raw.session, Some(format!("/secret?jwt={token}"))).await {
+            Ok(()) => match tokio::time::timeout(Duration::from_secs(2), raw.session.closed()).await {
+                Ok(err) => Verdict::Refused(err.to_string()),
+                Err(_) => {
+                    raw.session.close(0, "done");
+                    Verdict::Accepted
+                }
+            },
+            Err(err) => Verdict::Failed(err.to_string()),
+        },
+        Err(err) => Verdict::Failed(err.to_string()),
+    };
+    [webtransport, quic]
+}
+
+/// Tokens signed with the relay's own key whose times are absurd: `exp`, `iat`, `nbf`
+/// at 2^64-1. A token that is not yet valid (or issued in the future) must be refused
+/// and counted; none may crash anything; a normal token keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_with_extreme_claims() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = moq_auth::Key::generate(moq_auth::Algorithm::ES256, None).unwrap();
+    let key_path = dir.path().join("root.jwk");
+    key.write_file(&key_path).unwrap();
+    let now = moq_auth::unix_seconds(std::time::SystemTime::now());
+    let sign = |exp: Option<u64>, iat: Option<u64>, nbf: Option<u64>| {
+        let mut claims = moq_auth::Claims::new("secret");
+        claims.put = vec![String::new()];
+        claims.get = vec![String::new()];
+        (claims.exp, claims.iat, claims.nbf) = (exp, iat, nbf);
+        key.sign(&claims).unwrap()
+    };
+    let cases = [
+        ("normal (exp in 1 h)", sign(Some(now + 3600), Some(now), None), Some(true)),
+        ("exp 2^64-1", sign(Some(u64::MAX), None, None), None),
+        ("iat 2^64-1", sign(Some(now + 3600), Some(u64::MAX), None), Some(false)),
+        ("nbf 2^64-1", sign(Some(now + 3600), None, Some(u64::MAX)), Some(false)),
+        ("all three 2^64-1", sign(Some(u64::MAX), Some(u64::MAX), Some(u64::MAX)), Some(false)),
+        ("exp 1 (1970)", sign(Some(1), None, None), Some(false)),
+    ];
+    let options = Options {
+        auth: harness::Auth::Key(key_path.clone()),
+        ..Default::default()
+    };
+    let mut wrong = Vec::new();
+    let Some(outcome) = run("token_with_extreme_claims", options, async |relay| {
+        let mut lines = Vec::new();
+        for (name, token, want) in &cases {
+            let verdicts = try_token(relay, token).await;
+            for (transport, verdict) in ["webtransport", "quic"].iter().zip(&verdicts) {
+                let good = match (want, verdict) {
+                    (_, Verdict::Failed(_)) => false,
+                    (Some(true), v) => *v == Verdict::Accepted,
+                    (Some(false), v) => matches!(v, Verdict::Refused(_)),
+                    (None, _) => true,
+                };
+                if !good {
+                    wrong.push(format!("{name} over {transport}: {verdict:?}"));
+                }
+                lines.push(format!(
+                    "{name}/{transport}: {}",
+                    match verdict {
+                        Verdict::Accepted => "accepted".to_string(),
+                        Verdict::Refused(why) => format!("refused ({})", why.chars().take(60).collect::<String>()),
+                        Verdict::Failed(why) => format!("FAILED ({})", why.chars().take(60).collect::<String>()),
+                    }
+                ));
+            }
+        }
+        (Some(wrong.is_empty()), lines.join("; "))
+    })
+    .await
+    else {
+        return;
+    };
+    if outcome.relay == "ours" {
+        assert!(wrong.is_empty(), "{wrong:#?}\n{outcome:#?}");
+        outcome.assert_refused_within(BOUND_MIB);
+    }
+}
+
+/// How many sockets the test may open: the soft `RLIMIT_NOFILE` minus headroom.
+fn socket_budget(want: usize) -> usize {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(1024);
+    want.min(soft.saturating_sub(256))
+}
+
+/// A TCP connection to the relay's HTTP port from the attacker's address.
+async fn tcp(relay: &Relay) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(std::net::SocketAddr::new(ip(ATTACKER), 0))?;
+    socket.connect(relay.addr).await
+}
+
+/// While `attack` runs, GET `/certificate.sha256` from the victim's address every
+/// 250 ms; returns the attack's result and (probes, failures or slower than 1 s).
+async fn with_http_probe<T>(relay: &Relay, attack: impl std::future::Future<Output = T>) -> (T, u32, u32) {
+    use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+    let url = format!("http://{}/certificate.sha256", relay.web());
+    let (probes, bad) = (AtomicU32::new(0), AtomicU32::new(0));
+    let probe = async {
+        loop {
+            let started = Instant::now();
+            let ok = matches!(
+                tokio::time::timeout(Duration::from_secs(1), harness::http_status(&url)).await,
+                Ok(Some(200))
+            );
+            probes.fetch_add(1, Relaxed);
+            bad.fetch_add(u32::from(!ok), Relaxed);
+            tokio::time::sleep(Duration::from_millis(250).saturating_sub(started.elapsed())).await;
+        }
+    };
+    let result = tokio::select! {
+        result = attack => result,
+        () = probe => unreachable!("the probe never ends"),
+    };
+    (result, probes.load(Relaxed), bad.load(Relaxed))
+}
+
+/// Slowloris: 1,000 TCP connections to the HTTP port, each sending its request
+/// headers one byte per second, for 15 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_slowloris() {
+    let connections = socket_budget(1000);
+    let mut probe_failures = 0;
+    let Some(outcome) = run("http_slowloris", Options::default(), async |relay| {
+        let attack = async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let started = Instant::now();
+            let closed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let mut tasks = tokio::task::JoinSet::new();
+            let mut opened = 0;
+            for _ in 0..connections {
+                let Ok(stream) = tcp(relay).await else { continue };
+                opened += 1;
+                let closed = closed.clone();
+                tasks.spawn(async move {
+                    let (mut read, mut write) = stream.into_split();
+                    let reader = async {
+                        let mut buf = [0u8; 1024];
+                        loop {
+                            match read.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(_) => {}
+                            }
+                        }
+                    };
+                    let writer = async {
+                        let head = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+                        for byte in head.iter().chain(std::iter::repeat(&b'a')) {
+                            if write.write_all(&[*byte]).await.is_err() {
+                                return;
+                            }
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    };
+                    tokio::select! {
+                        () = reader => {}
+                        () = writer => {}
+                    }
+                    closed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                });
+            }
+            let left = Duration::from_secs(15).saturating_sub(started.elapsed());
+            tokio::time::sleep(left).await;
+            let closed = closed.load(std::sync::atomic::Ordering::Relaxed);
+            tasks.abort_all();
+            (opened, closed)
+        };
+        let ((opened, closed), probes, bad) = with_http_probe(relay, attack).await;
+        probe_failures = bad;
+        let details = format!(
+            "{opened} connections sent headers at 1 byte/s for 15 s; the relay closed {closed}; \
+             {bad} of {probes} HTTP probes from another address failed or took over 1 s"
+        );
+        // Refused: the relay closed nearly all of them (a header timeout).
+        (Some(opened > 0 && closed * 10 >= opened * 9), details)
+    })
+    .await
+    else {
+        return;
+    };
+    if outcome.relay == "ours" {
+        assert_eq!(probe_failures, 0, "{outcome:#?}");
+        outcome.assert_refused_within(BOUND_MIB);
+    }
+}
+
+/// 1,000 parallel `GET /fetch/anon/<missing>/video` (each waits for a broadcast that
+/// never comes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_fetch_flood() {
+    let requests = socket_budget(1000);
+    let mut probe_failures = 0;
+    let Some(outcome) = run("http_fetch_flood", Options::default(), async |relay| {
+        let attack = async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut tasks = tokio::task::JoinSet::new();
+            let started = Instant::now();
+            for i in 0..requests {
+                let Ok(mut stream) = tcp(relay).await else { continue };
+                tasks.spawn(async move {
+                    let request = format!("GET /fetch/anon/missing-{i}/video HTTP/1.1\r\nHost: x\r\n\r\n");
+                    if stream.write_all(request.as_bytes()).await.is_err() {
+                        return None;
+                    }
+                    let sent = Instant::now();
+                    let mut head = [0u8; 64];
+                    match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut head)).await {
+                        Ok(Ok(n)) if n > 12 => {
+                            let status = String::from_utf8_lossy(&head[9..12]).into_owned();
+                            Some((status, sent.elapsed()))
+                        }
+                        _ => None,
+                    }
+                });
+            }
+            let mut statuses = BTreeMap::new();
+            let mut answered = 0;
+            while let Some(result) = tasks.join_next().await {
+                if let Ok(Some((status, _))) = result {
+                    answered += 1;
+                    *statuses.entry(status).or_insert(0) += 1;
+                }
+            }
+            (answered, statuses, started.elapsed())
+        };
+        let ((answered, statuses, took), probes, bad) = with_http_probe(relay, attack).await;
+        probe_failures = bad;
+        let details = format!(
+            "{requests} parallel /fetch of missing broadcasts; {answered} answered within 5 s {statuses:?} \
+             (all done in {:.1} s); {bad} of {probes} HTTP probes from another address failed or took over 1 s",
+            took.as_secs_f64()
+        );
+        // Refused: nearly all answered at once (over a cap on waiting fetches).
+        (Some(answered * 10 >= requests * 9), details)
+    })
+    .await
+    else {
+        return;
+    };
+    if outcome.relay == "ours" {
+        assert_eq!(probe_failures, 0, "{outcome:#?}");
+        outcome.assert_refused_within(BOUND_MIB);
+    }
+}
+
+/// A relay's `/nodes` view.
+async fn nodes(relay: &Relay) -> serde_json::Value {
+    let (_, body) = http::http_get(&format!("http://{}/nodes", relay.internal)).await;
+    serde_json::from_str(&body).unwrap_or_default()
+}
+
+/// The URL `relay` knows for node `id`, from its `/nodes`.
+async fn node_url(relay: &Relay, id: u64) -> Option<String> {
+    let nodes = nodes(relay).await;
+    nodes["nodes"]
+        .as_array()?
+        .iter()
+        .find(|n| n["id"] == id.to_string())
+        .and_then(|n| n["url"].as_str().map(str::to_string))
+}
+
+/// A cluster of three of our relays (root R, origin O, edge E, tokens required) and a
+/// holder of an ordinary full-scope token (say an ingest service's, not a relay's)
+/// who writes a directory entry at R's `/.cluster` naming O's node id with a URL of
+/// its own. A viewer on E then asks for a broadcast published on O.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directory_spoofing_by_a_token_holder() {
+    use harness::{Auth, Kind};
+    if Kind::from_env() == Kind::Reference {
+        eprintln!("skipped: the reference relay 0.17.10 has no root directory ([cluster] root) to spoof");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let key = moq_auth::Key::generate(moq_auth::Algorithm::ES256, None).unwrap();
+    let key_path = dir.path().join("root.jwk");
+    key.write_file(&key_path).unwrap();
+    let mut claims = moq_auth::Claims::new("");
+    claims.put = vec![String::new()];
+    claims.get = vec![String::new()];
+    let token = key.sign(&claims).unwrap();
+    let token_path = dir.path().join("cluster.jwt");
+    std::fs::write(&token_path, &token).unwrap();
+
+    let plan = |last: u8| {
+        let ip = ip(&format!("127.0.3.{last}"));
+        (ip, harness::free_port(ip))
+    };
+    let ((r_ip, r_port), (o_ip, o_port), (e_ip, e_port)) = (plan(1), plan(11), plan(31));
+    let root_url = format!("https://{r_ip}:{r_port}/");
+    let start = |id: u64, ip: IpAddr, port: u16, root: bool| {
+        let roots = match root {
+            true => format!("root = [\"{root_url}\"]\n"),
+            false => String::new(),
+        };
+        Relay::start_kind(
+            Kind::Ours,
+            Options {
+                ip,
+                port: Some(port),
+                auth: Auth::Key(key_path.clone()),
+                ours: format!(
+                    "[client.tls]\ndisable_verify = true\n[cluster]\nid = {id}\nnode = \"https://{ip}:{port}/\"\n{roots}token = \"{}\"\n",
+                    token_path.display()
+                ),
+                ..Default::default()
+            },
+        )
+    };
+    let mut r = start(1, r_ip, r_port, false).await.unwrap();
+    let o = start(11, o_ip, o_port, true).await.unwrap();
+    let e = start(31, e_ip, e_port, true).await.unwrap();
+    let real = format!("https://{o_ip}:{o_port}/");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while node_url(&e, 11).await.as_deref() != Some(real.as_str()) {
+        assert!(Instant::now() < deadline, "the edge never learned the origin: {}", nodes(&e).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let measure = Measure::start(&r).await;
+    // The spoof: an entry for node 11 that points at a URL where nothing answers.
+    let evil = "https://127.0.0.2:9/".to_string();
+    let entry = Path::new(&format!("node/11/{}", hex::encode(&evil))).unwrap();
+    let origin = moq_core::Origin::default();
+    let broadcast = moq_core::BroadcastProducer::new(moq_core::model::cache::Cache::default());
+    let _entry = origin.publish(entry, broadcast.consume(), moq_proto::Hops::new());
+    let client = r.client(ip(ATTACKER), &[]);
+    let url = r.url("moqt", &format!(".cluster?jwt={token}"));
+    let session_refused = match client.connect(&url).await {
+        Ok(connected) => {
+            let mut config = moq_core::session::Config::new(connected.version);
+            config.publish = Some(origin.clone());
+            config.consume = Some(moq_core::Origin::default());
+            config.setup.path = connected.setup_path(&url);
+            let session = moq_native::adapter::MoqSession::new(connected.session, connected.transport);
+            let driver = tokio::spawn(moq_core::session::run(session.clone(), config));
+            let closed = tokio::time::timeout(Duration::from_secs(2), session.closed()).await.is_ok();
+            std::mem::forget(driver);
+            closed
+        }
+        Err(_) => true,
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut spoofed = false;
+    while Instant::now() < deadline {
+        if node_url(&e, 11).await.as_deref() == Some(evil.as_str()) {
+            spoofed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A viewer on the edge asks for a broadcast of the origin after the spoof.
+    let victim = match Victim::start_split(&o, &e, ip(VICTIM)).await {
+        Ok(victim) => victim,
+        Err(victim) => *victim,
+    };
+    let report = victim.finish().await;
+    let details = format!(
+        "the directory session with an ordinary token was {}; the edge's URL for node 11 became {}",
+        if session_refused { "refused" } else { "accepted" },
+        if spoofed { "the attacker's" } else { "nothing else (spoof ignored)" },
+    );
+    let outcome = measure
+        .finish(
+            "directory_spoofing_by_a_token_holder",
+            &mut r,
+            report,
+            Some(session_refused || !spoofed),
+            details,
+        )
+        .await;
+    outcome.report();
+    outcome.assert_refused_within(BOUND_MIB);
 }

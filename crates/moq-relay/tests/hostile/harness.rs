@@ -57,6 +57,8 @@ pub fn upstream_bin(name: &str) -> PathBuf {
 pub struct Options {
     /// The address everything listens on.
     pub ip: IpAddr,
+    /// The QUIC and HTTP port (a free one if `None`).
+    pub port: Option<u16>,
     /// Anonymous access (`public = ""` / `"**"`) unless a key is given.
     pub auth: Auth,
     /// Extra TOML for our relay (its defaults otherwise: the point is the default config).
@@ -69,6 +71,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             ip: "127.0.0.1".parse().expect("literal"),
+            port: None,
             auth: Auth::Anonymous,
             ours: String::new(),
             reference: String::new(),
@@ -142,7 +145,7 @@ impl Relay {
     pub async fn start_kind(kind: Kind, options: Options) -> Option<Self> {
         let dir = tempfile::tempdir().expect("tempdir");
         let ip = options.ip;
-        let port = free_port(ip);
+        let port = options.port.unwrap_or_else(|| free_port(ip));
         let internal = SocketAddr::new(ip, free_port(ip));
         let host = bracket(ip);
         let mut auth_server = None;
@@ -209,6 +212,8 @@ impl Relay {
         let log = dir.path().join("relay.log");
         let child = Command::new(binary)
             .arg(&file)
+            // As an operator runs it: a panic costs what it costs without a backtrace.
+            .env_remove("RUST_BACKTRACE")
             .env(
                 "RUST_LOG",
                 std::env::var("HOSTILE_RELAY_LOG").unwrap_or_else(|_| "info".into()),
@@ -288,6 +293,11 @@ impl Relay {
     /// Lines in the log so far.
     pub fn log_lines(&self) -> usize {
         self.log().lines().count()
+    }
+
+    /// Panics in the log so far.
+    pub fn panics(&self) -> usize {
+        self.log().matches("panicked").count()
     }
 
     /// Whether the process runs and answers on HTTP within 5 s.
@@ -468,6 +478,8 @@ pub struct Outcome {
     pub counted: Vec<(String, f64)>,
     /// Log lines the relay wrote during the attack.
     pub log_lines: usize,
+    /// Panics the relay logged during the attack (a task died on hostile input).
+    pub panics: usize,
     /// The attack's own numbers.
     pub details: String,
 }
@@ -503,6 +515,7 @@ impl Outcome {
     /// Alive, the victim lost no frame, peak RSS under `bound_mib`.
     pub fn assert_survived_within(&self, bound_mib: f64) {
         assert!(self.alive, "the relay died: {self:#?}");
+        assert_eq!(self.panics, 0, "the relay panicked: {self:#?}");
         assert!(self.victim.expected > 0, "the victim saw nothing: {self:#?}");
         assert_eq!(self.victim.lost, 0, "the victim lost frames: {self:#?}");
         assert!(
@@ -518,6 +531,7 @@ pub struct Measure {
     before: Memory,
     metrics: BTreeMap<String, f64>,
     log_lines: usize,
+    panics: usize,
 }
 
 impl Measure {
@@ -527,6 +541,7 @@ impl Measure {
             before: relay.memory(),
             metrics: relay.metrics().await,
             log_lines: relay.log_lines(),
+            panics: relay.panics(),
         }
     }
 
@@ -553,6 +568,7 @@ impl Measure {
             refused,
             counted: grown(&self.metrics, &metrics),
             log_lines: relay.log_lines().saturating_sub(self.log_lines),
+            panics: relay.panics().saturating_sub(self.panics),
             details,
         }
     }

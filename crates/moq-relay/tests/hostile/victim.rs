@@ -34,7 +34,7 @@ pub struct Victim {
     received: Arc<Mutex<BTreeMap<u64, Vec<Frame>>>>,
     _publisher: MoqSession,
     _viewer: MoqSession,
-    _client: client::Client,
+    _clients: (client::Client, client::Client),
 }
 
 fn frame(group: u64, index: u64) -> Frame {
@@ -64,9 +64,18 @@ async fn connect(
 }
 
 impl Victim {
-    /// Connect both from `bind`, and wait until the viewer has its first group.
+    /// Connect both to `relay` from `bind`, and wait until the viewer has its first groups.
     pub async fn start(relay: &Relay, bind: IpAddr) -> Self {
-        let client = relay.client(bind, &[]);
+        match Self::start_split(relay, relay, bind).await {
+            Ok(victim) => victim,
+            Err(_) => panic!("the victim viewer receives nothing"),
+        }
+    }
+
+    /// Publish through `publish`, watch through `view` (both from `bind`); an error
+    /// carries a victim that is still publishing but whose viewer got nothing in 10 s.
+    pub async fn start_split(publish: &Relay, view: &Relay, bind: IpAddr) -> Result<Self, Box<Self>> {
+        let client = publish.client(bind, &[]);
         let origin = Origin::default();
         let broadcast = BroadcastProducer::new(Cache::default());
         let track = broadcast.create_track(TrackProducer::with_info(
@@ -79,7 +88,7 @@ impl Victim {
             broadcast.consume(),
             Hops::new(),
         );
-        let publisher = connect(&client, relay, Some(origin.clone()), None).await;
+        let publisher = connect(&client, publish, Some(origin.clone()), None).await;
         let (stop, mut stopped) = watch::channel(false);
         let writer = tokio::spawn(async move {
             let _keep = (publication, broadcast);
@@ -102,16 +111,21 @@ impl Victim {
         });
 
         let viewer_origin = Origin::default();
-        let viewer = connect(&client, relay, None, Some(viewer_origin.clone())).await;
-        let consumer = viewer_origin
-            .wait_for(&Path::new("victim").expect("path"), Duration::from_secs(10))
-            .await
-            .expect("the victim broadcast is announced");
-        let mut track = consumer.subscribe("video").expect("subscribe");
+        let viewer_client = view.client(bind, &[]);
+        let viewer = connect(&viewer_client, view, None, Some(viewer_origin.clone())).await;
         let received: Arc<Mutex<BTreeMap<u64, Vec<Frame>>>> = Arc::default();
         let reader = tokio::spawn({
             let received = received.clone();
             async move {
+                let Some(consumer) = viewer_origin
+                    .wait_for(&Path::new("victim").expect("path"), Duration::from_secs(10))
+                    .await
+                else {
+                    return;
+                };
+                let Ok(mut track) = consumer.subscribe("video") else {
+                    return;
+                };
                 let mut groups = tokio::task::JoinSet::new();
                 loop {
                     tokio::select! {
@@ -141,14 +155,16 @@ impl Victim {
             received,
             _publisher: publisher,
             _viewer: viewer,
-            _client: client,
+            _clients: (client, viewer_client),
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while victim.complete_groups() < 2 {
-            assert!(Instant::now() < deadline, "the victim viewer receives nothing");
+            if Instant::now() > deadline {
+                return Err(Box::new(victim));
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        victim
+        Ok(victim)
     }
 
     fn complete_groups(&self) -> usize {
@@ -179,7 +195,13 @@ impl Victim {
         self.reader.abort();
         let received = self.received.lock().expect("lock");
         let Some(&first) = received.keys().next() else {
-            return VictimReport::default();
+            // The viewer never got anything: everything written was lost.
+            return VictimReport {
+                groups: written,
+                expected: written * FRAMES,
+                received: 0,
+                lost: written * FRAMES,
+            };
         };
         let groups = written.saturating_sub(first);
         let mut intact = 0;
