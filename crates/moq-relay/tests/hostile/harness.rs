@@ -46,9 +46,11 @@ impl Kind {
 
 /// Where the reference tools live.
 pub fn upstream_bin(name: &str) -> PathBuf {
-    let root = std::env::var("MOQ_UPSTREAM").map(PathBuf::from).unwrap_or_else(|_| {
-        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/moq-upstream")
-    });
+    let root = std::env::var("MOQ_UPSTREAM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/moq-upstream")
+        });
     root.join("bin").join(name)
 }
 
@@ -356,7 +358,10 @@ async fn http_request(url: &str) -> Option<(u16, String)> {
     let url = Url::parse(url).ok()?;
     let addr = format!("{}:{}", url.host_str()?, url.port()?);
     let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let request = format!("GET {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", url.path());
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        url.path()
+    );
     stream.write_all(request.as_bytes()).await.ok()?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await.ok()?;
@@ -485,11 +490,6 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// A survived attack: alive, the victim lost nothing.
-    pub fn survived(&self) -> bool {
-        self.alive && self.victim.lost == 0 && self.victim.expected > 0
-    }
-
     /// Append this outcome to `$HOSTILE_REPORT` (if set) and print it.
     pub fn report(&self) {
         let line = serde_json::to_string(self).unwrap_or_default();
@@ -588,7 +588,9 @@ mod tests {
         assert!(is_refusal_series(
             "moq_relay_sessions_refused_total{reason=\"rate_limit\"}"
         ));
-        assert!(is_refusal_series("moq_relay_auth_failures_total{reason=\"expired\"}"));
+        assert!(is_refusal_series(
+            "moq_relay_auth_failures_total{reason=\"expired\"}"
+        ));
         assert!(!is_refusal_series("moq_relay_bytes_received_total"));
         let before = parse_metrics("# HELP x\nmoq_relay_sessions_refused_total{reason=\"a\"} 1\n");
         let after = parse_metrics(

@@ -142,10 +142,6 @@ impl Reader {
 pub struct Subscription {
     /// The subscribe id group streams must carry.
     pub id: u64,
-    /// The broadcast, relative to our session root.
-    pub broadcast: Path,
-    /// The track.
-    pub track: String,
 }
 
 /// A hand-made publisher: answers the relay's Announce stream with `broadcasts`,
@@ -163,7 +159,11 @@ pub struct Publisher {
 
 impl Publisher {
     /// Connect from `client` and announce `broadcasts` (relative to `/anon`).
-    pub async fn start(relay: &Relay, client: &Arc<client::Client>, broadcasts: Vec<Path>) -> anyhow::Result<Self> {
+    pub async fn start(
+        relay: &Relay,
+        client: &Arc<client::Client>,
+        broadcasts: Vec<Path>,
+    ) -> anyhow::Result<Self> {
         let raw = dial(relay, client, true).await?;
         let (tx, subscriptions) = mpsc::unbounded_channel();
         let announced = Arc::new(AtomicU64::new(0));
@@ -258,11 +258,7 @@ async fn serve(
             if send.write_all(&bytes!(&response)).await.is_err() {
                 return;
             }
-            let _ = subscriptions.send(Subscription {
-                id: subscribe.id,
-                broadcast: subscribe.broadcast,
-                track: subscribe.track,
-            });
+            let _ = subscriptions.send(Subscription { id: subscribe.id });
             let _ = reader.drain().await;
         }
         ControlStream::Track => {
@@ -296,7 +292,12 @@ pub struct Viewer {
 
 impl Viewer {
     /// Connect from `client` and subscribe.
-    pub async fn start(relay: &Relay, client: &Arc<client::Client>, broadcast: &str, track: &str) -> anyhow::Result<Self> {
+    pub async fn start(
+        relay: &Relay,
+        client: &Arc<client::Client>,
+        broadcast: &str,
+        track: &str,
+    ) -> anyhow::Result<Self> {
         let raw = dial(relay, client, true).await?;
         let (mut send, recv) = raw.session.open_bi().await?;
         send.write_all(&bytes!(
@@ -395,17 +396,18 @@ impl Flood {
                 flood.stopped = Some(format!("time up after {:?}", duration));
                 break;
             }
-            let (mut send, mut recv) = match tokio::time::timeout(Duration::from_secs(2), session.open_bi()).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(err)) => {
-                    flood.stopped = Some(format!("session closed: {err}"));
-                    break;
-                }
-                Err(_) => {
-                    flood.stopped = Some("no stream credit for 2 s".into());
-                    break;
-                }
-            };
+            let (mut send, mut recv) =
+                match tokio::time::timeout(Duration::from_secs(2), session.open_bi()).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(err)) => {
+                        flood.stopped = Some(format!("session closed: {err}"));
+                        break;
+                    }
+                    Err(_) => {
+                        flood.stopped = Some("no stream credit for 2 s".into());
+                        break;
+                    }
+                };
             if let Err(err) = send.write_all(&request(flood.opened)).await {
                 flood.stopped = Some(format!("write failed: {err}"));
                 break;
