@@ -1021,11 +1021,11 @@ async fn directory_spoofing_by_a_token_holder() {
             config.consume = Some(moq_core::Origin::default());
             config.setup.path = connected.setup_path(&url);
             let session = moq_native::adapter::MoqSession::new(connected.session, connected.transport);
-            let driver = tokio::spawn(moq_core::session::run(session.clone(), config));
+            // The driver keeps the session (and the spoofed entry) up until the test ends.
+            tokio::spawn(moq_core::session::run(session.clone(), config));
             let closed = tokio::time::timeout(Duration::from_secs(2), session.closed())
                 .await
                 .is_ok();
-            std::mem::forget(driver);
             closed
         }
         Err(_) => true,
