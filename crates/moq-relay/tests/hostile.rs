@@ -1023,10 +1023,9 @@ async fn directory_spoofing_by_a_token_holder() {
             let session = moq_native::adapter::MoqSession::new(connected.session, connected.transport);
             // The driver keeps the session (and the spoofed entry) up until the test ends.
             tokio::spawn(moq_core::session::run(session.clone(), config));
-            let closed = tokio::time::timeout(Duration::from_secs(2), session.closed())
+            tokio::time::timeout(Duration::from_secs(2), session.closed())
                 .await
-                .is_ok();
-            closed
+                .is_ok()
         }
         Err(_) => true,
     };
