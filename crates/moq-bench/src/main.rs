@@ -3,6 +3,7 @@
 //! QUIC or WebTransport session) against any moq-lite relay, and measures
 //! end-to-end latency from the send time every frame carries.
 
+mod behind;
 mod payload;
 mod stats;
 mod units;
@@ -30,6 +31,7 @@ use serde::Serialize;
 use url::Url;
 
 use crate::{
+    behind::Behind,
     payload::Header,
     stats::{Histogram, exact_quantile},
     units::{parse_bitrate, parse_duration},
@@ -37,6 +39,8 @@ use crate::{
 
 /// The track every publisher publishes.
 const TRACK: &str = "video";
+/// Behind-live is sampled on a grid of this step for its distribution.
+const BEHIND_STEP: Duration = Duration::from_millis(10);
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -106,6 +110,10 @@ struct Cli {
     /// No progress line.
     #[arg(long)]
     quiet: bool,
+    /// A viewer whose newest frame is older than this is "behind live" (see `behind_live` in
+    /// the summary).
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    behind_threshold: Duration,
     /// Log level (or set RUST_LOG).
     #[arg(long, default_value = "error")]
     log_level: String,
@@ -157,6 +165,8 @@ struct SubState {
     window_min: Option<u64>,
     window_max: u64,
     window_groups: u64,
+    /// Behind-live accounting (set once subscribed).
+    behind: Option<Behind>,
 }
 
 /// Everything the sessions report into.
@@ -169,6 +179,8 @@ struct Shared {
     /// Latency of frames received since the last progress line.
     second: Mutex<Histogram>,
     setup: Mutex<Vec<u64>>,
+    /// Behind-live of every steady viewer, sampled every [`BEHIND_STEP`] inside the window.
+    behind: Mutex<Histogram>,
     churn_setup: Mutex<Vec<u64>>,
     subs: Mutex<Vec<Arc<Mutex<SubState>>>>,
     errors: Mutex<BTreeMap<String, u64>>,
@@ -181,6 +193,12 @@ struct Shared {
     late_groups: AtomicU64,
     sent_total: AtomicU64,
     sent_window: AtomicU64,
+    /// Groups whose first frame was sent inside the window (all publishers).
+    groups_sent_window: AtomicU64,
+    /// (viewer, group) pairs of window groups of which at least one frame arrived.
+    groups_received: AtomicU64,
+    /// (viewer, group) pairs of window groups of which every frame arrived.
+    groups_complete: AtomicU64,
     pubs_up: AtomicU64,
     subs_up: AtomicU64,
     subs_failed: AtomicU64,
@@ -320,6 +338,9 @@ async fn publisher(shared: Arc<Shared>, client: Arc<client::Client>, n: usize, p
             shared.sent_total.fetch_add(1, Relaxed);
             if shared.in_window(sent) {
                 shared.sent_window.fetch_add(1, Relaxed);
+                if index == 0 {
+                    shared.groups_sent_window.fetch_add(1, Relaxed);
+                }
             }
             frame += 1;
             index += 1;
@@ -362,6 +383,16 @@ async fn read_group(shared: Arc<Shared>, mut group: GroupConsumer, state: Option
     let mut next_index = 0u32;
     let mut group_len = 0u32;
     let mut counted: Option<bool> = None;
+    // Whether this group's first frame was sent inside the window (estimated from the first
+    // frame that arrives: its send time minus its index times the frame period).
+    let mut group_in_window: Option<bool> = None;
+    let mut frames_got = 0u32;
+    let period_us = if shared.cli.fps > 0.0 {
+        1e6 / shared.cli.fps
+    } else {
+        0.0
+    };
+    let mut samples = Vec::new();
     loop {
         match group.next_frame().await {
             Ok(Some(frame)) => {
@@ -406,6 +437,32 @@ async fn read_group(shared: Arc<Shared>, mut group: GroupConsumer, state: Option
                 }
                 next_index = next_index.max(header.index.saturating_add(1));
                 group_len = header.group_len;
+                let whole = *group_in_window.get_or_insert_with(|| {
+                    let start = header
+                        .sent_micros
+                        .saturating_sub((f64::from(header.index) * period_us) as u64);
+                    let inside = shared.in_window(start);
+                    if inside {
+                        shared.groups_received.fetch_add(1, Relaxed);
+                    }
+                    inside
+                });
+                frames_got += 1;
+                if whole && frames_got == group_len {
+                    shared.groups_complete.fetch_add(1, Relaxed);
+                }
+                {
+                    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(behind) = s.behind.as_mut() {
+                        behind.frame(now, header.sent_micros, &mut |v| samples.push(v));
+                    }
+                }
+                if !samples.is_empty() {
+                    let mut h = shared.behind.lock().unwrap_or_else(|e| e.into_inner());
+                    for v in samples.drain(..) {
+                        h.record(v);
+                    }
+                }
             }
             Ok(None) => break,
             Err(e) => {
@@ -434,7 +491,15 @@ async fn subscriber(shared: Arc<Shared>, client: Arc<client::Client>, n: usize) 
         }
     };
     shared.setup.lock().unwrap_or_else(|e| e.into_inner()).push(setup);
-    let state = Arc::new(Mutex::new(SubState::default()));
+    let state = Arc::new(Mutex::new(SubState {
+        behind: Some(Behind::new(
+            shared.window,
+            micros(shared.cli.behind_threshold),
+            micros(BEHIND_STEP),
+            unix_micros(),
+        )),
+        ..SubState::default()
+    }));
     shared
         .subs
         .lock()
@@ -523,6 +588,26 @@ struct Quantiles {
     samples: u64,
 }
 
+/// Behind-live over the window (definition in `behind.rs`).
+#[derive(Serialize)]
+struct BehindSummary {
+    threshold_ms: f64,
+    /// Time-weighted distribution over all viewers (sampled every 10 ms).
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    /// Mean over viewers of the time spent above the threshold, seconds.
+    mean_above_s: f64,
+    /// Time above the threshold / (viewers × window).
+    fraction_above: f64,
+    /// The longest continuous stretch above the threshold of any viewer, seconds.
+    longest_above_s: f64,
+    /// Behind-live at the end of the window: mean and max over viewers.
+    end_mean_ms: f64,
+    end_max_ms: f64,
+    viewers: u64,
+}
+
 #[derive(Serialize)]
 struct Summary {
     url: String,
@@ -547,6 +632,15 @@ struct Summary {
     missing_frames: u64,
     missing_groups: u64,
     late_groups: u64,
+    /// Window groups (first frame sent in the window) × subscribers.
+    groups_expected: u64,
+    /// Of those, the ones of which at least one frame arrived.
+    groups_received: u64,
+    /// Of those, the ones of which every frame arrived.
+    groups_complete: u64,
+    /// `groups_expected - groups_received`: groups a viewer never saw a frame of.
+    groups_skipped: u64,
+    behind_live: BehindSummary,
     frames_received_total: u64,
     bytes_received_total: u64,
     frames_sent_total: u64,
@@ -580,6 +674,55 @@ fn sample_quantiles(values: &mut [u64]) -> Quantiles {
     }
 }
 
+/// Close every viewer's behind-live window and aggregate.
+fn summarize_behind(shared: &Shared) -> BehindSummary {
+    let subs = shared.subs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut samples = Vec::new();
+    let (mut above, mut longest, mut end_sum, mut end_max, mut viewers) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    for sub in &subs {
+        let mut s = sub.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(b) = s.behind.as_mut() else { continue };
+        b.finish(&mut |v| samples.push(v));
+        viewers += 1;
+        above += b.above();
+        longest = longest.max(b.longest());
+        let end = b.at_end().unwrap_or(0);
+        end_sum += end;
+        end_max = end_max.max(end);
+    }
+    let hist = {
+        let mut h = shared.behind.lock().unwrap_or_else(|e| e.into_inner());
+        for v in samples {
+            h.record(v);
+        }
+        h.clone()
+    };
+    let window_s = (shared.window.1 - shared.window.0) as f64 / 1e6;
+    let per_viewer = |x: u64| {
+        if viewers == 0 {
+            0.0
+        } else {
+            x as f64 / viewers as f64
+        }
+    };
+    BehindSummary {
+        threshold_ms: shared.cli.behind_threshold.as_secs_f64() * 1e3,
+        p50_ms: ms(hist.quantile(0.5)),
+        p99_ms: ms(hist.quantile(0.99)),
+        max_ms: ms(hist.max()),
+        mean_above_s: per_viewer(above) / 1e6,
+        fraction_above: if window_s > 0.0 {
+            per_viewer(above) / 1e6 / window_s
+        } else {
+            0.0
+        },
+        longest_above_s: longest as f64 / 1e6,
+        end_mean_ms: per_viewer(end_sum) / 1e3,
+        end_max_ms: ms(end_max),
+        viewers,
+    }
+}
+
 fn summarize(shared: &Shared, elapsed: Duration) -> Summary {
     let cli = &shared.cli;
     let latency = shared.latency.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -594,6 +737,9 @@ fn summarize(shared: &Shared, elapsed: Duration) -> Summary {
                 .map_or(0, |min| (s.window_max - min + 1).saturating_sub(s.window_groups))
         })
         .sum();
+    let behind_live = summarize_behind(shared);
+    let groups_expected = shared.groups_sent_window.load(Relaxed) * cli.subscribers as u64;
+    let groups_received = shared.groups_received.load(Relaxed);
     let expected = shared.sent_window.load(Relaxed) * cli.subscribers as u64;
     let delivered = shared.frames_window.load(Relaxed);
     let bytes = shared.bytes_window.load(Relaxed);
@@ -637,6 +783,11 @@ fn summarize(shared: &Shared, elapsed: Duration) -> Summary {
         missing_frames: shared.gaps.load(Relaxed),
         missing_groups,
         late_groups: shared.late_groups.load(Relaxed),
+        groups_expected,
+        groups_received,
+        groups_complete: shared.groups_complete.load(Relaxed),
+        groups_skipped: groups_expected.saturating_sub(groups_received),
+        behind_live,
         frames_received_total: shared.frames_rx.load(Relaxed),
         bytes_received_total: shared.bytes_rx.load(Relaxed),
         frames_sent_total: shared.sent_total.load(Relaxed),
@@ -725,6 +876,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         latency: Mutex::default(),
         second: Mutex::default(),
         setup: Mutex::default(),
+        behind: Mutex::default(),
         churn_setup: Mutex::default(),
         subs: Mutex::default(),
         errors: Mutex::default(),
@@ -737,6 +889,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         late_groups: AtomicU64::new(0),
         sent_total: AtomicU64::new(0),
         sent_window: AtomicU64::new(0),
+        groups_sent_window: AtomicU64::new(0),
+        groups_received: AtomicU64::new(0),
+        groups_complete: AtomicU64::new(0),
         pubs_up: AtomicU64::new(0),
         subs_up: AtomicU64::new(0),
         subs_failed: AtomicU64::new(0),
