@@ -11,6 +11,10 @@
 # bottleneck on the relay's view0 (relay -> viewers) and nftables random loss on view0 and view1
 # (both directions). Everything lives inside the two namespaces; the host is never touched.
 #
+# Caveat on --loss: a sender using UDP GSO (quinn does) hands the kernel super-packets of up to
+# 64 KB that stay whole through veth and netfilter, so `numgen random` drops bursts of datagrams,
+# not independent ones. For per-datagram loss use moq-netem proxy's loss= instead.
+#
 #   bench/netns.sh check                 what this machine can do (exit 1 if namespaces are unusable)
 #   bench/netns.sh up NAME               create (NAME should start with mqn-<pid>- of the owner, so
 #                                        a later lab sweeps it if the owner dies without cleaning up)

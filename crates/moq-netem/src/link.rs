@@ -9,8 +9,12 @@
 //! 3. **delay**: `delay`, plus an extra delay drawn uniformly from `[0, jitter]`, plus `hold` for
 //!    the fraction `reorder` of packets.
 //!
-//! Jitter and reordering let packets overtake each other, as `tc netem` does: a packet drawn a
-//! short jitter leaves before an earlier packet drawn a long one.
+//! Per-packet jitter lets packets overtake each other, as `tc netem` does: a packet drawn a
+//! short jitter leaves before an earlier packet drawn a long one. With `period` set, the jitter
+//! is drawn once per period instead and packets stay in order (a packet never leaves before the
+//! one ahead of it): the delay wanders between `delay` and `delay + jitter` in steps, like a
+//! radio link whose scheduler or queue holds traffic back and then releases it in a burst.
+//! Reordering (`reorder`, `hold`) still applies on top.
 //!
 //! Random draws come from a seeded generator, three per packet whatever the configuration, so a
 //! given seed and packet sequence always give the same verdicts.
@@ -29,8 +33,11 @@ pub const MIN_QUEUE: usize = 1500;
 pub struct Impairment {
     /// Fixed one-way delay added to every packet.
     pub delay: Duration,
-    /// Upper bound of the extra per-packet delay, drawn uniformly from `[0, jitter]`.
+    /// Upper bound of the extra delay, drawn uniformly from `[0, jitter]`.
     pub jitter: Duration,
+    /// Zero: jitter drawn per packet (packets overtake each other). Above zero: drawn once per
+    /// period, packets kept in order.
+    pub period: Duration,
     /// Probability (0 to 1) that a packet is dropped.
     pub loss: f64,
     /// Probability (0 to 1) that a packet is held back by `hold`, so later packets overtake it.
@@ -48,6 +55,7 @@ impl Default for Impairment {
         Self {
             delay: Duration::ZERO,
             jitter: Duration::ZERO,
+            period: Duration::ZERO,
             loss: 0.0,
             reorder: 0.0,
             hold: Duration::from_millis(20),
@@ -79,7 +87,7 @@ pub enum ConfigError {
     #[error("'{0}' is not key=value (e.g. delay=40ms,loss=1%)")]
     NotKeyValue(String),
     /// A spec key this model does not know.
-    #[error("unknown key '{0}' (known: delay, jitter, loss, reorder, hold, rate, queue)")]
+    #[error("unknown key '{0}' (known: delay, jitter, period, loss, reorder, hold, rate, queue)")]
     UnknownKey(String),
     /// A value that does not parse.
     #[error("{key}: {source}")]
@@ -118,7 +126,7 @@ impl Impairment {
     }
 }
 
-/// Parses `delay=40ms,jitter=10ms,loss=1%,reorder=2%,hold=20ms,rate=4mbit,queue=64k`; every key
+/// Parses `delay=40ms,jitter=10ms,period=50ms,loss=1%,reorder=2%,hold=20ms,rate=4mbit,queue=64k`; every key
 /// is optional, an empty string is a clean link. Probabilities take `1%` or `0.01`.
 impl FromStr for Impairment {
     type Err = ConfigError;
@@ -137,6 +145,7 @@ impl FromStr for Impairment {
             match key {
                 "delay" => out.delay = units::duration(value).map_err(wrap)?,
                 "jitter" => out.jitter = units::duration(value).map_err(wrap)?,
+                "period" => out.period = units::duration(value).map_err(wrap)?,
                 "hold" => out.hold = units::duration(value).map_err(wrap)?,
                 "loss" => out.loss = units::probability(value).map_err(wrap)?,
                 "reorder" => out.reorder = units::probability(value).map_err(wrap)?,
@@ -161,6 +170,9 @@ impl fmt::Display for Impairment {
         }
         if !self.jitter.is_zero() {
             parts.push(format!("jitter={:?}", self.jitter));
+            if !self.period.is_zero() {
+                parts.push(format!("period={:?}", self.period));
+            }
         }
         if self.loss > 0.0 {
             parts.push(format!("loss={}%", self.loss * 100.0));
@@ -219,6 +231,11 @@ pub struct Link {
     rng: Rng,
     /// When the bottleneck finishes serializing the last admitted packet.
     busy_until: Option<Instant>,
+    /// With a jitter period: the current jitter and until when it holds.
+    jitter_now: Duration,
+    jitter_until: Option<Instant>,
+    /// With a jitter period: the departure of the last packet (before any reorder hold).
+    last_out: Option<Instant>,
 }
 
 impl Link {
@@ -229,6 +246,9 @@ impl Link {
             imp,
             rng: Rng::new(seed),
             busy_until: None,
+            jitter_now: Duration::ZERO,
+            jitter_until: None,
+            last_out: None,
         })
     }
 
@@ -251,7 +271,17 @@ impl Link {
     /// in time order.
     pub fn admit(&mut self, now: Instant, len: usize) -> Verdict {
         let lost = self.rng.unit() < self.imp.loss;
-        let jitter = self.imp.jitter.mul_f64(self.rng.unit());
+        let draw = self.rng.unit();
+        let periodic = !self.imp.period.is_zero();
+        let jitter = if periodic {
+            if self.jitter_until.is_none_or(|until| now >= until) {
+                self.jitter_now = self.imp.jitter.mul_f64(draw);
+                self.jitter_until = Some(now + self.imp.period);
+            }
+            self.jitter_now
+        } else {
+            self.imp.jitter.mul_f64(draw)
+        };
         let held = self.rng.unit() < self.imp.reorder;
         if lost {
             return Verdict::Lost;
@@ -267,6 +297,11 @@ impl Link {
             self.busy_until = Some(at);
         }
         at += self.imp.delay + jitter;
+        if periodic {
+            // In order: never before the packet ahead of it.
+            at = self.last_out.map_or(at, |last| at.max(last));
+            self.last_out = Some(at);
+        }
         if held {
             at += self.imp.hold;
         }
@@ -341,6 +376,30 @@ mod tests {
     }
 
     #[test]
+    fn periodic_jitter_keeps_order_and_wanders() {
+        let imp: Impairment = "delay=40ms,jitter=200ms,period=50ms".parse().unwrap();
+        let mut link = Link::new(imp, 8).unwrap();
+        let t0 = Instant::now();
+        let mut last = t0;
+        let mut delays = Vec::new();
+        for i in 0..20_000u32 {
+            // A packet every 0.5 ms for 10 s.
+            let now = t0 + Duration::from_micros(500) * i;
+            let Verdict::Deliver(at) = link.admit(now, 100) else {
+                panic!("nothing should be dropped")
+            };
+            assert!(at >= last, "packet {i} overtook the one before it");
+            last = at;
+            delays.push((at - now).as_millis() as u64);
+        }
+        assert!(delays.iter().all(|d| (40..=240).contains(d)), "delay stays within delay + jitter");
+        // The delay wanders: both low and high values occur, and it is held within a period.
+        assert!(delays.iter().any(|d| *d < 60) && delays.iter().any(|d| *d > 220));
+        let changes = delays.windows(2).filter(|w| w[0] != w[1]).count();
+        assert!(changes > 100 && changes < 10_000, "{changes}");
+    }
+
+    #[test]
     fn reorder_holds_back_a_fraction() {
         let imp: Impairment = "delay=10ms,reorder=10%,hold=30ms".parse().unwrap();
         let mut link = Link::new(imp, 3).unwrap();
@@ -382,11 +441,12 @@ mod tests {
 
     #[test]
     fn spec_round_trip() {
-        let imp: Impairment = "delay=40ms, jitter=5ms,loss=1%,reorder=0.02,hold=15ms,rate=4mbit,queue=32k"
+        let imp: Impairment = "delay=40ms, jitter=5ms,period=20ms,loss=1%,reorder=0.02,hold=15ms,rate=4mbit,queue=32k"
             .parse()
             .unwrap();
         assert_eq!(imp.delay, ms(40));
         assert_eq!(imp.jitter, ms(5));
+        assert_eq!(imp.period, ms(20));
         assert!((imp.loss - 0.01).abs() < 1e-12);
         assert!((imp.reorder - 0.02).abs() < 1e-12);
         assert_eq!(imp.hold, ms(15));
