@@ -392,7 +392,10 @@ mod tests {
             last = at;
             delays.push((at - now).as_millis() as u64);
         }
-        assert!(delays.iter().all(|d| (40..=240).contains(d)), "delay stays within delay + jitter");
+        assert!(
+            delays.iter().all(|d| (40..=240).contains(d)),
+            "delay stays within delay + jitter"
+        );
         // The delay wanders: both low and high values occur, and it is held within a period.
         assert!(delays.iter().any(|d| *d < 60) && delays.iter().any(|d| *d > 220));
         let changes = delays.windows(2).filter(|w| w[0] != w[1]).count();
@@ -441,9 +444,10 @@ mod tests {
 
     #[test]
     fn spec_round_trip() {
-        let imp: Impairment = "delay=40ms, jitter=5ms,period=20ms,loss=1%,reorder=0.02,hold=15ms,rate=4mbit,queue=32k"
-            .parse()
-            .unwrap();
+        let imp: Impairment =
+            "delay=40ms, jitter=5ms,period=20ms,loss=1%,reorder=0.02,hold=15ms,rate=4mbit,queue=32k"
+                .parse()
+                .unwrap();
         assert_eq!(imp.delay, ms(40));
         assert_eq!(imp.jitter, ms(5));
         assert_eq!(imp.period, ms(20));
