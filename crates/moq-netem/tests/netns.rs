@@ -126,8 +126,10 @@ fn nft_random_loss_matches_the_configured_fraction() {
     let sent = f(&r, &["sent"]);
     let lost = sent - f(&r, &["acked"]);
     assert_eq!(sent, 4000.0);
-    // The rule's own counter agrees exactly with what the probe missed (only a's egress drops).
-    assert_eq!(lab.loss_count(&a).unwrap() as f64, lost, "{r}");
+    // The rule's own counter agrees with what the probe missed (only a's egress drops); it may
+    // also have dropped one of the few IPv6 neighbour-discovery packets a new link sends.
+    let counted = lab.loss_count(&a).unwrap() as f64;
+    assert!((lost..=lost + 3.0).contains(&counted), "counted {counted}, missed {lost}: {r}");
     // 10% of 4000 is 400, σ ≈ 19.
     assert!((320.0..480.0).contains(&lost), "lost {lost} of {sent}: {r}");
 }
