@@ -268,9 +268,14 @@ mod tests {
         pc.duration = Duration::from_secs(1);
         let r = probe(&pc).await.unwrap();
         assert_eq!(r.sent, 1000);
-        // The proxy's own count is exact; the probe sees the same drops.
+        // The proxy's own count is exact; the probe misses those datagrams (and, on a busy
+        // machine, perhaps a few that overflowed a socket buffer).
         let lost = handle.snapshot().up.lost;
-        assert_eq!(r.sent - r.acked, lost, "{r:?}");
+        let missed = r.sent - r.acked;
+        assert!(
+            missed >= lost && missed <= lost + 10,
+            "missed {missed}, proxy lost {lost}: {r:?}"
+        );
         assert!((150..250).contains(&lost), "{lost}");
         assert!(r.rtt_ms.min >= 50.0, "{r:?}");
         assert!(r.rtt_ms.p50 < 150.0, "{r:?}");
