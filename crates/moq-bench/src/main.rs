@@ -199,6 +199,8 @@ struct Shared {
     groups_received: AtomicU64,
     /// (viewer, group) pairs of window groups of which every frame arrived.
     groups_complete: AtomicU64,
+    /// Group streams the relay reset (steady viewers, any time).
+    groups_reset: AtomicU64,
     pubs_up: AtomicU64,
     subs_up: AtomicU64,
     subs_failed: AtomicU64,
@@ -208,6 +210,41 @@ struct Shared {
 }
 
 impl Shared {
+    /// Nothing measured yet; `window` is the measurement window in Unix microseconds.
+    fn new(cli: Cli, window: (u64, u64)) -> Self {
+        Self {
+            window,
+            cli,
+            stopping: AtomicBool::new(false),
+            latency: Mutex::default(),
+            second: Mutex::default(),
+            setup: Mutex::default(),
+            behind: Mutex::default(),
+            churn_setup: Mutex::default(),
+            subs: Mutex::default(),
+            errors: Mutex::default(),
+            error_count: AtomicU64::new(0),
+            frames_rx: AtomicU64::new(0),
+            bytes_rx: AtomicU64::new(0),
+            frames_window: AtomicU64::new(0),
+            bytes_window: AtomicU64::new(0),
+            gaps: AtomicU64::new(0),
+            late_groups: AtomicU64::new(0),
+            sent_total: AtomicU64::new(0),
+            sent_window: AtomicU64::new(0),
+            groups_sent_window: AtomicU64::new(0),
+            groups_received: AtomicU64::new(0),
+            groups_complete: AtomicU64::new(0),
+            groups_reset: AtomicU64::new(0),
+            pubs_up: AtomicU64::new(0),
+            subs_up: AtomicU64::new(0),
+            subs_failed: AtomicU64::new(0),
+            churn_joined: AtomicU64::new(0),
+            churn_left: AtomicU64::new(0),
+            churn_failed: AtomicU64::new(0),
+        }
+    }
+
     fn in_window(&self, sent: u64) -> bool {
         sent >= self.window.0 && sent < self.window.1
     }
@@ -465,6 +502,14 @@ async fn read_group(shared: Arc<Shared>, mut group: GroupConsumer, state: Option
                 }
             }
             Ok(None) => break,
+            // The relay gave up on this group (a slow viewer skips to newer groups): not an
+            // error; its missing tail is counted below.
+            Err(moq_core::Error::Reset(_)) => {
+                if state.is_some() {
+                    shared.groups_reset.fetch_add(1, Relaxed);
+                }
+                break;
+            }
             Err(e) => {
                 if state.is_some() {
                     shared.error(format!("group: {e}"));
@@ -640,6 +685,8 @@ struct Summary {
     groups_complete: u64,
     /// `groups_expected - groups_received`: groups a viewer never saw a frame of.
     groups_skipped: u64,
+    /// Group streams the relay reset before their end (it skipped the rest of the group).
+    groups_reset: u64,
     behind_live: BehindSummary,
     frames_received_total: u64,
     bytes_received_total: u64,
@@ -787,6 +834,7 @@ fn summarize(shared: &Shared, elapsed: Duration) -> Summary {
         groups_received,
         groups_complete: shared.groups_complete.load(Relaxed),
         groups_skipped: groups_expected.saturating_sub(groups_received),
+        groups_reset: shared.groups_reset.load(Relaxed),
         behind_live,
         frames_received_total: shared.frames_rx.load(Relaxed),
         bytes_received_total: shared.bytes_rx.load(Relaxed),
@@ -869,36 +917,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let lead = Duration::from_millis(500);
     let window_start = lead + cli.ramp + Duration::from_secs(1);
     let window_end = window_start + cli.duration;
-    let shared = Arc::new(Shared {
-        window: (unix0 + micros(window_start), unix0 + micros(window_end)),
-        cli: cli.clone(),
-        stopping: AtomicBool::new(false),
-        latency: Mutex::default(),
-        second: Mutex::default(),
-        setup: Mutex::default(),
-        behind: Mutex::default(),
-        churn_setup: Mutex::default(),
-        subs: Mutex::default(),
-        errors: Mutex::default(),
-        error_count: AtomicU64::new(0),
-        frames_rx: AtomicU64::new(0),
-        bytes_rx: AtomicU64::new(0),
-        frames_window: AtomicU64::new(0),
-        bytes_window: AtomicU64::new(0),
-        gaps: AtomicU64::new(0),
-        late_groups: AtomicU64::new(0),
-        sent_total: AtomicU64::new(0),
-        sent_window: AtomicU64::new(0),
-        groups_sent_window: AtomicU64::new(0),
-        groups_received: AtomicU64::new(0),
-        groups_complete: AtomicU64::new(0),
-        pubs_up: AtomicU64::new(0),
-        subs_up: AtomicU64::new(0),
-        subs_failed: AtomicU64::new(0),
-        churn_joined: AtomicU64::new(0),
-        churn_left: AtomicU64::new(0),
-        churn_failed: AtomicU64::new(0),
-    });
+    let shared = Arc::new(Shared::new(
+        cli.clone(),
+        (unix0 + micros(window_start), unix0 + micros(window_end)),
+    ));
     let mut next_client = 0usize;
     let mut pick = || {
         next_client += 1;
@@ -997,5 +1019,78 @@ fn main() {
     if let Err(err) = result {
         eprintln!("moq-bench: {err:#}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use moq_core::GroupProducer;
+
+    use super::*;
+
+    /// A bench whose window covers all of time, 30 fps, 2 s groups (60 frames).
+    fn shared() -> Arc<Shared> {
+        let cli = Cli::parse_from(["moq-bench", "--url", "moqt://localhost/anon"]);
+        Arc::new(Shared::new(cli, (0, u64::MAX)))
+    }
+
+    fn frame(index: u32) -> Frame {
+        let header = Header {
+            sent_micros: unix_micros(),
+            frame: u64::from(index),
+            group: 0,
+            index,
+            group_len: 60,
+        };
+        Frame {
+            timestamp: header.sent_micros,
+            payload: payload::encode(&header, 100),
+        }
+    }
+
+    /// A group the relay cut short with a reset: 3 frames, then `err`.
+    async fn read_aborted(err: moq_core::Error) -> Arc<Shared> {
+        let shared = shared();
+        let state = Arc::new(Mutex::new(SubState::default()));
+        let (mut producer, consumer) = GroupProducer::new(0);
+        for i in 0..3 {
+            producer.write(frame(i));
+        }
+        producer.abort(err);
+        read_group(shared.clone(), consumer, Some(state)).await;
+        shared
+    }
+
+    #[tokio::test]
+    async fn a_group_reset_by_the_relay_is_a_skipped_tail_not_an_error() {
+        let shared = read_aborted(moq_core::Error::Reset(1)).await;
+        assert_eq!(shared.groups_reset.load(Relaxed), 1);
+        assert_eq!(shared.error_count.load(Relaxed), 0);
+        assert_eq!(shared.groups_received.load(Relaxed), 1);
+        assert_eq!(shared.groups_complete.load(Relaxed), 0);
+        // The 57 frames the relay never sent are missing.
+        assert_eq!(shared.gaps.load(Relaxed), 57);
+    }
+
+    #[tokio::test]
+    async fn other_group_failures_are_still_errors() {
+        let shared = read_aborted(moq_core::Error::Protocol("bad frame".into())).await;
+        assert_eq!(shared.groups_reset.load(Relaxed), 0);
+        assert_eq!(shared.error_count.load(Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn a_whole_group_counts_as_complete() {
+        let shared = shared();
+        let state = Arc::new(Mutex::new(SubState::default()));
+        let (mut producer, consumer) = GroupProducer::new(0);
+        for i in 0..60 {
+            producer.write(frame(i));
+        }
+        producer.finish();
+        read_group(shared.clone(), consumer, Some(state)).await;
+        assert_eq!(shared.groups_complete.load(Relaxed), 1);
+        assert_eq!(shared.gaps.load(Relaxed), 0);
+        assert_eq!(shared.error_count.load(Relaxed), 0);
     }
 }
