@@ -36,6 +36,14 @@ pub enum LabError {
     /// The kernel or container refuses namespaces.
     #[error("cannot create a network namespace: {0}")]
     NoNetns(String),
+    /// The kernel lacks a qdisc or an nftables feature a lab needs.
+    #[error("this kernel cannot {what}: {stderr}")]
+    Unsupported {
+        /// What was tried.
+        what: &'static str,
+        /// What the tool said.
+        stderr: String,
+    },
     /// A command failed.
     #[error("`{command}` failed: {stderr}")]
     Command {
@@ -58,7 +66,10 @@ impl LabError {
     /// True when the machine lacks a facility (not root, a tool missing, no namespaces): a test
     /// should print the reason and skip, not fail.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::NotRoot(_) | Self::Missing(_) | Self::NoNetns(_))
+        matches!(
+            self,
+            Self::NotRoot(_) | Self::Missing(_) | Self::NoNetns(_) | Self::Unsupported { .. }
+        )
     }
 }
 
@@ -95,6 +106,25 @@ fn run(program: &str, args: &[&str]) -> Result<String, LabError> {
             command,
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         })
+    }
+}
+
+/// A tc or nft failure that means "this kernel cannot", not "this command is wrong".
+fn unsupported(what: &'static str) -> impl FnOnce(LabError) -> LabError {
+    move |e| match e {
+        LabError::Command { stderr, .. }
+            if [
+                "unknown",
+                "not supported",
+                "No such file",
+                "Could not process rule",
+            ]
+            .iter()
+            .any(|needle| stderr.contains(needle)) =>
+        {
+            LabError::Unsupported { what, stderr }
+        }
+        other => other,
     }
 }
 
@@ -237,6 +267,7 @@ impl Lab {
             ],
         )
         .map(drop)
+        .map_err(unsupported("shape with tc tbf"))
     }
 
     /// Drop the fraction `loss` (0 to 1) of the packets leaving `end`, at random (nftables
@@ -263,7 +294,9 @@ impl Lab {
         })?;
         let result = self.exec(&end.ns, "nft", &["-f", &path.to_string_lossy()]);
         let _ = std::fs::remove_file(&path);
-        result.map(drop)
+        result
+            .map(drop)
+            .map_err(unsupported("drop at random with nftables numgen"))
     }
 
     /// Packets the loss rule on `end` has dropped so far.
@@ -390,6 +423,25 @@ mod tests {
         assert!(matches!(err, LabError::Command { .. }), "{err}");
         assert!(!err.is_unavailable());
         assert!(LabError::NotRoot(1000).is_unavailable());
+        // A kernel without a qdisc is a missing facility; a wrong device is a bug.
+        let kernel = unsupported("shape")(LabError::Command {
+            command: "tc".into(),
+            stderr: "Error: Specified qdisc kind is unknown.".into(),
+        });
+        assert!(kernel.is_unavailable(), "{kernel}");
+        let bug = lab
+            .tbf(
+                &End {
+                    ns: ns.clone(),
+                    dev: "nosuchdev".into(),
+                    addr: String::new(),
+                },
+                1_000_000,
+                4000,
+                8000,
+            )
+            .unwrap_err();
+        assert!(!bug.is_unavailable(), "{bug}");
         assert!(LabError::Missing("nft").is_unavailable());
     }
 }
