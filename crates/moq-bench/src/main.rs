@@ -3,6 +3,7 @@
 //! QUIC or WebTransport session) against any moq-lite relay, and measures
 //! end-to-end latency from the send time every frame carries.
 
+mod behind;
 mod payload;
 mod stats;
 mod units;
@@ -30,6 +31,7 @@ use serde::Serialize;
 use url::Url;
 
 use crate::{
+    behind::Behind,
     payload::Header,
     stats::{Histogram, exact_quantile},
     units::parse_bitrate,
@@ -37,6 +39,8 @@ use crate::{
 
 /// The track every publisher publishes.
 const TRACK: &str = "video";
+/// Behind-live is sampled on a grid of this step for its distribution.
+const BEHIND_STEP: Duration = Duration::from_millis(10);
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -108,6 +112,10 @@ struct Cli {
     /// No progress line.
     #[arg(long)]
     quiet: bool,
+    /// A viewer whose newest frame is older than this is "behind live" (see `behind_live` in
+    /// the summary).
+    #[arg(long, default_value = "500ms", value_parser = moq_units::parse_duration)]
+    behind_threshold: Duration,
     /// Log level (or set RUST_LOG).
     #[arg(long, default_value = "error")]
     log_level: String,
@@ -159,6 +167,8 @@ struct SubState {
     window_min: Option<u64>,
     window_max: u64,
     window_groups: u64,
+    /// Behind-live accounting (set once subscribed).
+    behind: Option<Behind>,
 }
 
 /// Everything the sessions report into.
@@ -171,6 +181,8 @@ struct Shared {
     /// Latency of frames received since the last progress line.
     second: Mutex<Histogram>,
     setup: Mutex<Vec<u64>>,
+    /// Behind-live of every steady viewer, sampled every [`BEHIND_STEP`] inside the window.
+    behind: Mutex<Histogram>,
     churn_setup: Mutex<Vec<u64>>,
     subs: Mutex<Vec<Arc<Mutex<SubState>>>>,
     errors: Mutex<BTreeMap<String, u64>>,
@@ -183,6 +195,14 @@ struct Shared {
     late_groups: AtomicU64,
     sent_total: AtomicU64,
     sent_window: AtomicU64,
+    /// Groups whose first frame was sent inside the window (all publishers).
+    groups_sent_window: AtomicU64,
+    /// (viewer, group) pairs of window groups of which at least one frame arrived.
+    groups_received: AtomicU64,
+    /// (viewer, group) pairs of window groups of which every frame arrived.
+    groups_complete: AtomicU64,
+    /// Group streams the relay reset (steady viewers, any time).
+    groups_reset: AtomicU64,
     pubs_up: AtomicU64,
     subs_up: AtomicU64,
     subs_failed: AtomicU64,
@@ -192,6 +212,41 @@ struct Shared {
 }
 
 impl Shared {
+    /// Nothing measured yet; `window` is the measurement window in Unix microseconds.
+    fn new(cli: Cli, window: (u64, u64)) -> Self {
+        Self {
+            window,
+            cli,
+            stopping: AtomicBool::new(false),
+            latency: Mutex::default(),
+            second: Mutex::default(),
+            setup: Mutex::default(),
+            behind: Mutex::default(),
+            churn_setup: Mutex::default(),
+            subs: Mutex::default(),
+            errors: Mutex::default(),
+            error_count: AtomicU64::new(0),
+            frames_rx: AtomicU64::new(0),
+            bytes_rx: AtomicU64::new(0),
+            frames_window: AtomicU64::new(0),
+            bytes_window: AtomicU64::new(0),
+            gaps: AtomicU64::new(0),
+            late_groups: AtomicU64::new(0),
+            sent_total: AtomicU64::new(0),
+            sent_window: AtomicU64::new(0),
+            groups_sent_window: AtomicU64::new(0),
+            groups_received: AtomicU64::new(0),
+            groups_complete: AtomicU64::new(0),
+            groups_reset: AtomicU64::new(0),
+            pubs_up: AtomicU64::new(0),
+            subs_up: AtomicU64::new(0),
+            subs_failed: AtomicU64::new(0),
+            churn_joined: AtomicU64::new(0),
+            churn_left: AtomicU64::new(0),
+            churn_failed: AtomicU64::new(0),
+        }
+    }
+
     fn in_window(&self, sent: u64) -> bool {
         sent >= self.window.0 && sent < self.window.1
     }
@@ -322,6 +377,9 @@ async fn publisher(shared: Arc<Shared>, client: Arc<client::Client>, n: usize, p
             shared.sent_total.fetch_add(1, Relaxed);
             if shared.in_window(sent) {
                 shared.sent_window.fetch_add(1, Relaxed);
+                if index == 0 {
+                    shared.groups_sent_window.fetch_add(1, Relaxed);
+                }
             }
             frame += 1;
             index += 1;
@@ -364,6 +422,16 @@ async fn read_group(shared: Arc<Shared>, mut group: GroupConsumer, state: Option
     let mut next_index = 0u32;
     let mut group_len = 0u32;
     let mut counted: Option<bool> = None;
+    // Whether this group's first frame was sent inside the window (estimated from the first
+    // frame that arrives: its send time minus its index times the frame period).
+    let mut group_in_window: Option<bool> = None;
+    let mut frames_got = 0u32;
+    let period_us = if shared.cli.fps > 0.0 {
+        1e6 / shared.cli.fps
+    } else {
+        0.0
+    };
+    let mut samples = Vec::new();
     loop {
         match group.next_frame().await {
             Ok(Some(frame)) => {
@@ -408,8 +476,42 @@ async fn read_group(shared: Arc<Shared>, mut group: GroupConsumer, state: Option
                 }
                 next_index = next_index.max(header.index.saturating_add(1));
                 group_len = header.group_len;
+                let whole = *group_in_window.get_or_insert_with(|| {
+                    let start = header
+                        .sent_micros
+                        .saturating_sub((f64::from(header.index) * period_us) as u64);
+                    let inside = shared.in_window(start);
+                    if inside {
+                        shared.groups_received.fetch_add(1, Relaxed);
+                    }
+                    inside
+                });
+                frames_got += 1;
+                if whole && frames_got == group_len {
+                    shared.groups_complete.fetch_add(1, Relaxed);
+                }
+                {
+                    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(behind) = s.behind.as_mut() {
+                        behind.frame(now, header.sent_micros, &mut |v| samples.push(v));
+                    }
+                }
+                if !samples.is_empty() {
+                    let mut h = shared.behind.lock().unwrap_or_else(|e| e.into_inner());
+                    for v in samples.drain(..) {
+                        h.record(v);
+                    }
+                }
             }
             Ok(None) => break,
+            // The relay gave up on this group (a slow viewer skips to newer groups): not an
+            // error; its missing tail is counted below.
+            Err(moq_core::Error::Reset(_)) => {
+                if state.is_some() {
+                    shared.groups_reset.fetch_add(1, Relaxed);
+                }
+                break;
+            }
             Err(e) => {
                 if state.is_some() {
                     shared.error(format!("group: {e}"));
@@ -436,7 +538,15 @@ async fn subscriber(shared: Arc<Shared>, client: Arc<client::Client>, n: usize) 
         }
     };
     shared.setup.lock().unwrap_or_else(|e| e.into_inner()).push(setup);
-    let state = Arc::new(Mutex::new(SubState::default()));
+    let state = Arc::new(Mutex::new(SubState {
+        behind: Some(Behind::new(
+            shared.window,
+            micros(shared.cli.behind_threshold),
+            micros(BEHIND_STEP),
+            unix_micros(),
+        )),
+        ..SubState::default()
+    }));
     shared
         .subs
         .lock()
@@ -525,6 +635,26 @@ struct Quantiles {
     samples: u64,
 }
 
+/// Behind-live over the window (definition in `behind.rs`).
+#[derive(Serialize)]
+struct BehindSummary {
+    threshold_ms: f64,
+    /// Time-weighted distribution over all viewers (sampled every 10 ms).
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    /// Mean over viewers of the time spent above the threshold, seconds.
+    mean_above_s: f64,
+    /// Time above the threshold / (viewers × window).
+    fraction_above: f64,
+    /// The longest continuous stretch above the threshold of any viewer, seconds.
+    longest_above_s: f64,
+    /// Behind-live at the end of the window: mean and max over viewers.
+    end_mean_ms: f64,
+    end_max_ms: f64,
+    viewers: u64,
+}
+
 #[derive(Serialize)]
 struct Summary {
     url: String,
@@ -549,6 +679,17 @@ struct Summary {
     missing_frames: u64,
     missing_groups: u64,
     late_groups: u64,
+    /// Window groups (first frame sent in the window) × subscribers.
+    groups_expected: u64,
+    /// Of those, the ones of which at least one frame arrived.
+    groups_received: u64,
+    /// Of those, the ones of which every frame arrived.
+    groups_complete: u64,
+    /// `groups_expected - groups_received`: groups a viewer never saw a frame of.
+    groups_skipped: u64,
+    /// Group streams the relay reset before their end (it skipped the rest of the group).
+    groups_reset: u64,
+    behind_live: BehindSummary,
     frames_received_total: u64,
     bytes_received_total: u64,
     frames_sent_total: u64,
@@ -582,6 +723,55 @@ fn sample_quantiles(values: &mut [u64]) -> Quantiles {
     }
 }
 
+/// Close every viewer's behind-live window and aggregate.
+fn summarize_behind(shared: &Shared) -> BehindSummary {
+    let subs = shared.subs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut samples = Vec::new();
+    let (mut above, mut longest, mut end_sum, mut end_max, mut viewers) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    for sub in &subs {
+        let mut s = sub.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(b) = s.behind.as_mut() else { continue };
+        b.finish(&mut |v| samples.push(v));
+        viewers += 1;
+        above += b.above();
+        longest = longest.max(b.longest());
+        let end = b.at_end().unwrap_or(0);
+        end_sum += end;
+        end_max = end_max.max(end);
+    }
+    let hist = {
+        let mut h = shared.behind.lock().unwrap_or_else(|e| e.into_inner());
+        for v in samples {
+            h.record(v);
+        }
+        h.clone()
+    };
+    let window_s = (shared.window.1 - shared.window.0) as f64 / 1e6;
+    let per_viewer = |x: u64| {
+        if viewers == 0 {
+            0.0
+        } else {
+            x as f64 / viewers as f64
+        }
+    };
+    BehindSummary {
+        threshold_ms: shared.cli.behind_threshold.as_secs_f64() * 1e3,
+        p50_ms: ms(hist.quantile(0.5)),
+        p99_ms: ms(hist.quantile(0.99)),
+        max_ms: ms(hist.max()),
+        mean_above_s: per_viewer(above) / 1e6,
+        fraction_above: if window_s > 0.0 {
+            per_viewer(above) / 1e6 / window_s
+        } else {
+            0.0
+        },
+        longest_above_s: longest as f64 / 1e6,
+        end_mean_ms: per_viewer(end_sum) / 1e3,
+        end_max_ms: ms(end_max),
+        viewers,
+    }
+}
+
 fn summarize(shared: &Shared, elapsed: Duration) -> Summary {
     let cli = &shared.cli;
     let latency = shared.latency.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -596,6 +786,9 @@ fn summarize(shared: &Shared, elapsed: Duration) -> Summary {
                 .map_or(0, |min| (s.window_max - min + 1).saturating_sub(s.window_groups))
         })
         .sum();
+    let behind_live = summarize_behind(shared);
+    let groups_expected = shared.groups_sent_window.load(Relaxed) * cli.subscribers as u64;
+    let groups_received = shared.groups_received.load(Relaxed);
     let expected = shared.sent_window.load(Relaxed) * cli.subscribers as u64;
     let delivered = shared.frames_window.load(Relaxed);
     let bytes = shared.bytes_window.load(Relaxed);
@@ -639,6 +832,12 @@ fn summarize(shared: &Shared, elapsed: Duration) -> Summary {
         missing_frames: shared.gaps.load(Relaxed),
         missing_groups,
         late_groups: shared.late_groups.load(Relaxed),
+        groups_expected,
+        groups_received,
+        groups_complete: shared.groups_complete.load(Relaxed),
+        groups_skipped: groups_expected.saturating_sub(groups_received),
+        groups_reset: shared.groups_reset.load(Relaxed),
+        behind_live,
         frames_received_total: shared.frames_rx.load(Relaxed),
         bytes_received_total: shared.bytes_rx.load(Relaxed),
         frames_sent_total: shared.sent_total.load(Relaxed),
@@ -725,32 +924,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let lead = Duration::from_millis(500);
     let window_start = lead + cli.ramp + Duration::from_secs(1);
     let window_end = window_start + cli.duration;
-    let shared = Arc::new(Shared {
-        window: (unix0 + micros(window_start), unix0 + micros(window_end)),
-        cli: cli.clone(),
-        stopping: AtomicBool::new(false),
-        latency: Mutex::default(),
-        second: Mutex::default(),
-        setup: Mutex::default(),
-        churn_setup: Mutex::default(),
-        subs: Mutex::default(),
-        errors: Mutex::default(),
-        error_count: AtomicU64::new(0),
-        frames_rx: AtomicU64::new(0),
-        bytes_rx: AtomicU64::new(0),
-        frames_window: AtomicU64::new(0),
-        bytes_window: AtomicU64::new(0),
-        gaps: AtomicU64::new(0),
-        late_groups: AtomicU64::new(0),
-        sent_total: AtomicU64::new(0),
-        sent_window: AtomicU64::new(0),
-        pubs_up: AtomicU64::new(0),
-        subs_up: AtomicU64::new(0),
-        subs_failed: AtomicU64::new(0),
-        churn_joined: AtomicU64::new(0),
-        churn_left: AtomicU64::new(0),
-        churn_failed: AtomicU64::new(0),
-    });
+    let shared = Arc::new(Shared::new(
+        cli.clone(),
+        (unix0 + micros(window_start), unix0 + micros(window_end)),
+    ));
     let mut next_client = 0usize;
     let mut pick = || {
         next_client += 1;
@@ -849,5 +1026,78 @@ fn main() {
     if let Err(err) = result {
         eprintln!("moq-bench: {err:#}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use moq_core::GroupProducer;
+
+    use super::*;
+
+    /// A bench whose window covers all of time, 30 fps, 2 s groups (60 frames).
+    fn shared() -> Arc<Shared> {
+        let cli = Cli::parse_from(["moq-bench", "--url", "moqt://localhost/anon"]);
+        Arc::new(Shared::new(cli, (0, u64::MAX)))
+    }
+
+    fn frame(index: u32) -> Frame {
+        let header = Header {
+            sent_micros: unix_micros(),
+            frame: u64::from(index),
+            group: 0,
+            index,
+            group_len: 60,
+        };
+        Frame {
+            timestamp: header.sent_micros,
+            payload: payload::encode(&header, 100),
+        }
+    }
+
+    /// A group the relay cut short with a reset: 3 frames, then `err`.
+    async fn read_aborted(err: moq_core::Error) -> Arc<Shared> {
+        let shared = shared();
+        let state = Arc::new(Mutex::new(SubState::default()));
+        let (mut producer, consumer) = GroupProducer::new(0);
+        for i in 0..3 {
+            producer.write(frame(i));
+        }
+        producer.abort(err);
+        read_group(shared.clone(), consumer, Some(state)).await;
+        shared
+    }
+
+    #[tokio::test]
+    async fn a_group_reset_by_the_relay_is_a_skipped_tail_not_an_error() {
+        let shared = read_aborted(moq_core::Error::Reset(1)).await;
+        assert_eq!(shared.groups_reset.load(Relaxed), 1);
+        assert_eq!(shared.error_count.load(Relaxed), 0);
+        assert_eq!(shared.groups_received.load(Relaxed), 1);
+        assert_eq!(shared.groups_complete.load(Relaxed), 0);
+        // The 57 frames the relay never sent are missing.
+        assert_eq!(shared.gaps.load(Relaxed), 57);
+    }
+
+    #[tokio::test]
+    async fn other_group_failures_are_still_errors() {
+        let shared = read_aborted(moq_core::Error::Protocol("bad frame".into())).await;
+        assert_eq!(shared.groups_reset.load(Relaxed), 0);
+        assert_eq!(shared.error_count.load(Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn a_whole_group_counts_as_complete() {
+        let shared = shared();
+        let state = Arc::new(Mutex::new(SubState::default()));
+        let (mut producer, consumer) = GroupProducer::new(0);
+        for i in 0..60 {
+            producer.write(frame(i));
+        }
+        producer.finish();
+        read_group(shared.clone(), consumer, Some(state)).await;
+        assert_eq!(shared.groups_complete.load(Relaxed), 1);
+        assert_eq!(shared.gaps.load(Relaxed), 0);
+        assert_eq!(shared.error_count.load(Relaxed), 0);
     }
 }

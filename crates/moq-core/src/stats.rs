@@ -27,6 +27,9 @@ pub struct Stats {
     pub subscriptions_total: AtomicU64,
     /// Subscriptions peers hold on us now.
     pub subscriptions_active: AtomicI64,
+    /// Announcements from peers that were refused (over the quota, or outside what the
+    /// peer may publish).
+    pub announcements_refused: AtomicU64,
 }
 
 impl Stats {

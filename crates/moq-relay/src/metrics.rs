@@ -107,11 +107,33 @@ impl Metrics {
     }
 }
 
-/// Refused connections and failed authentications, shared by every listener.
-#[derive(Debug, Clone, Default)]
+/// Refusal log lines per second across the relay (with a burst of twice that); the rest
+/// are counted in `moq_relay_log_suppressed_total`, so a flood cannot fill the logs.
+pub const REFUSAL_LOG_RATE: u32 = 20;
+
+/// Refused connections and failed authentications, shared by every listener, and the
+/// budget of log lines about them.
+#[derive(Debug, Clone)]
 pub struct Refusals {
     refused: Family<ReasonLabels, Counter>,
     auth_failures: Family<ReasonLabels, Counter>,
+    suppressed: Counter,
+    budget: Arc<governor::DefaultDirectRateLimiter>,
+}
+
+impl Default for Refusals {
+    fn default() -> Self {
+        let rate = std::num::NonZeroU32::new(REFUSAL_LOG_RATE).unwrap_or(std::num::NonZeroU32::MIN);
+        let burst = rate.saturating_mul(std::num::NonZeroU32::MIN.saturating_add(1));
+        Self {
+            refused: Family::default(),
+            auth_failures: Family::default(),
+            suppressed: Counter::default(),
+            budget: Arc::new(governor::RateLimiter::direct(
+                governor::Quota::per_second(rate).allow_burst(burst),
+            )),
+        }
+    }
 }
 
 impl Refusals {
@@ -132,12 +154,26 @@ impl Refusals {
             "Authentication failures, by reason",
             this.auth_failures.clone(),
         );
+        registry.register(
+            "moq_relay_log_suppressed",
+            "Refusal log lines left out under a flood (the refusals are still counted)",
+            this.suppressed.clone(),
+        );
         this
     }
 
     /// The refused-connections counter family (for tests that read it directly).
     pub fn refused_family(&self) -> Family<ReasonLabels, Counter> {
         self.refused.clone()
+    }
+
+    /// Whether a refusal may be logged now; when not, the line is counted as suppressed.
+    pub fn may_log(&self) -> bool {
+        let allowed = self.budget.check().is_ok();
+        if !allowed {
+            self.suppressed.inc();
+        }
+        allowed
     }
 
     /// Count a refused connection.
@@ -207,6 +243,11 @@ impl Collector for MediaCollector {
                 "moq_relay_subscriptions",
                 "Subscriptions served",
                 get(&s.subscriptions_total),
+            ),
+            (
+                "moq_relay_announcements_refused",
+                "Announcements from peers refused (over the quota or outside their permissions)",
+                get(&s.announcements_refused),
             ),
             (
                 "moq_relay_cache_evicted_bytes",
@@ -337,5 +378,21 @@ mod tests {
         let text = metrics.render();
         assert!(text.contains(r#"moq_relay_auth_failures_total{reason="bad_signature"} 1"#));
         assert!(text.contains(r#"moq_relay_sessions_refused_total{reason="unauthorized"} 1"#));
+    }
+
+    #[test]
+    fn refusal_logs_are_budgeted_and_the_rest_counted() {
+        let mut builder = Builder::new();
+        let refusals = Refusals::register(builder.registry());
+        let metrics = builder.finish();
+        let logged = (0..1000).filter(|_| refusals.may_log()).count();
+        let burst = 2 * REFUSAL_LOG_RATE as usize;
+        assert!((burst..burst + 5).contains(&logged), "{logged} lines allowed");
+        let suppressed = (1000 - logged).to_string();
+        assert!(
+            metrics
+                .render()
+                .contains(&format!("moq_relay_log_suppressed_total {suppressed}"))
+        );
     }
 }

@@ -214,7 +214,12 @@ impl Relay {
         let gate = Arc::new(Gate::from_config(&config.auth)?);
         let quota = session_quota(&config.limits);
         let peer_quota = cluster::link_quota(&quota);
-        let hook = DirectoryHook::new(cluster.clone(), gate.verifies_tokens(), peer_quota.clone());
+        let hook = DirectoryHook::new(
+            cluster.clone(),
+            media.hop,
+            gate.verifies_tokens(),
+            peer_quota.clone(),
+        );
         let sessions = Arc::new(Sessions {
             media,
             gate,

@@ -105,10 +105,11 @@ impl Sessions {
             Ok(ticket) => Some(ticket),
             Err(denied) => {
                 self.refusals.refused(denied.reason());
-                match denied {
-                    // A flood would fill the log: the counter tells the story.
-                    Denied::RateLimit => tracing::debug!(%peer, "refused: connection rate limit"),
-                    _ => tracing::info!(%peer, reason = denied.reason(), "refused: session limit"),
+                if self.refusals.may_log() {
+                    tracing::info!(%peer, reason = denied.reason(), "refused: {}", match denied {
+                        Denied::RateLimit => "connection rate limit",
+                        _ => "session limit",
+                    });
                 }
                 None
             }
@@ -250,13 +251,18 @@ impl Sessions {
 
     /// Count and log a refusal. Never the token itself: only where it came from and why.
     pub fn record(&self, refusal: &Refusal, peer: SocketAddr) {
+        let log = self.refusals.may_log();
         match refusal.kind {
             RefusalKind::Auth => {
-                tracing::warn!(%peer, reason = refusal.reason, detail = %refusal.detail, "authentication failed");
+                if log {
+                    tracing::warn!(%peer, reason = refusal.reason, detail = %refusal.detail, "authentication failed");
+                }
                 self.refusals.auth_failed(refusal.reason);
             }
             RefusalKind::Request => {
-                tracing::info!(%peer, reason = refusal.reason, detail = %refusal.detail, "refused");
+                if log {
+                    tracing::info!(%peer, reason = refusal.reason, detail = %refusal.detail, "refused");
+                }
                 self.refusals.refused(refusal.reason);
             }
         }

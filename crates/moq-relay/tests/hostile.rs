@@ -28,8 +28,8 @@
 //! `HOSTILE_SHOW_LOG=1` prints the relay's log after each attack.
 #![allow(clippy::unwrap_used)] // Test code.
 
-#[path = "http/mod.rs"]
-mod http;
+mod common;
+use common::http_get;
 
 #[path = "hostile/harness.rs"]
 mod harness;
@@ -449,7 +449,7 @@ async fn announce_spam() {
         let mut stable_since = Instant::now();
         // Until everything is sent and the relay's list has stopped growing for 2 s.
         while started.elapsed() < Duration::from_secs(20) {
-            let (_, body) = http::http_get(&url).await;
+            let (_, body) = http_get(&url).await;
             let now = body.lines().count();
             if now != visible {
                 visible = now;
@@ -929,7 +929,7 @@ async fn http_fetch_flood() {
 
 /// A relay's `/nodes` view.
 async fn nodes(relay: &Relay) -> serde_json::Value {
-    let (_, body) = http::http_get(&format!("http://{}/nodes", relay.internal)).await;
+    let (_, body) = http_get(&format!("http://{}/nodes", relay.internal)).await;
     serde_json::from_str(&body).unwrap_or_default()
 }
 
@@ -984,7 +984,7 @@ async fn directory_spoofing_by_a_token_holder() {
                 port: Some(port),
                 auth: Auth::Key(key_path.clone()),
                 ours: format!(
-                    "[client.tls]\ndisable_verify = true\n[cluster]\nid = {id}\nnode = \"https://{ip}:{port}/\"\n{roots}token = \"{}\"\n",
+                    "[client.tls]\ndisable_verify = true\n[cluster]\nid = {id}\nnode = \"https://{ip}:{port}/\"\n{roots}token = \"{}\"\nallow = [\"127.0.0.0/8\"]\n",
                     token_path.display()
                 ),
                 ..Default::default()

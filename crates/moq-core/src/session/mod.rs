@@ -17,7 +17,7 @@ mod tests;
 
 use std::sync::{Arc, Mutex};
 
-use moq_proto::{DataStream, Path, Setup, Version};
+use moq_proto::{DataStream, Hops, Path, Setup, Version};
 use tokio::{sync::watch, task::JoinSet};
 
 use crate::{
@@ -125,6 +125,29 @@ pub struct Config {
     /// When this turns true, tell the peer we are going away (GOAWAY, lite-04+)
     /// and keep serving until it leaves or the driver is dropped.
     pub shutdown: Option<watch::Receiver<bool>>,
+    /// Which of the peer's announcements to take: called with the path (relative to the
+    /// root) and the route's hops (the peer's own hop id last); `None` takes every one.
+    pub accept: Option<AnnounceFilter>,
+}
+
+/// A predicate over the peer's announcements (see [`Config::accept`]).
+#[derive(Clone)]
+pub struct AnnounceFilter(pub Arc<AnnounceFn>);
+
+/// The test behind an [`AnnounceFilter`]: the announced path and its hops.
+pub type AnnounceFn = dyn Fn(&Path, &Hops) -> bool + Send + Sync;
+
+impl AnnounceFilter {
+    /// Whether the announcement of `path` over `hops` is taken.
+    pub fn allows(&self, path: &Path, hops: &Hops) -> bool {
+        (self.0)(path, hops)
+    }
+}
+
+impl std::fmt::Debug for AnnounceFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AnnounceFilter")
+    }
 }
 
 impl Config {
@@ -144,6 +167,7 @@ impl Config {
             quota: Quota::default(),
             stats: Arc::default(),
             shutdown: None,
+            accept: None,
         }
     }
 }

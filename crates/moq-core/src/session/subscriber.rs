@@ -113,6 +113,7 @@ pub(crate) async fn announced<S: Session>(session: S, shared: Arc<SessionState>)
         tasks: JoinSet::new(),
         active: HashMap::new(),
         ids: Vec::new(),
+        refused: 0,
     };
     let result = loop {
         let msg = tokio::select! {
@@ -188,6 +189,8 @@ struct Mirror<S: Session> {
     active: HashMap<Path, Mirrored>,
     /// lite-06: announce ids in START order; `None` once ended or refused.
     ids: Vec<Option<Path>>,
+    /// Announcements refused so far (logged once, counted always).
+    refused: u64,
 }
 
 impl<S: Session> Mirror<S> {
@@ -237,21 +240,36 @@ impl<S: Session> Mirror<S> {
             tracing::warn!(%suffix, "announcement with too many hops ignored");
             true
         } else {
-            // A route back through us: a loop.
+            // A route back through us: a loop; or one the caller does not take.
             hops.contains(self.shared.config.hop)
+                || self
+                    .shared
+                    .config
+                    .accept
+                    .as_ref()
+                    .is_some_and(|accept| !accept.allows(&suffix, &hops))
         };
         if unusable {
             self.withdraw(&suffix);
             return Ok(());
         }
         if !self.shared.config.permissions.can_publish(&suffix) {
-            tracing::warn!(%suffix, "peer announced a broadcast it may not publish; ignored");
+            if self.refused == 0 {
+                tracing::warn!(%suffix, "peer announced a broadcast it may not publish; ignoring such announcements");
+            }
+            self.refused = self.refused.saturating_add(1);
+            crate::stats::Stats::add(&self.shared.config.stats.announcements_refused, 1);
             return Ok(());
         }
         if !self.active.contains_key(&suffix)
             && self.active.len() >= self.shared.config.quota.max_announcements
         {
-            tracing::warn!(%suffix, "too many announcements from peer; ignored");
+            // Once per session at warn: a peer flooding announcements must not flood the log.
+            if self.refused == 0 {
+                tracing::warn!(%suffix, limit = self.shared.config.quota.max_announcements, "too many announcements from peer; ignoring the rest");
+            }
+            self.refused = self.refused.saturating_add(1);
+            crate::stats::Stats::add(&self.shared.config.stats.announcements_refused, 1);
             return Ok(());
         }
         self.mirror(suffix, hops, cost)

@@ -257,15 +257,18 @@ impl Placeholder {
 #[derive(Debug)]
 pub struct DirectoryHook {
     cluster: Arc<Cluster>,
+    /// Our own hop id: no peer may write entries naming it.
+    hop: u64,
     tokens_in_use: bool,
     quota: session::Quota,
 }
 
 impl DirectoryHook {
     /// The hook for `cluster`'s directory; `tokens_in_use` when the gate verifies tokens.
-    pub fn new(cluster: Arc<Cluster>, tokens_in_use: bool, quota: session::Quota) -> Self {
+    pub fn new(cluster: Arc<Cluster>, hop: u64, tokens_in_use: bool, quota: session::Quota) -> Self {
         Self {
             cluster,
+            hop,
             tokens_in_use,
             quota,
         }
@@ -295,7 +298,42 @@ impl Hook for DirectoryHook {
         config.root = Path::empty();
         config.permissions = Permissions::all();
         config.quota = self.quota.clone();
+        config.accept = Some(self.writer_only());
         Some(Ok(()))
+    }
+}
+
+impl DirectoryHook {
+    /// The filter for one directory session: it may write only entries that name
+    /// itself (`node/<id>/…` and `origin/<id>/…` whose route is exactly `[id]`: the
+    /// peer's own SETUP id), never our id, and only an id no other live directory session
+    /// holds. Anything else is refused and counted; the first session to write an id
+    /// keeps it while it lives.
+    fn writer_only(&self) -> session::AnnounceFilter {
+        let cluster = self.cluster.clone();
+        let own = self.hop;
+        let session = Arc::new(());
+        session::AnnounceFilter(Arc::new(move |path: &Path, hops: &Hops| {
+            // An entry the peer learned elsewhere (from another root): every relay
+            // registers with every root itself, so it is not needed here, nor an attack.
+            if hops.len() > 1 {
+                return false;
+            }
+            let mut parts = path.as_str().splitn(3, '/');
+            let kind = parts.next();
+            let id = parts.next().and_then(|id| id.parse::<u64>().ok());
+            let taken = match (kind, id) {
+                (Some("node" | "origin"), Some(id)) => {
+                    hops.ids() == [id] && id != own && cluster.claim(id, &session)
+                }
+                _ => false,
+            };
+            if !taken {
+                cluster.refuse_count("not_the_writer", 1);
+                tracing::debug!(%path, hops = ?hops.ids(), "directory entry refused: it does not name its writer");
+            }
+            taken
+        }))
     }
 }
 

@@ -179,6 +179,8 @@ pub struct Cluster {
     gauge: Family<LinkLabels, Gauge>,
     /// Directory entries refused, by reason.
     refused: Family<crate::metrics::ReasonLabels, prometheus_client::metrics::counter::Counter>,
+    /// Which directory session writes each relay id's entries (while it lives).
+    claims: Mutex<HashMap<u64, std::sync::Weak<()>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -208,9 +210,11 @@ impl Cluster {
             nodes: Mutex::default(),
             gauge,
             refused,
+            claims: Mutex::default(),
         };
         this.recount(&BTreeMap::new());
         this.refuse_count("url_not_allowed", 0);
+        this.refuse_count("not_the_writer", 0);
         Arc::new(this)
     }
 
@@ -236,6 +240,19 @@ impl Cluster {
             || links
                 .values()
                 .any(|l| l.kind == LinkKind::Static && l.state == LinkState::Up)
+    }
+
+    /// Whether the directory session `session` may write entries for relay `id`: it may
+    /// if no other live session writes them.
+    fn claim(&self, id: u64, session: &Arc<()>) -> bool {
+        let mut claims = lock(&self.claims);
+        match claims.get(&id).and_then(std::sync::Weak::upgrade) {
+            Some(holder) => Arc::ptr_eq(&holder, session),
+            None => {
+                claims.insert(id, Arc::downgrade(session));
+                true
+            }
+        }
     }
 
     /// Count `n` refused directory entries for `reason`.

@@ -98,7 +98,9 @@ fn permissions(state: &PublicState, jwt: Option<&str>) -> Result<Permissions, Bo
     match state.gate.authorize(&Path::empty(), jwt) {
         Ok((permissions, _)) => Ok(permissions),
         Err(err) => {
-            tracing::warn!(reason = err.reason(), "HTTP authentication failed");
+            if state.refusals.may_log() {
+                tracing::warn!(reason = err.reason(), "HTTP authentication failed");
+            }
             state.refusals.auth_failed(err.reason());
             Err(Box::new(error(StatusCode::UNAUTHORIZED, err.to_string())))
         }

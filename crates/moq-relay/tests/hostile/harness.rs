@@ -14,11 +14,11 @@ use std::{
 use moq_native::{Version, client};
 use url::Url;
 
-use crate::http::http_get;
+use crate::common::http_get;
 
 /// Which relay the suite runs against: `HOSTILE_RELAY=ours` (default) or `reference`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// This repository's `moq-relay` (`HOSTILE_OURS_BIN` overrides the binary).
     Ours,
     /// The ecosystem's `moq-relay` 0.17.10 from `$MOQ_UPSTREAM/bin` (default
@@ -28,7 +28,7 @@ pub enum Kind {
 
 impl Kind {
     /// The relay selected by the environment.
-    pub fn from_env() -> Self {
+    pub(crate) fn from_env() -> Self {
         match std::env::var("HOSTILE_RELAY").as_deref() {
             Ok("reference") | Ok("theirs") => Self::Reference,
             _ => Self::Ours,
@@ -36,7 +36,7 @@ impl Kind {
     }
 
     /// The name in reports.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Ours => "ours",
             Self::Reference => "reference",
@@ -45,7 +45,7 @@ impl Kind {
 }
 
 /// Where the reference tools live.
-pub fn upstream_bin(name: &str) -> PathBuf {
+pub(crate) fn upstream_bin(name: &str) -> PathBuf {
     let root = std::env::var("MOQ_UPSTREAM")
         .map(PathBuf::from)
         .unwrap_or_else(|_| {
@@ -56,7 +56,7 @@ pub fn upstream_bin(name: &str) -> PathBuf {
 
 /// How a relay is started for one attack.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub(crate) struct Options {
     /// The address everything listens on.
     pub ip: IpAddr,
     /// The QUIC and HTTP port (a free one if `None`).
@@ -83,7 +83,7 @@ impl Default for Options {
 
 /// Who may do what on the relay.
 #[derive(Debug, Clone)]
-pub enum Auth {
+pub(crate) enum Auth {
     /// Everyone may publish and subscribe everywhere.
     Anonymous,
     /// Tokens signed by this JWK file; `anon/` stays public (for the victim).
@@ -91,7 +91,7 @@ pub enum Auth {
 }
 
 /// A relay process; killed (by PID) when dropped.
-pub struct Relay {
+pub(crate) struct Relay {
     /// Ours or the reference.
     pub kind: Kind,
     /// QUIC (UDP) and HTTP (TCP) address.
@@ -117,7 +117,7 @@ impl Drop for Relay {
 }
 
 /// A free port on `ip` for both UDP and TCP (best effort).
-pub fn free_port(ip: IpAddr) -> u16 {
+pub(crate) fn free_port(ip: IpAddr) -> u16 {
     loop {
         let Ok(udp) = std::net::UdpSocket::bind((ip, 0)) else {
             continue;
@@ -139,12 +139,12 @@ fn bracket(ip: IpAddr) -> String {
 impl Relay {
     /// Start the relay `HOSTILE_RELAY` selects; `None` (after saying why) when it is not
     /// installed, so the caller can skip.
-    pub async fn start(options: Options) -> Option<Self> {
+    pub(crate) async fn start(options: Options) -> Option<Self> {
         Self::start_kind(Kind::from_env(), options).await
     }
 
     /// Start a relay of `kind`.
-    pub async fn start_kind(kind: Kind, options: Options) -> Option<Self> {
+    pub(crate) async fn start_kind(kind: Kind, options: Options) -> Option<Self> {
         let dir = tempfile::tempdir().expect("tempdir");
         let ip = options.ip;
         let port = options.port.unwrap_or_else(|| free_port(ip));
@@ -255,22 +255,22 @@ impl Relay {
     }
 
     /// `host:port` of the HTTP listener.
-    pub fn web(&self) -> String {
+    pub(crate) fn web(&self) -> String {
         format!("{}:{}", bracket(self.addr.ip()), self.addr.port())
     }
 
     /// The process id.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// A URL on the relay: `scheme://ip:port/path`.
-    pub fn url(&self, scheme: &str, path: &str) -> Url {
+    pub(crate) fn url(&self, scheme: &str, path: &str) -> Url {
         Url::parse(&format!("{scheme}://{}/{path}", self.web())).expect("url")
     }
 
     /// A client bound to `bind` that pins the relay's certificate.
-    pub fn client(&self, bind: IpAddr, versions: &[Version]) -> client::Client {
+    pub(crate) fn client(&self, bind: IpAddr, versions: &[Version]) -> client::Client {
         client::Client::new(client::Config {
             bind: SocketAddr::new(bind, 0),
             tls: client::ClientTls {
@@ -288,22 +288,22 @@ impl Relay {
     }
 
     /// The relay's log so far.
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
     }
 
     /// Lines in the log so far.
-    pub fn log_lines(&self) -> usize {
+    pub(crate) fn log_lines(&self) -> usize {
         self.log().lines().count()
     }
 
     /// Panics in the log so far.
-    pub fn panics(&self) -> usize {
+    pub(crate) fn panics(&self) -> usize {
         self.log().matches("panicked").count()
     }
 
     /// Whether the process runs and answers on HTTP within 5 s.
-    pub async fn alive(&mut self) -> bool {
+    pub(crate) async fn alive(&mut self) -> bool {
         if !matches!(self.child.try_wait(), Ok(None)) {
             return false;
         }
@@ -315,7 +315,7 @@ impl Relay {
     }
 
     /// Every sample of `/metrics`, by `name{labels}`.
-    pub async fn metrics(&self) -> BTreeMap<String, f64> {
+    pub(crate) async fn metrics(&self) -> BTreeMap<String, f64> {
         let url = format!("http://{}/metrics", self.internal);
         let Ok(text) = tokio::time::timeout(Duration::from_secs(10), http_body(&url)).await else {
             return BTreeMap::new();
@@ -324,7 +324,7 @@ impl Relay {
     }
 
     /// Wait (up to 10 s) until the relay lists `anon/<name>` as announced.
-    pub async fn wait_announced(&self, name: &str) {
+    pub(crate) async fn wait_announced(&self, name: &str) {
         let url = format!("http://{}/announced/anon", self.web());
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -339,7 +339,7 @@ impl Relay {
     }
 
     /// The resident set now and its high-water mark, in bytes.
-    pub fn memory(&self) -> Memory {
+    pub(crate) fn memory(&self) -> Memory {
         memory(self.pid())
     }
 }
@@ -372,7 +372,7 @@ async fn http_request(url: &str) -> Option<(u16, String)> {
 }
 
 /// The status of a GET, `None` if there was no answer.
-pub async fn http_status(url: &str) -> Option<u16> {
+pub(crate) async fn http_status(url: &str) -> Option<u16> {
     http_request(url).await.map(|(status, _)| status)
 }
 
@@ -382,7 +382,7 @@ async fn http_body(url: &str) -> Option<String> {
 
 /// Prometheus text to `name{labels}` → value (chunked bodies have their size lines,
 /// which parse as nothing).
-pub fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
+pub(crate) fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {
@@ -396,7 +396,7 @@ pub fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
 /// denied or failures (`moq_relay_sessions_refused_total{reason=...}`,
 /// `moq_relay_auth_failures_total{reason=...}`, and whatever the hardening adds under
 /// such names).
-pub fn is_refusal_series(series: &str) -> bool {
+pub(crate) fn is_refusal_series(series: &str) -> bool {
     let name = series.split('{').next().unwrap_or_default();
     ["refus", "reject", "limit", "denied", "failure"]
         .iter()
@@ -404,7 +404,7 @@ pub fn is_refusal_series(series: &str) -> bool {
 }
 
 /// Refusal series that grew between two scrapes, with by how much.
-pub fn grown(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> Vec<(String, f64)> {
+pub(crate) fn grown(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> Vec<(String, f64)> {
     after
         .iter()
         .filter(|(series, _)| is_refusal_series(series))
@@ -417,7 +417,7 @@ pub fn grown(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> V
 
 /// Resident memory of a process.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Memory {
+pub(crate) struct Memory {
     /// VmRSS, bytes.
     pub rss: u64,
     /// VmHWM (peak RSS since the process started), bytes.
@@ -425,7 +425,7 @@ pub struct Memory {
 }
 
 /// Read VmRSS and VmHWM of `pid`.
-pub fn memory(pid: u32) -> Memory {
+pub(crate) fn memory(pid: u32) -> Memory {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| -> u64 {
         status
@@ -442,13 +442,13 @@ pub fn memory(pid: u32) -> Memory {
 }
 
 /// Mebibytes, for reports.
-pub fn mib(bytes: u64) -> f64 {
+pub(crate) fn mib(bytes: u64) -> f64 {
     (bytes as f64 / (1 << 20) as f64 * 10.0).round() / 10.0
 }
 
 /// What the victim saw.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
-pub struct VictimReport {
+pub(crate) struct VictimReport {
     /// Groups the publisher wrote while the viewer watched.
     pub groups: u64,
     /// Frames the viewer should have received.
@@ -461,7 +461,7 @@ pub struct VictimReport {
 
 /// One attack against one relay: what happened, for the report and the assertions.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// The attack's name (the test's).
     pub attack: &'static str,
     /// `ours` or `reference`.
@@ -491,7 +491,7 @@ pub struct Outcome {
 
 impl Outcome {
     /// Append this outcome to `$HOSTILE_REPORT` (if set) and print it.
-    pub fn report(&self) {
+    pub(crate) fn report(&self) {
         let line = serde_json::to_string(self).unwrap_or_default();
         eprintln!("hostile outcome: {line}");
         if let Ok(path) = std::env::var("HOSTILE_REPORT")
@@ -503,7 +503,7 @@ impl Outcome {
 
     /// The assertions every attack makes on our relay: alive, the victim lost no frame,
     /// peak RSS under `bound_mib`, refused and counted.
-    pub fn assert_refused_within(&self, bound_mib: f64) {
+    pub(crate) fn assert_refused_within(&self, bound_mib: f64) {
         self.assert_survived_within(bound_mib);
         assert_eq!(self.refused, Some(true), "the attack was not refused: {self:#?}");
         assert!(
@@ -513,7 +513,7 @@ impl Outcome {
     }
 
     /// Alive, the victim lost no frame, peak RSS under `bound_mib`.
-    pub fn assert_survived_within(&self, bound_mib: f64) {
+    pub(crate) fn assert_survived_within(&self, bound_mib: f64) {
         assert!(self.alive, "the relay died: {self:#?}");
         assert_eq!(self.panics, 0, "the relay panicked: {self:#?}");
         assert!(self.victim.expected > 0, "the victim saw nothing: {self:#?}");
@@ -527,7 +527,7 @@ impl Outcome {
 }
 
 /// Measures one attack: memory and counters before, everything after.
-pub struct Measure {
+pub(crate) struct Measure {
     before: Memory,
     metrics: BTreeMap<String, f64>,
     log_lines: usize,
@@ -536,7 +536,7 @@ pub struct Measure {
 
 impl Measure {
     /// Snapshot before the attack.
-    pub async fn start(relay: &Relay) -> Self {
+    pub(crate) async fn start(relay: &Relay) -> Self {
         Self {
             before: relay.memory(),
             metrics: relay.metrics().await,
@@ -546,7 +546,7 @@ impl Measure {
     }
 
     /// Everything after the attack.
-    pub async fn finish(
+    pub(crate) async fn finish(
         self,
         attack: &'static str,
         relay: &mut Relay,
@@ -575,7 +575,7 @@ impl Measure {
 }
 
 /// Whether the suite asserts (ours) or only records (the reference).
-pub fn asserting(relay: &Relay) -> bool {
+pub(crate) fn asserting(relay: &Relay) -> bool {
     relay.kind == Kind::Ours
 }
 

@@ -22,12 +22,12 @@ use tokio::{sync::watch, task::JoinHandle};
 use crate::harness::{Relay, VictimReport};
 
 /// Frames per victim group.
-pub const FRAMES: u64 = 5;
+pub(crate) const FRAMES: u64 = 5;
 /// Time between two victim groups.
 const PERIOD: Duration = Duration::from_millis(100);
 
 /// A publisher and a viewer of `anon/victim`.
-pub struct Victim {
+pub(crate) struct Victim {
     stop: watch::Sender<bool>,
     writer: JoinHandle<u64>,
     reader: JoinHandle<()>,
@@ -65,7 +65,7 @@ async fn connect(
 
 impl Victim {
     /// Connect both to `relay` from `bind`, and wait until the viewer has its first groups.
-    pub async fn start(relay: &Relay, bind: IpAddr) -> Self {
+    pub(crate) async fn start(relay: &Relay, bind: IpAddr) -> Self {
         match Self::start_split(relay, relay, bind).await {
             Ok(victim) => victim,
             Err(_) => panic!("the victim viewer receives nothing"),
@@ -74,7 +74,7 @@ impl Victim {
 
     /// Publish through `publish`, watch through `view` (both from `bind`); an error
     /// carries a victim that is still publishing but whose viewer got nothing in 10 s.
-    pub async fn start_split(publish: &Relay, view: &Relay, bind: IpAddr) -> Result<Self, Box<Self>> {
+    pub(crate) async fn start_split(publish: &Relay, view: &Relay, bind: IpAddr) -> Result<Self, Box<Self>> {
         let client = publish.client(bind, &[]);
         let origin = Origin::default();
         let broadcast = BroadcastProducer::new(Cache::default());
@@ -173,7 +173,7 @@ impl Victim {
     }
 
     /// Stop publishing, give the last groups up to 10 s to arrive, and count.
-    pub async fn finish(self) -> VictimReport {
+    pub(crate) async fn finish(self) -> VictimReport {
         // A little more after the attack: the relay must still serve.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let _ = self.stop.send(true);

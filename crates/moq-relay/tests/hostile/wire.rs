@@ -28,10 +28,10 @@ use tokio::{sync::mpsc, task::JoinSet};
 use crate::harness::Relay;
 
 /// The version attackers speak: the newest both relays have.
-pub const VERSION: Version = Version::Lite06;
+pub(crate) const VERSION: Version = Version::Lite06;
 
 /// One message's bytes at [`VERSION`].
-pub fn enc<T: Encode>(msg: &T) -> Vec<u8> {
+pub(crate) fn enc<T: Encode>(msg: &T) -> Vec<u8> {
     msg.to_vec(VERSION).expect("encodable")
 }
 
@@ -46,7 +46,7 @@ macro_rules! bytes {
 pub(crate) use bytes;
 
 /// A raw session and the client (UDP socket) it lives on.
-pub struct Raw {
+pub(crate) struct Raw {
     /// The session.
     pub session: MoqSession,
     _client: Arc<client::Client>,
@@ -54,7 +54,7 @@ pub struct Raw {
 
 /// Dial the relay over raw QUIC at `/anon` from `client`; with `setup`, send our SETUP
 /// (path `/anon`) like any lite-05+ client.
-pub async fn dial(relay: &Relay, client: &Arc<client::Client>, setup: bool) -> anyhow::Result<Raw> {
+pub(crate) async fn dial(relay: &Relay, client: &Arc<client::Client>, setup: bool) -> anyhow::Result<Raw> {
     let connected = client.connect(&relay.url("moqt", "anon")).await?;
     let session = MoqSession::new(connected.session, connected.transport);
     if setup {
@@ -67,7 +67,7 @@ pub async fn dial(relay: &Relay, client: &Arc<client::Client>, setup: bool) -> a
 }
 
 /// Our SETUP on its own unidirectional stream.
-pub async fn send_setup(session: &MoqSession, path: Option<String>) -> anyhow::Result<()> {
+pub(crate) async fn send_setup(session: &MoqSession, path: Option<String>) -> anyhow::Result<()> {
     let mut stream = session.open_uni().await?;
     stream
         .write_all(&bytes!(
@@ -83,19 +83,19 @@ pub async fn send_setup(session: &MoqSession, path: Option<String>) -> anyhow::R
 }
 
 /// A client on `bind` that speaks only [`VERSION`].
-pub fn attacker(relay: &Relay, bind: IpAddr) -> Arc<client::Client> {
+pub(crate) fn attacker(relay: &Relay, bind: IpAddr) -> Arc<client::Client> {
     Arc::new(relay.client(bind, &[VERSION]))
 }
 
 /// Reads length-prefixed messages from a stream.
-pub struct Reader {
+pub(crate) struct Reader {
     recv: RecvStream,
     buf: BytesMut,
 }
 
 impl Reader {
     /// Wrap a stream.
-    pub fn new(recv: RecvStream) -> Self {
+    pub(crate) fn new(recv: RecvStream) -> Self {
         Self {
             recv,
             buf: BytesMut::new(),
@@ -103,7 +103,7 @@ impl Reader {
     }
 
     /// The next message.
-    pub async fn decode<T: Decode>(&mut self) -> anyhow::Result<T> {
+    pub(crate) async fn decode<T: Decode>(&mut self) -> anyhow::Result<T> {
         loop {
             match decode_slice::<T>(&self.buf, VERSION) {
                 Ok((msg, used)) => {
@@ -121,7 +121,7 @@ impl Reader {
     }
 
     /// Read and drop everything until the stream ends; bytes read.
-    pub async fn drain(self) -> u64 {
+    pub(crate) async fn drain(self) -> u64 {
         let total = AtomicU64::new(0);
         self.drain_into(&total).await;
         total.into_inner()
@@ -129,7 +129,7 @@ impl Reader {
 
     /// Read and drop everything until the stream ends, adding what is read to `total`
     /// as it arrives.
-    pub async fn drain_into(mut self, total: &AtomicU64) {
+    pub(crate) async fn drain_into(mut self, total: &AtomicU64) {
         total.fetch_add(self.buf.len() as u64, Ordering::Relaxed);
         while let Ok(Some(chunk)) = self.recv.read_chunk(1 << 20).await {
             total.fetch_add(chunk.len() as u64, Ordering::Relaxed);
@@ -139,7 +139,7 @@ impl Reader {
 
 /// A subscription the relay opened to a [`Publisher`].
 #[derive(Debug, Clone)]
-pub struct Subscription {
+pub(crate) struct Subscription {
     /// The subscribe id group streams must carry.
     pub id: u64,
 }
@@ -147,7 +147,7 @@ pub struct Subscription {
 /// A hand-made publisher: answers the relay's Announce stream with `broadcasts`,
 /// its Subscribe streams with SUBSCRIBE_START, its Track streams with a TRACK_INFO,
 /// and hands every subscription over so the attack can send what it likes.
-pub struct Publisher {
+pub(crate) struct Publisher {
     /// The raw session.
     pub raw: Raw,
     /// Subscriptions the relay made.
@@ -159,7 +159,7 @@ pub struct Publisher {
 
 impl Publisher {
     /// Connect from `client` and announce `broadcasts` (relative to `/anon`).
-    pub async fn start(
+    pub(crate) async fn start(
         relay: &Relay,
         client: &Arc<client::Client>,
         broadcasts: Vec<Path>,
@@ -192,7 +192,7 @@ impl Publisher {
     }
 
     /// The next subscription the relay makes, within `timeout`.
-    pub async fn subscription(&mut self, timeout: Duration) -> anyhow::Result<Subscription> {
+    pub(crate) async fn subscription(&mut self, timeout: Duration) -> anyhow::Result<Subscription> {
         tokio::time::timeout(timeout, self.subscriptions.recv())
             .await
             .context("no subscription from the relay in time")?
@@ -200,7 +200,7 @@ impl Publisher {
     }
 
     /// Stop serving and close the session.
-    pub fn close(mut self) {
+    pub(crate) fn close(mut self) {
         self.raw.session.close(0, "done");
         self.tasks.abort_all();
     }
@@ -282,7 +282,7 @@ async fn serve(
 
 /// A hand-made viewer: subscribes to `broadcast`/`track` (relative to `/anon`) and
 /// reads and drops every group stream, counting bytes.
-pub struct Viewer {
+pub(crate) struct Viewer {
     /// Bytes received on group streams.
     pub bytes: Arc<AtomicU64>,
     raw: Raw,
@@ -292,7 +292,7 @@ pub struct Viewer {
 
 impl Viewer {
     /// Connect from `client` and subscribe.
-    pub async fn start(
+    pub(crate) async fn start(
         relay: &Relay,
         client: &Arc<client::Client>,
         broadcast: &str,
@@ -331,14 +331,14 @@ impl Viewer {
     }
 
     /// Stop and close.
-    pub fn close(mut self) {
+    pub(crate) fn close(mut self) {
         self.raw.session.close(0, "done");
         self.tasks.abort_all();
     }
 }
 
 /// A group stream's first bytes: stream type and GROUP header.
-pub fn group_header(subscribe: u64, sequence: u64) -> Vec<u8> {
+pub(crate) fn group_header(subscribe: u64, sequence: u64) -> Vec<u8> {
     bytes!(
         &DataStream::Group,
         &moq_proto::GroupHeader {
@@ -350,7 +350,7 @@ pub fn group_header(subscribe: u64, sequence: u64) -> Vec<u8> {
 }
 
 /// A FRAME header for `size` payload bytes.
-pub fn frame_header(size: u64) -> Vec<u8> {
+pub(crate) fn frame_header(size: u64) -> Vec<u8> {
     bytes!(&moq_proto::FrameHeader {
         timestamp_delta: 0,
         size,
@@ -358,13 +358,13 @@ pub fn frame_header(size: u64) -> Vec<u8> {
 }
 
 /// A payload of `size` bytes, shared (written without copies).
-pub fn payload(size: usize) -> Bytes {
+pub(crate) fn payload(size: usize) -> Bytes {
     Bytes::from(vec![0x5a; size])
 }
 
 /// How a flood of requests on bidirectional streams went.
 #[derive(Debug, Default)]
-pub struct Flood {
+pub(crate) struct Flood {
     /// Streams opened and written.
     pub opened: u64,
     /// Requests the relay answered (reset, finished or replied to) within a second.
@@ -379,7 +379,7 @@ impl Flood {
     /// Open up to `count` bidirectional streams within `duration`, write `request(i)` on
     /// each and keep them all open, watching how the relay answers. Returns once every
     /// stream is opened (or opening stalls) and a second more has passed.
-    pub async fn run(
+    pub(crate) async fn run(
         session: &MoqSession,
         count: u64,
         duration: Duration,
