@@ -235,20 +235,25 @@ impl fmt::Display for Version {
 
 /// The string did not name a supported moq-lite version.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unknown version '{0}' (expected one of moq-lite-01, moq-lite-02, moq-lite-03, moq-lite-04, moq-lite-05, moq-lite-06)"
-)]
+#[error("unknown version '{0}' (expected one of moq-lite-03, moq-lite-04, moq-lite-05, moq-lite-06)")]
 pub struct UnknownVersion(pub String);
+
+impl Version {
+    /// A version by its name, in-band ones included: `moq-lite-02` as well as
+    /// `moq-lite-05`. (`FromStr` accepts only the ALPN versions, which is what a
+    /// configured ALPN list may name; `moql` names none.)
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::EVERY.into_iter().find(|v| v.name() == name)
+    }
+}
 
 impl FromStr for Version {
     type Err = UnknownVersion;
 
-    /// A version by its name (`moq-lite-02`); `moql` names none.
+    /// An ALPN version by name (`moq-lite-05`); see [`Version::from_name`] for
+    /// lite-01/02.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::EVERY
-            .into_iter()
-            .find(|v| v.name() == s)
-            .ok_or_else(|| UnknownVersion(s.to_string()))
+        Self::from_alpn(s.as_bytes()).ok_or_else(|| UnknownVersion(s.to_string()))
     }
 }
 
@@ -267,6 +272,9 @@ mod tests {
         assert_eq!(Version::from_alpn(b"h3"), None);
         let err = "moq-lite-07".parse::<Version>().unwrap_err();
         assert!(err.to_string().contains("moq-lite-07"));
+        // The in-band versions have names, but not ALPNs of their own.
+        assert!("moq-lite-02".parse::<Version>().is_err());
+        assert_eq!(Version::from_name("moq-lite-07"), None);
     }
 
     #[test]
@@ -275,11 +283,11 @@ mod tests {
             assert_eq!(v.alpn(), ALPN_IN_BAND);
             assert!(v.is_in_band());
             assert!(!Version::ALL.contains(&v) && !Version::PREFERRED.contains(&v));
-            assert_eq!(v.to_string().parse::<Version>(), Ok(v));
+            assert_eq!(Version::from_name(&v.to_string()), Some(v));
         }
         // `moql` names no single version: it means "negotiate in-band".
         assert_eq!(Version::from_alpn(b"moql"), None);
-        assert!("moql".parse::<Version>().is_err());
+        assert_eq!(Version::from_name("moql"), None);
         assert_eq!(Version::Lite02.to_string(), "moq-lite-02");
         assert_eq!(Version::EVERY.len(), Version::ALL.len() + Version::IN_BAND.len());
     }
