@@ -490,6 +490,23 @@ async fn firefox_bytes_negotiate_lite02_and_read_the_clock() {
     assert!(browser.close_reason().is_none() && relay.close_reason().is_none());
 }
 
+/// The lite-01/02-era framing: the Session stream type (0) opens the SETUP,
+/// sized by a varint, and the reply has no type. The reply keeps that framing.
+#[tokio::test]
+async fn in_band_answers_the_session_stream_framing_in_kind() {
+    let (client, server) = mem::pair();
+    let (mut send, mut recv) = client.open_bi().await.unwrap();
+    send.write_all(&hex("00 0a 01 c0000000ff0dad01 00"))
+        .await
+        .unwrap();
+    let negotiated = within(accept_in_band(&server, &Version::IN_BAND, NEGOTIATION))
+        .await
+        .unwrap();
+    assert_eq!(negotiated.version(), Version::Lite01);
+    assert_eq!(negotiated.kind(), moq_proto::legacy::SetupKind::Lite);
+    assert_eq!(read_n(&mut recv, 10).await, hex("09 c0000000ff0dad01 00"));
+}
+
 /// An offer with nothing we allow closes the session with the version code.
 #[tokio::test]
 async fn in_band_refuses_an_offer_with_nothing_we_allow() {
