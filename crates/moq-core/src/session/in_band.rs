@@ -338,3 +338,53 @@ async fn connect<S: Session>(
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{mem, transport::SendStream as _};
+
+    /// However a decoder behaves, no more than [`MAX_BUFFERED`] bytes are held.
+    #[tokio::test]
+    async fn setup_buffering_is_bounded_whatever_the_decoder_says() {
+        let (client, server) = mem::pair();
+        let (mut send, _recv) = client.open_bi().await.unwrap();
+        send.write_all(&vec![0u8; MAX_BUFFERED + CHUNK]).await.unwrap();
+        let (_send, mut recv) = server.accept_bi().await.unwrap();
+        let result = read_setup(&mut recv, |_: &mut &[u8]| Err::<(), _>(DecodeError::Short)).await;
+        assert_eq!(result.unwrap_err(), Error::Limit("legacy SETUP size"));
+    }
+
+    /// A SETUP the server would refuse as too large is not sent.
+    #[tokio::test]
+    async fn client_refuses_to_send_an_oversized_setup() {
+        let (client, _server) = mem::pair();
+        let parameters = ClientParameters {
+            path: Some("p".repeat(MAX_SETUP_SIZE)),
+            ..Default::default()
+        };
+        let err = connect_in_band(&client, &Version::IN_BAND, parameters, Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Protocol(_)), "{err}");
+        assert_eq!(client.close_reason().unwrap().0, 0x3);
+    }
+
+    /// A server that never answers: the client gives up at the deadline.
+    #[tokio::test(start_paused = true)]
+    async fn client_times_out_without_an_answer() {
+        let (client, _server) = mem::pair();
+        let started = tokio::time::Instant::now();
+        let err = connect_in_band(
+            &client,
+            &[Version::Lite02],
+            ClientParameters::default(),
+            Duration::from_secs(3),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err, Error::Timeout);
+        assert_eq!(started.elapsed(), Duration::from_secs(3));
+        assert_eq!(client.close_reason().unwrap().0, 0x11);
+    }
+}
