@@ -8,12 +8,13 @@ use std::fmt::Debug;
 use bytes::Buf;
 use moq_proto::{Decode, Encode, Version};
 
-/// Decode `data[1..]` as a `T` in the version picked by `data[0] % 4`.
+/// Decode `data[1..]` as a `T` in the version picked by `data[0] % 6`
+/// (from `Version::EVERY`: lite-01 to lite-06).
 ///
 /// If it decodes:
 /// - it consumed no more bytes than it was given;
-/// - decoding the same bytes split into two chunks (at `data[0] >> 2`, the
-///   bits the version does not use) gives the same value and consumption, so
+/// - decoding the same bytes split into two chunks (at `data[0] / 6`, what
+///   the version choice leaves) gives the same value and consumption, so
 ///   the chunk-straddling paths of `Buf` decoding are covered too;
 /// - re-encoding it in the same version succeeds (unless `may_not_encode`
 ///   says this value is legitimately receive-only), and decoding those bytes
@@ -25,7 +26,8 @@ where
     let Some((&selector, input)) = data.split_first() else {
         return;
     };
-    let version = Version::ALL[usize::from(selector) % Version::ALL.len()];
+    let versions = Version::EVERY;
+    let version = versions[usize::from(selector) % versions.len()];
 
     // First decode, from one contiguous slice.
     let mut cursor = input;
@@ -39,7 +41,7 @@ where
     let consumed = input.len() - cursor.len();
 
     // Same bytes through a two-chunk `Buf`.
-    let split = usize::from(selector >> 2).min(input.len());
+    let split = (usize::from(selector) / versions.len()).min(input.len());
     let (head, tail) = input.split_at(split);
     let mut chained = head.chain(tail);
     let chained_result = T::decode(&mut chained, version);

@@ -42,6 +42,10 @@ pub enum Error {
     /// A limit (streams, subscriptions, sizes) was exceeded.
     #[error("limit exceeded: {0}")]
     Limit(&'static str),
+    /// No version both sides speak (the in-band SETUP offered none we allow,
+    /// or the server chose one we did not offer).
+    #[error("no common version: {0}")]
+    Version(String),
 }
 
 impl Error {
@@ -58,6 +62,8 @@ impl Error {
             Self::Unauthorized(_) => 0x40 + 0x2,
             Self::Reset(code) => *code,
             Self::Limit(_) => 0x30,
+            // A session-level failure, flattened as the stream registry does.
+            Self::Version(_) => 0x3,
         }
     }
 
@@ -68,6 +74,7 @@ impl Error {
             Self::Unauthorized(_) => 0x2,
             Self::Protocol(_) | Self::Decode(_) | Self::Duplicate(_) => 0x3,
             Self::Timeout => 0x11,
+            Self::Version(_) => 0x15,
             _ => 0x1,
         }
     }

@@ -3,10 +3,13 @@
 //!
 //! What it does:
 //! - [`server::Server`] binds one quinn endpoint on one UDP port whose ALPN list is the
-//!   moq-lite versions we allow (newest first) plus `h3`. A connection that negotiates a
-//!   moq-lite ALPN is raw QUIC and the ALPN is the version; one that negotiates `h3` is
-//!   WebTransport and the version comes from the `WT-Available-Protocols` /
-//!   `WT-Protocol` CONNECT headers. Both end up as the same [`Session`] type.
+//!   moq-lite versions we allow (newest first), then `moql`, then `h3`. A connection that
+//!   negotiates a moq-lite ALPN is raw QUIC and the ALPN is the version; one that
+//!   negotiates `h3` is WebTransport and the version comes from the
+//!   `WT-Available-Protocols` / `WT-Protocol` CONNECT headers. Both end up as the same
+//!   [`Session`] type. Without a version (`moql`, or WebTransport with no common
+//!   protocol) a caller may accept with [`server::Request::ok_unnegotiated`] and choose
+//!   moq-lite-01/02 in-band (`moq_core::session::accept_in_band`).
 //! - [`qmux`]: moq over a WebSocket (TCP), for browsers without WebTransport and
 //!   networks that block UDP: the QMux framing `@moq/net` speaks, the subprotocol
 //!   negotiation a server's WebSocket upgrade needs, and adapters for tungstenite and
@@ -96,7 +99,9 @@ impl fmt::Display for Transport {
     }
 }
 
-/// The versions to use, newest first: `allowed` if it is not empty, otherwise all of them.
+/// The ALPN versions to use (lite-03+), newest first: those of `allowed` if it is not
+/// empty, otherwise all of them. The in-band lite-01/02 never appear here (see
+/// [`in_band_versions`]), so no ALPN or protocol list offers them.
 ///
 /// Order in the configuration does not matter; duplicates are dropped.
 pub(crate) fn versions(allowed: &[Version]) -> Vec<Version> {
@@ -104,6 +109,20 @@ pub(crate) fn versions(allowed: &[Version]) -> Vec<Version> {
         .into_iter()
         .filter(|v| allowed.is_empty() || allowed.contains(v))
         .collect()
+}
+
+/// The in-band versions (lite-02, lite-01) `allowed` permits: all of them when it is
+/// empty, otherwise those it lists.
+pub(crate) fn in_band_versions(allowed: &[Version]) -> Vec<Version> {
+    Version::IN_BAND
+        .into_iter()
+        .filter(|v| allowed.is_empty() || allowed.contains(v))
+        .collect()
+}
+
+/// A list of versions by name (`moq-lite-02`), for logs.
+pub(crate) fn name_list(versions: &[Version]) -> String {
+    versions.iter().map(|v| v.name()).collect::<Vec<_>>().join(", ")
 }
 
 /// A list of versions as their ALPN identifiers, for logs and error messages.

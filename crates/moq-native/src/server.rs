@@ -1,10 +1,17 @@
-//! The QUIC / WebTransport listener: one UDP port, moq-lite ALPNs plus `h3`.
+//! The QUIC / WebTransport listener: one UDP port, moq-lite ALPNs plus `moql` and `h3`.
 //!
 //! Lifecycle: [`Server::bind`] → loop on [`Server::accept`] (fast: it only hands out
 //! connection attempts) → per connection, usually in its own task,
 //! [`Incoming::accept`] (QUIC handshake, then the WebTransport CONNECT if the ALPN is
 //! `h3`) → inspect the [`Request`] (version, URL) → [`Request::ok`] or
 //! [`Request::reject`].
+//!
+//! In-band negotiation (moq-lite-01/02): a WebTransport client that offered no
+//! version we allow (Firefox offers none) or a raw QUIC client with the shared
+//! ALPN `moql` has [`Request::version`] `None`. [`Request::ok`] refuses it as
+//! before; a caller that opts in calls [`Request::ok_unnegotiated`] instead and
+//! then runs `moq_core::session::accept_in_band` with
+//! [`Request::in_band_versions`].
 
 use std::{
     net::{Ipv6Addr, SocketAddr},
@@ -15,6 +22,8 @@ use std::{
 
 use url::Url;
 use web_transport_quinn::proto::ConnectResponse;
+
+use moq_proto::ALPN_IN_BAND;
 
 use crate::{Error, Session, Transport, Version, alpn_list, canonical, quic, tls};
 
@@ -47,7 +56,9 @@ pub struct Config {
     pub bind: SocketAddr,
     /// Certificates to serve.
     pub tls: TlsConfig,
-    /// moq-lite versions to accept; empty means all of them.
+    /// moq-lite versions to accept; empty means all of them. lite-01/02 (in-band)
+    /// are allowed when listed, or when the list is empty; `moql` is in the ALPN
+    /// list only then.
     pub versions: Vec<Version>,
     /// QUIC limits for every accepted connection.
     pub quic: quic::Config,
@@ -72,6 +83,7 @@ impl Default for Config {
 pub struct Server {
     endpoint: quinn::Endpoint,
     versions: Arc<[Version]>,
+    in_band: Arc<[Version]>,
     certs: Arc<tls::Certs>,
     /// Client CAs for mTLS, for the TCP listener's TLS too.
     roots: Vec<PathBuf>,
@@ -84,7 +96,8 @@ impl Server {
     /// Must be called inside a tokio runtime.
     pub fn bind(config: Config) -> Result<Self, Error> {
         let versions: Arc<[Version]> = crate::versions(&config.versions).into();
-        if versions.is_empty() {
+        let in_band: Arc<[Version]> = crate::in_band_versions(&config.versions).into();
+        if versions.is_empty() && in_band.is_empty() {
             return Err(Error::QuicConfig("no moq-lite version is allowed".to_string()));
         }
 
@@ -107,10 +120,12 @@ impl Server {
         };
         let mut crypto = builder.with_cert_resolver(certs.clone());
         // The server picks the first of its own ALPNs that the client offers, so newest
-        // first here means the newest common version wins on raw QUIC.
+        // first here means the newest common version wins on raw QUIC; `moql` (version
+        // chosen in-band) only when nothing better is offered.
         crypto.alpn_protocols = versions
             .iter()
             .map(|v| v.alpn().as_bytes().to_vec())
+            .chain((!in_band.is_empty()).then(|| ALPN_IN_BAND.as_bytes().to_vec()))
             .chain([ALPN_H3.to_vec()])
             .collect();
 
@@ -123,12 +138,14 @@ impl Server {
         tracing::info!(
             addr = ?endpoint.local_addr().ok(),
             versions = %alpn_list(&versions),
+            in_band = %crate::name_list(&in_band),
             "listening for QUIC and WebTransport"
         );
 
         Ok(Self {
             endpoint,
             versions,
+            in_band,
             certs,
             roots: config.tls.root.clone(),
             handshake_timeout: config.quic.handshake_timeout,
@@ -147,9 +164,16 @@ impl Server {
         self.certs.fingerprints()
     }
 
-    /// The moq-lite versions this server accepts, newest first.
+    /// The moq-lite versions this server accepts by ALPN or WebTransport protocol,
+    /// newest first.
     pub fn versions(&self) -> &[Version] {
         &self.versions
+    }
+
+    /// The moq-lite versions this server may negotiate in-band (lite-02, lite-01),
+    /// newest first; empty when the configuration leaves them out.
+    pub fn in_band_versions(&self) -> &[Version] {
+        &self.in_band
     }
 
     /// Re-read the certificate and key files (for example on SIGHUP). New handshakes use
@@ -194,6 +218,7 @@ impl Server {
             incoming,
             remote,
             versions: self.versions.clone(),
+            in_band: self.in_band.clone(),
             handshake_timeout: self.handshake_timeout,
         })
     }
@@ -216,6 +241,7 @@ pub struct Incoming {
     incoming: quinn::Incoming,
     remote: SocketAddr,
     versions: Arc<[Version]>,
+    in_band: Arc<[Version]>,
     handshake_timeout: Duration,
 }
 
@@ -267,10 +293,11 @@ impl Incoming {
                 .copied()
                 .find(|v| request.protocols.iter().any(|p| p == v.alpn()));
             if version.is_none() {
-                tracing::info!(
+                tracing::debug!(
                     %remote,
                     offered = ?request.protocols,
                     allowed = %alpn_list(&self.versions),
+                    in_band = %crate::name_list(&self.in_band),
                     "WebTransport client offered no moq-lite version we allow"
                 );
             }
@@ -281,7 +308,21 @@ impl Incoming {
                 version,
                 server_name,
                 versions: self.versions,
+                in_band: self.in_band,
                 kind: Kind::WebTransport(Box::new(request)),
+            });
+        }
+
+        // `moql`: the version is chosen in-band (only offered when some are allowed).
+        if alpn == ALPN_IN_BAND.as_bytes() && !self.in_band.is_empty() {
+            return Ok(Request {
+                conn,
+                remote,
+                version: None,
+                server_name,
+                versions: self.versions,
+                in_band: self.in_band,
+                kind: Kind::Quic,
             });
         }
 
@@ -293,6 +334,7 @@ impl Incoming {
                 version: Some(version),
                 server_name,
                 versions: self.versions,
+                in_band: self.in_band,
                 kind: Kind::Quic,
             }),
             None => {
@@ -335,6 +377,7 @@ pub struct Request {
     version: Option<Version>,
     server_name: Option<String>,
     versions: Arc<[Version]>,
+    in_band: Arc<[Version]>,
     kind: Kind,
 }
 
@@ -360,12 +403,25 @@ impl Request {
 
     /// The negotiated moq-lite version.
     ///
-    /// Raw QUIC: the ALPN, always present. WebTransport: the newest version we allow
-    /// among those the client offered in `WT-Available-Protocols`, or `None` if it
-    /// offered none we know (the offered list has been logged); [`Request::ok`] then
-    /// refuses the session.
+    /// Raw QUIC: the ALPN, or `None` for `moql` (version chosen in-band).
+    /// WebTransport: the newest version we allow among those the client offered in
+    /// `WT-Available-Protocols`, or `None` if it offered none we know. With `None`,
+    /// [`Request::ok`] refuses the session; [`Request::ok_unnegotiated`] accepts it
+    /// for in-band negotiation.
     pub fn version(&self) -> Option<Version> {
         self.version
+    }
+
+    /// The versions the caller may negotiate in-band on this connection after
+    /// [`Request::ok_unnegotiated`], newest first: the server's lite-02/lite-01 for
+    /// WebTransport (which can always be answered without a protocol) and for raw
+    /// QUIC with ALPN `moql`; empty for raw QUIC whose ALPN chose a version, or when
+    /// the server allows no in-band version.
+    pub fn in_band_versions(&self) -> &[Version] {
+        match (&self.kind, self.version) {
+            (Kind::Quic, Some(_)) => &[],
+            _ => &self.in_band,
+        }
     }
 
     /// The CONNECT URL (WebTransport only). Raw QUIC has none: its path arrives in the
@@ -420,28 +476,43 @@ impl Request {
     ///
     /// WebTransport: answers 200 with `WT-Protocol` set to the chosen version's ALPN. If
     /// the client offered no version we allow, answers 406 instead and returns
-    /// [`Error::NoClientVersion`]. Raw QUIC: wraps the connection as a [`Session`].
+    /// [`Error::NoClientVersion`]. Raw QUIC: wraps the connection as a [`Session`];
+    /// with ALPN `moql` (no version yet) it closes with code 0x15 (version) and returns
+    /// [`Error::NoClientVersion`].
     pub async fn ok(self) -> Result<Session, Error> {
         let remote = self.remote;
         match (self.kind, self.version) {
-            (Kind::Quic, _) => Ok(Session::raw(self.conn)),
+            (Kind::Quic, Some(_)) => Ok(Session::raw(self.conn)),
             (Kind::WebTransport(request), Some(version)) => request
                 .respond(ConnectResponse::OK.with_protocol(version.alpn()))
                 .await
                 .map_err(|source| Error::WebTransportAccept { addr: remote, source }),
-            (Kind::WebTransport(request), None) => {
-                let offered = request.protocols.join(", ");
-                reject_webtransport(*request, &self.conn, 406).await?;
-                Err(Error::NoClientVersion {
-                    peer: remote,
-                    offered: if offered.is_empty() {
-                        "nothing".to_string()
-                    } else {
-                        offered
-                    },
-                    allowed: alpn_list(&self.versions),
-                })
-            }
+            (kind, None) => refuse_unversioned(kind, self.conn, remote, &self.versions).await,
+        }
+    }
+
+    /// Accept the session without choosing a version, so the caller negotiates it
+    /// in-band (moq-lite-01/02 SETUP, `moq_core::session::accept_in_band`, among
+    /// [`Request::in_band_versions`]).
+    ///
+    /// WebTransport: answers 200 without `WT-Protocol` (whatever the client offered),
+    /// which is what makes a client like `@moq/net` fall back to the SETUP
+    /// exchange. Raw QUIC with ALPN `moql`: wraps the connection. When
+    /// [`Request::in_band_versions`] is empty (the server allows none, or a raw QUIC
+    /// ALPN already chose a version) it refuses exactly as [`Request::ok`] does for
+    /// a client without a common version (406, or close code 0x15) and returns
+    /// [`Error::NoClientVersion`].
+    pub async fn ok_unnegotiated(self) -> Result<Session, Error> {
+        let remote = self.remote;
+        if self.in_band_versions().is_empty() {
+            return refuse_unversioned(self.kind, self.conn, remote, &self.versions).await;
+        }
+        match self.kind {
+            Kind::Quic => Ok(Session::raw(self.conn)),
+            Kind::WebTransport(request) => request
+                .respond(ConnectResponse::OK)
+                .await
+                .map_err(|source| Error::WebTransportAccept { addr: remote, source }),
         }
     }
 
@@ -463,6 +534,37 @@ impl Request {
             }
         }
     }
+}
+
+/// Refuse a client we found no version for: 406 on WebTransport, close code 0x15 on
+/// raw QUIC.
+async fn refuse_unversioned(
+    kind: Kind,
+    conn: quinn::Connection,
+    remote: SocketAddr,
+    versions: &[Version],
+) -> Result<Session, Error> {
+    let offered = match kind {
+        Kind::WebTransport(request) => {
+            let offered = request.protocols.join(", ");
+            reject_webtransport(*request, &conn, 406).await?;
+            offered
+        }
+        Kind::Quic => {
+            let alpn = handshake_data(&conn).0.unwrap_or_default();
+            conn.close(status_to_code(406).into(), b"406 Not Acceptable");
+            String::from_utf8_lossy(&alpn).into_owned()
+        }
+    };
+    Err(Error::NoClientVersion {
+        peer: remote,
+        offered: if offered.is_empty() {
+            "nothing".to_string()
+        } else {
+            offered
+        },
+        allowed: alpn_list(versions),
+    })
 }
 
 /// Answer a CONNECT with an error status and close the connection once the peer has it.

@@ -11,6 +11,7 @@ use url::Url;
 
 use crate::{Error, Session, Transport, Version, client, quic, server, tls};
 
+mod in_band;
 mod websocket;
 
 /// Every test finishes well within this, or fails.

@@ -15,6 +15,8 @@ use proptest::prelude::*;
 /// moq-net's index for a version in its fuzz dispatcher (lite-01 is 0).
 fn index(v: Version) -> u8 {
     match v {
+        Version::Lite01 => 0,
+        Version::Lite02 => 1,
         Version::Lite03 => 2,
         Version::Lite04 => 3,
         Version::Lite05 => 4,
@@ -26,6 +28,8 @@ fn index(v: Version) -> u8 {
 /// moq-net's fuzz dispatcher message kinds.
 mod kind {
     pub(crate) const SETUP: u8 = 0;
+    pub(crate) const SESSION_INFO: u8 = 1;
+    pub(crate) const ANNOUNCE_INIT: u8 = 2;
     pub(crate) const ANNOUNCE_REQUEST: u8 = 3;
     pub(crate) const ANNOUNCE_OK: u8 = 4;
     pub(crate) const ANNOUNCE: u8 = 5;
@@ -56,6 +60,7 @@ fn accepted<T: Encode + std::fmt::Debug>(msg: &T, v: Version, kind: u8) -> Resul
 }
 
 const ALL: [Version; 4] = Version::ALL;
+const IN_BAND: [Version; 2] = Version::IN_BAND;
 const FROM_04: [Version; 3] = [Version::Lite04, Version::Lite05, Version::Lite06];
 const FROM_05: [Version; 2] = [Version::Lite05, Version::Lite06];
 
@@ -92,6 +97,17 @@ accepted_by_reference! {
     datagram: kind::DATAGRAM, FROM_05 => |_v| common::datagram();
 }
 
+// lite-01/02, chosen in-band by the legacy SETUP.
+accepted_by_reference! {
+    in_band_announce_request: kind::ANNOUNCE_REQUEST, IN_BAND => |v| common::announce_request(v);
+    in_band_announce_init: kind::ANNOUNCE_INIT, IN_BAND => |_v| common::announce_init();
+    in_band_announce: kind::ANNOUNCE, IN_BAND => |v| common::announce(v);
+    in_band_subscribe: kind::SUBSCRIBE, IN_BAND => |v| common::subscribe(v);
+    in_band_subscribe_response: kind::SUBSCRIBE_RESPONSE, IN_BAND => |v| common::subscribe_response(v);
+    in_band_group: kind::GROUP, IN_BAND => |v| common::group_header(v);
+    in_band_session_info: kind::SESSION_INFO, IN_BAND => |_v| common::session_info();
+}
+
 /// The dispatcher really decodes: a body cut short is refused. Without this,
 /// a dispatcher that accepted anything would make every test above pass.
 #[test]
@@ -102,7 +118,7 @@ fn reference_rejects_truncated_input() {
         track: "video".into(),
         ..Default::default()
     };
-    for v in ALL {
+    for v in Version::EVERY {
         let body = msg.to_vec(v).unwrap();
         let mut input = vec![index(v), kind::SUBSCRIBE];
         input.extend_from_slice(&body[..body.len() - 1]);

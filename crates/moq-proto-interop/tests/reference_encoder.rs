@@ -56,6 +56,25 @@ fn subscribe() {
     }
 }
 
+/// lite-01/02: the same samples, in the layouts without hops, latency or range.
+#[test]
+fn in_band_samples() {
+    for v in Version::IN_BAND {
+        let got: GroupHeader = decode_all(&theirs(LiteSample::Group, v), v);
+        assert_eq!((got.subscribe, got.sequence), (3, 1234), "{v}");
+        let got: Subscribe = decode_all(&theirs(LiteSample::Subscribe, v), v);
+        let want = Subscribe {
+            id: 3,
+            broadcast: Path::new("room/alice").unwrap(),
+            track: "video".into(),
+            priority: 2,
+            ..Default::default()
+        };
+        assert_eq!(got, want, "{v}");
+        assert_eq!(want.to_vec(v).unwrap(), theirs(LiteSample::Subscribe, v), "{v}");
+    }
+}
+
 #[test]
 fn datagram() {
     for v in [Version::Lite05, Version::Lite06] {

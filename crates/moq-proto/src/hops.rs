@@ -81,9 +81,13 @@ impl Hops {
         self.0.is_empty()
     }
 
-    /// Decode in `version`'s form: a count, then (lite-04+) the ids.
+    /// Decode in `version`'s form: a count, then (lite-04+) the ids; nothing
+    /// at all on lite-01/02.
     pub(crate) fn decode<B: Buf>(buf: &mut B, version: Version) -> Result<Self, DecodeError> {
         const WHAT: &str = "hop list";
+        if !version.has_hops() {
+            return Ok(Self::new());
+        }
         let count = get_varint(buf)?;
         if count > MAX_HOPS as u64 {
             return Err(DecodeError::TooMany {
@@ -105,8 +109,13 @@ impl Hops {
         Ok(hops)
     }
 
-    /// Encode in `version`'s form. lite-03 carries the count alone.
+    /// Encode in `version`'s form. lite-03 carries the count alone; lite-01/02
+    /// carry no hops, so the list is left out (it only informs route choice and
+    /// loop checks, which those peers do not make).
     pub(crate) fn encode<B: BufMut>(&self, buf: &mut B, version: Version) -> Result<(), EncodeError> {
+        if !version.has_hops() {
+            return Ok(());
+        }
         put_varint(buf, self.0.len() as u64, "hop list")?;
         if version.has_hop_ids() {
             for id in &self.0 {
@@ -147,5 +156,15 @@ mod tests {
         // lite-03: count only.
         let hops = Hops::decode(&mut &[3][..], Version::Lite03).unwrap();
         assert_eq!(hops.ids(), [0, 0, 0]);
+        // lite-01/02: no hop list on the wire; the byte is not consumed.
+        let mut wire = &[3][..];
+        assert!(Hops::decode(&mut wire, Version::Lite02).unwrap().is_empty());
+        assert_eq!(wire, [3]);
+        let mut out = Vec::new();
+        Hops::from_ids(vec![1, 2])
+            .unwrap()
+            .encode(&mut out, Version::Lite01)
+            .unwrap();
+        assert!(out.is_empty());
     }
 }

@@ -22,7 +22,7 @@
 use bytes::{Buf, BufMut, Bytes};
 
 use crate::{
-    DecodeError, EncodeError,
+    DecodeError, EncodeError, Version,
     coding::{get_varint, put_varint},
     limits::{MAX_SETUP_SIZE, MAX_SETUP_VERSIONS},
 };
@@ -54,6 +54,24 @@ impl LegacyVersion {
     /// The legacy version for a code, if any.
     pub fn from_code(code: u64) -> Option<Self> {
         Self::ALL.into_iter().find(|v| v.code() == code)
+    }
+
+    /// The moq-lite version this is, or `None` for draft-14 (moq-transport).
+    pub fn lite(self) -> Option<Version> {
+        match self {
+            Self::Lite01 => Some(Version::Lite01),
+            Self::Lite02 => Some(Version::Lite02),
+            Self::Draft14 => None,
+        }
+    }
+
+    /// The legacy version for a moq-lite version chosen in-band (lite-01/02).
+    pub fn from_lite(version: Version) -> Option<Self> {
+        match version {
+            Version::Lite01 => Some(Self::Lite01),
+            Version::Lite02 => Some(Self::Lite02),
+            _ => None,
+        }
     }
 }
 
@@ -302,6 +320,51 @@ mod tests {
             LegacyServerSetup::decode(&mut &wire[..], SetupKind::Ietf14).unwrap(),
             server
         );
+    }
+
+    /// What @moq/net 0.3.4 in Firefox 153 sends when WebTransport negotiated no
+    /// protocol (interop/browser/README.md), and the reference relay's answer.
+    #[test]
+    fn firefox_client_setup() {
+        let wire = hex::decode(concat!(
+            "200031",
+            "03c0000000ff0dad02c0000000ff0dad01c0000000ff00000e",
+            "03028000a45580040b5a01070b",
+            "6d6f712d6c6974652d6a73"
+        ))
+        .unwrap();
+        let client = LegacyClientSetup::decode(&mut &wire[..]).unwrap();
+        assert_eq!(client.kind, SetupKind::Ietf14);
+        assert_eq!(client.versions, [0xff0d_ad02, 0xff0d_ad01, 0xff00_000e]);
+        let lite = [LegacyVersion::Lite02, LegacyVersion::Lite01];
+        assert_eq!(client.choose(&lite), Some(LegacyVersion::Lite02));
+        assert_eq!(
+            client.choose(&[LegacyVersion::Lite01]),
+            Some(LegacyVersion::Lite01)
+        );
+        assert_eq!(LegacyVersion::Lite02.lite(), Some(Version::Lite02));
+        assert_eq!(LegacyVersion::Draft14.lite(), None);
+        assert_eq!(
+            LegacyVersion::from_lite(Version::Lite01),
+            Some(LegacyVersion::Lite01)
+        );
+        assert_eq!(LegacyVersion::from_lite(Version::Lite05), None);
+        let options =
+            crate::ietf::SetupOptions::decode_list(&client.parameters, crate::ietf::Version::Draft14)
+                .unwrap();
+        assert_eq!(options.max_request_id, Some(42069));
+        assert_eq!(options.implementation.as_deref(), Some(&b"moq-lite-js"[..]));
+        assert_eq!(options.other.get_varint(0x40b5a), Some(1));
+        assert_eq!(options.path, None);
+
+        let reply = LegacyServerSetup {
+            kind: client.kind,
+            version: LegacyVersion::Lite02.code(),
+            parameters: Bytes::from_static(&[0]),
+        };
+        let mut out = Vec::new();
+        reply.encode(&mut out).unwrap();
+        assert_eq!(hex::encode(out), "210009c0000000ff0dad0200");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! `moq-proto`: a sans-IO codec for the moq-lite wire protocol, versions
-//! lite-03 through lite-06, and for IETF moq-transport drafts 14 to 22
+//! lite-01 through lite-06, and for IETF moq-transport drafts 14 to 22
 //! ([`ietf`]), as spoken by the moq-dev ecosystem, plus the in-band legacy
 //! SETUP that picks lite-01/02 or draft-14 when no ALPN did ([`legacy`]).
 //!
@@ -42,4 +42,4 @@ pub use hops::{Hops, HopsError};
 pub use message::*;
 pub use path::{Path, PathError};
 pub use stream::{ControlStream, DataStream};
-pub use version::{UnknownVersion, Version};
+pub use version::{ALPN_IN_BAND, UnknownVersion, Version};

@@ -51,3 +51,7 @@ pub const MAX_OBJECT_PROPERTIES: usize = 64 * 1024;
 
 /// Most versions a legacy CLIENT_SETUP may offer.
 pub const MAX_SETUP_VERSIONS: usize = 64;
+
+/// Most suffixes in one ANNOUNCE_INIT (lite-01/02). A sender with more
+/// announces the rest as ANNOUNCE messages right after it.
+pub const MAX_ANNOUNCE_INIT: usize = 1024;

@@ -16,6 +16,11 @@ use crate::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ControlStream {
+    /// The Session stream (type 0, lite-01/02 only): opened by the client with
+    /// the legacy SETUP, then carries SESSION_INFO for the session's life. On
+    /// the wire it is the stream the legacy SETUP arrives on; a second one is a
+    /// protocol violation.
+    Session,
     /// Announce interest in a prefix and receive ANNOUNCEs (type 1).
     Announce,
     /// Subscribe to a track (type 2).
@@ -34,6 +39,7 @@ impl ControlStream {
     /// The wire value.
     pub fn code(self) -> u64 {
         match self {
+            Self::Session => 0,
             Self::Announce => 1,
             Self::Subscribe => 2,
             Self::Fetch => 3,
@@ -45,6 +51,7 @@ impl ControlStream {
 
     fn name(self) -> &'static str {
         match self {
+            Self::Session => "session stream",
             Self::Announce => "announce stream",
             Self::Subscribe => "subscribe stream",
             Self::Fetch => "fetch stream",
@@ -57,7 +64,10 @@ impl ControlStream {
     /// Whether this stream exists in `version`.
     pub fn exists_in(self, version: Version) -> bool {
         match self {
-            Self::Announce | Self::Subscribe | Self::Fetch | Self::Probe => true,
+            Self::Session => version.is_in_band(),
+            Self::Announce | Self::Subscribe => true,
+            Self::Fetch => version.has_fetch(),
+            Self::Probe => version.has_probe(),
             Self::Goaway => version.has_goaway(),
             Self::Track => version.has_track_stream(),
         }
@@ -67,13 +77,14 @@ impl ControlStream {
 impl Decode for ControlStream {
     fn decode<B: Buf>(buf: &mut B, version: Version) -> Result<Self, DecodeError> {
         let kind = match get_varint(buf)? {
+            // The lite-01/02 session stream; from lite-03 type 0 is unknown.
+            0 if version.is_in_band() => Self::Session,
             1 => Self::Announce,
             2 => Self::Subscribe,
             3 => Self::Fetch,
             4 => Self::Probe,
             5 => Self::Goaway,
             6 => Self::Track,
-            // 0 was the lite-01/02 session stream; it does not exist from lite-03.
             value => {
                 return Err(DecodeError::UnknownType {
                     what: "control stream",

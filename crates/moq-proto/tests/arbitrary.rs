@@ -81,6 +81,8 @@ fn every_decoder(input: &[u8], v: Version) -> Result<(), TestCaseError> {
     check::<Setup>(input, v)?;
     check::<AnnounceRequest>(input, v)?;
     check::<AnnounceOk>(input, v)?;
+    check::<AnnounceInit>(input, v)?;
+    check::<SessionInfo>(input, v)?;
     check::<Announce>(input, v)?;
     check::<Subscribe>(input, v)?;
     check::<SubscribeUpdate>(input, v)?;
@@ -97,7 +99,7 @@ fn every_decoder(input: &[u8], v: Version) -> Result<(), TestCaseError> {
 }
 
 fn any_version() -> impl Strategy<Value = Version> {
-    prop::sample::select(Version::ALL.to_vec())
+    prop::sample::select(Version::EVERY.to_vec())
 }
 
 proptest! {
@@ -129,7 +131,7 @@ proptest! {
 #[test]
 fn huge_declared_lengths_allocate_nothing_large() {
     let huge = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0];
-    for v in Version::ALL {
+    for v in Version::EVERY {
         for prefix in [&[][..], &[0][..], &[1, 0][..], &[0, 0, 0][..]] {
             let mut input = prefix.to_vec();
             input.extend_from_slice(&huge);

@@ -35,7 +35,9 @@ fn single<T: Decode + Encode + PartialEq + Debug>(msg: &T, v: Version) -> Result
     Ok(wire)
 }
 
+const EVERY: [Version; 6] = Version::EVERY;
 const ALL: [Version; 4] = Version::ALL;
+const IN_BAND: [Version; 2] = Version::IN_BAND;
 const FROM_04: [Version; 3] = [Lite04, Lite05, Lite06];
 const FROM_05: [Version; 2] = [Lite05, Lite06];
 
@@ -57,17 +59,19 @@ macro_rules! round_trips {
 
 round_trips! {
     setup: FROM_05 => |_v| common::setup();
-    announce_request: ALL => |v| common::announce_request(v);
+    announce_request: EVERY => |v| common::announce_request(v);
+    announce_init: IN_BAND => |_v| common::announce_init();
+    session_info: IN_BAND => |_v| common::session_info();
     announce_ok: FROM_05 => |_v| common::announce_ok();
-    announce: ALL => |v| common::announce(v);
-    subscribe: ALL => |v| common::subscribe(v);
+    announce: EVERY => |v| common::announce(v);
+    subscribe: EVERY => |v| common::subscribe(v);
     subscribe_update: ALL => |v| common::subscribe_update(v);
-    subscribe_response: ALL => |v| common::subscribe_response(v);
+    subscribe_response: EVERY => |v| common::subscribe_response(v);
     track_request: FROM_05 => |_v| common::track_request();
     track_info: FROM_05 => |v| common::track_info(v);
     fetch: ALL => |v| common::fetch(v);
-    group_header: ALL => |v| common::group_header(v);
-    frame_header: ALL => |v| common::frame_header(v);
+    group_header: EVERY => |v| common::group_header(v);
+    frame_header: EVERY => |v| common::frame_header(v);
     probe: ALL => |v| common::probe(v);
     goaway: FROM_04 => |_v| common::goaway();
 }

@@ -13,7 +13,7 @@ use std::{fmt::Debug, time::Duration};
 use bytes::Bytes;
 use moq_proto::*;
 
-use Version::{Lite03, Lite04, Lite05, Lite06};
+use Version::{Lite01, Lite02, Lite03, Lite04, Lite05, Lite06};
 
 fn hex(s: &str) -> Vec<u8> {
     hex::decode(s.replace(' ', "")).unwrap()
@@ -496,4 +496,169 @@ fn goaway() {
     vector(&msg, &[Lite04, Lite05, Lite06], "0b 0a 68747470733a2f2f622f");
     vector(&Goaway::default(), &[Lite04], "01 00");
     not_in_version(&msg, &[Lite03]);
+}
+
+// lite-01/02 (negotiated in-band by the legacy SETUP). The Firefox capture in
+// interop/browser/README.md: after SETUP, `01 01 00` (announce please for the
+// root) is answered `07 01 05 "clock"` (ANNOUNCE_INIT), and `02 10 00 05
+// "clock" 07 "seconds" 00` (subscribe) is answered `00` (lite-02 SUBSCRIBE_OK).
+#[test]
+fn lite01_02_streams() {
+    vector(&ControlStream::Session, &[Lite01, Lite02], "00");
+    vector(&ControlStream::Announce, &[Lite01, Lite02], "01");
+    vector(&ControlStream::Subscribe, &[Lite01, Lite02], "02");
+    not_in_version(&ControlStream::Session, &Version::ALL);
+    for kind in [
+        ControlStream::Fetch,
+        ControlStream::Probe,
+        ControlStream::Goaway,
+        ControlStream::Track,
+    ] {
+        not_in_version(&kind, &[Lite01, Lite02]);
+    }
+    let err = decode_slice::<ControlStream>(&hex("03"), Lite02).unwrap_err();
+    assert!(matches!(err, DecodeError::NotInVersion { .. }), "{err}");
+    vector(&DataStream::Group, &[Lite01, Lite02], "00");
+    not_in_version(&DataStream::Setup, &[Lite01, Lite02]);
+}
+
+#[test]
+fn lite01_02_announce() {
+    vector(&AnnounceRequest::default(), &[Lite01, Lite02], "01 00");
+    let init = AnnounceInit {
+        suffixes: vec![path("clock")],
+    };
+    vector(&init, &[Lite01, Lite02], "07 01 05636c6f636b");
+    vector(&AnnounceInit::default(), &[Lite02], "01 00");
+    not_in_version(&init, &Version::ALL);
+    let err = decode_slice::<AnnounceInit>(&hex("05 02 0161 0161"), Lite02).unwrap_err();
+    assert!(matches!(err, DecodeError::Invalid { .. }), "{err}");
+    let twice = AnnounceInit {
+        suffixes: vec![path("a"), path("a")],
+    };
+    assert!(matches!(
+        twice.to_vec(Lite02).unwrap_err(),
+        EncodeError::Invalid { .. }
+    ));
+    // The count is checked before any suffix is read.
+    let err = decode_slice::<AnnounceInit>(&hex("03 4401 00"), Lite01).unwrap_err();
+    assert!(matches!(err, DecodeError::TooMany { count: 1025, .. }), "{err}");
+    let many = AnnounceInit {
+        suffixes: (0..=limits::MAX_ANNOUNCE_INIT)
+            .map(|i| path(&i.to_string()))
+            .collect(),
+    };
+    assert!(matches!(
+        many.to_vec(Lite02).unwrap_err(),
+        EncodeError::TooMany { .. }
+    ));
+    // A count larger than the body holds is malformed, not short.
+    let err = decode_slice::<AnnounceInit>(&hex("01 05"), Lite02).unwrap_err();
+    assert!(matches!(err, DecodeError::Truncated { .. }), "{err}");
+
+    // ANNOUNCE: status and suffix, no hop list.
+    let active = Announce::Active {
+        suffix: path("cam"),
+        hops: Hops::new(),
+        cost: Cost::UNKNOWN,
+    };
+    vector(&active, &[Lite01, Lite02], "05 01 0363616d");
+    let ended = Announce::Ended {
+        suffix: path("cam"),
+        hops: Hops::new(),
+    };
+    vector(&ended, &[Lite01, Lite02], "05 00 0363616d");
+    // Hops have no place on the wire: left out, not an error.
+    let routed = Announce::Active {
+        suffix: path("cam"),
+        hops: hops(&[1, 2]),
+        cost: Cost::UNKNOWN,
+    };
+    assert_eq!(routed.to_vec(Lite02).unwrap(), hex("05 01 0363616d"));
+    // No restart status, and a trailing byte (a hop count) is refused.
+    let err = decode_slice::<Announce>(&hex("05 02 0363616d"), Lite02).unwrap_err();
+    assert!(matches!(err, DecodeError::InvalidValue { value: 2, .. }), "{err}");
+    let err = decode_slice::<Announce>(&hex("06 01 0363616d 00"), Lite01).unwrap_err();
+    assert!(matches!(err, DecodeError::TrailingBytes { .. }), "{err}");
+}
+
+#[test]
+fn lite01_02_subscribe() {
+    let msg = Subscribe {
+        id: 0,
+        broadcast: path("clock"),
+        track: "seconds".into(),
+        ..Default::default()
+    };
+    vector(&msg, &[Lite01, Lite02], "10 00 05636c6f636b 077365636f6e6473 00");
+    // Latency and order are preferences, left out; a range is not.
+    let preferences = Subscribe {
+        max_latency: Duration::from_secs(1),
+        ordered: true,
+        ..msg.clone()
+    };
+    assert_eq!(preferences.to_vec(Lite02).unwrap(), msg.to_vec(Lite02).unwrap());
+    let ranged = Subscribe {
+        range: Range {
+            start_group: Some(3),
+            ..Default::default()
+        },
+        ..msg.clone()
+    };
+    not_in_version(&ranged, &[Lite01, Lite02]);
+    let err =
+        decode_slice::<Subscribe>(&hex("11 00 05636c6f636b 077365636f6e6473 00 00"), Lite02).unwrap_err();
+    assert!(matches!(err, DecodeError::TrailingBytes { .. }), "{err}");
+    not_in_version(&SubscribeUpdate::default(), &[Lite01, Lite02]);
+    let err = decode_slice::<SubscribeUpdate>(&hex("01 00"), Lite02).unwrap_err();
+    assert!(matches!(err, DecodeError::NotInVersion { .. }), "{err}");
+
+    // SUBSCRIBE_OK, untyped: the priority on lite-01, nothing on lite-02.
+    let ok = SubscribeResponse::Ok(SubscribeOk {
+        priority: 0x10,
+        ..Default::default()
+    });
+    vector(&ok, &[Lite01], "01 10");
+    vector(&SubscribeResponse::Ok(SubscribeOk::default()), &[Lite02], "00");
+    // lite-02 drops the priority when encoding.
+    assert_eq!(ok.to_vec(Lite02).unwrap(), hex("00"));
+    let err = decode_slice::<SubscribeResponse>(&hex("01 10"), Lite02).unwrap_err();
+    assert!(matches!(err, DecodeError::TrailingBytes { .. }), "{err}");
+    let drop = SubscribeResponse::Drop(SubscribeDrop {
+        start: 1,
+        end: 1,
+        error: 0,
+    });
+    not_in_version(&drop, &[Lite01, Lite02]);
+    not_in_version(&SubscribeResponse::Start { group: 1 }, &[Lite01, Lite02]);
+}
+
+#[test]
+fn lite01_02_data_and_session() {
+    let group = GroupHeader {
+        subscribe: 1,
+        sequence: 300,
+        frame_start: 0,
+    };
+    vector(&group, &[Lite01, Lite02], "03 01 412c");
+    let frame = FrameHeader {
+        timestamp_delta: 0,
+        size: 5,
+    };
+    vector(&frame, &[Lite01, Lite02], "05");
+    vector(&SessionInfo { bitrate: Some(1000) }, &[Lite01, Lite02], "02 43e8");
+    vector(&SessionInfo::default(), &[Lite02], "01 00");
+    not_in_version(&SessionInfo::default(), &Version::ALL);
+    not_in_version(&Probe::default(), &[Lite01, Lite02]);
+    not_in_version(&Goaway::default(), &[Lite01, Lite02]);
+    not_in_version(
+        &Fetch {
+            broadcast: path("a"),
+            track: "b".into(),
+            ..Default::default()
+        },
+        &[Lite01, Lite02],
+    );
+    let err = decode_slice::<Fetch>(&hex("06 0161 0162 00 2a"), Lite02).unwrap_err();
+    assert!(matches!(err, DecodeError::NotInVersion { .. }), "{err}");
 }

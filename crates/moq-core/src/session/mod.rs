@@ -1,4 +1,9 @@
-//! moq-lite session drivers (lite-03 to lite-06).
+//! moq-lite session drivers (lite-01 to lite-06).
+//!
+//! lite-03 and newer are chosen by the transport (ALPN or WebTransport
+//! protocol); lite-01/02 are chosen in-band first ([`accept_in_band`],
+//! [`connect_in_band`]) and run with [`run_in_band`], which also watches their
+//! Session stream.
 //!
 //! A session is symmetric: each side may publish and subscribe. [`run`] is the
 //! driver future: it serves the peer's requests from the `publish` origin,
@@ -9,6 +14,7 @@
 //! Tasks are spawned into `JoinSet`s owned by the driver, so dropping the
 //! driver future cancels everything it started.
 
+mod in_band;
 mod publisher;
 mod stream;
 mod subscriber;
@@ -25,6 +31,7 @@ use crate::{
     stats::Stats,
     transport::{RecvStream, SendStream, Session},
 };
+pub use in_band::{ClientParameters, Negotiated, accept_in_band, connect_in_band};
 use stream::{Reader, Writer};
 
 /// What the peer may do, as path prefixes relative to the session root.
@@ -208,7 +215,46 @@ pub async fn read_setup<S: Session>(session: &S, version: Version) -> Result<Set
 
 /// Run a session until the connection closes or a fatal error. Closes the
 /// connection with a matching code on a fatal error.
+///
+/// For lite-01/02 use [`run_in_band`]: their Session stream must stay open.
 pub async fn run<S: Session>(session: S, config: Config) -> Result<()> {
+    drive(session, config, None).await
+}
+
+/// Run a session whose version was negotiated in-band (lite-01/02), as
+/// [`run`] does, with `config.version` replaced by the negotiated one. The
+/// Session stream is read for SESSION_INFO; the peer ending or resetting it
+/// ends the session ([`Error::Cancelled`], closed with code 0).
+pub async fn run_in_band<S: Session>(
+    session: S,
+    mut config: Config,
+    negotiated: Negotiated<S>,
+) -> Result<()> {
+    config.version = negotiated.version();
+    drive(session, config, Some(negotiated.stream)).await
+}
+
+/// The next SESSION_INFO on the Session stream, or never without one.
+async fn session_info<S: Session>(stream: &mut Option<in_band::SessionStream<S>>) -> Result<()> {
+    let Some(stream) = stream.as_mut() else {
+        return std::future::pending().await;
+    };
+    match stream.reader.decode_maybe::<moq_proto::SessionInfo>().await {
+        Ok(Some(info)) => {
+            tracing::trace!(bitrate = ?info.bitrate, "peer session info");
+            Ok(())
+        }
+        // The peer abandoned the session; moq-net ends it the same way.
+        Ok(None) | Err(Error::Reset(_)) => Err(Error::Cancelled),
+        Err(err) => Err(err),
+    }
+}
+
+async fn drive<S: Session>(
+    session: S,
+    config: Config,
+    mut session_stream: Option<in_band::SessionStream<S>>,
+) -> Result<()> {
     let version = config.version;
     let shared = Arc::new(SessionState {
         peer_setup: Mutex::new(config.peer_setup.clone()),
@@ -263,6 +309,11 @@ pub async fn run<S: Session>(session: S, config: Config) -> Result<()> {
                     Err(err) => break Err(Error::from(err)),
                 };
                 tasks.spawn(subscriber::receive_data_stream(shared.clone(), recv));
+            }
+            info = session_info(&mut session_stream) => {
+                if let Err(err) = info {
+                    break Err(err);
+                }
             }
             datagram = session.recv_datagram(), if version.has_datagrams() => {
                 match datagram {

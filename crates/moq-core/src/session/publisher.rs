@@ -11,9 +11,9 @@ use std::{
 };
 
 use moq_proto::{
-    Announce, AnnounceOk, AnnounceRequest, ControlStream, Cost, DataStream, DecodeError, Fetch, FrameHeader,
-    GroupHeader, Hops, Path, Subscribe, SubscribeOk, SubscribeResponse, SubscribeUpdate, TimestampCursor,
-    TrackRequest, Version,
+    Announce, AnnounceInit, AnnounceOk, AnnounceRequest, ControlStream, Cost, DataStream, DecodeError, Fetch,
+    FrameHeader, GroupHeader, Hops, Path, Subscribe, SubscribeOk, SubscribeResponse, SubscribeUpdate,
+    TimestampCursor, TrackRequest, Version,
 };
 use tokio::task::{AbortHandle, JoinSet};
 
@@ -63,6 +63,8 @@ pub(crate) async fn serve_control_stream<S: Session>(
             tracing::info!(uri = %goaway.uri, "peer is going away");
             Ok(())
         }
+        // lite-01/02: the Session stream is the first one, read by the negotiation.
+        ControlStream::Session => Err(Error::Protocol("a second session stream".into())),
         // We advertise no probe capability; the draft says to reset the stream.
         _ => Err(Error::NotFound),
     };
@@ -146,14 +148,18 @@ async fn serve_announce<S: SendStream, R: RecvStream>(
     writer.finish().await
 }
 
-/// We publish nothing: say so (lite-05+) and keep the stream open until the peer
-/// closes it. Resetting it would end the session for peers that treat announce
-/// errors as fatal.
+/// We publish nothing: say so (an empty ANNOUNCE_INIT on lite-01/02,
+/// ANNOUNCE_OK on lite-05+) and keep the stream open until the peer closes it.
+/// Resetting it would end the session for peers that treat announce errors as
+/// fatal.
 async fn announce_nothing<S: SendStream, R: RecvStream>(
     shared: &SessionState,
     writer: &mut Writer<S>,
     reader: &mut Reader<R>,
 ) -> Result<()> {
+    if shared.config.version.has_announce_init() {
+        writer.encode(&AnnounceInit::default()).await?;
+    }
     if shared.config.version.has_announce_ok() {
         writer
             .encode(&AnnounceOk {
@@ -207,7 +213,8 @@ impl<'a> AnnounceFeed<'a> {
             && self.excluded_hop().is_none_or(|hop| !hops.contains(hop))
     }
 
-    /// Queue the initial set, filtered, after an ANNOUNCE_OK whose count is exact.
+    /// Queue the initial set, filtered, after an ANNOUNCE_OK whose count is exact
+    /// (lite-05+), or as ANNOUNCE_INIT (lite-01/02).
     fn send_initial<S: SendStream>(
         &mut self,
         writer: &mut Writer<S>,
@@ -223,6 +230,9 @@ impl<'a> AnnounceFeed<'a> {
                 None => break,
             }
         }
+        if self.version.has_announce_init() {
+            return self.send_init(writer, initial);
+        }
         if self.version.has_announce_ok() {
             writer.queue(&AnnounceOk {
                 origin: self.shared.config.hop,
@@ -231,6 +241,30 @@ impl<'a> AnnounceFeed<'a> {
         }
         for event in initial {
             self.announce(writer, event)?;
+        }
+        Ok(())
+    }
+
+    /// lite-01/02: the initial suffixes in one ANNOUNCE_INIT (each once, at most
+    /// [`moq_proto::limits::MAX_ANNOUNCE_INIT`]); any beyond follow as ANNOUNCEs.
+    fn send_init<S: SendStream>(&mut self, writer: &mut Writer<S>, initial: Vec<OriginEvent>) -> Result<()> {
+        let mut suffixes = Vec::new();
+        let mut rest = Vec::new();
+        for event in initial {
+            if self.ids.contains_key(&event.suffix) {
+                continue;
+            }
+            if suffixes.len() < moq_proto::limits::MAX_ANNOUNCE_INIT {
+                self.ids.insert(event.suffix.clone(), self.next_id);
+                self.next_id = self.next_id.wrapping_add(1);
+                suffixes.push(event.suffix);
+            } else {
+                rest.push(event);
+            }
+        }
+        writer.queue(&AnnounceInit { suffixes })?;
+        for event in rest {
+            self.activate(writer, event)?;
         }
         Ok(())
     }
@@ -278,7 +312,7 @@ impl<'a> AnnounceFeed<'a> {
                 hops,
                 cost: Cost::UNKNOWN,
             }),
-            // lite-03/04 have no restart: end it, then announce it again.
+            // lite-01..04 have no restart: end it, then announce it again.
             Some(_) => {
                 writer.queue(&Announce::Ended {
                     suffix: suffix.clone(),
@@ -333,7 +367,8 @@ async fn serve_subscribe<S: Session>(
     tracing::debug!(id = subscribe.id, broadcast = %subscribe.broadcast, track = %subscribe.track, "subscribed");
 
     if !version.has_track_stream() {
-        // lite-03/04 acknowledge explicitly, echoing the subscriber's priority.
+        // lite-01..04 acknowledge explicitly, echoing the subscriber's priority
+        // (lite-02's SUBSCRIBE_OK is empty).
         writer
             .encode(&SubscribeResponse::Ok(SubscribeOk {
                 priority: subscribe.priority,

@@ -33,6 +33,16 @@ impl<R: RecvStream> Reader<R> {
         }
     }
 
+    /// A reader whose stream already yielded `buffered`, bytes read past a
+    /// message decoded by other means (the legacy SETUP).
+    pub(crate) fn with_buffered(stream: R, version: Version, buffered: BytesMut) -> Self {
+        Self {
+            stream,
+            buf: buffered,
+            version,
+        }
+    }
+
     /// Read more bytes into the buffer; `false` at the end of the stream.
     async fn fill(&mut self) -> Result<bool> {
         match self.stream.read_chunk(CHUNK).await? {
@@ -141,6 +151,15 @@ impl<S: SendStream> Writer<S> {
     pub(crate) fn queue<T: Encode + std::fmt::Debug>(&mut self, msg: &T) -> Result<()> {
         msg.encode(&mut self.buf, self.version)
             .map_err(|e| Error::Protocol(format!("cannot encode {msg:?}: {e}")))
+    }
+
+    /// Buffer bytes written by `encode`, for what has no [`moq_proto::Encode`]
+    /// impl (the legacy SETUP, whose framing is not tied to a version).
+    pub(crate) fn raw(
+        &mut self,
+        encode: impl FnOnce(&mut Vec<u8>) -> std::result::Result<(), moq_proto::EncodeError>,
+    ) -> Result<()> {
+        encode(&mut self.buf).map_err(|e| Error::Protocol(format!("cannot encode: {e}")))
     }
 
     /// Write buffered messages.

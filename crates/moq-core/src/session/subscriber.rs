@@ -13,8 +13,9 @@ use std::{
 
 use bytes::Bytes;
 use moq_proto::{
-    Announce, AnnounceOk, AnnounceRequest, ControlStream, Cost, DataStream, Datagram, Decode, FrameHeader,
-    GroupHeader, Hops, Path, Range, Subscribe, SubscribeResponse, TimestampCursor, TrackRequest, Version,
+    Announce, AnnounceInit, AnnounceOk, AnnounceRequest, ControlStream, Cost, DataStream, Datagram, Decode,
+    FrameHeader, GroupHeader, Hops, Path, Range, Subscribe, SubscribeResponse, TimestampCursor, TrackRequest,
+    Version,
 };
 use tokio::task::{AbortHandle, JoinSet};
 
@@ -115,6 +116,24 @@ pub(crate) async fn announced<S: Session>(session: S, shared: Arc<SessionState>)
         ids: Vec::new(),
         refused: 0,
     };
+    // lite-01/02: the broadcasts already active come first, in one message.
+    if mirror.shared.config.version.has_announce_init() {
+        let init = match reader.decode::<AnnounceInit>().await {
+            Ok(init) => init,
+            Err(Error::Reset(code)) => {
+                tracing::debug!(code, "peer refused announce interest");
+                return Ok(());
+            }
+            Err(err) => return Err(err),
+        };
+        for suffix in init.suffixes {
+            mirror.apply(Announce::Active {
+                suffix,
+                hops: Hops::new(),
+                cost: Cost::UNKNOWN,
+            })?;
+        }
+    }
     let result = loop {
         let msg = tokio::select! {
             msg = reader.decode_maybe::<Announce>() => msg,

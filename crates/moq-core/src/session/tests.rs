@@ -67,13 +67,32 @@ fn client(version: Version, publish: Option<Origin>, consume: Option<Origin>) ->
     config
 }
 
-/// Connect two sessions and run both drivers in the background.
+/// Connect two sessions and run both drivers in the background. lite-01/02
+/// negotiate in-band first, `a` as the client.
 fn connect(a: Config, b: Config) -> (MemSession, MemSession) {
     let (sa, sb) = mem::pair();
+    let version = a.version;
+    if version.is_in_band() {
+        let client = sa.clone();
+        tokio::spawn(async move {
+            let negotiated =
+                connect_in_band(&client, &[version], ClientParameters::default(), NEGOTIATION).await?;
+            run_in_band(client, a, negotiated).await
+        });
+        let server = sb.clone();
+        tokio::spawn(async move {
+            let negotiated = accept_in_band(&server, &[version], NEGOTIATION).await?;
+            run_in_band(server, b, negotiated).await
+        });
+        return (sa, sb);
+    }
     tokio::spawn(run(sa.clone(), a));
     tokio::spawn(run(sb.clone(), b));
     (sa, sb)
 }
+
+/// How long the in-band SETUP may take in these tests.
+const NEGOTIATION: Duration = Duration::from_secs(5);
 
 async fn read_frames(track: &mut crate::TrackConsumer, groups: usize) -> Vec<(u64, Vec<Frame>)> {
     let mut out = Vec::new();
@@ -129,6 +148,16 @@ async fn chain(version: Version) {
 }
 
 #[tokio::test]
+async fn chain_lite01() {
+    chain(Version::Lite01).await;
+}
+
+#[tokio::test]
+async fn chain_lite02() {
+    chain(Version::Lite02).await;
+}
+
+#[tokio::test]
 async fn chain_lite03() {
     chain(Version::Lite03).await;
 }
@@ -150,7 +179,7 @@ async fn chain_lite06() {
 
 #[tokio::test]
 async fn unannounce_reaches_the_viewer() {
-    for version in Version::ALL {
+    for version in Version::EVERY {
         let relay = Origin::default();
         let viewer = Origin::default();
         connect(
@@ -380,4 +409,335 @@ async fn shutdown_sends_goaway() {
             ""
         );
     }
+}
+
+/// Read exactly `n` bytes from a raw stream.
+async fn read_n(recv: &mut mem::MemRecv, n: usize) -> Vec<u8> {
+    use crate::transport::RecvStream;
+    let mut out = Vec::new();
+    while out.len() < n {
+        let chunk = within(recv.read_chunk(n - out.len()))
+            .await
+            .unwrap()
+            .expect("stream ended early");
+        out.extend_from_slice(&chunk);
+    }
+    out
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    s.split_whitespace()
+        .flat_map(|word| {
+            (0..word.len())
+                .step_by(2)
+                .map(move |i| u8::from_str_radix(&word[i..i + 2], 16).unwrap())
+        })
+        .collect()
+}
+
+/// What @moq/net 0.3.4 in Firefox 153 sends over WebTransport without a
+/// protocol (interop/browser/README.md): CLIENT_SETUP offering lite-02,
+/// lite-01 and draft-14 with MaxRequestId, Solicit and Implementation.
+const FIREFOX_SETUP: &str = "20 0031 03 c0000000ff0dad02 c0000000ff0dad01 c0000000ff00000e \
+    03 02 8000a455 80040b5a 01 07 0b 6d6f712d6c6974652d6a73";
+
+/// The Firefox capture replayed byte for byte into the server-side negotiation:
+/// SERVER_SETUP as the reference relay sends it, then the clock's announce and
+/// subscription exactly as the browser saw them, then a group.
+#[tokio::test]
+async fn firefox_bytes_negotiate_lite02_and_read_the_clock() {
+    let publisher = publisher("clock");
+    let (browser, relay) = mem::pair();
+    let server = relay.clone();
+    let origin = publisher.origin.clone();
+    let (negotiated_tx, negotiated_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let negotiated = accept_in_band(&server, &Version::IN_BAND, NEGOTIATION).await?;
+        let _ = negotiated_tx.send((negotiated.version(), negotiated.parameters().clone()));
+        run_in_band(server, client(Version::Lite03, Some(origin), None), negotiated).await
+    });
+
+    let (mut setup_send, mut setup_recv) = browser.open_bi().await.unwrap();
+    setup_send.write_all(&hex(FIREFOX_SETUP)).await.unwrap();
+    assert_eq!(
+        read_n(&mut setup_recv, 12).await,
+        hex("21 0009 c0000000ff0dad02 00")
+    );
+    let (version, parameters) = within(negotiated_rx).await.unwrap();
+    assert_eq!(version, Version::Lite02, "the config's lite-03 was replaced");
+    assert_eq!(parameters.implementation.as_deref(), Some("moq-lite-js"));
+    assert_eq!(parameters.path, None);
+
+    // ANNOUNCE_PLEASE for the root → ANNOUNCE_INIT naming the clock.
+    let (mut send, mut recv) = browser.open_bi().await.unwrap();
+    send.write_all(&hex("01 01 00")).await.unwrap();
+    assert_eq!(read_n(&mut recv, 8).await, hex("07 01 05 636c6f636b"));
+
+    // SUBSCRIBE to clock/seconds → SUBSCRIBE_OK (empty on lite-02).
+    let (mut sub_send, mut sub_recv) = browser.open_bi().await.unwrap();
+    sub_send
+        .write_all(&hex("02 10 00 05 636c6f636b 07 7365636f6e6473 00"))
+        .await
+        .unwrap();
+    assert_eq!(read_n(&mut sub_recv, 1).await, hex("00"));
+
+    // A group: stream type 0, GROUP (subscription 0, sequence 0), then frames
+    // with no timestamps.
+    write_group(&publisher.track, 0, &["12:00:", "00"]);
+    let mut group = within(browser.accept_uni()).await.unwrap();
+    let want = hex("00 02 00 00 06 31323a30303a 02 3030");
+    assert_eq!(read_n(&mut group, want.len()).await, want);
+    assert!(browser.close_reason().is_none() && relay.close_reason().is_none());
+}
+
+/// The lite-01/02-era framing: the Session stream type (0) opens the SETUP,
+/// sized by a varint, and the reply has no type. The reply keeps that framing.
+#[tokio::test]
+async fn in_band_answers_the_session_stream_framing_in_kind() {
+    let (client, server) = mem::pair();
+    let (mut send, mut recv) = client.open_bi().await.unwrap();
+    send.write_all(&hex("00 0a 01 c0000000ff0dad01 00"))
+        .await
+        .unwrap();
+    let negotiated = within(accept_in_band(&server, &Version::IN_BAND, NEGOTIATION))
+        .await
+        .unwrap();
+    assert_eq!(negotiated.version(), Version::Lite01);
+    assert_eq!(negotiated.kind(), moq_proto::legacy::SetupKind::Lite);
+    assert_eq!(read_n(&mut recv, 10).await, hex("09 c0000000ff0dad01 00"));
+}
+
+/// An offer with nothing we allow closes the session with the version code.
+#[tokio::test]
+async fn in_band_refuses_an_offer_with_nothing_we_allow() {
+    for (offer, allowed) in [
+        // draft-14 only: negotiated this way, but we have no session for it.
+        ("20 000a 01 c0000000ff00000e 00", &Version::IN_BAND[..]),
+        // lite-02 when only lite-01 is allowed.
+        ("20 000a 01 c0000000ff0dad02 00", &[Version::Lite01][..]),
+        // An ALPN version offered in-band, and nothing at all.
+        ("20 000a 01 c0000000ff0dad05 00", &Version::EVERY[..]),
+        ("20 0002 00 00", &Version::IN_BAND[..]),
+    ] {
+        let (client, server) = mem::pair();
+        let (mut send, _recv) = client.open_bi().await.unwrap();
+        send.write_all(&hex(offer)).await.unwrap();
+        let err = within(accept_in_band(&server, allowed, NEGOTIATION))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Version(_)), "{offer}: {err}");
+        let (code, reason) = server.close_reason().unwrap();
+        assert_eq!(code, 0x15, "{reason}");
+        assert!(reason.contains("offered"), "{reason}");
+    }
+}
+
+/// Malformed or truncated SETUPs are decode or protocol errors: closed with 0x3.
+#[tokio::test]
+async fn in_band_refuses_a_malformed_setup() {
+    for (wire, finish) in [
+        // A count of 5 in a one-byte body.
+        ("20 0001 05", false),
+        // Not a SETUP type at all.
+        ("21 0009 c0000000ff0dad02 00", false),
+        // Lite-02 offered, but the draft-14 parameters are cut short.
+        ("20 000b 01 c0000000ff0dad02 01 02", false),
+        // A varint size over the limit, refused before buffering.
+        ("00 80010001", false),
+        // The stream ends in the middle of the SETUP.
+        ("20 0031 03", true),
+    ] {
+        let (client, server) = mem::pair();
+        let (mut send, _recv) = client.open_bi().await.unwrap();
+        send.write_all(&hex(wire)).await.unwrap();
+        if finish {
+            send.finish().unwrap();
+        }
+        let err = within(accept_in_band(&server, &Version::IN_BAND, NEGOTIATION))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Decode(_) | Error::Protocol(_)),
+            "{wire}: {err}"
+        );
+        assert_eq!(server.close_reason().unwrap().0, 0x3, "{wire}: {err}");
+    }
+}
+
+/// A client that never finishes its SETUP is cut off at the deadline.
+#[tokio::test(start_paused = true)]
+async fn in_band_setup_times_out() {
+    let (client, server) = mem::pair();
+    let (mut send, _recv) = client.open_bi().await.unwrap();
+    // Half a SETUP, then silence.
+    send.write_all(&hex("20 0031 03 c0000000")).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let err = accept_in_band(&server, &Version::IN_BAND, Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    assert_eq!(err, Error::Timeout);
+    assert_eq!(started.elapsed(), Duration::from_secs(10));
+    assert_eq!(server.close_reason().unwrap().0, 0x11);
+
+    // And one that opens nothing at all.
+    let (_client, server) = mem::pair();
+    let err = accept_in_band(&server, &Version::IN_BAND, Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert_eq!(err, Error::Timeout);
+}
+
+/// Our client against our server: the client's order decides, and the
+/// parameters arrive.
+#[tokio::test]
+async fn in_band_client_and_server_agree() {
+    let (client, server) = mem::pair();
+    let parameters = ClientParameters {
+        path: Some("anon?jwt=abc".into()),
+        authority: Some("relay.example".into()),
+        implementation: Some("moq-core-test".into()),
+        ..Default::default()
+    };
+    let (ours, theirs) = tokio::join!(
+        connect_in_band(
+            &client,
+            &[Version::Lite01, Version::Lite02],
+            parameters.clone(),
+            NEGOTIATION
+        ),
+        accept_in_band(&server, &Version::IN_BAND, NEGOTIATION),
+    );
+    let (ours, theirs) = (ours.unwrap(), theirs.unwrap());
+    assert_eq!(
+        (ours.version(), theirs.version()),
+        (Version::Lite01, Version::Lite01)
+    );
+    assert_eq!(theirs.parameters(), &parameters);
+    assert_eq!(theirs.offered(), [0xff0d_ad01, 0xff0d_ad02]);
+}
+
+#[tokio::test]
+async fn in_band_client_refuses_a_version_it_did_not_offer() {
+    let err = connect_in_band(
+        &mem::pair().0,
+        &[Version::Lite05],
+        ClientParameters::default(),
+        NEGOTIATION,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::Version(_)), "{err}");
+
+    let (client, server) = mem::pair();
+    let answer = tokio::spawn(async move {
+        let (mut send, mut recv) = server.accept_bi().await.unwrap();
+        // Wait for the whole offer (lite-02 only, no parameters), then pick lite-01.
+        assert_eq!(read_n(&mut recv, 13).await, hex("20 000a 01 c0000000ff0dad02 00"));
+        send.write_all(&hex("21 0009 c0000000ff0dad01 00")).await.unwrap();
+        server
+    });
+    let err = connect_in_band(
+        &client,
+        &[Version::Lite02],
+        ClientParameters::default(),
+        NEGOTIATION,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::Version(_)), "{err}");
+    assert_eq!(client.close_reason().unwrap().0, 0x15);
+    answer.await.unwrap();
+}
+
+/// SESSION_INFO on the Session stream is read and ignored; the peer ending the
+/// Session stream ends the session.
+#[tokio::test]
+async fn session_stream_carries_session_info_and_its_end_ends_the_session() {
+    let (browser, relay) = mem::pair();
+    let server = relay.clone();
+    let driver = tokio::spawn(async move {
+        let negotiated = accept_in_band(&server, &Version::IN_BAND, NEGOTIATION).await?;
+        run_in_band(
+            server,
+            client(Version::Lite02, Some(Origin::default()), None),
+            negotiated,
+        )
+        .await
+    });
+    let (mut send, mut recv) = browser.open_bi().await.unwrap();
+    send.write_all(&hex("20 000a 01 c0000000ff0dad02 00"))
+        .await
+        .unwrap();
+    read_n(&mut recv, 12).await;
+    send.write_all(&hex("02 43e8 01 00")).await.unwrap();
+    // Still serving: an announce request is answered with an empty ANNOUNCE_INIT.
+    let (mut announce, mut reply) = browser.open_bi().await.unwrap();
+    announce.write_all(&hex("01 01 00")).await.unwrap();
+    assert_eq!(read_n(&mut reply, 2).await, hex("01 00"));
+    assert!(relay.close_reason().is_none());
+
+    send.finish().unwrap();
+    let result = within(driver).await.unwrap();
+    assert_eq!(result, Err(Error::Cancelled));
+    assert_eq!(relay.close_reason().unwrap().0, 0x0);
+}
+
+#[tokio::test]
+async fn malformed_session_info_and_a_second_session_stream_are_protocol_errors() {
+    for second_session in [false, true] {
+        let (browser, relay) = mem::pair();
+        let server = relay.clone();
+        let driver = tokio::spawn(async move {
+            let negotiated = accept_in_band(&server, &Version::IN_BAND, NEGOTIATION).await?;
+            run_in_band(server, client(Version::Lite02, None, None), negotiated).await
+        });
+        let (mut send, mut recv) = browser.open_bi().await.unwrap();
+        send.write_all(&hex("20 000a 01 c0000000ff0dad02 00"))
+            .await
+            .unwrap();
+        read_n(&mut recv, 12).await;
+        if second_session {
+            let (mut again, _recv) = browser.open_bi().await.unwrap();
+            again.write_all(&hex("00")).await.unwrap();
+        } else {
+            // A SESSION_INFO with a byte after its bitrate.
+            send.write_all(&hex("02 05 05")).await.unwrap();
+        }
+        let result = within(driver).await.unwrap();
+        assert!(
+            matches!(result, Err(Error::Decode(_) | Error::Protocol(_))),
+            "{result:?}"
+        );
+        assert_eq!(relay.close_reason().unwrap().0, 0x3);
+    }
+}
+
+/// More broadcasts than one ANNOUNCE_INIT may name: the rest follow as ANNOUNCEs
+/// and the viewer sees them all.
+#[tokio::test]
+async fn announce_init_overflow_follows_as_announces() {
+    let relay = Origin::default();
+    let count = moq_proto::limits::MAX_ANNOUNCE_INIT + 5;
+    let broadcast = BroadcastProducer::new(Cache::default());
+    let _publications: Vec<_> = (0..count)
+        .map(|i| {
+            relay.publish(
+                path(&format!("b{i}")),
+                broadcast.consume(),
+                moq_proto::Hops::new(),
+            )
+        })
+        .collect();
+    let viewer = Origin::default();
+    connect(
+        client(Version::Lite02, None, Some(viewer.clone())),
+        client(Version::Lite02, Some(relay.clone()), None),
+    );
+    within(async {
+        while viewer.paths().len() < count {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(viewer.consume(&path(&format!("b{}", count - 1))).is_some());
 }

@@ -5,8 +5,8 @@
 //! version it speaks, then the bare `qmux-02`, `qmux-01`, `qmux-00` and
 //! `webtransport`. The reference relay answers with the newest moq version it
 //! allows, on qmux-01 if offered, else qmux-00; a bare name means "negotiate the
-//! version in a SETUP message" (moq-lite-01/02, which we do not speak), so we refuse
-//! rather than pick one.
+//! version in a SETUP message" (moq-lite-01/02, which this WebSocket path does not
+//! negotiate yet), so we refuse rather than pick one.
 
 use moq_proto::Version;
 
@@ -34,7 +34,7 @@ pub enum Refusal {
     )]
     NothingOffered,
     /// Only bare wire formats (`qmux-01`, `webtransport`, ...): version negotiation by
-    /// SETUP (moq-lite-01/02), which we do not support.
+    /// SETUP (moq-lite-01/02), which this WebSocket path does not support.
     #[error(
         "the client offered only subprotocols without a moq version ({offered}); \
          SETUP version negotiation (moq-lite-01/02) is not supported"

@@ -3,6 +3,9 @@
 //! ANNOUNCE per broadcast that starts or ends under that prefix.
 //!
 //! ANNOUNCE forms per version:
+//! - lite-01/02: the reply opens with ANNOUNCE_INIT `[len][count][suffix…]`,
+//!   the broadcasts already active; then `[len][status:u8][suffix]` with no
+//!   hop list, status 0 ended, 1 active.
 //! - lite-03..05: `[len][status:u8][suffix][hops]`, status 0 ended, 1 active,
 //!   2 restart (lite-05 only, treated as a repeated active). lite-03 hops are a
 //!   bare count; lite-04+ a count and the ids.
@@ -17,7 +20,7 @@ use crate::{
         Body, Decode, Encode, MAX_VARINT, decode_framed, decode_sized, framed_message, get_len, get_u8,
         get_varint, put_body, put_varint,
     },
-    limits::MAX_MESSAGE_SIZE,
+    limits::{MAX_ANNOUNCE_INIT, MAX_MESSAGE_SIZE},
 };
 
 /// ANNOUNCE_REQUEST: "tell me about broadcasts under this prefix".
@@ -93,6 +96,80 @@ impl Body for AnnounceOk {
 }
 
 framed_message!(AnnounceOk);
+
+/// ANNOUNCE_INIT (lite-01/02): the first message of an announce reply, naming
+/// the broadcasts active under the prefix when the request arrived. Each suffix
+/// appears once; at most [`MAX_ANNOUNCE_INIT`] of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AnnounceInit {
+    /// Paths relative to the requested prefix.
+    pub suffixes: Vec<Path>,
+}
+
+impl Body for AnnounceInit {
+    const NAME: &'static str = "ANNOUNCE_INIT";
+
+    fn decode_body(body: &mut &[u8], version: Version) -> Result<Self, DecodeError> {
+        if !version.has_announce_init() {
+            return Err(DecodeError::NotInVersion {
+                what: Self::NAME,
+                version,
+            });
+        }
+        let count = get_varint(body)?;
+        if count > MAX_ANNOUNCE_INIT as u64 {
+            return Err(DecodeError::TooMany {
+                what: Self::NAME,
+                count,
+                max: MAX_ANNOUNCE_INIT as u64,
+            });
+        }
+        // Every suffix takes at least one byte, so the body bounds the count too.
+        let mut suffixes = Vec::with_capacity((count as usize).min(body.len()));
+        let mut seen = std::collections::HashSet::with_capacity(suffixes.capacity());
+        for _ in 0..count {
+            let suffix = Path::decode(body, "announce suffix")?;
+            if !seen.insert(suffix.clone()) {
+                return Err(DecodeError::Invalid {
+                    what: Self::NAME,
+                    reason: "a suffix appears twice",
+                });
+            }
+            suffixes.push(suffix);
+        }
+        Ok(Self { suffixes })
+    }
+
+    fn encode_body(&self, buf: &mut Vec<u8>, version: Version) -> Result<(), EncodeError> {
+        if !version.has_announce_init() {
+            return Err(EncodeError::NotInVersion {
+                what: Self::NAME,
+                version,
+            });
+        }
+        if self.suffixes.len() > MAX_ANNOUNCE_INIT {
+            return Err(EncodeError::TooMany {
+                what: Self::NAME,
+                count: self.suffixes.len() as u64,
+                max: MAX_ANNOUNCE_INIT as u64,
+            });
+        }
+        let mut seen = std::collections::HashSet::with_capacity(self.suffixes.len());
+        if !self.suffixes.iter().all(|s| seen.insert(s)) {
+            return Err(EncodeError::Invalid {
+                what: Self::NAME,
+                reason: "a suffix appears twice",
+            });
+        }
+        put_varint(buf, self.suffixes.len() as u64, "announce init count")?;
+        for suffix in &self.suffixes {
+            suffix.encode(buf, "announce suffix")?;
+        }
+        Ok(())
+    }
+}
+
+framed_message!(AnnounceInit);
 
 /// The cost of pulling a broadcast over a route (lite-06), compared `warm`
 /// first, then `cold`; lower wins.

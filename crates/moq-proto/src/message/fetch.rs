@@ -1,4 +1,4 @@
-//! FETCH (stream type 3): one group of a track, by absolute sequence. The
+//! FETCH (stream type 3, lite-03+): one group of a track, by absolute sequence. The
 //! reply is the group's FRAMEs on the same stream, then FIN.
 //!
 //! Wire: `[len] broadcast track priority:u8 group` plus, on lite-06,
@@ -34,6 +34,12 @@ impl Body for Fetch {
     const NAME: &'static str = "FETCH";
 
     fn decode_body(body: &mut &[u8], version: Version) -> Result<Self, DecodeError> {
+        if !version.has_fetch() {
+            return Err(DecodeError::NotInVersion {
+                what: Self::NAME,
+                version,
+            });
+        }
         let mut fetch = Self {
             broadcast: Path::decode(body, "broadcast")?,
             track: get_string(body, "track name", MAX_NAME_BYTES)?,
@@ -55,6 +61,12 @@ impl Body for Fetch {
     }
 
     fn encode_body(&self, buf: &mut Vec<u8>, version: Version) -> Result<(), EncodeError> {
+        if !version.has_fetch() {
+            return Err(EncodeError::NotInVersion {
+                what: Self::NAME,
+                version,
+            });
+        }
         self.broadcast.encode(buf, "broadcast")?;
         put_string(buf, &self.track, "track name", MAX_NAME_BYTES)?;
         buf.push(self.priority);

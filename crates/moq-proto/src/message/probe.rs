@@ -1,5 +1,5 @@
-//! PROBE (stream type 4): the publisher reports its estimated bitrate and,
-//! from lite-04, RTT. On the wire 0 means unknown.
+//! PROBE (stream type 4, lite-03+): the publisher reports its estimated
+//! bitrate and, from lite-04, RTT. On the wire 0 means unknown.
 
 use crate::{
     DecodeError, EncodeError, Version,
@@ -19,6 +19,12 @@ impl Body for Probe {
     const NAME: &'static str = "PROBE";
 
     fn decode_body(body: &mut &[u8], version: Version) -> Result<Self, DecodeError> {
+        if !version.has_probe() {
+            return Err(DecodeError::NotInVersion {
+                what: Self::NAME,
+                version,
+            });
+        }
         let bitrate = Some(get_varint(body)?).filter(|v| *v != 0);
         let rtt_ms = match version.has_probe_rtt() {
             true => Some(get_varint(body)?).filter(|v| *v != 0),
@@ -28,6 +34,12 @@ impl Body for Probe {
     }
 
     fn encode_body(&self, buf: &mut Vec<u8>, version: Version) -> Result<(), EncodeError> {
+        if !version.has_probe() {
+            return Err(EncodeError::NotInVersion {
+                what: Self::NAME,
+                version,
+            });
+        }
         // 0 is reserved for "unknown", so a measured 0 rounds up to 1.
         put_varint(buf, self.bitrate.map_or(0, |v| v.max(1)), "bitrate")?;
         if version.has_probe_rtt() {

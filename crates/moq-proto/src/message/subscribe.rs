@@ -2,13 +2,17 @@
 //! subscriber; typed responses from the publisher.
 //!
 //! Field layout (moq-lite §SUBSCRIBE, as implemented by moq-net 0.3.18):
+//! - lite-01/02: `id broadcast track priority:u8` and nothing more: no
+//!   latency, no range (the publisher starts at the latest group).
 //! - lite-03..05: `id broadcast track priority:u8 ordered:u8 max_latency(ms)
 //!   start(optional) end(optional)`, where optional means 0 = none, else n+1,
 //!   and an absent start means "the latest group".
 //! - lite-06: no `ordered` byte; the start group is a raw floor (0 and absent
 //!   are the same); `start_frame end_frame(optional)` follow.
 //!
-//! Responses: lite-03/04 `[type][len][body]` with 0 SUBSCRIBE_OK, 1
+//! Responses: lite-01/02 one untyped SUBSCRIBE_OK `[len]` whose body is the
+//! publisher priority (lite-01) or empty (lite-02); no SUBSCRIBE_UPDATE, no
+//! SUBSCRIBE_DROP. lite-03/04 `[type][len][body]` with 0 SUBSCRIBE_OK, 1
 //! SUBSCRIBE_DROP; lite-05/06 0 SUBSCRIBE_START, 1 SUBSCRIBE_END, 2
 //! SUBSCRIBE_DROP. A rejected subscription is a stream reset, not a message.
 
@@ -133,15 +137,19 @@ impl Body for Subscribe {
     const NAME: &'static str = "SUBSCRIBE";
 
     fn decode_body(body: &mut &[u8], version: Version) -> Result<Self, DecodeError> {
-        Ok(Self {
+        let mut subscribe = Self {
             id: get_varint(body)?,
             broadcast: Path::decode(body, "broadcast")?,
             track: get_string(body, "track name", MAX_NAME_BYTES)?,
             priority: get_u8(body)?,
-            ordered: get_ordered(body, version)?,
-            max_latency: get_millis(body)?,
-            range: Range::decode(body, version, Self::NAME)?,
-        })
+            ..Default::default()
+        };
+        if version.has_subscribe_range() {
+            subscribe.ordered = get_ordered(body, version)?;
+            subscribe.max_latency = get_millis(body)?;
+            subscribe.range = Range::decode(body, version, Self::NAME)?;
+        }
+        Ok(subscribe)
     }
 
     fn encode_body(&self, buf: &mut Vec<u8>, version: Version) -> Result<(), EncodeError> {
@@ -149,6 +157,17 @@ impl Body for Subscribe {
         self.broadcast.encode(buf, "broadcast")?;
         put_string(buf, &self.track, "track name", MAX_NAME_BYTES)?;
         buf.push(self.priority);
+        if !version.has_subscribe_range() {
+            // Latency and order are preferences the peer may ignore; a range is
+            // not: dropping it would deliver groups the caller excluded.
+            if self.range != Range::default() {
+                return Err(EncodeError::NotInVersion {
+                    what: "subscribe range",
+                    version,
+                });
+            }
+            return Ok(());
+        }
         put_ordered(buf, self.ordered, version);
         put_millis(buf, self.max_latency, "max latency")?;
         self.range.encode(buf, version, Self::NAME)
@@ -174,6 +193,12 @@ impl Body for SubscribeUpdate {
     const NAME: &'static str = "SUBSCRIBE_UPDATE";
 
     fn decode_body(body: &mut &[u8], version: Version) -> Result<Self, DecodeError> {
+        if !version.has_subscribe_range() {
+            return Err(DecodeError::NotInVersion {
+                what: Self::NAME,
+                version,
+            });
+        }
         Ok(Self {
             priority: get_u8(body)?,
             ordered: get_ordered(body, version)?,
@@ -183,6 +208,12 @@ impl Body for SubscribeUpdate {
     }
 
     fn encode_body(&self, buf: &mut Vec<u8>, version: Version) -> Result<(), EncodeError> {
+        if !version.has_subscribe_range() {
+            return Err(EncodeError::NotInVersion {
+                what: Self::NAME,
+                version,
+            });
+        }
         buf.push(self.priority);
         put_ordered(buf, self.ordered, version);
         put_millis(buf, self.max_latency, "max latency")?;
@@ -192,18 +223,20 @@ impl Body for SubscribeUpdate {
 
 framed_message!(SubscribeUpdate);
 
-/// SUBSCRIBE_OK (lite-03/04): the publisher accepts and states its view.
+/// SUBSCRIBE_OK (lite-01 to lite-04): the publisher accepts and states its
+/// view. lite-01 carries only the priority and lite-02 nothing: the other
+/// fields decode as their defaults there and are not written.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SubscribeOk {
-    /// Publisher priority for the track.
+    /// Publisher priority for the track (lite-01, lite-03/04).
     pub priority: u8,
-    /// Publisher ordering.
+    /// Publisher ordering (lite-03/04).
     pub ordered: bool,
-    /// Publisher max latency.
+    /// Publisher max latency (lite-03/04).
     pub max_latency: Duration,
-    /// Resolved first group, if known.
+    /// Resolved first group, if known (lite-03/04).
     pub start_group: Option<u64>,
-    /// Resolved last group, if known.
+    /// Resolved last group, if known (lite-03/04).
     pub end_group: Option<u64>,
 }
 
@@ -211,6 +244,16 @@ impl Body for SubscribeOk {
     const NAME: &'static str = "SUBSCRIBE_OK";
 
     fn decode_body(body: &mut &[u8], version: Version) -> Result<Self, DecodeError> {
+        match version {
+            Version::Lite01 => {
+                return Ok(Self {
+                    priority: get_u8(body)?,
+                    ..Default::default()
+                });
+            }
+            Version::Lite02 => return Ok(Self::default()),
+            _ => {}
+        }
         Ok(Self {
             priority: get_u8(body)?,
             ordered: get_ordered(body, version)?,
@@ -221,6 +264,14 @@ impl Body for SubscribeOk {
     }
 
     fn encode_body(&self, buf: &mut Vec<u8>, version: Version) -> Result<(), EncodeError> {
+        match version {
+            Version::Lite01 => {
+                buf.push(self.priority);
+                return Ok(());
+            }
+            Version::Lite02 => return Ok(()),
+            _ => {}
+        }
         buf.push(self.priority);
         put_ordered(buf, self.ordered, version);
         put_millis(buf, self.max_latency, "max latency")?;
@@ -243,7 +294,13 @@ pub struct SubscribeDrop {
 impl Body for SubscribeDrop {
     const NAME: &'static str = "SUBSCRIBE_DROP";
 
-    fn decode_body(body: &mut &[u8], _: Version) -> Result<Self, DecodeError> {
+    fn decode_body(body: &mut &[u8], version: Version) -> Result<Self, DecodeError> {
+        if !version.has_subscribe_range() {
+            return Err(DecodeError::NotInVersion {
+                what: Self::NAME,
+                version,
+            });
+        }
         let drop = Self {
             start: get_varint(body)?,
             end: get_varint(body)?,
@@ -258,7 +315,13 @@ impl Body for SubscribeDrop {
         Ok(drop)
     }
 
-    fn encode_body(&self, buf: &mut Vec<u8>, _: Version) -> Result<(), EncodeError> {
+    fn encode_body(&self, buf: &mut Vec<u8>, version: Version) -> Result<(), EncodeError> {
+        if !version.has_subscribe_range() {
+            return Err(EncodeError::NotInVersion {
+                what: Self::NAME,
+                version,
+            });
+        }
         if self.end < self.start {
             return Err(EncodeError::Invalid {
                 what: Self::NAME,
@@ -289,7 +352,7 @@ impl<const END: bool> Body for GroupBody<END> {
 /// A publisher's message on a Subscribe stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SubscribeResponse {
-    /// SUBSCRIBE_OK (lite-03/04).
+    /// SUBSCRIBE_OK (lite-01 to lite-04; untyped on lite-01/02).
     Ok(SubscribeOk),
     /// SUBSCRIBE_START (lite-05+): the resolved absolute first group.
     Start {
@@ -330,6 +393,9 @@ impl SubscribeResponse {
 
 impl Decode for SubscribeResponse {
     fn decode<B: bytes::Buf>(buf: &mut B, version: Version) -> Result<Self, DecodeError> {
+        if !version.has_subscribe_range() {
+            return Ok(Self::Ok(decode_framed::<SubscribeOk, B>(buf, version)?));
+        }
         let kind = get_varint(buf)?;
         let modern = version.has_track_stream();
         Ok(match (kind, modern) {
@@ -353,6 +419,15 @@ impl Decode for SubscribeResponse {
 
 impl Encode for SubscribeResponse {
     fn encode<B: bytes::BufMut>(&self, buf: &mut B, version: Version) -> Result<(), EncodeError> {
+        if !version.has_subscribe_range() {
+            return match self {
+                Self::Ok(ok) => crate::coding::encode_framed(ok, buf, version),
+                _ => Err(EncodeError::NotInVersion {
+                    what: self.name(),
+                    version,
+                }),
+            };
+        }
         let kind = self.kind(version).ok_or(EncodeError::NotInVersion {
             what: self.name(),
             version,

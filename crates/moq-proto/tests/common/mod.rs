@@ -12,7 +12,7 @@ use moq_proto::{coding::MAX_VARINT, *};
 use proptest::{collection::vec, option, prelude::*};
 
 pub(crate) fn version() -> impl Strategy<Value = Version> {
-    prop::sample::select(Version::ALL.to_vec())
+    prop::sample::select(Version::EVERY.to_vec())
 }
 
 pub(crate) fn varint() -> impl Strategy<Value = u64> {
@@ -37,7 +37,10 @@ pub(crate) fn name() -> impl Strategy<Value = String> {
 }
 
 pub(crate) fn hops(v: Version) -> impl Strategy<Value = Hops> {
-    let ids = if v.has_hop_ids() {
+    let ids = if !v.has_hops() {
+        // lite-01/02 carry no hop list.
+        Just(Vec::new()).boxed()
+    } else if v.has_hop_ids() {
         prop::collection::hash_set(1..=MAX_VARINT, 0..8)
             .prop_map(|set| set.into_iter().collect::<Vec<_>>())
             .boxed()
@@ -155,26 +158,23 @@ pub(crate) fn announce(v: Version) -> BoxedStrategy<Announce> {
 }
 
 pub(crate) fn subscribe(v: Version) -> impl Strategy<Value = Subscribe> {
-    (
-        varint(),
-        path(),
-        name(),
-        any::<u8>(),
-        ordered(v),
-        millis(),
-        range(v),
+    // lite-01/02 SUBSCRIBE ends at the priority.
+    let (latency, range) = if v.has_subscribe_range() {
+        (millis().boxed(), range(v))
+    } else {
+        (Just(Duration::ZERO).boxed(), Just(Range::default()).boxed())
+    };
+    (varint(), path(), name(), any::<u8>(), ordered(v), latency, range).prop_map(
+        |(id, broadcast, track, priority, ordered, max_latency, range)| Subscribe {
+            id,
+            broadcast,
+            track,
+            priority,
+            ordered,
+            max_latency,
+            range,
+        },
     )
-        .prop_map(
-            |(id, broadcast, track, priority, ordered, max_latency, range)| Subscribe {
-                id,
-                broadcast,
-                track,
-                priority,
-                ordered,
-                max_latency,
-                range,
-            },
-        )
 }
 
 pub(crate) fn subscribe_update(v: Version) -> impl Strategy<Value = SubscribeUpdate> {
@@ -196,6 +196,22 @@ pub(crate) fn subscribe_response(v: Version) -> BoxedStrategy<SubscribeResponse>
             error,
         })
     });
+    if !v.has_subscribe_range() {
+        // lite-01: the priority alone; lite-02: nothing.
+        let priority = if v == Version::Lite01 {
+            any::<u8>().boxed()
+        } else {
+            Just(0).boxed()
+        };
+        return priority
+            .prop_map(|priority| {
+                SubscribeResponse::Ok(SubscribeOk {
+                    priority,
+                    ..Default::default()
+                })
+            })
+            .boxed();
+    }
     if v.has_track_stream() {
         prop_oneof![
             varint().prop_map(|group| SubscribeResponse::Start { group }),
@@ -306,4 +322,14 @@ pub(crate) fn probe(v: Version) -> impl Strategy<Value = Probe> {
 
 pub(crate) fn goaway() -> impl Strategy<Value = Goaway> {
     "\\PC{0,40}".prop_map(|uri| Goaway { uri })
+}
+
+pub(crate) fn announce_init() -> impl Strategy<Value = AnnounceInit> {
+    prop::collection::btree_set(path(), 0..8).prop_map(|set| AnnounceInit {
+        suffixes: set.into_iter().collect(),
+    })
+}
+
+pub(crate) fn session_info() -> impl Strategy<Value = SessionInfo> {
+    option::of(1..=MAX_VARINT).prop_map(|bitrate| SessionInfo { bitrate })
 }
