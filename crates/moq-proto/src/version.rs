@@ -235,13 +235,12 @@ impl fmt::Display for Version {
 
 /// The string did not name a supported moq-lite version.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown version '{0}' (expected one of moq-lite-03, moq-lite-04, moq-lite-05, moq-lite-06)")]
+#[error("unknown version '{0}' (expected one of moq-lite-01, moq-lite-02, moq-lite-03, moq-lite-04, moq-lite-05, moq-lite-06)")]
 pub struct UnknownVersion(pub String);
 
 impl Version {
     /// A version by its name, in-band ones included: `moq-lite-02` as well as
-    /// `moq-lite-05`. (`FromStr` accepts only the ALPN versions, which is what a
-    /// configured ALPN list may name; `moql` names none.)
+    /// `moq-lite-05` (`moql` names none).
     pub fn from_name(name: &str) -> Option<Self> {
         Self::EVERY.into_iter().find(|v| v.name() == name)
     }
@@ -250,10 +249,10 @@ impl Version {
 impl FromStr for Version {
     type Err = UnknownVersion;
 
-    /// An ALPN version by name (`moq-lite-05`); see [`Version::from_name`] for
-    /// lite-01/02.
+    /// A version by name, in-band ones included (`moq-lite-02`, `moq-lite-05`): what
+    /// a configured version list may name.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::from_alpn(s.as_bytes()).ok_or_else(|| UnknownVersion(s.to_string()))
+        Self::from_name(s).ok_or_else(|| UnknownVersion(s.to_string()))
     }
 }
 
@@ -272,8 +271,9 @@ mod tests {
         assert_eq!(Version::from_alpn(b"h3"), None);
         let err = "moq-lite-07".parse::<Version>().unwrap_err();
         assert!(err.to_string().contains("moq-lite-07"));
-        // The in-band versions have names, but not ALPNs of their own.
-        assert!("moq-lite-02".parse::<Version>().is_err());
+        // The in-band versions have names (a configuration may list them), not ALPNs.
+        assert_eq!("moq-lite-02".parse::<Version>(), Ok(Version::Lite02));
+        assert_eq!(Version::from_alpn(b"moq-lite-02"), None);
         assert_eq!(Version::from_name("moq-lite-07"), None);
     }
 

@@ -91,7 +91,7 @@ fn check_udp_buffers() {
 
 /// The banner of the development relay: where it listens and how to use it.
 fn print_development_banner(relay: &Relay, port: u16) {
-    let versions: Vec<&str> = relay.quic.versions().iter().map(|v| v.alpn()).collect();
+    let versions: Vec<&str> = relay.quic.versions().iter().map(|v| v.name()).collect();
     let fingerprint = relay.quic.fingerprints().first().cloned().unwrap_or_default();
     println!("moq-relay: development relay (self-signed certificate, anonymous access)");
     println!(
@@ -116,7 +116,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     check_udp_buffers();
     let relay = Relay::bind(config).await?;
     let quic = relay.quic_addr()?;
-    let versions: Vec<&str> = relay.quic.versions().iter().map(|v| v.alpn()).collect();
+    let versions: Vec<&str> = relay.quic.versions().iter().map(|v| v.name()).collect();
     tracing::info!(%quic, versions = %versions.join(","), "listening for QUIC and WebTransport");
     if let Some(web) = relay.web_addr() {
         tracing::info!(%web, "listening for HTTP");

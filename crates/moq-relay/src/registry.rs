@@ -31,7 +31,7 @@ impl SessionLabels {
     fn new(transport: Transport, version: Version) -> Self {
         Self {
             transport: transport.as_str(),
-            version: version.alpn(),
+            version: version.name(),
         }
     }
 }

@@ -64,7 +64,7 @@ pub struct Sessions {
 
 /// A session whose handshake and authentication are done.
 #[derive(Debug)]
-pub struct Accepted<S> {
+pub struct Accepted<S: moq_core::transport::Session> {
     /// The session, ready for the driver.
     pub session: S,
     /// The peer's address.
@@ -79,6 +79,8 @@ pub struct Accepted<S> {
     pub peer_setup: Option<Setup>,
     /// The QUIC connection, for statistics.
     pub connection: Option<quinn::Connection>,
+    /// The in-band negotiation (moq-lite-01/02), whose Session stream the driver keeps.
+    pub in_band: Option<session::Negotiated<S>>,
 }
 
 impl Sessions {
@@ -128,12 +130,17 @@ impl Sessions {
             }
         };
         let Some(version) = request.version() else {
+            // No version from ALPN or WT-Protocol (Firefox's WebTransport offers none, raw
+            // QUIC `moql`): negotiate it in-band, as moq-lite-01/02 do.
+            if !request.in_band_versions().is_empty() {
+                return self.accept_in_band(request).await;
+            }
             tracing::info!(offered = ?request.protocols(), "refused: no common moq-lite version");
             self.refusals.refused("version");
             let _ = request.reject(406).await;
             return None;
         };
-        tracing::Span::current().record("version", version.alpn());
+        tracing::Span::current().record("version", version.name());
         match request.url().cloned() {
             Some(url) => self.accept_webtransport(request, version, &url).await,
             None => self.accept_raw_quic(request, version).await,
@@ -164,6 +171,7 @@ impl Sessions {
                     grant,
                     peer_setup: None,
                     connection: Some(connection),
+                    in_band: None,
                 }),
                 Err(err) => {
                     tracing::debug!(%err, "accept failed");
@@ -217,10 +225,64 @@ impl Sessions {
                 grant,
                 peer_setup,
                 connection: Some(connection),
+                in_band: None,
             }),
             Err(refusal) => {
                 self.record(&refusal, peer);
                 refuse(refusal)
+            }
+        }
+    }
+
+    /// A session with no version yet: accept it, read the client's legacy SETUP and
+    /// answer with the version chosen (moq-lite-02/01), then authenticate its URL
+    /// (WebTransport) or SETUP path (raw QUIC `moql`).
+    async fn accept_in_band(&self, request: server::Request) -> Option<Accepted<MoqSession>> {
+        let peer = request.remote_addr();
+        let transport = request.transport();
+        let connection = request.connection().clone();
+        let certificate = request.client_certificate();
+        let url_target = request.url().map(|url| match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_string(),
+        });
+        let allowed = request.in_band_versions().to_vec();
+        let session = match request.ok_unnegotiated().await {
+            Ok(session) => MoqSession::with_config(session, transport, &self.quic),
+            Err(err) => {
+                tracing::debug!(%err, "accept failed");
+                return None;
+            }
+        };
+        // On failure the session is closed with the matching code.
+        let negotiated = match session::accept_in_band(&session, &allowed, SETUP_TIMEOUT).await {
+            Ok(negotiated) => negotiated,
+            Err(err) => {
+                let refusal = Refusal::request("version", err.to_string(), 406, err.session_code());
+                self.record(&refusal, peer);
+                return None;
+            }
+        };
+        let version = negotiated.version();
+        tracing::Span::current().record("version", version.name());
+        let target = url_target
+            .or_else(|| negotiated.parameters().path.clone())
+            .unwrap_or_default();
+        match self.gate.decide_async(target, certificate).await {
+            Ok(grant) => Some(Accepted {
+                session,
+                peer,
+                version,
+                transport,
+                grant,
+                peer_setup: None,
+                connection: Some(connection),
+                in_band: Some(negotiated),
+            }),
+            Err(refusal) => {
+                self.record(&refusal, peer);
+                session.close(refusal.code, &refusal.close_reason());
+                None
             }
         }
     }
@@ -315,6 +377,7 @@ impl Sessions {
             grant,
             peer_setup,
             connection,
+            in_band,
         } = accepted;
         tracing::Span::current().record("path", grant.root.as_str());
         let mut config = match self.configure(&grant, version) {
@@ -355,8 +418,14 @@ impl Sessions {
                 None => std::future::pending().await,
             }
         };
+        let driver = async {
+            match in_band {
+                Some(negotiated) => session::run_in_band(session.clone(), config, negotiated).await,
+                None => session::run(session.clone(), config).await,
+            }
+        };
         let result = tokio::select! {
-            result = session::run(session.clone(), config) => result,
+            result = driver => result,
             () = expiry => {
                 tracing::info!(%peer, "token or certificate expired; closing the session");
                 self.refusals.auth_failed("expired");

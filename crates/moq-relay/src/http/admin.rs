@@ -157,7 +157,7 @@ async fn sessions(State(state): State<AdminState>) -> Response {
                 "id": s.id,
                 "peer": s.peer.to_string(),
                 "path": s.root.as_str(),
-                "version": s.version.alpn(),
+                "version": s.version.name(),
                 "transport": s.transport.as_str(),
                 "seconds": s.since.elapsed().as_secs(),
                 "rtt_ms": s.connection.as_ref().map(|c| c.rtt().as_millis() as u64),

@@ -72,7 +72,7 @@ pub async fn upgrade(
     };
     let id = sessions.next_id();
     let version = negotiated.version;
-    let span = tracing::info_span!("conn", id, %peer, path = tracing::field::Empty, version = version.alpn());
+    let span = tracing::info_span!("conn", id, %peer, path = tracing::field::Empty, version = version.name());
     // The upgraded connection outlives this request: keep the relay's shutdown waiting for it.
     let tracked = sessions.lifecycle.track();
     ws.protocols([negotiated.subprotocol.clone()])
@@ -95,6 +95,7 @@ pub async fn upgrade(
                     grant,
                     peer_setup: None,
                     connection: None,
+                    in_band: None,
                 };
                 sessions.run(accepted, ticket, id).await;
             }
