@@ -235,7 +235,9 @@ impl fmt::Display for Version {
 
 /// The string did not name a supported moq-lite version.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown version '{0}' (expected one of moq-lite-01, moq-lite-02, moq-lite-03, moq-lite-04, moq-lite-05, moq-lite-06)")]
+#[error(
+    "unknown version '{0}' (expected one of moq-lite-01, moq-lite-02, moq-lite-03, moq-lite-04, moq-lite-05, moq-lite-06)"
+)]
 pub struct UnknownVersion(pub String);
 
 impl Version {

@@ -346,6 +346,7 @@ impl Relay {
             refusals: self.sessions.refusals.clone(),
             fingerprints: Arc::new(self.quic.fingerprints()),
             fetches: Arc::new(tokio::sync::Semaphore::new(http::public::MAX_FETCHES)),
+            fetch_sources: Arc::default(),
             upgrades: (self.config.web.ws != Some(false)).then(|| http::websocket::Upgrades {
                 sessions: self.sessions.clone(),
                 versions: self.config.server.version.clone().into(),

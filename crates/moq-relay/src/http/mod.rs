@@ -124,23 +124,34 @@ pub async fn serve(listener: Listener, shutdown: CancellationToken) {
         let acceptor = tls.as_ref().map(|tls| tls.acceptor());
         let handshake_timeout = limits.handshake_timeout;
         let watcher = graceful.watcher();
+        let refusals = refusals.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            match acceptor {
+            let result = match acceptor {
                 Some(acceptor) => {
                     let Ok(Ok(stream)) =
                         tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
                     else {
+                        refusals.refused("tls_handshake");
                         tracing::debug!(%peer, "TLS handshake failed or timed out");
                         return;
                     };
                     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    let _ = watcher.watch(connection.into_owned()).await;
+                    watcher.watch(connection.into_owned()).await
                 }
                 None => {
                     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    let _ = watcher.watch(connection.into_owned()).await;
+                    watcher.watch(connection.into_owned()).await
                 }
+            };
+            // A client too slow with its headers (slowloris) is cut off and counted.
+            if let Err(err) = result
+                && err
+                    .downcast_ref::<hyper::Error>()
+                    .is_some_and(hyper::Error::is_timeout)
+            {
+                refusals.refused("http_header_timeout");
+                tracing::debug!(%peer, "HTTP request headers too slow; closed");
             }
         });
     }
@@ -189,7 +200,7 @@ mod tests {
             header_timeout: Duration::from_millis(300),
             ..Default::default()
         };
-        let (addr, _shutdown, _) = start(limits).await;
+        let (addr, _shutdown, refusals) = start(limits).await;
         let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
         slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
         let started = std::time::Instant::now();
@@ -200,6 +211,11 @@ mod tests {
             started.elapsed()
         );
         assert!(!answer.contains("hello"), "{answer}");
+        let mut text = String::new();
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register("refused", "", refusals.refused_family());
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(text.contains(r#"reason="http_header_timeout"} 1"#), "{text}");
         // A prompt client is served.
         let mut fast = tokio::net::TcpStream::connect(addr).await.unwrap();
         fast.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")

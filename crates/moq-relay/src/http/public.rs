@@ -30,6 +30,48 @@ const FRAME_PAUSE: Duration = Duration::from_millis(500);
 /// `/fetch` requests served at once (each may hold a subscription for up to a minute).
 pub const MAX_FETCHES: usize = 256;
 
+/// `/fetch` requests one source (an IPv4 address or an IPv6 /64) may have in progress.
+pub const MAX_FETCHES_PER_SOURCE: u32 = 16;
+
+/// `/fetch` requests in progress per source.
+#[derive(Debug, Default)]
+pub struct FetchSources(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, u32>>);
+
+impl FetchSources {
+    /// Take a slot for `ip`'s source, if it has one left.
+    fn take(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<SourceSlot> {
+        let source = crate::admission::source(ip);
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = held.entry(source).or_default();
+        if *n >= MAX_FETCHES_PER_SOURCE {
+            return None;
+        }
+        *n += 1;
+        Some(SourceSlot {
+            sources: self.clone(),
+            source,
+        })
+    }
+}
+
+/// A source's `/fetch` slot, given back when dropped.
+struct SourceSlot {
+    sources: Arc<FetchSources>,
+    source: std::net::IpAddr,
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut held = self.sources.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = held.get_mut(&self.source) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                held.remove(&self.source);
+            }
+        }
+    }
+}
+
 /// What the public endpoints read.
 #[derive(Debug, Clone)]
 pub struct PublicState {
@@ -43,6 +85,8 @@ pub struct PublicState {
     pub fingerprints: Arc<Vec<String>>,
     /// `/fetch` requests in progress are bounded by these permits.
     pub fetches: Arc<Semaphore>,
+    /// ... and per source.
+    pub fetch_sources: Arc<FetchSources>,
     /// The WebSocket fallback, if enabled.
     pub upgrades: Option<Upgrades>,
 }
@@ -149,6 +193,7 @@ struct FetchQuery {
 
 async fn fetch(
     State(state): State<PublicState>,
+    peer: Option<axum::Extension<super::Peer>>,
     UrlPath(path): UrlPath<String>,
     Query(query): Query<FetchQuery>,
 ) -> Response {
@@ -162,13 +207,27 @@ async fn fetch(
         Ok(p) => p,
         Err(response) => return *response,
     };
-    let Ok(_permit) = state.fetches.clone().try_acquire_owned() else {
+    let slot = match peer {
+        Some(axum::Extension(super::Peer(peer))) => match state.fetch_sources.take(peer.ip()) {
+            Some(slot) => Some(slot),
+            None => {
+                state.refusals.refused("fetch_per_source");
+                return error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many fetches from this address; retry shortly",
+                );
+            }
+        },
+        None => None,
+    };
+    let Ok(permit) = state.fetches.clone().try_acquire_owned() else {
         state.refusals.refused("fetch_concurrency");
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "too many fetches in progress; retry shortly",
         );
     };
+    let _permit = (permit, slot);
     if !permissions.can_subscribe(&broadcast) {
         state.refusals.auth_failed("no_access");
         return error(
@@ -259,6 +318,7 @@ mod tests {
             refusals: Refusals::default(),
             fingerprints: Arc::new(vec!["ab".repeat(32)]),
             fetches: Arc::new(Semaphore::new(2)),
+            fetch_sources: Arc::default(),
             upgrades: None,
         }
     }
@@ -348,6 +408,37 @@ mod tests {
             get(&state, "/fetch/anon/live/nope").await.0,
             StatusCode::NOT_FOUND
         );
+    }
+
+    #[tokio::test]
+    async fn one_source_gets_a_bounded_share_of_fetches() {
+        let mut state = state("anon");
+        state.fetches = Arc::new(Semaphore::new(MAX_FETCHES));
+        let from = |ip: &str| {
+            let mut request = axum::http::Request::get("/fetch/anon/later/t")
+                .body(Body::empty())
+                .unwrap();
+            let addr = std::net::SocketAddr::new(ip.parse().unwrap(), 1);
+            request.extensions_mut().insert(super::super::Peer(addr));
+            router(state.clone()).oneshot(request)
+        };
+        // One /64 holds its share; the next request from it is refused at once.
+        let waiting: Vec<_> = (0..MAX_FETCHES_PER_SOURCE)
+            .map(|i| tokio::spawn(from(&format!("2001:db8::{i:x}"))))
+            .collect();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while state.fetches.available_permits() > MAX_FETCHES - MAX_FETCHES_PER_SOURCE as usize {
+            assert!(tokio::time::Instant::now() < deadline, "the fetches started");
+            tokio::task::yield_now().await;
+        }
+        let refused = from("2001:db8::ffff").await.unwrap();
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        // Another source is not affected.
+        let _live = publish(&state, "anon/later", &["x"]);
+        assert_eq!(from("10.0.0.1").await.unwrap().status(), StatusCode::OK);
+        for task in waiting {
+            assert_eq!(task.await.unwrap().unwrap().status(), StatusCode::OK);
+        }
     }
 
     #[tokio::test]
