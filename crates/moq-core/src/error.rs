@@ -42,10 +42,21 @@ pub enum Error {
     /// A limit (streams, subscriptions, sizes) was exceeded.
     #[error("limit exceeded: {0}")]
     Limit(&'static str),
+    /// A group grew past the bytes or frames a group may hold.
+    #[error("group too large")]
+    GroupTooLarge,
+    /// The group was dropped under memory pressure (the cache's byte budget).
+    #[error("evicted under memory pressure")]
+    Evicted,
+    /// A stream the peer opened did not deliver its type and first message in time.
+    #[error("no request within the stream header timeout")]
+    RequestTimeout,
 }
 
 impl Error {
-    /// The code to reset a stream with (moq-lite stream error registry).
+    /// The code to reset a stream with (moq-lite stream error registry, as the
+    /// ecosystem's `moq-net` assigns it: 0x30 NO_CAPACITY, 0x31 CONTROL_TIMEOUT,
+    /// 0x32 GROUP_TOO_LARGE, 0x33 NOT_FOUND, 0x35 EVICTED).
     pub fn stream_code(&self) -> u32 {
         match self {
             Self::Cancelled => 0x1,
@@ -58,6 +69,9 @@ impl Error {
             Self::Unauthorized(_) => 0x40 + 0x2,
             Self::Reset(code) => *code,
             Self::Limit(_) => 0x30,
+            Self::RequestTimeout => 0x31,
+            Self::GroupTooLarge => 0x32,
+            Self::Evicted => 0x35,
         }
     }
 
@@ -67,7 +81,7 @@ impl Error {
             Self::Cancelled | Self::GoingAway => 0x0,
             Self::Unauthorized(_) => 0x2,
             Self::Protocol(_) | Self::Decode(_) | Self::Duplicate(_) => 0x3,
-            Self::Timeout => 0x11,
+            Self::Timeout | Self::RequestTimeout => 0x11,
             _ => 0x1,
         }
     }

@@ -20,9 +20,9 @@ use tokio::task::{AbortHandle, JoinSet};
 
 use super::{Reader, SessionState, Writer};
 use crate::{
-    BroadcastProducer, Error, Frame, Origin, Result, TrackInfo, TrackProducer,
+    BroadcastProducer, Error, Frame, GroupProducer, Origin, Result, TrackInfo, TrackProducer,
     model::Publication,
-    stats::Stats,
+    stats::{Limit, Stats},
     transport::{RecvStream, Session},
 };
 
@@ -112,7 +112,8 @@ pub(crate) async fn announced<S: Session>(session: S, shared: Arc<SessionState>)
         peer_hop,
         tasks: JoinSet::new(),
         active: HashMap::new(),
-        ids: Vec::new(),
+        ids: HashMap::new(),
+        next_id: 0,
     };
     let result = loop {
         let msg = tokio::select! {
@@ -186,8 +187,12 @@ struct Mirror<S: Session> {
     /// One task per mirrored broadcast, subscribing upstream on demand.
     tasks: JoinSet<()>,
     active: HashMap<Path, Mirrored>,
-    /// lite-06: announce ids in START order; `None` once ended or refused.
-    ids: Vec<Option<Path>>,
+    /// lite-06: the live announce ids (START ordinals) and their paths. Bounded by the
+    /// announcement quota: a START past it is refused before its id is stored.
+    ids: HashMap<u64, Path>,
+    /// lite-06: the id the next START gets; ids below it that are not in `ids` ended or
+    /// were refused.
+    next_id: u64,
 }
 
 impl<S: Session> Mirror<S> {
@@ -197,21 +202,27 @@ impl<S: Session> Mirror<S> {
         let (suffix, hops, cost) = match msg {
             Announce::Active { suffix, hops, cost } => {
                 if version.has_announce_ids() {
-                    self.ids.push(Some(suffix.clone()));
+                    let id = self.next_id;
+                    self.next_id = self.next_id.saturating_add(1);
+                    if self.ids.len() >= self.shared.config.quota.max_announcements {
+                        self.refuse(&suffix);
+                        return Ok(());
+                    }
+                    self.ids.insert(id, suffix.clone());
                 }
                 (suffix, hops, cost)
             }
-            Announce::Restart { id, hops, cost } => match self.ids.get(id as usize).cloned().flatten() {
-                Some(suffix) => (suffix, hops, cost),
-                None => return Err(Error::Protocol(format!("RESTART of unknown announce id {id}"))),
+            Announce::Restart { id, hops, cost } => match self.ids.get(&id) {
+                Some(suffix) => (suffix.clone(), hops, cost),
+                None => return self.unknown_id("RESTART", id),
             },
             Announce::Ended { suffix, .. } => {
                 self.withdraw(&suffix);
                 return Ok(());
             }
             Announce::EndedId { id } => {
-                let Some(suffix) = self.ids.get_mut(id as usize).and_then(Option::take) else {
-                    return Err(Error::Protocol(format!("END of unknown announce id {id}")));
+                let Some(suffix) = self.ids.remove(&id) else {
+                    return self.unknown_id("END", id);
                 };
                 self.withdraw(&suffix);
                 return Ok(());
@@ -219,6 +230,22 @@ impl<S: Session> Mirror<S> {
             Announce::Unknown { .. } => return Ok(()),
         };
         self.route(suffix, hops, cost)
+    }
+
+    /// An id no START named is a protocol violation; one that ended or was refused
+    /// is ignored.
+    fn unknown_id(&self, what: &str, id: u64) -> Result<()> {
+        match id < self.next_id {
+            true => Ok(()),
+            false => Err(Error::Protocol(format!("{what} of unknown announce id {id}"))),
+        }
+    }
+
+    /// An announcement past the quota: counted, and logged once per session.
+    fn refuse(&self, suffix: &Path) {
+        self.shared
+            .usage
+            .refuse(Limit::Announcements, format_args!("'{suffix}' ignored"));
     }
 
     fn withdraw(&mut self, suffix: &Path) {
@@ -251,7 +278,7 @@ impl<S: Session> Mirror<S> {
         if !self.active.contains_key(&suffix)
             && self.active.len() >= self.shared.config.quota.max_announcements
         {
-            tracing::warn!(%suffix, "too many announcements from peer; ignored");
+            self.refuse(&suffix);
             return Ok(());
         }
         self.mirror(suffix, hops, cost)
@@ -455,9 +482,10 @@ impl Drop for AbortOnDrop {
 }
 
 /// Serve one unidirectional stream opened by the peer: a group or its SETUP.
-pub(crate) async fn receive_data_stream<R: RecvStream>(shared: Arc<SessionState>, recv: R) -> Result<()> {
-    let version = shared.config.version;
-    let mut reader = Reader::new(recv, version);
+pub(crate) async fn receive_data_stream<R: RecvStream>(
+    shared: Arc<SessionState>,
+    mut reader: Reader<R>,
+) -> Result<()> {
     match reader.decode::<DataStream>().await? {
         DataStream::Setup => {
             let setup = reader.decode::<moq_proto::Setup>().await?;
@@ -480,6 +508,13 @@ async fn ingest_group<R: RecvStream>(shared: &SessionState, mut reader: Reader<R
         // Cancelled meanwhile, or never ours: stop the stream, not the session.
         reader.stop(Error::Cancelled.stream_code());
         return Ok(());
+    };
+    let _slot = match shared.admit(Limit::Groups) {
+        Ok(slot) => slot,
+        Err(err) => {
+            reader.stop(err.stream_code());
+            return Ok(());
+        }
     };
     let mut group = match track.create_group(header.sequence) {
         Ok(group) => group,
@@ -510,9 +545,23 @@ async fn ingest_group<R: RecvStream>(shared: &SessionState, mut reader: Reader<R
             false => now_micros(),
         };
         let size = usize::try_from(header.size).map_err(|_| Error::Limit("frame size"))?;
-        let payload = match reader.read_exact(size).await {
+        if let Err(err) = within_caps(shared, &group, header.size) {
+            reader.stop(err.stream_code());
+            group.abort(err);
+            return Ok(());
+        }
+        // Charged while it arrives; the cache may evict the group meanwhile.
+        group.reserve(header.size);
+        let payload = tokio::select! {
+            payload = reader.read_exact(size) => payload,
+            ended = group.closed() => Err(ended.err().unwrap_or(Error::Cancelled)),
+        };
+        let payload = match payload {
             Ok(payload) => payload,
             Err(err) => {
+                if group.is_closed() {
+                    reader.stop(err.stream_code());
+                }
                 group.abort(err.clone());
                 return Ok(());
             }
@@ -523,6 +572,27 @@ async fn ingest_group<R: RecvStream>(shared: &SessionState, mut reader: Reader<R
     }
     group.finish();
     Ok(())
+}
+
+/// Refuse a frame of `size` bytes that would take `group` past the quota's caps
+/// (counted, logged); the caller ends the group with the error.
+fn within_caps(shared: &SessionState, group: &GroupProducer, size: u64) -> Result<()> {
+    let quota = &shared.config.quota;
+    let bytes = (group.bytes() as u64).saturating_add(size);
+    let (limit, detail) = if bytes > quota.max_group_size {
+        (
+            Limit::GroupSize,
+            format!("{bytes} bytes, at most {}", quota.max_group_size),
+        )
+    } else if group.frames() as u64 >= quota.max_group_frames {
+        (Limit::GroupFrames, format!("{} frames", quota.max_group_frames))
+    } else {
+        return Ok(());
+    };
+    shared
+        .usage
+        .refuse(limit, format_args!("group {}: {detail}", group.sequence()));
+    Err(Error::GroupTooLarge)
 }
 
 /// A group delivered as one QUIC datagram (lite-05+).
