@@ -196,9 +196,9 @@ pub(crate) struct SessionState {
 impl SessionState {
     /// Admit a stream the peer just opened: its type and first message are due within
     /// the quota's header timeout, and it holds a pending slot until they arrive.
-    fn header(&self) -> Result<Header> {
+    async fn header(&self) -> Result<Header> {
         let quota = &self.config.quota;
-        Header::admit(&self.usage, quota.max_pending_streams, quota.header_timeout)
+        Header::admit(&self.usage, quota.max_pending_streams, quota.header_timeout).await
     }
 
     /// Take a slot of `limit` for the peer, or refuse (counted, logged) at its quota.
@@ -289,7 +289,7 @@ pub async fn run<S: Session>(session: S, config: Config) -> Result<()> {
                     Ok(stream) => stream,
                     Err(err) => break Err(Error::from(err)),
                 };
-                match shared.header() {
+                match shared.header().await {
                     Ok(header) => {
                         let reader = Reader::with_header(recv, version, header);
                         tasks.spawn(publisher::serve_control_stream(session.clone(), shared.clone(), send, reader));
@@ -305,7 +305,7 @@ pub async fn run<S: Session>(session: S, config: Config) -> Result<()> {
                     Ok(stream) => stream,
                     Err(err) => break Err(Error::from(err)),
                 };
-                match shared.header() {
+                match shared.header().await {
                     Ok(header) => {
                         let reader = Reader::with_header(recv, version, header);
                         tasks.spawn(subscriber::receive_data_stream(shared.clone(), reader));

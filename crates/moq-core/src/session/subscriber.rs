@@ -527,15 +527,18 @@ async fn ingest_group<R: RecvStream>(shared: &SessionState, mut reader: Reader<R
     Stats::add(&stats.groups_received, 1);
     let mut cursor = TimestampCursor::new();
     loop {
-        let header = match reader.decode_maybe::<FrameHeader>().await {
+        // The cache may evict the group whenever memory is short: stop reading then.
+        let header = tokio::select! {
+            header = reader.decode_maybe::<FrameHeader>() => header,
+            ended = group.closed() => Err(ended.err().unwrap_or(Error::Cancelled)),
+        };
+        let header = match header {
             Ok(Some(header)) => header,
             Ok(None) => break,
             Err(err) => {
-                group.abort(err.clone());
-                return match err {
-                    Error::Decode(_) | Error::Protocol(_) => Err(err),
-                    _ => Ok(()),
-                };
+                let fatal = matches!(err, Error::Decode(_) | Error::Protocol(_));
+                end_group(&mut reader, group, err.clone());
+                return if fatal { Err(err) } else { Ok(()) };
             }
         };
         let timestamp = match version.has_frame_timestamps() {
@@ -550,7 +553,7 @@ async fn ingest_group<R: RecvStream>(shared: &SessionState, mut reader: Reader<R
             group.abort(err);
             return Ok(());
         }
-        // Charged while it arrives; the cache may evict the group meanwhile.
+        // Charged while it arrives.
         group.reserve(header.size);
         let payload = tokio::select! {
             payload = reader.read_exact(size) => payload,
@@ -559,10 +562,7 @@ async fn ingest_group<R: RecvStream>(shared: &SessionState, mut reader: Reader<R
         let payload = match payload {
             Ok(payload) => payload,
             Err(err) => {
-                if group.is_closed() {
-                    reader.stop(err.stream_code());
-                }
-                group.abort(err.clone());
+                end_group(&mut reader, group, err);
                 return Ok(());
             }
         };
@@ -572,6 +572,15 @@ async fn ingest_group<R: RecvStream>(shared: &SessionState, mut reader: Reader<R
     }
     group.finish();
     Ok(())
+}
+
+/// End an incoming group early with `err`. When the group had already ended here (its
+/// cache evicted it), the peer is told to stop sending, with that error's code.
+fn end_group<R: RecvStream>(reader: &mut Reader<R>, group: GroupProducer, err: Error) {
+    if group.is_closed() {
+        reader.stop(err.stream_code());
+    }
+    group.abort(err);
 }
 
 /// Refuse a frame of `size` bytes that would take `group` past the quota's caps

@@ -50,21 +50,22 @@ impl Usage {
 
     /// Take one slot of `limit`, or refuse (counted, logged) when `max` are held.
     pub(crate) fn admit(self: &Arc<Self>, limit: Limit, max: usize) -> Result<Slot> {
-        let Some(counter) = self.counter(limit) else {
-            return Err(Error::Limit(limit.name()));
-        };
+        self.try_admit(limit, max).ok_or_else(|| {
+            self.refuse(limit, format_args!("{max} held"));
+            Error::Limit(limit.name())
+        })
+    }
+
+    /// Take one slot of `limit` if fewer than `max` are held; no refusal is counted.
+    pub(crate) fn try_admit(self: &Arc<Self>, limit: Limit, max: usize) -> Option<Slot> {
+        let counter = self.counter(limit)?;
         // Counted before the check, so racing admissions never exceed `max` together.
         let before = counter.fetch_add(1, Ordering::Relaxed);
         let slot = Slot {
             usage: self.clone(),
             limit,
         };
-        if before >= max {
-            drop(slot);
-            self.refuse(limit, format_args!("{max} held"));
-            return Err(Error::Limit(limit.name()));
-        }
-        Ok(slot)
+        (before < max).then_some(slot)
     }
 
     /// Count and log a refusal because of `limit`.
@@ -114,9 +115,29 @@ impl Header {
     /// The type and one message: every stream a peer opens starts this way.
     const MESSAGES: u8 = 2;
 
+    /// How often the accept loop lets the streams it accepted read their headers before
+    /// refusing a new one over the pending limit.
+    const YIELDS: usize = 4;
+
     /// Admit a stream the peer just opened, or refuse it when `max` are pending.
-    pub(crate) fn admit(usage: &Arc<Usage>, max: usize, timeout: std::time::Duration) -> Result<Self> {
-        let pending = usage.admit(Limit::PendingStreams, max)?;
+    ///
+    /// Streams just accepted count as pending until their task has read the header, which
+    /// for a well-behaved peer is already there: a burst of new streams would look like a
+    /// flood. So at the limit, the accept loop first yields to let those tasks run, and
+    /// refuses only if the streams are still pending then.
+    pub(crate) async fn admit(usage: &Arc<Usage>, max: usize, timeout: std::time::Duration) -> Result<Self> {
+        let mut pending = usage.try_admit(Limit::PendingStreams, max);
+        for _ in 0..Self::YIELDS {
+            if pending.is_some() {
+                break;
+            }
+            tokio::task::yield_now().await;
+            pending = usage.try_admit(Limit::PendingStreams, max);
+        }
+        let pending = match pending {
+            Some(slot) => slot,
+            None => usage.admit(Limit::PendingStreams, max)?,
+        };
         let now = Instant::now();
         // A timeout too large to represent means "a day" rather than a panic.
         let deadline = now
@@ -175,11 +196,14 @@ mod tests {
         assert!(usage.admit(Limit::Fetches, 1).is_ok());
     }
 
-    #[test]
-    fn a_header_holds_a_pending_slot_until_dropped() {
-        let usage = Usage::new(Arc::default());
-        let mut header = Header::admit(&usage, 1, std::time::Duration::from_secs(1)).unwrap();
-        assert!(Header::admit(&usage, 1, std::time::Duration::from_secs(1)).is_err());
+    #[tokio::test]
+    async fn a_header_holds_a_pending_slot_until_dropped() {
+        let stats = Arc::new(Stats::default());
+        let usage = Usage::new(stats.clone());
+        let second = std::time::Duration::from_secs(1);
+        let mut header = Header::admit(&usage, 1, second).await.unwrap();
+        assert!(Header::admit(&usage, 1, second).await.is_err());
+        assert_eq!(stats.refused(Limit::PendingStreams), 1, "counted once");
         assert!(!header.received());
         assert!(header.received(), "type and one message");
         drop(header);
