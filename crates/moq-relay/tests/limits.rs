@@ -17,7 +17,8 @@ use moq_proto::Path;
 
 mod common;
 use common::{
-    frame, http_get, publisher, read_groups, sample, spawn_relay, start_relay, subscriber, write_group,
+    connect, frame, http_get, publisher, read_groups, sample, spawn_relay, start_relay, subscriber,
+    write_group,
 };
 
 /// A memory figure of a process from `/proc/PID/status` (`VmRSS`, `VmHWM`), in bytes.
@@ -310,4 +311,44 @@ async fn an_endless_group_is_ended_at_the_group_cap_and_memory_stays_bounded() {
     groups.sort_unstable();
     assert_eq!(groups, (0..written).collect::<Vec<_>>());
     assert_eq!(frames, written * 10);
+}
+
+/// `[server.quic] max_streams` caps the stream credit a peer gets: with 4, a fifth stream
+/// waits until one of the four is gone (the default lets it open at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_stream_credit_is_capped_by_max_streams() {
+    for (max_streams, capped) in [(Some(4), true), (None, false)] {
+        let extra = match max_streams {
+            Some(n) => format!("[server.quic]\nmax_streams = {n}"),
+            None => String::new(),
+        };
+        let relay = start_relay(&extra).await;
+        let client = relay.client(&[Version::Lite06]);
+        let (session, _) = connect(&client, &relay.url("moqt", "anon"), None, None).await;
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            let (mut send, recv) = tokio::time::timeout(Duration::from_secs(10), session.open_bi())
+                .await
+                .unwrap()
+                .unwrap();
+            // A SUBSCRIBE stream's type byte, so the relay sees the stream.
+            moq_core::transport::SendStream::write_all(&mut send, &[0x02])
+                .await
+                .unwrap();
+            held.push((send, recv));
+        }
+        let fifth = tokio::time::timeout(Duration::from_millis(500), session.open_bi()).await;
+        assert_eq!(fifth.is_err(), capped, "max_streams {max_streams:?}");
+        if capped {
+            // Give one back: the fifth opens.
+            let (mut send, mut recv) = held.pop().unwrap();
+            moq_core::transport::SendStream::reset(&mut send, 0);
+            moq_core::transport::RecvStream::stop(&mut recv, 0);
+            tokio::time::timeout(Duration::from_secs(10), session.open_bi())
+                .await
+                .expect("credit came back")
+                .unwrap();
+        }
+        session.close(0, "done");
+    }
 }
