@@ -113,7 +113,7 @@ impl Default for Quota {
             max_subscriptions: 4096,
             max_groups_in_flight: 4,
             max_announcements: 4096,
-            max_fetches: 256,
+            max_fetches: 64,
             max_track_requests: 256,
             max_announce_requests: 64,
             max_groups: 256,

@@ -28,8 +28,9 @@ pub const DEFAULT_GROUP_FRAMES: u64 = 100_000;
 /// Default group streams one session may be sending at once: a publisher has about one
 /// open group per track (two while they overlap).
 pub const DEFAULT_GROUPS_PER_SESSION: u32 = 256;
-/// Default FETCH streams one session may have open at once.
-pub const DEFAULT_FETCHES_PER_SESSION: u32 = 256;
+/// Default FETCH streams one session may have open at once: a late joiner fetches a group
+/// or two, and each FETCH of a group not there yet holds its slot for up to 5 s.
+pub const DEFAULT_FETCHES_PER_SESSION: u32 = 64;
 /// Default TRACK (track info) streams one session may have open at once: about one per
 /// track being subscribed to.
 pub const DEFAULT_TRACK_REQUESTS_PER_SESSION: u32 = 256;
@@ -122,7 +123,7 @@ pub struct Limits {
     )]
     pub groups_per_session: Option<u32>,
 
-    /// FETCH requests one session may have open at once (default 256).
+    /// FETCH requests one session may have open at once (default 64).
     #[arg(
         id = "limits-fetches-per-session",
         long = "limits-fetches-per-session",
