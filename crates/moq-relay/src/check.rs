@@ -92,22 +92,15 @@ impl Config {
         }
     }
 
-    /// Limits and the cache: a limit of zero would refuse everything, so it is refused.
+    /// Limits and the cache: a limit of zero that would make the relay unusable (no
+    /// frame, no group, no stream could get through) is refused. `fetches_per_session = 0`
+    /// is allowed (FETCH off), and so are the older keys, whose zero has its own meaning.
     fn limits_problems(&self, problems: &mut Vec<String>) {
         let limits = &self.limits;
         let counts = [
-            (
-                "subscriptions_per_session",
-                limits.subscriptions_per_session.map(u64::from),
-            ),
-            (
-                "announcements_per_session",
-                limits.announcements_per_session.map(u64::from),
-            ),
             ("group_size", limits.group_size),
             ("group_frames", limits.group_frames),
             ("groups_per_session", limits.groups_per_session.map(u64::from)),
-            ("fetches_per_session", limits.fetches_per_session.map(u64::from)),
             (
                 "track_requests_per_session",
                 limits.track_requests_per_session.map(u64::from),
@@ -120,12 +113,6 @@ impl Config {
                 "pending_streams_per_session",
                 limits.pending_streams_per_session.map(u64::from),
             ),
-            (
-                "connections_per_second_per_ip",
-                limits.connections_per_second_per_ip.map(u64::from),
-            ),
-            ("sessions_per_ip", limits.sessions_per_ip.map(u64::from)),
-            ("max_sessions", limits.max_sessions.map(u64::from)),
         ];
         for (key, value) in counts {
             if value == Some(0) {

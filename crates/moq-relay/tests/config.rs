@@ -824,20 +824,21 @@ const OK_AUTH: &str = "[auth]\npublic = \"\"\n";
 #[test]
 fn validate_limits_that_would_refuse_everything() {
     let err = problems(&format!(
-        "[limits]\ngroup_size = 0\nfetches_per_session = 0\nstream_header_timeout = \"0s\"\n\
+        "[limits]\ngroup_size = 0\npending_streams_per_session = 0\nstream_header_timeout = \"0s\"\n\
          [cache]\ncapacity = 0\n{OK_AUTH}"
     ));
     for expected in [
         "limits.group_size is 0, which refuses everything",
-        "limits.fetches_per_session is 0",
+        "limits.pending_streams_per_session is 0",
         "limits.stream_header_timeout must be more than 0",
         "cache.capacity is 0",
     ] {
         assert!(err.contains(expected), "{expected}: {err}");
     }
-    // The same keys with usable values are no problem (what is left: nothing to listen on).
+    // The same keys with usable values are no problem (what is left: nothing to listen on),
+    // and FETCH may be turned off.
     let err = problems(&format!(
-        "[limits]\ngroup_size = \"1MiB\"\nfetches_per_session = 1\nstream_header_timeout = \"1s\"\n\
+        "[limits]\ngroup_size = \"1MiB\"\nfetches_per_session = 0\nstream_header_timeout = \"1s\"\n\
          [cache]\ncapacity = \"64MiB\"\nheadroom = \"10%\"\n{OK_AUTH}"
     ));
     assert!(!err.contains("limits.") && !err.contains("cache."), "{err}");

@@ -194,6 +194,9 @@ mod tests {
         drop(first);
         assert_eq!(usage.held(Limit::Fetches), 0);
         assert!(usage.admit(Limit::Fetches, 1).is_ok());
+        // A limit of 0 turns the request off.
+        assert!(usage.admit(Limit::Groups, 0).is_err());
+        assert_eq!(usage.held(Limit::Groups), 0);
     }
 
     #[tokio::test]

@@ -123,7 +123,7 @@ pub struct Limits {
     )]
     pub groups_per_session: Option<u32>,
 
-    /// FETCH requests one session may have open at once (default 64).
+    /// FETCH requests one session may have open at once (default 64; 0 turns FETCH off).
     #[arg(
         id = "limits-fetches-per-session",
         long = "limits-fetches-per-session",
