@@ -261,3 +261,74 @@ async fn errors_say_what_to_do() {
     let out = output(moq(&["announced", "not a url"])).await;
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Issue 13: a publisher and a viewer behind a UDP-blocking firewall use WebSocket over
+/// TLS (`wss://`, the relay's `[web.https]` listener) and see the same lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_and_subscribe_over_wss() {
+    let text = r#"
+[server]
+listen = "127.0.0.1:0"
+tls.generate = ["localhost"]
+[web.https]
+listen = "127.0.0.1:0"
+[auth]
+public = ""
+"#;
+    let config = Config::from_toml(text, std::path::Path::new("test.toml")).unwrap();
+    let relay = Relay::bind(config).await.unwrap();
+    let https = relay.https_addr().unwrap().port();
+    let fingerprint = relay.quic.fingerprints()[0].clone();
+    let sessions = relay.sessions.clone();
+    tokio::spawn(relay.run());
+    let url = format!("wss://localhost:{https}/anon");
+
+    let mut subscriber = moq(&[
+        "--tls-fingerprint",
+        &fingerprint,
+        "subscribe",
+        &url,
+        "--broadcast",
+        "chat",
+        "--track",
+        "lines",
+        "--count",
+        "2",
+    ]);
+    subscriber.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let subscriber = tokio::task::spawn_blocking(move || subscriber.output().unwrap());
+    eventually("the wss subscriber to connect", Duration::from_secs(10), || {
+        sessions.registry.list().iter().any(|s| s.transport == moq_native::Transport::WebSocket)
+    })
+    .await;
+    let mut publisher = moq(&[
+        "--tls-fingerprint",
+        &fingerprint,
+        "publish",
+        "stdin",
+        &url,
+        "--broadcast",
+        "chat",
+        "--track",
+        "lines",
+        "--group-size",
+        "100",
+    ])
+    .stdin(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut stdin = publisher.stdin.take().unwrap();
+    for line in ["over", "websocket"] {
+        writeln!(stdin, "{line}").unwrap();
+        // Pacing the typed lines, as in stdin_lines_round_trip.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let out = tokio::time::timeout(Duration::from_secs(30), subscriber)
+        .await
+        .unwrap()
+        .unwrap();
+    drop(stdin);
+    let _ = publisher.wait();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "over\nwebsocket\n");
+}

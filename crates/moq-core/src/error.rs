@@ -46,10 +46,21 @@ pub enum Error {
     /// or the server chose one we did not offer).
     #[error("no common version: {0}")]
     Version(String),
+    /// A group grew past the bytes or frames a group may hold.
+    #[error("group too large")]
+    GroupTooLarge,
+    /// The group was dropped under memory pressure (the cache's byte budget).
+    #[error("evicted under memory pressure")]
+    Evicted,
+    /// A stream the peer opened did not deliver its type and first message in time.
+    #[error("no request within the stream header timeout")]
+    RequestTimeout,
 }
 
 impl Error {
-    /// The code to reset a stream with (moq-lite stream error registry).
+    /// The code to reset a stream with (moq-lite stream error registry, as the
+    /// ecosystem's `moq-net` assigns it: 0x30 NO_CAPACITY, 0x31 CONTROL_TIMEOUT,
+    /// 0x32 GROUP_TOO_LARGE, 0x33 NOT_FOUND, 0x35 EVICTED).
     pub fn stream_code(&self) -> u32 {
         match self {
             Self::Cancelled => 0x1,
@@ -64,6 +75,9 @@ impl Error {
             Self::Limit(_) => 0x30,
             // A session-level failure, flattened as the stream registry does.
             Self::Version(_) => 0x3,
+            Self::RequestTimeout => 0x31,
+            Self::GroupTooLarge => 0x32,
+            Self::Evicted => 0x35,
         }
     }
 
@@ -73,7 +87,7 @@ impl Error {
             Self::Cancelled | Self::GoingAway => 0x0,
             Self::Unauthorized(_) => 0x2,
             Self::Protocol(_) | Self::Decode(_) | Self::Duplicate(_) => 0x3,
-            Self::Timeout => 0x11,
+            Self::Timeout | Self::RequestTimeout => 0x11,
             Self::Version(_) => 0x15,
             _ => 0x1,
         }

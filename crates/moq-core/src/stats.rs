@@ -27,12 +27,99 @@ pub struct Stats {
     pub subscriptions_total: AtomicU64,
     /// Subscriptions peers hold on us now.
     pub subscriptions_active: AtomicI64,
-    /// Announcements from peers that were refused (over the quota, or outside what the
-    /// peer may publish).
-    pub announcements_refused: AtomicU64,
+    /// Refusals by the limit that caused them (see [`Limit`]).
+    refused: [AtomicU64; Limit::ALL.len()],
+}
+
+/// A limit a peer can run into. Each refusal is counted ([`Stats::refused`]); the stream
+/// it concerns is reset (or stopped) with the error's code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Limit {
+    /// A group's payload bytes (the group is ended with GROUP_TOO_LARGE).
+    GroupSize,
+    /// A group's frames (the group is ended with GROUP_TOO_LARGE).
+    GroupFrames,
+    /// Group streams one session may be sending us at once.
+    Groups,
+    /// Subscriptions one session may hold on us.
+    Subscriptions,
+    /// FETCH streams one session may have open at once.
+    Fetches,
+    /// TRACK (track info) streams one session may have open at once.
+    TrackRequests,
+    /// Announce streams (ANNOUNCE_REQUEST) one session may have open at once.
+    AnnounceRequests,
+    /// Broadcasts one session may announce to us.
+    Announcements,
+    /// Streams one session may have opened whose type and first message have not arrived.
+    PendingStreams,
+    /// Streams whose type and first message did not arrive within the header timeout.
+    StreamTimeout,
+}
+
+impl Limit {
+    /// Every limit, in counter order.
+    pub const ALL: [Limit; 10] = [
+        Limit::GroupSize,
+        Limit::GroupFrames,
+        Limit::Groups,
+        Limit::Subscriptions,
+        Limit::Fetches,
+        Limit::TrackRequests,
+        Limit::AnnounceRequests,
+        Limit::Announcements,
+        Limit::PendingStreams,
+        Limit::StreamTimeout,
+    ];
+
+    /// A short stable name, for metric labels and logs (`group_size`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Limit::GroupSize => "group_size",
+            Limit::GroupFrames => "group_frames",
+            Limit::Groups => "groups_per_session",
+            Limit::Subscriptions => "subscriptions_per_session",
+            Limit::Fetches => "fetches_per_session",
+            Limit::TrackRequests => "track_requests_per_session",
+            Limit::AnnounceRequests => "announce_requests_per_session",
+            Limit::Announcements => "announcements_per_session",
+            Limit::PendingStreams => "pending_streams_per_session",
+            Limit::StreamTimeout => "stream_header_timeout",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Limit::GroupSize => 0,
+            Limit::GroupFrames => 1,
+            Limit::Groups => 2,
+            Limit::Subscriptions => 3,
+            Limit::Fetches => 4,
+            Limit::TrackRequests => 5,
+            Limit::AnnounceRequests => 6,
+            Limit::Announcements => 7,
+            Limit::PendingStreams => 8,
+            Limit::StreamTimeout => 9,
+        }
+    }
 }
 
 impl Stats {
+    /// Refusals so far because of `limit`.
+    pub fn refused(&self, limit: Limit) -> u64 {
+        self.refused
+            .get(limit.index())
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// Count one refusal because of `limit`.
+    pub(crate) fn refuse(&self, limit: Limit) {
+        if let Some(counter) = self.refused.get(limit.index()) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
@@ -108,6 +195,20 @@ impl Drop for ActiveSubscription<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_limit_has_its_own_counter_and_name() {
+        let stats = Stats::default();
+        for (i, limit) in Limit::ALL.into_iter().enumerate() {
+            assert_eq!(limit.index(), i);
+            stats.refuse(limit);
+        }
+        stats.refuse(Limit::GroupSize);
+        assert_eq!(stats.refused(Limit::GroupSize), 2);
+        assert_eq!(stats.refused(Limit::StreamTimeout), 1);
+        let names: std::collections::HashSet<_> = Limit::ALL.iter().map(|l| l.name()).collect();
+        assert_eq!(names.len(), Limit::ALL.len());
+    }
 
     #[test]
     fn batches_add_up_and_flush_when_full_or_dropped() {

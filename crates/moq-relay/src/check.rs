@@ -7,8 +7,8 @@ use std::{collections::BTreeSet, path::PathBuf, time::Duration};
 use clap::CommandFactory;
 
 use crate::config::{
-    Config, ConfigError, DEFAULT_IDLE_TIMEOUT, INERT, LEVELS, MAX_ID, MAX_JS_SAFE_ID, MAX_STREAMS_LIMIT,
-    QuicSettings, closest, inert_warning, peer_url,
+    Config, ConfigError, DEFAULT_CACHE_SHARE, DEFAULT_IDLE_TIMEOUT, INERT, LEVELS, MAX_ID, MAX_JS_SAFE_ID,
+    MAX_STREAMS_LIMIT, MemoryLimit, QuicSettings, closest, inert_warning, peer_url,
 };
 use crate::redact;
 
@@ -71,6 +71,7 @@ impl Config {
         quic_problems(&self.server_quic(), "server.quic", &mut problems);
         quic_problems(&self.client_quic(), "client.quic", &mut problems);
         self.cluster_problems(&mut problems);
+        self.limits_problems(&mut problems);
         self.log_problems(&mut problems);
         if problems.is_empty() {
             Ok(())
@@ -79,6 +80,47 @@ impl Config {
                 origin: self.origin(),
                 problems,
             })
+        }
+    }
+
+    /// Limits and the cache: a limit of zero that would make the relay unusable (no
+    /// frame, no group, no stream could get through) is refused. `fetches_per_session = 0`
+    /// is allowed (FETCH off), and so are the older keys, whose zero has its own meaning.
+    fn limits_problems(&self, problems: &mut Vec<String>) {
+        let limits = &self.limits;
+        let counts = [
+            ("group_size", limits.group_size),
+            ("group_frames", limits.group_frames),
+            ("groups_per_session", limits.groups_per_session.map(u64::from)),
+            (
+                "track_requests_per_session",
+                limits.track_requests_per_session.map(u64::from),
+            ),
+            (
+                "announce_requests_per_session",
+                limits.announce_requests_per_session.map(u64::from),
+            ),
+            (
+                "pending_streams_per_session",
+                limits.pending_streams_per_session.map(u64::from),
+            ),
+        ];
+        for (key, value) in counts {
+            if value == Some(0) {
+                problems.push(format!(
+                    "limits.{key} is 0, which refuses everything: remove it for the default, or set at least 1"
+                ));
+            }
+        }
+        if limits.stream_header_timeout == Some(Duration::ZERO) {
+            problems.push("limits.stream_header_timeout must be more than 0, e.g. \"10s\"".to_string());
+        }
+        if self.cache.capacity == Some(MemoryLimit::Bytes(0)) {
+            problems.push(
+                "cache.capacity is 0: every group would be evicted as it arrives; remove it for the default \
+                 (25% of memory) or set a size like \"1GiB\""
+                    .to_string(),
+            );
         }
     }
 
@@ -270,9 +312,13 @@ impl Config {
         } else {
             parts.push("no cluster".to_string());
         }
-        match &self.cache.capacity {
-            Some(capacity) => parts.push(format!("cache {capacity}")),
-            None => parts.push("cache unbounded".to_string()),
+        let cache = match &self.cache.capacity {
+            Some(capacity) => format!("cache {capacity}"),
+            None => format!("cache {}% of memory", DEFAULT_CACHE_SHARE * 100.0),
+        };
+        match &self.cache.headroom {
+            Some(headroom) => parts.push(format!("{cache} less {headroom} headroom")),
+            None => parts.push(cache),
         }
         format!("{}: ok: {}", self.origin(), parts.join(", "))
     }

@@ -8,10 +8,14 @@
 
 use std::sync::{Arc, Mutex};
 
-use moq_core::{model::cache::CacheStats, stats::Stats};
+use moq_core::{
+    model::cache::CacheStats,
+    stats::{Limit, Stats},
+};
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric},
+    metrics::MetricType,
     metrics::{
         counter::{ConstCounter, Counter},
         family::Family,
@@ -39,6 +43,12 @@ pub const AUTH_REASONS: [&str; 8] = [
 pub struct ReasonLabels {
     /// A short, stable reason (`no_token`, `bad_signature`, ...).
     pub reason: String,
+}
+
+/// Labels of the session-limit refusal counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    limit: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -75,9 +85,11 @@ impl Builder {
 
     /// Export the media plane's counters (read at scrape time).
     pub fn media(&mut self, media: &Media) {
+        let cache = media.origin.cache();
         self.registry.register_collector(Box::new(MediaCollector {
             stats: media.stats.clone(),
-            cache: media.origin.cache().stats().clone(),
+            cache: cache.stats().clone(),
+            budget: cache.config().capacity,
             media: media.clone(),
         }));
     }
@@ -199,6 +211,8 @@ fn labels(reason: &str) -> ReasonLabels {
 struct MediaCollector {
     stats: Arc<Stats>,
     cache: Arc<CacheStats>,
+    /// The cache's byte budget, if it has one.
+    budget: Option<u64>,
     media: Media,
 }
 
@@ -245,11 +259,6 @@ impl Collector for MediaCollector {
                 get(&s.subscriptions_total),
             ),
             (
-                "moq_relay_announcements_refused",
-                "Announcements from peers refused (over the quota or outside their permissions)",
-                get(&s.announcements_refused),
-            ),
-            (
                 "moq_relay_cache_evicted_bytes",
                 "Payload bytes evicted from the cache",
                 self.cache.evicted_bytes(),
@@ -259,9 +268,24 @@ impl Collector for MediaCollector {
                 "Groups evicted from the cache",
                 self.cache.evicted_groups(),
             ),
+            (
+                "moq_relay_cache_aborted_groups",
+                "Groups ended while still being written, to keep the cache's byte budget (EVICTED)",
+                self.cache.aborted_groups(),
+            ),
         ];
         for (name, help, value) in counters {
             counter(&mut e, name, help, value)?;
+        }
+        let mut refusals = e.encode_descriptor(
+            "moq_relay_limit_refusals",
+            "Streams, groups and announcements refused because a session reached a [limits] limit, by limit",
+            None,
+            MetricType::Counter,
+        )?;
+        for limit in Limit::ALL {
+            let value = ConstCounter::new(s.refused(limit));
+            value.encode(refusals.encode_family(&LimitLabels { limit: limit.name() })?)?;
         }
         let gauges = [
             (
@@ -281,8 +305,13 @@ impl Collector for MediaCollector {
             ),
             (
                 "moq_relay_cache_bytes",
-                "Payload bytes held by the cache",
+                "Bytes groups hold in memory (payload, per-frame overhead, frames arriving), the cache's and in flight",
                 self.cache.bytes() as i64,
+            ),
+            (
+                "moq_relay_cache_budget_bytes",
+                "The byte budget of the cache (0: unbounded)",
+                self.budget.unwrap_or(0) as i64,
             ),
         ];
         for (name, help, value) in gauges {

@@ -28,7 +28,7 @@ use crate::{
     gate::Gate,
     http,
     lifecycle::Lifecycle,
-    media::Media,
+    media::{self, Media},
     metrics::{self, Refusals},
     registry::Registry,
     session::{Hook, Sessions},
@@ -171,27 +171,59 @@ fn https_tls(config: &Config, quic: &server::Server) -> anyhow::Result<moq_nativ
     tls.context("cannot load the [web.https] certificate")
 }
 
-/// The media plane `[cache]` and `[cluster]` describe.
-fn media(config: &Config) -> Media {
+/// The media plane `[cache]` and `[cluster]` describe. The cache's byte budget comes from
+/// the memory this relay may use (the container's limit, else the host's); a headroom that
+/// leaves nothing for it is refused here, at start-up.
+fn media(config: &Config) -> anyhow::Result<Media> {
+    let total = media::total_memory();
+    let capacity = config::cache_budget(config.cache.capacity, config.cache.headroom, total)
+        .map_err(anyhow::Error::msg)?;
+    tracing::info!(
+        budget = %config::format_bytes(capacity),
+        memory = %config::format_bytes(total),
+        "cache budget"
+    );
     let cache = Cache::new(CacheConfig {
-        capacity: config.cache.capacity.map(|c| c.resolve(total_memory())),
+        capacity: Some(capacity),
         duration: config.cache.duration,
     });
     let linger = config.cluster.linger.unwrap_or(config::DEFAULT_LINGER);
     // Every relay has a hop id, so announcements can never loop back to it.
     let hop = config.cluster.id.unwrap_or_else(cluster::random_id);
-    Media::new(cache, linger, hop)
+    Ok(Media::new(cache, linger, hop))
 }
 
 /// The per-session quota handed to the session driver, from `[limits]`.
 fn session_quota(limits: &config::Limits) -> moq_core::session::Quota {
+    let count = |value: Option<u32>, default: u32| value.unwrap_or(default) as usize;
     moq_core::session::Quota {
-        max_subscriptions: limits
-            .subscriptions_per_session
-            .unwrap_or(config::DEFAULT_SUBSCRIPTIONS_PER_SESSION) as usize,
-        max_announcements: limits
-            .announcements_per_session
-            .unwrap_or(config::DEFAULT_ANNOUNCEMENTS_PER_SESSION) as usize,
+        max_subscriptions: count(
+            limits.subscriptions_per_session,
+            config::DEFAULT_SUBSCRIPTIONS_PER_SESSION,
+        ),
+        max_announcements: count(
+            limits.announcements_per_session,
+            config::DEFAULT_ANNOUNCEMENTS_PER_SESSION,
+        ),
+        max_fetches: count(limits.fetches_per_session, config::DEFAULT_FETCHES_PER_SESSION),
+        max_track_requests: count(
+            limits.track_requests_per_session,
+            config::DEFAULT_TRACK_REQUESTS_PER_SESSION,
+        ),
+        max_announce_requests: count(
+            limits.announce_requests_per_session,
+            config::DEFAULT_ANNOUNCE_REQUESTS_PER_SESSION,
+        ),
+        max_groups: count(limits.groups_per_session, config::DEFAULT_GROUPS_PER_SESSION),
+        max_group_size: limits.group_size.unwrap_or(config::DEFAULT_GROUP_SIZE),
+        max_group_frames: limits.group_frames.unwrap_or(config::DEFAULT_GROUP_FRAMES),
+        max_pending_streams: count(
+            limits.pending_streams_per_session,
+            config::DEFAULT_PENDING_STREAMS_PER_SESSION,
+        ),
+        header_timeout: limits
+            .stream_header_timeout
+            .unwrap_or(config::DEFAULT_STREAM_HEADER_TIMEOUT),
         ..Default::default()
     }
 }
@@ -201,7 +233,7 @@ impl Relay {
     pub async fn bind(config: Config) -> anyhow::Result<Self> {
         let quic = Arc::new(bind_quic(&config)?);
         let mut builder = metrics::Builder::new();
-        let media = media(&config);
+        let media = media(&config)?;
         builder.media(&media);
         let refusals = Refusals::register(builder.registry());
         let registry = Registry::new(builder.registry());
@@ -312,6 +344,7 @@ impl Relay {
         let handle = self.handle();
         lifecycle.spawn(watch_files(handle.clone()));
         lifecycle.spawn(self.quic_metrics.clone().sample(self.sessions.registry.clone()));
+        lifecycle.spawn(media::sweep(self.sessions.media.origin.cache().clone()));
         self.spawn_http();
         self.spawn_cluster()?;
         while let Some(incoming) = self.quic.accept().await {
@@ -547,19 +580,64 @@ async fn watch_files(handle: Handle) {
     }
 }
 
-/// Memory the cache's percentage budget is a share of: the container's limit (cgroup v2
-/// `memory.max`) where there is one, else the host's total.
-fn total_memory() -> u64 {
-    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let host = <procfs::Meminfo as procfs::Current>::current()
-        .map(|m| m.mem_total)
-        .ok();
-    match (cgroup, host) {
-        (Some(limit), Some(host)) => limit.min(host),
-        (Some(limit), None) => limit,
-        (None, Some(host)) => host,
-        (None, None) => 8 << 30,
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn every_per_session_limit_reaches_the_session_quota() {
+        let limits = config::Limits {
+            subscriptions_per_session: Some(1),
+            announcements_per_session: Some(2),
+            group_size: Some(3),
+            group_frames: Some(4),
+            groups_per_session: Some(5),
+            fetches_per_session: Some(6),
+            track_requests_per_session: Some(7),
+            announce_requests_per_session: Some(8),
+            pending_streams_per_session: Some(9),
+            stream_header_timeout: Some(Duration::from_secs(10)),
+            ..Default::default()
+        };
+        let quota = session_quota(&limits);
+        assert_eq!(
+            (
+                quota.max_subscriptions,
+                quota.max_announcements,
+                quota.max_group_size,
+                quota.max_group_frames,
+                quota.max_groups,
+                quota.max_fetches,
+                quota.max_track_requests,
+                quota.max_announce_requests,
+                quota.max_pending_streams,
+                quota.header_timeout,
+            ),
+            (1, 2, 3, 4, 5, 6, 7, 8, 9, Duration::from_secs(10))
+        );
+        // Unset, each takes its documented default.
+        let quota = session_quota(&config::Limits::default());
+        assert_eq!(quota.max_group_size, config::DEFAULT_GROUP_SIZE);
+        assert_eq!(quota.max_group_frames, config::DEFAULT_GROUP_FRAMES);
+        assert_eq!(quota.max_groups, config::DEFAULT_GROUPS_PER_SESSION as usize);
+        assert_eq!(quota.max_fetches, config::DEFAULT_FETCHES_PER_SESSION as usize);
+        assert_eq!(
+            quota.max_pending_streams,
+            config::DEFAULT_PENDING_STREAMS_PER_SESSION as usize
+        );
+        assert_eq!(quota.header_timeout, config::DEFAULT_STREAM_HEADER_TIMEOUT);
+    }
+
+    #[test]
+    fn the_cache_budget_comes_from_memory_and_headroom_can_refuse_it() {
+        let mut config = Config::default();
+        let budget = media(&config).unwrap().origin.cache().config().capacity;
+        let total = media::total_memory();
+        assert_eq!(budget, config::cache_budget(None, None, total).ok());
+        config.cache.headroom = Some(config::MemoryLimit::Fraction(1.0));
+        let err = media(&config).unwrap_err().to_string();
+        assert!(err.contains("nothing is left for the cache"), "{err}");
     }
 }

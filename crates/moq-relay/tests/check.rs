@@ -91,7 +91,7 @@ fn check_without_file_is_the_development_relay() {
     assert_eq!(
         stdout(&output).trim(),
         "(development defaults): ok: quic [::]:4443 (self-signed for localhost), http+ws [::]:4443, \
-         auth public subscribe [\"\"] publish [\"\"], no cluster, cache unbounded"
+         auth public subscribe [\"\"] publish [\"\"], no cluster, cache 25% of memory"
     );
 }
 

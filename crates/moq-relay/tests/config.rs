@@ -825,6 +825,29 @@ fn problems(text: &str) -> String {
 const OK_AUTH: &str = "[auth]\npublic = \"\"\n";
 
 #[test]
+fn validate_limits_that_would_refuse_everything() {
+    let err = problems(&format!(
+        "[limits]\ngroup_size = 0\npending_streams_per_session = 0\nstream_header_timeout = \"0s\"\n\
+         [cache]\ncapacity = 0\n{OK_AUTH}"
+    ));
+    for expected in [
+        "limits.group_size is 0, which refuses everything",
+        "limits.pending_streams_per_session is 0",
+        "limits.stream_header_timeout must be more than 0",
+        "cache.capacity is 0",
+    ] {
+        assert!(err.contains(expected), "{expected}: {err}");
+    }
+    // The same keys with usable values are no problem (what is left: nothing to listen on),
+    // and FETCH may be turned off.
+    let err = problems(&format!(
+        "[limits]\ngroup_size = \"1MiB\"\nfetches_per_session = 0\nstream_header_timeout = \"1s\"\n\
+         [cache]\ncapacity = \"64MiB\"\nheadroom = \"10%\"\n{OK_AUTH}"
+    ));
+    assert!(!err.contains("limits.") && !err.contains("cache."), "{err}");
+}
+
+#[test]
 fn validate_tls_pairs() {
     let err = problems(&format!(
         "[server]\nbind = \"[::]:443\"\ntls.cert = \"a.crt\"\n{OK_AUTH}"
@@ -1007,7 +1030,7 @@ fn summary_says_what_will_run() {
     assert_eq!(
         summary,
         "(development defaults): ok: quic [::]:4443 (self-signed for localhost), http+ws [::]:4443, \
-         auth public subscribe [\"\"] publish [\"\"], no cluster, cache unbounded"
+         auth public subscribe [\"\"] publish [\"\"], no cluster, cache 25% of memory"
     );
     let summary = load_fixture("demo/leaf1.toml", &["--cache-capacity", "75%"]).summary();
     assert!(
@@ -1149,6 +1172,10 @@ fn every_flag_overrides_full_fixture() {
         ("cluster-id", "9"),
         ("cluster-root", "https://z/"),
         ("cache-capacity", "1MiB"),
+        ("cache-headroom", "2GiB"),
+        ("limits-group-size", "1MiB"),
+        ("limits-pending-streams-per-session", "1"),
+        ("limits-stream-header-timeout", "1s"),
         ("drain-timeout", "1s"),
         ("log-format", "human"),
     ];

@@ -1,26 +1,40 @@
-//! Limits crossed on purpose, end to end: a connection flood from one address, and a
-//! subscriber that stops reading. Each checks the refusal or the bound, and that the
-//! other sessions lost nothing.
+//! Limits crossed on purpose, end to end: a connection flood from one address, a
+//! subscriber that stops reading, and a publisher whose group never ends. Each checks the
+//! refusal or the bound, and that the other sessions lost nothing.
 #![allow(clippy::unwrap_used)] // Test code.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use moq_core::transport::Session as _;
 use moq_native::{Version, adapter::MoqSession};
 use moq_proto::Path;
 
 mod common;
-use common::{http_get, publisher, read_groups, sample, spawn_relay, start_relay, subscriber, write_group};
+use common::{
+    connect, frame, http_get, publisher, read_groups, sample, spawn_relay, start_relay, subscriber,
+    write_group,
+};
 
-/// Resident set size of a process, in bytes.
-fn rss(pid: u32) -> u64 {
+/// A memory figure of a process from `/proc/PID/status` (`VmRSS`, `VmHWM`), in bytes.
+fn status_bytes(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let kb: u64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap();
     kb * 1024
+}
+
+/// Resident set size of a process, in bytes.
+fn rss(pid: u32) -> u64 {
+    status_bytes(pid, "VmRSS")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,4 +175,180 @@ async fn connection_floods_from_one_address_are_refused_cheaply() {
         Some(refused as f64),
         "{text}"
     );
+}
+
+/// One publisher sends a single group that never ends, at up to 200 Mbit/s, while a viewer
+/// watches another broadcast through the same relay (default configuration). The relay ends
+/// the group at `[limits] group_size` with GROUP_TOO_LARGE: the attacker's own viewer keeps
+/// the frames that fit and then sees the error; the relay counts it; its peak RSS stays
+/// under 150 MB (it grew to 388 MiB in 15 s before the cap existed); the other viewer loses
+/// no frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_group_is_ended_at_the_group_cap_and_memory_stays_bounded() {
+    const RATE: f64 = 200e6 / 8.0;
+    const FRAME: usize = 64 * 1024;
+    let process = spawn_relay(&[]).await;
+    let relay = &process.relay;
+    let pid = process.child.id();
+    let client = relay.client(&[Version::Lite06]);
+    let calm = publisher(relay, &client, "moqt", "calm").await;
+    let (mut viewer, _viewer_session) = subscriber(relay, &client, "moqt", "calm").await;
+    let evil = publisher(relay, &client, "moqt", "evil").await;
+    let (mut evil_viewer, _evil_viewer_session) = subscriber(relay, &client, "moqt", "evil").await;
+    relay.wait_subscriptions(2).await;
+    calm.wait_subscribed().await;
+    evil.wait_subscribed().await;
+    let before = rss(pid);
+
+    // The victim: 10 frames of 1000 bytes every 50 ms, all read back.
+    let stop = Arc::new(AtomicBool::new(false));
+    let victim = {
+        let stop = stop.clone();
+        let track = calm.track;
+        tokio::spawn(async move {
+            let mut seq = 0;
+            while !stop.load(Ordering::Relaxed) {
+                write_group(&track, seq, 10, 1000);
+                seq += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            (track, seq)
+        })
+    };
+    let watched = tokio::spawn(async move {
+        let mut frames = 0u64;
+        let mut groups = Vec::new();
+        loop {
+            let next = tokio::time::timeout(Duration::from_secs(5), viewer.next_group()).await;
+            let Ok(Ok(Some(mut group))) = next else { break };
+            groups.push(group.sequence());
+            while let Ok(Ok(Some(_))) = tokio::time::timeout(Duration::from_secs(5), group.next_frame()).await
+            {
+                frames += 1;
+            }
+        }
+        (groups, frames)
+    });
+
+    // The attacker's own viewer reads the endless group until the relay ends it, and
+    // stays subscribed.
+    let _evil_subscription = evil_viewer.clone();
+    let evil_reader = tokio::spawn(async move {
+        let mut group = tokio::time::timeout(Duration::from_secs(20), evil_viewer.next_group())
+            .await
+            .expect("the endless group reaches its viewer")
+            .unwrap()
+            .unwrap();
+        let mut bytes = 0u64;
+        let end = loop {
+            match tokio::time::timeout(Duration::from_secs(20), group.next_frame()).await {
+                Ok(Ok(Some(frame))) => bytes += frame.payload.len() as u64,
+                Ok(Ok(None)) => break Ok(()),
+                Ok(Err(err)) => break Err(err),
+                Err(_) => break Err(moq_core::Error::Timeout),
+            }
+        };
+        (bytes, end)
+    });
+
+    let mut group = evil.track.create_group(0).unwrap();
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let mut peak = before;
+    let mut index = 0;
+    let mut ticker = tokio::time::interval(Duration::from_millis(10));
+    while started.elapsed() < Duration::from_secs(15) && !evil_reader.is_finished() {
+        ticker.tick().await;
+        while (sent as f64) < RATE * started.elapsed().as_secs_f64() {
+            group.write(frame(0, index, FRAME));
+            index += 1;
+            sent += FRAME as u64;
+        }
+        peak = peak.max(rss(pid));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let (evil_bytes, evil_end) = tokio::time::timeout(Duration::from_secs(20), evil_reader)
+        .await
+        .expect("the endless group ends")
+        .unwrap();
+    drop(group);
+    stop.store(true, Ordering::Relaxed);
+    let (_track, written) = victim.await.unwrap();
+    let (groups, frames) = watched.await.unwrap();
+    let hwm = status_bytes(pid, "VmHWM");
+    let text = relay.metrics_text().await;
+    eprintln!(
+        "endless group: wrote {} MB in {secs:.1} s ({:.0} Mbit/s); its viewer got {} MB then {evil_end:?}; \
+         relay RSS {} MiB before, {} MiB peak sampled, VmHWM {} MiB; victim: {} of {} groups, {frames} frames",
+        sent / 1_000_000,
+        sent as f64 * 8.0 / secs / 1e6,
+        evil_bytes / 1_000_000,
+        before >> 20,
+        peak >> 20,
+        hwm >> 20,
+        groups.len(),
+        written,
+    );
+
+    // The relay ended the group with GROUP_TOO_LARGE; its viewer kept the frames that fit
+    // (those still in flight when the stream was reset may be dropped: QUIC's reset does
+    // not wait for them).
+    assert_eq!(evil_end, Err(moq_core::Error::Reset(0x32)));
+    let cap = moq_relay::config::DEFAULT_GROUP_SIZE;
+    assert!(
+        evil_bytes <= cap && evil_bytes >= cap / 2,
+        "the attacker's viewer got {evil_bytes} bytes of a group capped at {cap}"
+    );
+    assert_eq!(
+        sample(&text, "moq_relay_limit_refusals_total{limit=\"group_size\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(hwm < 150_000_000, "relay peak RSS {} MiB", hwm >> 20);
+    // The other viewer got every group, whole (groups travel on their own streams, so
+    // two may arrive out of order).
+    let mut groups = groups;
+    groups.sort_unstable();
+    assert_eq!(groups, (0..written).collect::<Vec<_>>());
+    assert_eq!(frames, written * 10);
+}
+
+/// `[server.quic] max_streams` caps the stream credit a peer gets: with 4, a fifth stream
+/// waits until one of the four is gone (the default lets it open at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_stream_credit_is_capped_by_max_streams() {
+    for (max_streams, capped) in [(Some(4), true), (None, false)] {
+        let extra = match max_streams {
+            Some(n) => format!("[server.quic]\nmax_streams = {n}"),
+            None => String::new(),
+        };
+        let relay = start_relay(&extra).await;
+        let client = relay.client(&[Version::Lite06]);
+        let (session, _) = connect(&client, &relay.url("moqt", "anon"), None, None).await;
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            let (mut send, recv) = tokio::time::timeout(Duration::from_secs(10), session.open_bi())
+                .await
+                .unwrap()
+                .unwrap();
+            // A SUBSCRIBE stream's type byte, so the relay sees the stream.
+            moq_core::transport::SendStream::write_all(&mut send, &[0x02])
+                .await
+                .unwrap();
+            held.push((send, recv));
+        }
+        let fifth = tokio::time::timeout(Duration::from_millis(500), session.open_bi()).await;
+        assert_eq!(fifth.is_err(), capped, "max_streams {max_streams:?}");
+        if capped {
+            // Give one back: the fifth opens.
+            let (mut send, mut recv) = held.pop().unwrap();
+            moq_core::transport::SendStream::reset(&mut send, 0);
+            moq_core::transport::RecvStream::stop(&mut recv, 0);
+            tokio::time::timeout(Duration::from_secs(10), session.open_bi())
+                .await
+                .expect("credit came back")
+                .unwrap();
+        }
+        session.close(0, "done");
+    }
 }

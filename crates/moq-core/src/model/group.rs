@@ -1,8 +1,18 @@
 //! A group: an append-only list of frames delivered in order on one stream.
+//!
+//! A group made by a track ([`TrackProducer::create_group`](super::TrackProducer::create_group))
+//! charges what it holds to its track's [cache](super::cache): every frame's payload plus a
+//! fixed overhead, and the announced size of a frame still arriving
+//! ([`GroupProducer::reserve`]). The charge is released when the last reader and the
+//! producer are gone, so the cache's byte count is what groups really hold in memory,
+//! wherever they are held (caches, deliveries in flight, the producer).
+
+use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use tokio::sync::watch;
 
+use super::cache::{Cache, Held};
 use crate::{Error, Result};
 
 /// One frame: an opaque payload and its timestamp.
@@ -14,11 +24,39 @@ pub struct Frame {
     pub payload: Bytes,
 }
 
+/// Bytes charged per frame on top of its payload: the `Frame` itself and the slack of
+/// the vector that holds it, so a flood of empty frames is not free.
+pub const FRAME_OVERHEAD: u64 = 64;
+
 #[derive(Debug, Default)]
 pub(crate) struct GroupState {
     frames: Vec<Frame>,
     bytes: usize,
+    /// The announced size of a frame still arriving (charged, not readable yet).
+    reserved: u64,
     end: Option<Result<()>>,
+    held: Held,
+}
+
+/// What a group's producer shares with its consumers: the state and its wake-ups.
+#[derive(Debug)]
+pub(crate) struct GroupShared {
+    state: watch::Sender<GroupState>,
+}
+
+impl GroupShared {
+    /// End the group with `err` unless it already ended; whether this ended it.
+    fn end(&self, result: Result<()>) -> bool {
+        self.state.send_if_modified(|s| {
+            if s.end.is_some() {
+                return false;
+            }
+            s.end = Some(result);
+            // Nothing more will arrive.
+            s.held.release(std::mem::take(&mut s.reserved));
+            true
+        })
+    }
 }
 
 /// Writes frames into a group. Dropping it without [`finish`](Self::finish)
@@ -26,20 +64,43 @@ pub(crate) struct GroupState {
 #[derive(Debug)]
 pub struct GroupProducer {
     sequence: u64,
-    state: watch::Sender<GroupState>,
+    shared: Arc<GroupShared>,
+    /// The cache charged for this group, asked to make room when over its budget.
+    cache: Option<Cache>,
 }
 
 impl GroupProducer {
-    /// A new, empty group and a consumer that reads it from the start.
+    /// A new, empty group and a consumer that reads it from the start. It charges no
+    /// cache (see [`TrackProducer::create_group`](super::TrackProducer::create_group)).
     pub fn new(sequence: u64) -> (Self, GroupConsumer) {
-        let (tx, rx) = watch::channel(GroupState::default());
+        Self::build(sequence, None)
+    }
+
+    /// A new group whose bytes are charged to `cache`.
+    pub(crate) fn charged(sequence: u64, cache: &Cache) -> (Self, GroupConsumer) {
+        Self::build(sequence, Some(cache.clone()))
+    }
+
+    fn build(sequence: u64, cache: Option<Cache>) -> (Self, GroupConsumer) {
+        let state = GroupState {
+            held: Held::new(cache.as_ref()),
+            ..Default::default()
+        };
+        let (tx, rx) = watch::channel(state);
+        let shared = Arc::new(GroupShared { state: tx });
+        let consumer = GroupConsumer {
+            sequence,
+            state: rx,
+            index: 0,
+            shared: Arc::downgrade(&shared),
+        };
         (
-            Self { sequence, state: tx },
-            GroupConsumer {
+            Self {
                 sequence,
-                state: rx,
-                index: 0,
+                shared,
+                cache,
             },
+            consumer,
         )
     }
 
@@ -48,51 +109,88 @@ impl GroupProducer {
         self.sequence
     }
 
-    /// Append a frame.
+    /// Append a frame. Ignored once the group ended (finished, aborted, or evicted
+    /// under memory pressure: see [`closed`](Self::closed)).
     pub fn write(&mut self, frame: Frame) {
-        self.state.send_modify(|s| {
-            if s.end.is_none() {
-                s.bytes = s.bytes.saturating_add(frame.payload.len());
-                s.frames.push(frame);
+        let cost = (frame.payload.len() as u64).saturating_add(FRAME_OVERHEAD);
+        let written = self.shared.state.send_if_modified(|s| {
+            if s.end.is_some() {
+                return false;
             }
+            s.bytes = s.bytes.saturating_add(frame.payload.len());
+            s.held.release(std::mem::take(&mut s.reserved));
+            s.held.charge(cost);
+            s.frames.push(frame);
+            true
         });
+        if written && let Some(cache) = &self.cache {
+            cache.make_room();
+        }
+    }
+
+    /// Charge the announced size of the next frame while its payload arrives, so bytes
+    /// buffered for a frame count against the cache's budget before the frame exists.
+    /// The next [`write`](Self::write) (or the end of the group) releases it.
+    pub fn reserve(&mut self, bytes: u64) {
+        // Readers have nothing new to see: no wake-up.
+        self.shared.state.send_if_modified(|s| {
+            if s.end.is_none() {
+                s.held.release(std::mem::replace(&mut s.reserved, bytes));
+                s.held.charge(bytes);
+            }
+            false
+        });
+        if let Some(cache) = &self.cache {
+            cache.make_room();
+        }
     }
 
     /// Total payload bytes written so far.
     pub fn bytes(&self) -> usize {
-        self.state.borrow().bytes
+        self.shared.state.borrow().bytes
+    }
+
+    /// Number of frames written so far.
+    pub fn frames(&self) -> usize {
+        self.shared.state.borrow().frames.len()
     }
 
     /// Mark the group complete.
     pub fn finish(self) {
-        self.end(Ok(()));
+        self.shared.end(Ok(()));
     }
 
     /// End the group with an error; consumers see it after the frames they
     /// have not read yet.
     pub fn abort(self, err: Error) {
-        self.end(Err(err));
+        self.shared.end(Err(err));
     }
 
-    fn end(&self, result: Result<()>) {
-        self.state.send_if_modified(|s| {
-            if s.end.is_some() {
-                return false;
-            }
-            s.end = Some(result);
-            true
-        });
+    /// Whether the group ended: finished, aborted, or evicted by its cache.
+    pub fn is_closed(&self) -> bool {
+        self.shared.state.borrow().end.is_some()
+    }
+
+    /// Resolves when the group ended, with how: a writer learns here that its cache
+    /// evicted the group under memory pressure ([`Error::Evicted`]).
+    pub async fn closed(&self) -> Result<()> {
+        let mut rx = self.shared.state.subscribe();
+        let state = rx.wait_for(|s| s.end.is_some()).await;
+        match state {
+            Ok(s) => s.end.clone().unwrap_or(Err(Error::Cancelled)),
+            Err(_) => Err(Error::Cancelled),
+        }
     }
 
     /// Resolves when no consumer is left.
     pub async fn unused(&self) {
-        self.state.closed().await
+        self.shared.state.closed().await
     }
 }
 
 impl Drop for GroupProducer {
     fn drop(&mut self) {
-        self.end(Err(Error::Cancelled));
+        self.shared.end(Err(Error::Cancelled));
     }
 }
 
@@ -102,6 +200,8 @@ pub struct GroupConsumer {
     sequence: u64,
     state: watch::Receiver<GroupState>,
     index: usize,
+    /// The producer's side, so the cache can end a group it evicts while it grows.
+    shared: Weak<GroupShared>,
 }
 
 impl Clone for GroupConsumer {
@@ -110,6 +210,7 @@ impl Clone for GroupConsumer {
             sequence: self.sequence,
             state: self.state.clone(),
             index: 0,
+            shared: self.shared.clone(),
         }
     }
 }
@@ -166,6 +267,26 @@ impl GroupConsumer {
     pub fn is_done(&self) -> bool {
         self.state.borrow().end.is_some()
     }
+
+    /// Bytes the group holds against its cache's budget (payload, per-frame overhead and
+    /// a frame still arriving).
+    pub(crate) fn held(&self) -> u64 {
+        self.state.borrow().held.bytes()
+    }
+
+    /// Identifies the group across clones (and the tracks that share it).
+    pub(crate) fn id(&self) -> usize {
+        self.shared.as_ptr() as usize
+    }
+
+    /// End a group that is still growing with [`Error::Evicted`] (memory pressure): its
+    /// producer stops, its readers see the error after the frames they have not read.
+    /// Whether it was still growing.
+    pub(crate) fn evict(&self) -> bool {
+        self.shared
+            .upgrade()
+            .is_some_and(|shared| shared.end(Err(Error::Evicted)))
+    }
 }
 
 #[cfg(test)]
@@ -203,6 +324,52 @@ mod tests {
         });
         let got = a.next_frame().await.unwrap().unwrap();
         assert_eq!(got.payload.as_ptr(), payload.as_ptr());
+    }
+
+    #[tokio::test]
+    async fn a_charged_group_holds_its_bytes_until_the_last_reader_goes() {
+        let cache = Cache::default();
+        let (mut producer, reader) = GroupProducer::charged(0, &cache);
+        producer.reserve(100);
+        assert_eq!(cache.stats().bytes(), 100, "an announced frame is charged");
+        producer.write(frame(1));
+        assert_eq!(
+            cache.stats().bytes(),
+            3 + FRAME_OVERHEAD,
+            "the reservation became the frame"
+        );
+        producer.reserve(50);
+        producer.finish();
+        assert_eq!(
+            cache.stats().bytes(),
+            3 + FRAME_OVERHEAD,
+            "a frame that never came is released with the end"
+        );
+        let copy = reader.clone();
+        drop(reader);
+        assert_eq!(
+            cache.stats().bytes(),
+            3 + FRAME_OVERHEAD,
+            "a reader still holds it"
+        );
+        drop(copy);
+        assert_eq!(cache.stats().bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn evicting_a_growing_group_stops_its_writer_and_readers_see_it() {
+        let (mut producer, mut reader) = GroupProducer::new(0);
+        producer.write(frame(1));
+        assert!(reader.evict(), "it was growing");
+        assert!(!reader.evict(), "only once");
+        assert_eq!(producer.closed().await, Err(Error::Evicted));
+        producer.write(frame(2));
+        assert_eq!(reader.next_frame().await.unwrap(), Some(frame(1)));
+        assert_eq!(reader.next_frame().await, Err(Error::Evicted));
+        // A finished group is not evicted: it is complete.
+        let (producer, reader) = GroupProducer::new(1);
+        producer.finish();
+        assert!(!reader.evict());
     }
 
     #[tokio::test]

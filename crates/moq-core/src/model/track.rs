@@ -3,7 +3,7 @@
 //! and receive each newer group once.
 
 use std::{
-    collections::VecDeque,
+    collections::{HashSet, VecDeque},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -11,7 +11,7 @@ use std::{
 use tokio::sync::watch;
 
 use super::{
-    cache::Cache,
+    cache::{Cache, Candidate, Class},
     group::{GroupConsumer, GroupProducer},
 };
 use crate::{Error, Result};
@@ -48,12 +48,13 @@ struct Cached {
 #[derive(Debug, Default)]
 pub(crate) struct TrackState {
     groups: VecDeque<Cached>,
+    /// Groups that aged out of the cache while still being written: out of sight of
+    /// consumers, but within reach of the byte budget until they end.
+    detached: Vec<Cached>,
     next_arrival: u64,
     latest: Option<u64>,
     info: Option<TrackInfo>,
     end: Option<Result<()>>,
-    /// Bytes of this track last reported to the cache.
-    charged: i64,
 }
 
 impl TrackState {
@@ -80,13 +81,13 @@ impl TrackProducer {
     /// A new track with no info yet (set it with [`set_info`](Self::set_info)).
     pub fn new(name: impl Into<String>, cache: Cache) -> Self {
         let (tx, _) = watch::channel(TrackState::default());
-        Self {
-            shared: Arc::new(TrackShared {
-                name: name.into(),
-                state: tx,
-                cache,
-            }),
-        }
+        let shared = Arc::new(TrackShared {
+            name: name.into(),
+            state: tx,
+            cache,
+        });
+        shared.cache.register(&shared);
+        Self { shared }
     }
 
     /// A new track with its info already known.
@@ -120,9 +121,10 @@ impl TrackProducer {
         TrackConsumer::new(&self.shared)
     }
 
-    /// Start a new group. Fails if the sequence was already used (while cached).
+    /// Start a new group, its bytes charged to the track's cache. Fails if the sequence
+    /// was already used (while cached).
     pub fn create_group(&self, sequence: u64) -> Result<GroupProducer> {
-        let (producer, consumer) = GroupProducer::new(sequence);
+        let (producer, consumer) = GroupProducer::charged(sequence, &self.shared.cache);
         self.insert_group(consumer)?;
         Ok(producer)
     }
@@ -157,7 +159,7 @@ impl TrackProducer {
                 created: Instant::now(),
                 group,
             });
-            evict(s, cache);
+            evict(s, cache, Instant::now());
             true
         });
         result
@@ -189,14 +191,11 @@ impl TrackProducer {
     }
 
     fn end(&self, result: Result<()>) {
-        let cache = &self.shared.cache;
         self.shared.state.send_if_modified(|s| {
             if s.end.is_some() {
                 return false;
             }
             s.end = Some(result);
-            cache.adjust(s.charged.saturating_neg());
-            s.charged = 0;
             true
         });
     }
@@ -239,50 +238,74 @@ fn get_group(s: &TrackState, sequence: u64) -> Option<GroupConsumer> {
         .map(|c| c.group.clone())
 }
 
-/// Drop non-latest groups that are too old or over the byte budget.
-fn evict(s: &mut TrackState, cache: &Cache) {
-    let max_latency = s.info.unwrap_or_default().max_latency;
-    let max_age = cache.max_age(max_latency);
-    let now = Instant::now();
-    let bytes: i64 = s.groups.iter().map(|c| c.group.bytes() as i64).sum();
-    cache.adjust(bytes.saturating_sub(s.charged));
-    s.charged = bytes;
-    let latest = s.latest;
-    // The newest group is never evicted; groups are otherwise removed oldest first.
-    while s.groups.len() > 1 {
-        let Some(front) = s.groups.front() else { break };
-        if Some(front.sequence) == latest {
-            // Keep the latest; look at the next-oldest instead.
-            if let Some(pos) = s
-                .groups
-                .iter()
-                .position(|c| Some(c.sequence) != latest && too_old(c, now, max_age, cache))
-            {
-                if let Some(c) = s.groups.remove(pos) {
-                    release(s, cache, c);
-                }
-                continue;
-            }
-            break;
+impl TrackShared {
+    /// Evict the groups that are too old (see [`Cache::sweep`]).
+    pub(crate) fn evict_aged(&self, now: Instant) {
+        // Removing groups gives consumers nothing new to see: no wake-up.
+        self.state.send_if_modified(|s| {
+            evict(s, &self.cache, now);
+            false
+        });
+    }
+
+    /// The groups this track holds, for the cache's byte budget.
+    pub(crate) fn candidates(&self, out: &mut Vec<Candidate>) {
+        let s = self.state.borrow();
+        for cached in &s.groups {
+            let latest = Some(cached.sequence) == s.latest;
+            let class = match (latest, cached.group.is_done()) {
+                (false, true) => Class::OldDone,
+                (true, true) => Class::LatestDone,
+                (false, false) => Class::OldGrowing,
+                (true, false) => Class::LatestGrowing,
+            };
+            out.push(candidate(cached, class));
         }
-        if !too_old(front, now, max_age, cache) {
-            break;
+        for cached in &s.detached {
+            out.push(candidate(cached, Class::OldGrowing));
         }
-        if let Some(c) = s.groups.pop_front() {
-            release(s, cache, c);
-        }
+    }
+
+    /// Drop the groups with these ids (see [`GroupConsumer::id`]).
+    pub(crate) fn forget(&self, ids: &HashSet<usize>) {
+        self.state.send_if_modified(|s| {
+            s.groups.retain(|c| !ids.contains(&c.group.id()));
+            s.detached.retain(|c| !ids.contains(&c.group.id()));
+            false
+        });
     }
 }
 
-fn too_old(c: &Cached, now: Instant, max_age: Duration, cache: &Cache) -> bool {
-    now.duration_since(c.created) > max_age || cache.over_budget()
+fn candidate(cached: &Cached, class: Class) -> Candidate {
+    Candidate {
+        class,
+        created: cached.created,
+        held: cached.group.held(),
+        group: cached.group.clone(),
+    }
 }
 
-fn release(s: &mut TrackState, cache: &Cache, c: Cached) {
-    let bytes = c.group.bytes() as i64;
-    s.charged = s.charged.saturating_sub(bytes);
-    cache.adjust(bytes.saturating_neg());
-    cache.evicted(bytes as u64);
+/// Drop non-latest groups older than the track's max age. One still being written
+/// moves to `detached`, where the byte budget can still reach it.
+fn evict(s: &mut TrackState, cache: &Cache, now: Instant) {
+    s.detached.retain(|c| !c.group.is_done());
+    let max_age = cache.max_age(s.info.unwrap_or_default().max_latency);
+    let latest = s.latest;
+    let too_old =
+        |c: &Cached| Some(c.sequence) != latest && now.saturating_duration_since(c.created) > max_age;
+    if !s.groups.iter().any(too_old) {
+        return;
+    }
+    let (keep, old): (VecDeque<Cached>, VecDeque<Cached>) = std::mem::take(&mut s.groups)
+        .into_iter()
+        .partition(|c| !too_old(c));
+    s.groups = keep;
+    for cached in old {
+        match cached.group.is_done() {
+            true => cache.evicted(cached.group.held()),
+            false => s.detached.push(cached),
+        }
+    }
 }
 
 /// Reads a track's groups: first the latest (or a requested start), then every
@@ -526,24 +549,117 @@ mod tests {
         assert_eq!(track.create_group(1).unwrap_err(), Error::Duplicate(1));
     }
 
+    /// What one group of one `bytes`-byte frame holds against the budget.
+    fn held(bytes: u64) -> u64 {
+        bytes + crate::model::group::FRAME_OVERHEAD
+    }
+
+    /// Wait out the sweep interval, so the next write may sweep.
+    fn after_interval() {
+        std::thread::sleep(crate::model::cache::RECLAIM_INTERVAL + Duration::from_millis(1));
+    }
+
     #[tokio::test]
     async fn byte_budget_evicts_old_groups_but_keeps_latest() {
         let cache = Cache::new(CacheConfig {
-            capacity: Some(250),
+            capacity: Some(3 * held(100)),
             duration: None,
         });
         let track = TrackProducer::with_info("t", TrackInfo::default(), cache.clone());
         for seq in 0..10 {
+            after_interval();
             write_group(&track, seq, 100);
         }
-        // Group sizes are measured at the next insert; one more settles the count.
-        write_group(&track, 10, 100);
-        assert!(cache.stats().bytes() <= 300, "{}", cache.stats().bytes());
-        assert!(track.get_group(10).is_some());
+        assert!(
+            cache.stats().bytes() <= 3 * held(100),
+            "{}",
+            cache.stats().bytes()
+        );
+        assert!(track.get_group(9).is_some());
         assert!(track.get_group(0).is_none());
-        assert!(cache.stats().evicted_groups() >= 7);
-        track.finish();
+        assert!(cache.stats().evicted_groups() >= 6);
+        assert_eq!(
+            cache.stats().aborted_groups(),
+            0,
+            "nothing was still being written"
+        );
+        drop(track);
+        assert_eq!(cache.stats().bytes(), 0, "everything is released with the track");
+    }
+
+    #[tokio::test]
+    async fn the_budget_is_kept_across_tracks_and_a_growing_latest_group_is_ended() {
+        let cache = Cache::new(CacheConfig {
+            capacity: Some(10_000),
+            duration: None,
+        });
+        let quiet = TrackProducer::with_info("quiet", TrackInfo::default(), cache.clone());
+        write_group(&quiet, 0, 1000);
+        write_group(&quiet, 1, 1000);
+        let mut reader = quiet.consume();
+        let kept = reader.next_group().await.unwrap().unwrap();
+        // A track whose only group never ends grows past the budget: no new group
+        // arrives on it, yet it is held to the budget, largest first.
+        let noisy = TrackProducer::with_info("noisy", TrackInfo::default(), cache.clone());
+        let mut endless = noisy.create_group(0).unwrap();
+        let mut viewer = noisy.consume().next_group().await.unwrap().unwrap();
+        let mut written = 0;
+        while !endless.is_closed() {
+            after_interval();
+            endless.write(Frame {
+                timestamp: 0,
+                payload: Bytes::from(vec![0; 1000]),
+            });
+            written += 1;
+            assert!(written < 100, "never ended");
+        }
+        assert_eq!(endless.closed().await, Err(Error::Evicted));
+        assert_eq!(cache.stats().aborted_groups(), 1);
+        // First went the other track's superseded group; its latest (finished) one too,
+        // since the budget could not be met otherwise; a reader holding it keeps it whole.
+        assert!(quiet.get_group(0).is_none());
+        let mut kept = kept;
+        assert_eq!(kept.next_frame().await.unwrap().unwrap().payload.len(), 1000);
+        assert!(kept.next_frame().await.unwrap().is_none());
+        // The endless group's reader keeps what was written, then sees why it ended.
+        let mut frames = 0;
+        let end = loop {
+            match viewer.next_frame().await {
+                Ok(Some(_)) => frames += 1,
+                other => break other,
+            }
+        };
+        assert_eq!(end, Err(Error::Evicted));
+        assert_eq!(frames, written);
+        // Once its writer and reader are gone, only what a reader still holds is left.
+        drop((endless, viewer));
+        assert_eq!(cache.stats().bytes(), held(1000));
+        drop(kept);
         assert_eq!(cache.stats().bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_sweep_ages_out_groups_of_a_track_that_receives_nothing_new() {
+        let cache = Cache::new(CacheConfig {
+            capacity: None,
+            duration: Some(Duration::from_millis(1)),
+        });
+        let track = TrackProducer::with_info("t", TrackInfo::default(), cache.clone());
+        write_group(&track, 0, 10);
+        write_group(&track, 1, 10);
+        let mut growing = track.create_group(2).unwrap();
+        growing.write(Frame {
+            timestamp: 0,
+            payload: Bytes::from_static(b"x"),
+        });
+        write_group(&track, 3, 10);
+        std::thread::sleep(Duration::from_millis(5));
+        cache.sweep();
+        assert!(track.get_group(0).is_none() && track.get_group(1).is_none());
+        assert!(track.get_group(2).is_none(), "out of the cache...");
+        assert!(!growing.is_closed(), "...but not ended by age alone");
+        assert!(track.get_group(3).is_some(), "the latest stays");
+        assert_eq!(cache.stats().evicted_groups(), 2);
     }
 
     #[tokio::test]

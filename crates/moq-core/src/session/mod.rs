@@ -15,24 +15,31 @@
 //! driver future cancels everything it started.
 
 mod in_band;
+#[cfg(test)]
+mod limit_tests;
 mod publisher;
 mod stream;
 mod subscriber;
 #[cfg(test)]
 mod tests;
+mod usage;
 
-use std::sync::{Arc, Mutex};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use moq_proto::{DataStream, Hops, Path, Setup, Version};
 use tokio::{sync::watch, task::JoinSet};
 
 use crate::{
     Error, Origin, Result,
-    stats::Stats,
+    stats::{Limit, Stats},
     transport::{RecvStream, SendStream, Session},
 };
 pub use in_band::{ClientParameters, Negotiated, accept_in_band, connect_in_band};
 use stream::{Reader, Writer};
+use usage::{Header, Usage};
 
 /// What the peer may do, as path prefixes relative to the session root.
 /// A path is allowed when one of the prefixes is a prefix of it
@@ -76,7 +83,9 @@ impl Permissions {
     }
 }
 
-/// What one peer may hold on a session, so it cannot exhaust the relay.
+/// What one peer may hold on a session, so it cannot exhaust the relay. Each limit is
+/// checked before anything is stored; a refusal resets (or stops) the stream concerned
+/// with the error's code and is counted in [`Stats`] (see [`crate::stats::Limit`]).
 #[derive(Debug, Clone)]
 pub struct Quota {
     /// Concurrent subscriptions the peer may hold on us.
@@ -85,6 +94,24 @@ pub struct Quota {
     pub max_groups_in_flight: usize,
     /// Broadcasts the peer may announce to us.
     pub max_announcements: usize,
+    /// FETCH streams the peer may have open on us at once.
+    pub max_fetches: usize,
+    /// TRACK (track info) streams the peer may have open on us at once.
+    pub max_track_requests: usize,
+    /// Announce streams (ANNOUNCE_REQUEST) the peer may have open on us at once.
+    pub max_announce_requests: usize,
+    /// Group streams the peer may be sending us at once.
+    pub max_groups: usize,
+    /// Payload bytes one group from the peer may hold; past it the group ends with
+    /// GROUP_TOO_LARGE (readers keep the frames before it).
+    pub max_group_size: u64,
+    /// Frames one group from the peer may hold; past it the group ends likewise.
+    pub max_group_frames: u64,
+    /// Streams the peer may have opened whose type and first message have not arrived.
+    pub max_pending_streams: usize,
+    /// How long a stream the peer opens may take to deliver its type and first message
+    /// before it is stopped with CONTROL_TIMEOUT.
+    pub header_timeout: Duration,
 }
 
 impl Default for Quota {
@@ -93,6 +120,14 @@ impl Default for Quota {
             max_subscriptions: 4096,
             max_groups_in_flight: 4,
             max_announcements: 4096,
+            max_fetches: 64,
+            max_track_requests: 256,
+            max_announce_requests: 64,
+            max_groups: 256,
+            max_group_size: 32 << 20,
+            max_group_frames: 100_000,
+            max_pending_streams: 256,
+            header_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -180,16 +215,39 @@ impl Config {
 }
 
 /// What the session's tasks share: its config, the peer's SETUP, the upstream
-/// subscriptions and the count of subscriptions served.
+/// subscriptions and what the peer holds against its quota.
 #[derive(Debug)]
 pub(crate) struct SessionState {
     pub config: Config,
     pub peer_setup: Mutex<Option<Setup>>,
     pub subscriptions: subscriber::Subscriptions,
-    pub served: std::sync::atomic::AtomicUsize,
+    pub usage: Arc<Usage>,
 }
 
 impl SessionState {
+    /// Admit a stream the peer just opened: its type and first message are due within
+    /// the quota's header timeout, and it holds a pending slot until they arrive.
+    async fn header(&self) -> Result<Header> {
+        let quota = &self.config.quota;
+        Header::admit(&self.usage, quota.max_pending_streams, quota.header_timeout).await
+    }
+
+    /// Take a slot of `limit` for the peer, or refuse (counted, logged) at its quota.
+    pub(crate) fn admit(&self, limit: Limit) -> Result<usage::Slot> {
+        let quota = &self.config.quota;
+        let max = match limit {
+            Limit::Subscriptions => quota.max_subscriptions,
+            Limit::Fetches => quota.max_fetches,
+            Limit::TrackRequests => quota.max_track_requests,
+            Limit::AnnounceRequests => quota.max_announce_requests,
+            Limit::Groups => quota.max_groups,
+            Limit::PendingStreams => quota.max_pending_streams,
+            Limit::Announcements => quota.max_announcements,
+            _ => usize::MAX,
+        };
+        self.usage.admit(limit, max)
+    }
+
     /// The peer's hop id, from its SETUP, if it declared one.
     pub(crate) fn peer_hop(&self) -> Option<u64> {
         self.peer_setup
@@ -258,9 +316,9 @@ async fn drive<S: Session>(
     let version = config.version;
     let shared = Arc::new(SessionState {
         peer_setup: Mutex::new(config.peer_setup.clone()),
+        usage: Usage::new(config.stats.clone()),
         config,
         subscriptions: subscriber::Subscriptions::default(),
-        served: Default::default(),
     });
     let mut tasks: JoinSet<Result<()>> = JoinSet::new();
 
@@ -297,18 +355,33 @@ async fn drive<S: Session>(
                 }
             }
             stream = session.accept_bi() => {
-                let (send, recv) = match stream {
+                let (mut send, mut recv) = match stream {
                     Ok(stream) => stream,
                     Err(err) => break Err(Error::from(err)),
                 };
-                tasks.spawn(publisher::serve_control_stream(session.clone(), shared.clone(), send, recv));
+                match shared.header().await {
+                    Ok(header) => {
+                        let reader = Reader::with_header(recv, version, header);
+                        tasks.spawn(publisher::serve_control_stream(session.clone(), shared.clone(), send, reader));
+                    }
+                    Err(err) => {
+                        send.reset(err.stream_code());
+                        recv.stop(err.stream_code());
+                    }
+                }
             }
             stream = session.accept_uni() => {
-                let recv = match stream {
+                let mut recv = match stream {
                     Ok(stream) => stream,
                     Err(err) => break Err(Error::from(err)),
                 };
-                tasks.spawn(subscriber::receive_data_stream(shared.clone(), recv));
+                match shared.header().await {
+                    Ok(header) => {
+                        let reader = Reader::with_header(recv, version, header);
+                        tasks.spawn(subscriber::receive_data_stream(shared.clone(), reader));
+                    }
+                    Err(err) => recv.stop(err.stream_code()),
+                }
             }
             info = session_info(&mut session_stream) => {
                 if let Err(err) = info {

@@ -3,10 +3,7 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::Arc,
     time::Duration,
 };
 
@@ -20,7 +17,7 @@ use tokio::task::{AbortHandle, JoinSet};
 use super::{Reader, SessionState, Writer, reject};
 use crate::{
     Announced, BroadcastConsumer, Error, GroupConsumer, OriginEvent, Result,
-    stats::{ActiveSubscription, Batch, Stats},
+    stats::{ActiveSubscription, Batch, Limit, Stats},
     transport::{RecvStream, SendStream, Session},
 };
 
@@ -38,10 +35,9 @@ pub(crate) async fn serve_control_stream<S: Session>(
     session: S,
     shared: Arc<SessionState>,
     send: S::SendStream,
-    recv: S::RecvStream,
+    mut reader: Reader<S::RecvStream>,
 ) -> Result<()> {
     let version = shared.config.version;
-    let mut reader = Reader::new(recv, version);
     let mut writer = Writer::new(send, version);
     let kind = match reader.decode::<ControlStream>().await {
         Ok(kind) => kind,
@@ -51,7 +47,10 @@ pub(crate) async fn serve_control_stream<S: Session>(
             reject(&mut writer, &mut reader, &Error::NotFound);
             return Ok(());
         }
-        Err(err) => return Err(err),
+        Err(err) => {
+            reject(&mut writer, &mut reader, &err);
+            return Err(err);
+        }
     };
     let result = match kind {
         ControlStream::Announce => serve_announce(&shared, &mut writer, &mut reader).await,
@@ -109,6 +108,7 @@ async fn serve_announce<S: SendStream, R: RecvStream>(
     reader: &mut Reader<R>,
 ) -> Result<()> {
     let request = reader.decode::<AnnounceRequest>().await?;
+    let _slot = shared.admit(Limit::AnnounceRequests)?;
     let Some(origin) = shared.config.publish.as_ref() else {
         return announce_nothing(shared, writer, reader).await;
     };
@@ -357,7 +357,7 @@ async fn serve_subscribe<S: Session>(
 ) -> Result<()> {
     let version = shared.config.version;
     let subscribe = reader.decode::<Subscribe>().await?;
-    let _served = Served::admit(&shared.served, shared.config.quota.max_subscriptions)?;
+    let _slot = shared.admit(Limit::Subscriptions)?;
     let _active = ActiveSubscription::new(&shared.config.stats);
     let broadcast = broadcast(shared, &subscribe.broadcast)?;
     let mut track = broadcast.subscribe(&subscribe.track)?;
@@ -504,27 +504,6 @@ impl InFlight {
     }
 }
 
-/// Counts a subscription the peer holds on us while it lives.
-struct Served<'a>(&'a AtomicUsize);
-
-impl<'a> Served<'a> {
-    /// Count one more subscription, refusing it when `max` are already served.
-    fn admit(served: &'a AtomicUsize, max: usize) -> Result<Self> {
-        let before = served.fetch_add(1, Ordering::Relaxed);
-        let this = Self(served);
-        if before >= max {
-            return Err(Error::Limit("subscriptions per session"));
-        }
-        Ok(this)
-    }
-}
-
-impl Drop for Served<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// Deliver one group on its own unidirectional stream.
 async fn serve_group<S: Session>(
     session: S,
@@ -595,6 +574,7 @@ async fn serve_fetch<S: SendStream, R: RecvStream>(
 ) -> Result<()> {
     let version = shared.config.version;
     let fetch = reader.decode::<Fetch>().await?;
+    let _slot = shared.admit(Limit::Fetches)?;
     let broadcast = broadcast(shared, &fetch.broadcast)?;
     let mut track = broadcast.subscribe(&fetch.track)?;
     let mut group = match track.get_group(fetch.group) {
@@ -634,6 +614,7 @@ async fn serve_track<S: SendStream, R: RecvStream>(
     reader: &mut Reader<R>,
 ) -> Result<()> {
     let request = reader.decode::<TrackRequest>().await?;
+    let _slot = shared.admit(Limit::TrackRequests)?;
     let broadcast = broadcast(shared, &request.broadcast)?;
     let mut track = broadcast.subscribe(&request.track)?;
     let info = tokio::time::timeout(INFO_TIMEOUT, track.info())
@@ -683,19 +664,5 @@ mod tests {
             in_flight.push(pending(&mut set), now);
         }
         assert_eq!(in_flight.streams.len(), 8);
-    }
-
-    #[test]
-    fn served_counts_while_alive_and_refuses_past_the_max() {
-        let served = AtomicUsize::new(0);
-        let first = Served::admit(&served, 1);
-        assert!(first.is_ok());
-        assert!(matches!(
-            Served::admit(&served, 1),
-            Err(Error::Limit("subscriptions per session"))
-        ));
-        assert_eq!(served.load(Ordering::Relaxed), 1, "a refusal is not counted");
-        drop(first);
-        assert_eq!(served.load(Ordering::Relaxed), 0);
     }
 }

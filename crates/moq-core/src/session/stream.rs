@@ -3,6 +3,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 use moq_proto::{Decode, DecodeError, Encode, Version, decode_slice};
 
+use super::usage::Header;
 use crate::{
     Error, Result,
     transport::{RecvStream, SendStream},
@@ -22,6 +23,8 @@ pub(crate) struct Reader<R> {
     stream: R,
     buf: BytesMut,
     version: Version,
+    /// On a stream the peer opened: its header is still to come, by a deadline.
+    header: Option<Header>,
 }
 
 impl<R: RecvStream> Reader<R> {
@@ -30,6 +33,16 @@ impl<R: RecvStream> Reader<R> {
             stream,
             buf: BytesMut::new(),
             version,
+            header: None,
+        }
+    }
+
+    /// A reader for a stream the peer opened: its type and first message must arrive
+    /// before the header's deadline, or the stream is stopped with CONTROL_TIMEOUT.
+    pub(crate) fn with_header(stream: R, version: Version, header: Header) -> Self {
+        Self {
+            header: Some(header),
+            ..Self::new(stream, version)
         }
     }
 
@@ -40,12 +53,25 @@ impl<R: RecvStream> Reader<R> {
             stream,
             buf: buffered,
             version,
+            header: None,
         }
     }
 
     /// Read more bytes into the buffer; `false` at the end of the stream.
     async fn fill(&mut self) -> Result<bool> {
-        match self.stream.read_chunk(CHUNK).await? {
+        let deadline = self.header.as_ref().map(Header::deadline);
+        let read = self.stream.read_chunk(CHUNK);
+        // `None`: the deadline passed first.
+        let chunk = match deadline {
+            None => Some(read.await),
+            Some(deadline) => tokio::time::timeout_at(deadline, read).await.ok(),
+        };
+        let Some(chunk) = chunk else {
+            let err = self.header.take().map_or(Error::RequestTimeout, |h| h.expired());
+            self.stream.stop(err.stream_code());
+            return Err(err);
+        };
+        match chunk? {
             Some(chunk) => {
                 self.buf.extend_from_slice(&chunk);
                 Ok(true)
@@ -61,6 +87,10 @@ impl<R: RecvStream> Reader<R> {
                 match decode_slice::<T>(&self.buf, self.version) {
                     Ok((msg, used)) => {
                         self.buf.advance(used);
+                        if self.header.as_mut().is_some_and(Header::received) {
+                            // The header is complete: no deadline, no pending slot.
+                            self.header = None;
+                        }
                         return Ok(Some(msg));
                     }
                     Err(DecodeError::Short) => {}

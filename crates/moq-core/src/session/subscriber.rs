@@ -21,9 +21,9 @@ use tokio::task::{AbortHandle, JoinSet};
 
 use super::{Reader, SessionState, Writer};
 use crate::{
-    BroadcastProducer, Error, Frame, Origin, Result, TrackInfo, TrackProducer,
+    BroadcastProducer, Error, Frame, GroupProducer, Origin, Result, TrackInfo, TrackProducer,
     model::Publication,
-    stats::Stats,
+    stats::{Limit, Stats},
     transport::{RecvStream, Session},
 };
 
@@ -113,8 +113,8 @@ pub(crate) async fn announced<S: Session>(session: S, shared: Arc<SessionState>)
         peer_hop,
         tasks: JoinSet::new(),
         active: HashMap::new(),
-        ids: Vec::new(),
-        refused: 0,
+        ids: HashMap::new(),
+        next_id: 0,
     };
     // lite-01/02: the broadcasts already active come first, in one message.
     if mirror.shared.config.version.has_announce_init() {
@@ -206,10 +206,12 @@ struct Mirror<S: Session> {
     /// One task per mirrored broadcast, subscribing upstream on demand.
     tasks: JoinSet<()>,
     active: HashMap<Path, Mirrored>,
-    /// lite-06: announce ids in START order; `None` once ended or refused.
-    ids: Vec<Option<Path>>,
-    /// Announcements refused so far (logged once, counted always).
-    refused: u64,
+    /// lite-06: the live announce ids (START ordinals) and their paths. Bounded by the
+    /// announcement quota: a START past it is refused before its id is stored.
+    ids: HashMap<u64, Path>,
+    /// lite-06: the id the next START gets; ids below it that are not in `ids` ended or
+    /// were refused.
+    next_id: u64,
 }
 
 impl<S: Session> Mirror<S> {
@@ -219,21 +221,27 @@ impl<S: Session> Mirror<S> {
         let (suffix, hops, cost) = match msg {
             Announce::Active { suffix, hops, cost } => {
                 if version.has_announce_ids() {
-                    self.ids.push(Some(suffix.clone()));
+                    let id = self.next_id;
+                    self.next_id = self.next_id.saturating_add(1);
+                    if self.ids.len() >= self.shared.config.quota.max_announcements {
+                        self.refuse(&suffix);
+                        return Ok(());
+                    }
+                    self.ids.insert(id, suffix.clone());
                 }
                 (suffix, hops, cost)
             }
-            Announce::Restart { id, hops, cost } => match self.ids.get(id as usize).cloned().flatten() {
-                Some(suffix) => (suffix, hops, cost),
-                None => return Err(Error::Protocol(format!("RESTART of unknown announce id {id}"))),
+            Announce::Restart { id, hops, cost } => match self.ids.get(&id) {
+                Some(suffix) => (suffix.clone(), hops, cost),
+                None => return self.unknown_id("RESTART", id),
             },
             Announce::Ended { suffix, .. } => {
                 self.withdraw(&suffix);
                 return Ok(());
             }
             Announce::EndedId { id } => {
-                let Some(suffix) = self.ids.get_mut(id as usize).and_then(Option::take) else {
-                    return Err(Error::Protocol(format!("END of unknown announce id {id}")));
+                let Some(suffix) = self.ids.remove(&id) else {
+                    return self.unknown_id("END", id);
                 };
                 self.withdraw(&suffix);
                 return Ok(());
@@ -241,6 +249,22 @@ impl<S: Session> Mirror<S> {
             Announce::Unknown { .. } => return Ok(()),
         };
         self.route(suffix, hops, cost)
+    }
+
+    /// An id no START named is a protocol violation; one that ended or was refused
+    /// is ignored.
+    fn unknown_id(&self, what: &str, id: u64) -> Result<()> {
+        match id < self.next_id {
+            true => Ok(()),
+            false => Err(Error::Protocol(format!("{what} of unknown announce id {id}"))),
+        }
+    }
+
+    /// An announcement past the quota: counted, and logged once per session.
+    fn refuse(&self, suffix: &Path) {
+        self.shared
+            .usage
+            .refuse(Limit::Announcements, format_args!("'{suffix}' ignored"));
     }
 
     fn withdraw(&mut self, suffix: &Path) {
@@ -273,22 +297,14 @@ impl<S: Session> Mirror<S> {
             return Ok(());
         }
         if !self.shared.config.permissions.can_publish(&suffix) {
-            if self.refused == 0 {
-                tracing::warn!(%suffix, "peer announced a broadcast it may not publish; ignoring such announcements");
-            }
-            self.refused = self.refused.saturating_add(1);
-            crate::stats::Stats::add(&self.shared.config.stats.announcements_refused, 1);
+            // Debug only: a peer repeating this must not flood the log.
+            tracing::debug!(%suffix, "peer announced a broadcast it may not publish; ignored");
             return Ok(());
         }
         if !self.active.contains_key(&suffix)
             && self.active.len() >= self.shared.config.quota.max_announcements
         {
-            // Once per session at warn: a peer flooding announcements must not flood the log.
-            if self.refused == 0 {
-                tracing::warn!(%suffix, limit = self.shared.config.quota.max_announcements, "too many announcements from peer; ignoring the rest");
-            }
-            self.refused = self.refused.saturating_add(1);
-            crate::stats::Stats::add(&self.shared.config.stats.announcements_refused, 1);
+            self.refuse(&suffix);
             return Ok(());
         }
         self.mirror(suffix, hops, cost)
@@ -492,9 +508,10 @@ impl Drop for AbortOnDrop {
 }
 
 /// Serve one unidirectional stream opened by the peer: a group or its SETUP.
-pub(crate) async fn receive_data_stream<R: RecvStream>(shared: Arc<SessionState>, recv: R) -> Result<()> {
-    let version = shared.config.version;
-    let mut reader = Reader::new(recv, version);
+pub(crate) async fn receive_data_stream<R: RecvStream>(
+    shared: Arc<SessionState>,
+    mut reader: Reader<R>,
+) -> Result<()> {
     match reader.decode::<DataStream>().await? {
         DataStream::Setup => {
             let setup = reader.decode::<moq_proto::Setup>().await?;
@@ -518,6 +535,13 @@ async fn ingest_group<R: RecvStream>(shared: &SessionState, mut reader: Reader<R
         reader.stop(Error::Cancelled.stream_code());
         return Ok(());
     };
+    let _slot = match shared.admit(Limit::Groups) {
+        Ok(slot) => slot,
+        Err(err) => {
+            reader.stop(err.stream_code());
+            return Ok(());
+        }
+    };
     let mut group = match track.create_group(header.sequence) {
         Ok(group) => group,
         Err(err) => {
@@ -529,15 +553,18 @@ async fn ingest_group<R: RecvStream>(shared: &SessionState, mut reader: Reader<R
     Stats::add(&stats.groups_received, 1);
     let mut cursor = TimestampCursor::new();
     loop {
-        let header = match reader.decode_maybe::<FrameHeader>().await {
+        // The cache may evict the group whenever memory is short: stop reading then.
+        let header = tokio::select! {
+            header = reader.decode_maybe::<FrameHeader>() => header,
+            ended = group.closed() => Err(ended.err().unwrap_or(Error::Cancelled)),
+        };
+        let header = match header {
             Ok(Some(header)) => header,
             Ok(None) => break,
             Err(err) => {
-                group.abort(err.clone());
-                return match err {
-                    Error::Decode(_) | Error::Protocol(_) => Err(err),
-                    _ => Ok(()),
-                };
+                let fatal = matches!(err, Error::Decode(_) | Error::Protocol(_));
+                end_group(&mut reader, group, err.clone());
+                return if fatal { Err(err) } else { Ok(()) };
             }
         };
         let timestamp = match version.has_frame_timestamps() {
@@ -547,10 +574,21 @@ async fn ingest_group<R: RecvStream>(shared: &SessionState, mut reader: Reader<R
             false => now_micros(),
         };
         let size = usize::try_from(header.size).map_err(|_| Error::Limit("frame size"))?;
-        let payload = match reader.read_exact(size).await {
+        if let Err(err) = within_caps(shared, &group, header.size) {
+            reader.stop(err.stream_code());
+            group.abort(err);
+            return Ok(());
+        }
+        // Charged while it arrives.
+        group.reserve(header.size);
+        let payload = tokio::select! {
+            payload = reader.read_exact(size) => payload,
+            ended = group.closed() => Err(ended.err().unwrap_or(Error::Cancelled)),
+        };
+        let payload = match payload {
             Ok(payload) => payload,
             Err(err) => {
-                group.abort(err.clone());
+                end_group(&mut reader, group, err);
                 return Ok(());
             }
         };
@@ -560,6 +598,36 @@ async fn ingest_group<R: RecvStream>(shared: &SessionState, mut reader: Reader<R
     }
     group.finish();
     Ok(())
+}
+
+/// End an incoming group early with `err`. When the group had already ended here (its
+/// cache evicted it), the peer is told to stop sending, with that error's code.
+fn end_group<R: RecvStream>(reader: &mut Reader<R>, group: GroupProducer, err: Error) {
+    if group.is_closed() {
+        reader.stop(err.stream_code());
+    }
+    group.abort(err);
+}
+
+/// Refuse a frame of `size` bytes that would take `group` past the quota's caps
+/// (counted, logged); the caller ends the group with the error.
+fn within_caps(shared: &SessionState, group: &GroupProducer, size: u64) -> Result<()> {
+    let quota = &shared.config.quota;
+    let bytes = (group.bytes() as u64).saturating_add(size);
+    let (limit, detail) = if bytes > quota.max_group_size {
+        (
+            Limit::GroupSize,
+            format!("{bytes} bytes, at most {}", quota.max_group_size),
+        )
+    } else if group.frames() as u64 >= quota.max_group_frames {
+        (Limit::GroupFrames, format!("{} frames", quota.max_group_frames))
+    } else {
+        return Ok(());
+    };
+    shared
+        .usage
+        .refuse(limit, format_args!("group {}: {detail}", group.sequence()));
+    Err(Error::GroupTooLarge)
 }
 
 /// A group delivered as one QUIC datagram (lite-05+).

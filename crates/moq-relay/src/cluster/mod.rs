@@ -305,10 +305,19 @@ impl Cluster {
 /// The quota for a session with another relay of the cluster (a link we dial, a directory
 /// session, a peer with a cluster certificate): a relay carries every broadcast of the
 /// cluster, far more than one client should.
+///
+/// The caps on one group's size and frames, and the stream header timeout, stay: a peer
+/// relay forwards what its own publishers send, and those caps protect memory wherever the
+/// group came from.
 pub fn link_quota(session: &session::Quota) -> session::Quota {
     session::Quota {
         max_subscriptions: session.max_subscriptions.max(LINK_LIMIT),
         max_announcements: session.max_announcements.max(LINK_LIMIT),
+        max_fetches: session.max_fetches.max(LINK_LIMIT),
+        max_track_requests: session.max_track_requests.max(LINK_LIMIT),
+        max_announce_requests: session.max_announce_requests.max(LINK_LIMIT),
+        max_groups: session.max_groups.max(LINK_LIMIT),
+        max_pending_streams: session.max_pending_streams.max(LINK_LIMIT),
         ..session.clone()
     }
 }

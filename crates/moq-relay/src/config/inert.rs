@@ -65,7 +65,6 @@ pub const INERT: &[(&str, &str)] = &[
     ),
     ("cluster.tier", "stats tiers are not supported"),
     ("cluster.lan", "LAN discovery is not supported"),
-    ("cache.headroom", "the cache is bounded by 'cache.capacity'"),
     (
         "stats",
         "stats broadcasts are not published; use the internal listener's /metrics",

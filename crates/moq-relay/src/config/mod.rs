@@ -44,14 +44,17 @@ use clap::{CommandFactory, FromArgMatches, Parser, parser::ValueSource};
 use serde::Deserialize;
 
 pub use auth::{Auth, Public};
-pub use cache::Cache;
+pub use cache::{Cache, DEFAULT_CACHE_SHARE, MIN_CACHE_CAPACITY, cache_budget};
 pub use client::{Client, ClientTls};
 pub use cluster::{Cluster, DEFAULT_LINGER, MAX_ID, MAX_JS_SAFE_ID, peer_url};
 pub use error::{ConfigError, Location};
 pub use inert::{INERT, warning as inert_warning};
 pub use limits::{
-    DEFAULT_ANNOUNCEMENTS_PER_SESSION, DEFAULT_CONNECTIONS_PER_SECOND_PER_IP, DEFAULT_MAX_SESSIONS,
-    DEFAULT_SESSIONS_PER_IP, DEFAULT_SUBSCRIPTIONS_PER_SESSION, Limits,
+    DEFAULT_ANNOUNCE_REQUESTS_PER_SESSION, DEFAULT_ANNOUNCEMENTS_PER_SESSION,
+    DEFAULT_CONNECTIONS_PER_SECOND_PER_IP, DEFAULT_FETCHES_PER_SESSION, DEFAULT_GROUP_FRAMES,
+    DEFAULT_GROUP_SIZE, DEFAULT_GROUPS_PER_SESSION, DEFAULT_MAX_SESSIONS,
+    DEFAULT_PENDING_STREAMS_PER_SESSION, DEFAULT_SESSIONS_PER_IP, DEFAULT_STREAM_HEADER_TIMEOUT,
+    DEFAULT_SUBSCRIPTIONS_PER_SESSION, DEFAULT_TRACK_REQUESTS_PER_SESSION, Limits,
 };
 pub use load::closest;
 pub use log::{LEVELS, Log, LogFormat};

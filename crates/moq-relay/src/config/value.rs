@@ -243,6 +243,33 @@ impl<'de> serde_with::DeserializeAs<'de, Duration> for HumanDuration {
     }
 }
 
+/// A size in a config file: a string like `"32MiB"` (see [`parse_bytes`]), or a number
+/// of bytes. Use as `#[serde_as(as = "Option<HumanSize>")]`.
+#[derive(Debug)]
+pub(super) struct HumanSize;
+
+impl<'de> serde_with::DeserializeAs<'de, u64> for HumanSize {
+    fn deserialize_as<D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        struct Visitor;
+        impl de::Visitor<'_> for Visitor {
+            type Value = u64;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a size like \"32MiB\" or \"100MB\", or a number of bytes")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
+                u64::try_from(v).map_err(|_| E::custom(format!("'{v}': a size can't be negative")))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+                Ok(v)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
+                parse_bytes(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
