@@ -57,8 +57,12 @@ fn init_logging(config: &Config) {
     let level = config.log.level.clone().unwrap_or_else(|| "info".to_string());
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // Colour only for a person at a terminal: files and journald get plain text.
+    let colour =
+        std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     if matches!(config.log.format, Some(LogFormat::Json)) {
         builder.json().init();

@@ -926,3 +926,33 @@ async fn a_relay_named_by_the_directory_outside_the_allow_list_is_not_dialled() 
         "no on-demand link: {nodes}"
     );
 }
+
+/// Issue 13: relays across a network that blocks UDP link over qmux/WebSocket when
+/// `[client.websocket]` enables the fallback. The upstream relay's HTTPS listener is on a
+/// port where no QUIC listens, so the QUIC dial can only fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_falls_back_to_websocket_when_quic_does_not_connect() {
+    let mut c = Cluster::new();
+    let mut upstream = c.plan(111);
+    let https = free_port(upstream.ip);
+    upstream
+        .launch("", &format!("[web.https]\nlisten = \"{}:{https}\"", upstream.ip))
+        .await;
+    let link = format!(
+        "connect = [\"https://{}:{https}/\"]\n[client.websocket]\nenabled = true\ndelay = \"200ms\"",
+        upstream.ip
+    );
+    let edge = c.node(112, &link, "").await;
+    edge.links_up("static", 1).await;
+
+    let client = test_client();
+    let _publisher = Publisher::start(&client, &upstream, "tcp-only", "u").await;
+    let viewer = Viewer::start(&client, &edge, "tcp-only").await;
+    viewer.more(5).await;
+    viewer.check();
+    assert!(
+        upstream.log().contains("transport=websocket"),
+        "the link is a WebSocket session at the upstream relay: {}",
+        upstream.log()
+    );
+}

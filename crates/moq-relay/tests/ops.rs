@@ -247,3 +247,42 @@ async fn ready_turns_false_when_full_and_true_again() {
     })
     .await;
 }
+
+/// Issue 14: logs written to a file (or journald) are plain text, without the ANSI
+/// colour escapes a terminal gets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_to_a_file_carry_no_colour_escapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("relay.log");
+    let port = common::free_port(std::net::Ipv4Addr::LOCALHOST.into());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_moq-relay"))
+        .args([
+            "--server-bind",
+            &format!("127.0.0.1:{port}"),
+            "--tls-generate",
+            "localhost",
+        ])
+        .args([
+            "--web-http-listen",
+            &format!("127.0.0.1:{port}"),
+            "--auth-public",
+            "",
+        ])
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let text = common::poll("the relay to log that it listens", SOON, async || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        match text.contains("listening for HTTP") {
+            true => Ok(text),
+            false => Err(text),
+        }
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(!text.contains('\u{1b}'), "escape codes in the log file: {text:?}");
+}

@@ -348,8 +348,11 @@ pub fn client_config(config: &config::Config) -> client::Config {
         ..Default::default()
     };
     out.quic = config.client_quic().or(link).apply(out.quic);
-    // Links use QUIC only unless [client.websocket] says otherwise (issue 13).
-    out.websocket.enabled = false;
+    // Links use QUIC only unless [client.websocket] enables the fallback.
+    out.websocket.enabled = c.websocket.enabled == Some(true);
+    if let Some(delay) = c.websocket.delay {
+        out.websocket.delay = delay;
+    }
     out
 }
 

@@ -8,7 +8,7 @@ use serde_with::{DisplayFromStr, OneOrMany};
 
 use super::{
     quic::ClientQuic,
-    value::{Address, Fingerprint, parse_version},
+    value::{Address, Fingerprint, HumanDuration, parse_version},
 };
 
 /// `[client]` / `[connect]`: settings for outgoing connections.
@@ -45,6 +45,42 @@ pub struct Client {
     /// `[client.quic]`.
     #[command(flatten)]
     pub quic: ClientQuic,
+
+    /// `[client.websocket]`.
+    #[command(flatten)]
+    pub websocket: ClientWebsocket,
+}
+
+/// `[client.websocket]`: cluster links over qmux/WebSocket (TCP) when QUIC does not
+/// connect, for relays across networks that block UDP. Off unless enabled; a `wss://`
+/// peer URL always uses WebSocket.
+#[serde_with::serde_as]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Args)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientWebsocket {
+    /// Fall back to a WebSocket when QUIC has not connected within `delay` (default false).
+    #[arg(
+        id = "client-websocket-enabled",
+        long = "client-websocket-enabled",
+        env = "MOQ_CLIENT_WEBSOCKET_ENABLED",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub enabled: Option<bool>,
+
+    /// QUIC's head start before the WebSocket attempt begins (default 500ms).
+    #[arg(
+        id = "client-websocket-delay",
+        long = "client-websocket-delay",
+        env = "MOQ_CLIENT_WEBSOCKET_DELAY",
+        value_name = "DURATION",
+        value_parser = moq_units::parse_duration
+    )]
+    #[serde_as(as = "Option<HumanDuration>")]
+    pub delay: Option<std::time::Duration>,
 }
 
 /// `[client.tls]`: how the relay verifies servers it dials, and its own client certificate.

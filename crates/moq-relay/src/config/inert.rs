@@ -47,7 +47,6 @@ pub const INERT: &[(&str, &str)] = &[
     ),
     ("client.backoff", "cluster links back off from 250ms to 10s"),
     ("client.tls.host_name", "the server name is the peer URL's host"),
-    ("client.websocket", "cluster links use QUIC only"),
     ("client.quic.gso", "GSO is used whenever the kernel supports it"),
     (
         "client.quic.mtu_discovery",

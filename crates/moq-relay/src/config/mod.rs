@@ -45,7 +45,7 @@ use serde::Deserialize;
 
 pub use auth::{Auth, Public};
 pub use cache::{Cache, DEFAULT_CACHE_SHARE, MIN_CACHE_CAPACITY, cache_budget};
-pub use client::{Client, ClientTls};
+pub use client::{Client, ClientTls, ClientWebsocket};
 pub use cluster::{Cluster, DEFAULT_LINGER, MAX_ID, MAX_JS_SAFE_ID, peer_url};
 pub use error::{ConfigError, Location};
 pub use inert::{INERT, warning as inert_warning};
