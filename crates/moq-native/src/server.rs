@@ -136,7 +136,7 @@ impl Server {
 
         let endpoint = quic::bind(config.bind, Some(server))?;
         tracing::info!(
-            addr = ?endpoint.local_addr().ok(),
+            addr = %endpoint.local_addr().map_or_else(|err| err.to_string(), |a| a.to_string()),
             versions = %alpn_list(&versions),
             in_band = %crate::name_list(&in_band),
             "listening for QUIC and WebTransport"

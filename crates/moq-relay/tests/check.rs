@@ -272,3 +272,44 @@ fn without_check_the_relay_starts_and_reports_bad_files() {
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("missing.pem"), "{}", stderr(&output));
 }
+
+/// Issue 14 (first contact): moving the development relay to another port takes one flag,
+/// and HTTP follows it.
+#[test]
+fn one_flag_moves_the_development_relay() {
+    let output = relay(&["--check", "--server-bind", "[::]:5000"], &[]);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        out.starts_with("(development defaults): ok: quic [::]:5000"),
+        "{out}"
+    );
+    assert!(out.contains("http+ws [::]:5000"), "{out}");
+    assert!(out.contains("public subscribe [\"\"]"), "{out}");
+}
+
+/// Issue 14 (first contact, logs for machines): a busy port is reported as busy (not as
+/// "IPv6 unavailable"), once, and as JSON under `--log-format json`.
+#[test]
+fn a_busy_port_says_so_once_and_in_json_when_asked() {
+    let busy = std::net::UdpSocket::bind("[::]:0").expect("bind a UDP port");
+    let port = busy.local_addr().unwrap().port();
+    let bind = format!("[::]:{port}");
+    let output = relay(&["--server-bind", &bind], &[]);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(err.contains("the port is already in use"), "{err}");
+    assert!(!err.contains("IPv6 unavailable"), "{err}");
+    assert_eq!(err.matches("os error 98").count(), 1, "the OS error once: {err}");
+    let output = relay(&["--server-bind", &bind, "--log-format", "json"], &[]);
+    let last = stderr(&output).lines().last().unwrap_or_default().to_string();
+    let line: serde_json::Value = serde_json::from_str(&last).unwrap_or_else(|e| panic!("{e}: {last}"));
+    assert_eq!(line["level"], "ERROR", "{line}");
+    assert!(
+        line["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already in use"),
+        "{line}"
+    );
+}

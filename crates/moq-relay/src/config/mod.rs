@@ -188,6 +188,13 @@ impl Config {
         config.update_from_arg_matches(&matches)?;
         config.auth.apply_flags();
         config.apply_defaults();
+        // A development relay moved to another address keeps HTTP on the QUIC port.
+        if config.development
+            && flag_given(&matches, "server-bind")
+            && !flag_given(&matches, "web-http-listen")
+        {
+            config.web.http.listen = config.server.bind.clone();
+        }
         Ok(config)
     }
 
@@ -268,18 +275,31 @@ impl Config {
     }
 }
 
-/// Whether any flag or env var other than the file and `[log]` settings was given: those
-/// turn off the development defaults, so that a deployment configured only by env vars
-/// never ends up with a self-signed certificate and anonymous access.
+/// Whether any flag or env var other than the file, `[log]` and listen addresses was given:
+/// those turn off the development defaults, so that a deployment configured only by env
+/// vars never ends up with a self-signed certificate and anonymous access.
 fn configures_relay(matches: &clap::ArgMatches) -> bool {
     Config::command()
         .get_arguments()
         .map(|arg| arg.get_id().as_str().to_string())
-        .any(|id| {
-            !matches!(id.as_str(), "file" | "check" | "log-level" | "log-format")
-                && matches!(
-                    matches.value_source(&id),
-                    Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-                )
-        })
+        .any(|id| !KEEPS_DEVELOPMENT.contains(&id.as_str()) && flag_given(matches, &id))
+}
+
+/// Flags that leave a relay without a config file a development relay: where it listens
+/// and how it logs (`moq-relay --server-bind [::]:5000` is the development relay on 5000).
+const KEEPS_DEVELOPMENT: [&str; 6] = [
+    "file",
+    "check",
+    "log-level",
+    "log-format",
+    "server-bind",
+    "web-http-listen",
+];
+
+/// Whether the flag (or its env var) with this id was given.
+fn flag_given(matches: &clap::ArgMatches, id: &str) -> bool {
+    matches!(
+        matches.value_source(id),
+        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+    )
 }

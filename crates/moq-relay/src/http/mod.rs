@@ -85,7 +85,9 @@ pub async fn serve(listener: Listener, shutdown: CancellationToken) {
         limits,
         refusals,
     } = listener;
-    let addr = tcp.local_addr().ok();
+    let addr = tcp
+        .local_addr()
+        .map_or_else(|err| err.to_string(), |a| a.to_string());
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -100,7 +102,7 @@ pub async fn serve(listener: Listener, shutdown: CancellationToken) {
             accepted = tcp.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
-                    tracing::debug!(?addr, %err, "HTTP accept failed");
+                    tracing::debug!(%addr, %err, "HTTP accept failed");
                     continue;
                 }
             },
@@ -160,7 +162,7 @@ pub async fn serve(listener: Listener, shutdown: CancellationToken) {
         .await
         .is_err()
     {
-        tracing::debug!(?addr, "HTTP connections still open at shutdown");
+        tracing::debug!(%addr, "HTTP connections still open at shutdown");
     }
 }
 
