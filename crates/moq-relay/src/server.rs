@@ -288,6 +288,13 @@ impl Relay {
             Some(listen) => Some(http::bind(resolve(listen, "[internal] listen")?, "[internal]").await?),
             None => None,
         };
+        builder
+            .registry()
+            .register_collector(Box::new(http::admin::Readiness {
+                lifecycle: sessions.lifecycle.clone(),
+                cluster: cluster.clone(),
+                admission: sessions.admission.clone(),
+            }));
         sessions.lifecycle.set_ready();
         Ok(Self {
             config,

@@ -241,6 +241,16 @@ async fn ready_turns_false_when_full_and_true_again() {
     .await;
     relay.wait_sessions(1).await;
     assert_eq!(http_get(&ready).await, (503, "not ready: full\n".to_string()));
+    // The reason is a metric too, every reason present (0 or 1).
+    let metrics = relay.metrics_text().await;
+    assert!(
+        metrics.contains("moq_relay_not_ready{reason=\"full\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("moq_relay_not_ready{reason=\"draining\"} 0"),
+        "{metrics}"
+    );
     session.close(0, "bye");
     eventually("ready again", Duration::from_secs(5), async || {
         http_get(&ready).await.0 == 200

@@ -154,7 +154,7 @@ pub struct Config {
     pub cost: u64,
     /// Upstream subscriptions this session holds on the peer, live count
     /// (shared by a relay across sessions to prove deduplication).
-    pub upstream: Arc<std::sync::atomic::AtomicUsize>,
+    pub upstream: Arc<crate::stats::Upstream>,
     /// The SETUP we send (lite-05+): a raw-QUIC client puts its path here.
     pub setup: Setup,
     /// The peer's SETUP when the caller already read it (a raw-QUIC server

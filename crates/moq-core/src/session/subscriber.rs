@@ -6,7 +6,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex, MutexGuard,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicU64, Ordering},
     },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -51,7 +51,7 @@ impl Subscriptions {
 struct Registered<'a> {
     subscriptions: &'a Subscriptions,
     id: u64,
-    upstream: &'a AtomicUsize,
+    upstream: &'a crate::stats::Upstream,
 }
 
 impl<'a> Registered<'a> {
@@ -61,7 +61,7 @@ impl<'a> Registered<'a> {
         let id = subscriptions.next.fetch_add(1, Ordering::Relaxed);
         subscriptions.lock().insert(id, track);
         let upstream = &*shared.config.upstream;
-        upstream.fetch_add(1, Ordering::Relaxed);
+        upstream.add();
         Self {
             subscriptions,
             id,
@@ -73,7 +73,7 @@ impl<'a> Registered<'a> {
 impl Drop for Registered<'_> {
     fn drop(&mut self) {
         self.subscriptions.lock().remove(&self.id);
-        self.upstream.fetch_sub(1, Ordering::Relaxed);
+        self.upstream.remove();
     }
 }
 

@@ -1,8 +1,11 @@
 //! One link to another relay: dial, run the session both ways, redial with backoff.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
 
-use moq_core::{Error as CoreError, session::Permissions, transport::Session as _};
+use moq_core::{Error as CoreError, session::Permissions, stats::Upstream, transport::Session as _};
 use moq_native::adapter::MoqSession;
 use url::Url;
 
@@ -16,6 +19,35 @@ const MIN_BACKOFF: Duration = Duration::from_millis(250);
 
 /// A link that stayed up this long resets the backoff.
 const STABLE: Duration = Duration::from_secs(5);
+
+/// The price of a route over an on-demand link: dearer than any static path through the
+/// tiers (so routes move back to them once they recover), cheaper than a placeholder.
+pub(super) const ON_DEMAND_COST: u64 = 1000;
+
+/// An on-demand link with no upstream subscription for this long closes.
+pub(super) const ON_DEMAND_IDLE: Duration = Duration::from_secs(30);
+
+/// How a link session ended without an error.
+enum Ended {
+    /// The peer or the relay closed it.
+    Closed,
+    /// An on-demand link nobody used.
+    Idle,
+}
+
+/// Resolves once `count` has been zero for `idle` straight (checked every second).
+async fn unused_for(count: &Upstream, idle: Duration) {
+    let mut unused_since = tokio::time::Instant::now();
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        ticker.tick().await;
+        if count.get() > 0 {
+            unused_since = tokio::time::Instant::now();
+        } else if unused_since.elapsed() >= idle {
+            return;
+        }
+    }
+}
 
 /// A link and how to redial it.
 pub(super) struct Link {
@@ -51,7 +83,8 @@ impl Link {
                 kind: self.kind,
                 cost: match self.kind {
                     LinkKind::Root => 0,
-                    _ => prepare(&self.url, None).map_or(DEFAULT_LINK_COST, |(_, c)| c),
+                    LinkKind::OnDemand => ON_DEMAND_COST,
+                    LinkKind::Static => prepare(&self.url, None).map_or(DEFAULT_LINK_COST, |(_, c)| c),
                 },
                 state: LinkState::Connecting,
                 since: SystemTime::now(),
@@ -63,7 +96,11 @@ impl Link {
         while !self.context.lifecycle.is_draining() {
             let started = Instant::now();
             let error = match self.session().await {
-                Ok(()) => "session closed".to_string(),
+                Ok(Ended::Closed) => "session closed".to_string(),
+                Ok(Ended::Idle) => {
+                    tracing::info!(url = %shown, "on-demand link idle; closed (dialled again when a viewer needs it)");
+                    break;
+                }
                 Err(err) => err,
             };
             tracing::warn!(url = %shown, kind = self.kind.as_str(), error = %error, "cluster link down; will retry");
@@ -90,7 +127,7 @@ impl Link {
     }
 
     /// One dial and, if it works, the session until it ends.
-    async fn session(&self) -> Result<(), String> {
+    async fn session(&self) -> Result<Ended, String> {
         let Context {
             cluster,
             media,
@@ -123,11 +160,16 @@ impl Link {
         config.permissions = Permissions::all();
         config.cost = match self.kind {
             LinkKind::Root => 0,
-            _ => cost,
+            LinkKind::OnDemand => cost.max(ON_DEMAND_COST),
+            LinkKind::Static => cost,
         };
         config.shutdown = Some(lifecycle.draining());
         config.quota = quota.clone();
         config.setup.path = connected.setup_path(&url);
+        // An on-demand link counts its own upstream subscriptions (into the total), so it
+        // can close once nothing uses it.
+        let in_use = Arc::new(Upstream::child(&media.upstream));
+        config.upstream = in_use.clone();
         let session = MoqSession::new(connected.session, connected.transport);
         let version = connected.version;
         tracing::info!(url = %redact(url.as_str()), kind = self.kind.as_str(), %version, "cluster link up");
@@ -137,10 +179,22 @@ impl Link {
             s.connects += 1;
             s.last_error = None;
         });
-        let result = moq_core::session::run(session.clone(), config).await;
+        let idle = async {
+            match self.kind {
+                LinkKind::OnDemand => unused_for(&in_use, ON_DEMAND_IDLE).await,
+                _ => std::future::pending().await,
+            }
+        };
+        let result = tokio::select! {
+            result = moq_core::session::run(session.clone(), config) => result,
+            () = idle => {
+                session.close(0, "idle");
+                return Ok(Ended::Idle);
+            }
+        };
         session.close(0, "link closed");
         match result {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(Ended::Closed),
             Err(CoreError::Transport(detail)) => Err(detail),
             Err(err) => Err(err.to_string()),
         }
@@ -209,5 +263,31 @@ mod tests {
                 .contains("whole number")
         );
         assert!(prepare("not a url", None).is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unused_on_demand_link_is_noticed_after_the_idle_time() {
+        let total = Arc::new(Upstream::default());
+        let link = Upstream::child(&total);
+        // In use for a while: not idle.
+        let watch = unused_for(&link, Duration::from_secs(30));
+        tokio::pin!(watch);
+        link.add();
+        assert_eq!(total.get(), 1, "the total counts the link's subscription");
+        assert!(
+            tokio::time::timeout(Duration::from_secs(60), &mut watch)
+                .await
+                .is_err()
+        );
+        // Released: idle 30 s later, not before.
+        link.remove();
+        let released = tokio::time::Instant::now();
+        watch.await;
+        let waited = released.elapsed();
+        assert!(
+            waited >= Duration::from_secs(29) && waited <= Duration::from_secs(32),
+            "{waited:?}"
+        );
+        assert_eq!(total.get(), 0);
     }
 }

@@ -230,16 +230,15 @@ impl Cluster {
         nodes
     }
 
-    /// Whether this relay can reach the rest of the cluster: false when it has
-    /// static links and none is up (an edge cut off from every upstream
-    /// should be taken out of rotation).
+    /// Whether this relay can reach the rest of the cluster: true without configured
+    /// links, or while *some* link is up (a static one, a root, or an on-demand link to an
+    /// origin), so losing one tier does not take every edge out of rotation at once.
     pub fn connected(&self) -> bool {
         let links = lock(&self.links);
-        let mut configured = links.values().filter(|l| l.kind == LinkKind::Static).peekable();
-        configured.peek().is_none()
-            || links
-                .values()
-                .any(|l| l.kind == LinkKind::Static && l.state == LinkState::Up)
+        let configured = links
+            .values()
+            .any(|l| matches!(l.kind, LinkKind::Static | LinkKind::Root));
+        !configured || links.values().any(|l| l.state == LinkState::Up)
     }
 
     /// Whether the directory session `session` may write entries for relay `id`: it may
@@ -461,6 +460,23 @@ mod tests {
         );
         assert!(cluster.connected());
         cluster.update("static x", |s| s.state = LinkState::Down);
+        assert!(!cluster.connected());
+        // An on-demand link that carries media keeps the relay in rotation (issue 14: a
+        // regional outage must not pull every edge out at once).
+        cluster.insert(
+            "node 9",
+            LinkStatus {
+                url: "y".into(),
+                kind: LinkKind::OnDemand,
+                cost: 1000,
+                state: LinkState::Up,
+                since: SystemTime::now(),
+                connects: 1,
+                last_error: None,
+            },
+        );
+        assert!(cluster.connected());
+        cluster.remove("node 9");
         assert!(!cluster.connected());
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();

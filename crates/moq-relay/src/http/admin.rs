@@ -41,20 +41,102 @@ pub struct AdminState {
 impl AdminState {
     /// Whether the relay should receive traffic, and why not.
     pub fn ready(&self) -> Result<(), &'static str> {
+        self.readiness().check().map_err(NotReady::as_str)
+    }
+
+    fn readiness(&self) -> Readiness {
+        Readiness {
+            lifecycle: self.lifecycle.clone(),
+            cluster: self.cluster.clone(),
+            admission: self.admission.clone(),
+        }
+    }
+}
+
+/// Why the relay should not receive traffic now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotReady {
+    /// Start-up is not finished.
+    Starting,
+    /// SIGTERM: sessions are being told to go away.
+    Draining,
+    /// Every configured link (static or root) is down, and no on-demand link is up.
+    NoClusterLink,
+    /// At `[limits] max_sessions`: new sessions would be refused.
+    Full,
+}
+
+impl NotReady {
+    const ALL: [NotReady; 4] = [Self::Starting, Self::Draining, Self::NoClusterLink, Self::Full];
+
+    /// The reason as `/ready` says it and the metric labels it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Draining => "draining",
+            Self::NoClusterLink => "no cluster link",
+            Self::Full => "full",
+        }
+    }
+}
+
+/// What readiness is computed from: read-only handles.
+#[derive(Debug, Clone)]
+pub struct Readiness {
+    /// Starting, serving or draining.
+    pub lifecycle: Lifecycle,
+    /// Links.
+    pub cluster: Arc<Cluster>,
+    /// Session counts.
+    pub admission: Arc<Admission>,
+}
+
+impl Readiness {
+    /// Ready, or the first reason not to be.
+    pub fn check(&self) -> Result<(), NotReady> {
         if self.lifecycle.is_draining() {
-            return Err("draining");
+            return Err(NotReady::Draining);
         }
         if !self.lifecycle.is_ready() {
-            return Err("starting");
+            return Err(NotReady::Starting);
         }
         if !self.cluster.connected() {
-            return Err("no cluster link");
+            return Err(NotReady::NoClusterLink);
         }
         // A full relay refuses new sessions: take it out of rotation until some leave.
         if self.admission.full() {
-            return Err("full");
+            return Err(NotReady::Full);
         }
         Ok(())
+    }
+}
+
+/// `moq_relay_not_ready{reason}`: 1 for the reason `/ready` gives now, 0 for the others,
+/// read at scrape time.
+impl prometheus_client::collector::Collector for Readiness {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        let now = self.check().err();
+        let family = prometheus_client::metrics::family::Family::<
+            crate::metrics::ReasonLabels,
+            prometheus_client::metrics::gauge::Gauge,
+        >::default();
+        for reason in NotReady::ALL {
+            let labels = crate::metrics::ReasonLabels {
+                reason: reason.as_str().to_string(),
+            };
+            family.get_or_create(&labels).set(i64::from(now == Some(reason)));
+        }
+        let metric = encoder.encode_descriptor(
+            "moq_relay_not_ready",
+            "1 for the reason the relay is not ready now (see /ready), 0 for the others",
+            None,
+            family.metric_type(),
+        )?;
+        family.encode(metric)
     }
 }
 
@@ -221,6 +303,8 @@ mod tests {
         state.lifecycle.drain();
         assert_eq!(get(&state, "/ready").await.1, "not ready: draining\n");
         assert!(get(&state, "/metrics").await.1.contains("moq_relay_ready 0"));
+        let reasons = state.readiness();
+        assert_eq!(reasons.check(), Err(NotReady::Draining));
     }
 
     #[tokio::test]
