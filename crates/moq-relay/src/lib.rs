@@ -36,6 +36,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod media;
 pub mod metrics;
+pub mod preflight;
 pub mod redact;
 pub mod registry;
 pub mod server;

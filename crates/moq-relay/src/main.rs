@@ -37,14 +37,34 @@ fn main() -> ExitCode {
         (false, tracing::Level::ERROR) => eprintln!("error: {message}"),
         (false, _) => eprintln!("warning: {message}"),
     };
-    for warning in config.warnings.iter().chain(&config.advice()) {
+    let advice = config.advice().into_iter().chain(config.safety_warnings());
+    for warning in config.warnings.iter().cloned().chain(advice) {
         say(
             tracing::Level::WARN,
             format!("config {}: {warning}", config.origin()),
         );
     }
-    if let Err(err) = config.validate() {
-        say(tracing::Level::ERROR, err.to_string());
+    // `--check` also opens every file the relay would open, and reports every problem.
+    let files = if config.check {
+        config.file_problems()
+    } else {
+        Vec::new()
+    };
+    let invalid = |problems| ConfigError::Invalid {
+        origin: config.origin(),
+        problems,
+    };
+    let problem = match config.validate() {
+        Ok(()) if files.is_empty() => None,
+        Ok(()) => Some(invalid(files)),
+        Err(ConfigError::Invalid { mut problems, .. }) => {
+            problems.extend(files);
+            Some(invalid(problems))
+        }
+        Err(err) => Some(err),
+    };
+    if let Some(problem) = problem {
+        say(tracing::Level::ERROR, problem.to_string());
         return ExitCode::FAILURE;
     }
     if config.check {

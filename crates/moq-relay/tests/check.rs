@@ -13,11 +13,39 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// A directory holding every file the example configs name by a relative path
+/// (certificates, keys, the CA, token keys, the cluster token), as an operator's working
+/// directory would: `--check` opens them all.
+fn example_files() -> &'static Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let generated = moq_native::tls::generate(&["localhost".to_string()]).expect("a certificate");
+        for name in ["leaf0", "leaf1", "root"] {
+            std::fs::write(dir.path().join(format!("{name}.crt")), &generated.cert_pem).unwrap();
+            std::fs::write(dir.path().join(format!("{name}.key")), &generated.key_pem).unwrap();
+        }
+        std::fs::write(dir.path().join("ca.pem"), &generated.cert_pem).unwrap();
+        std::fs::write(dir.path().join("fullchain.pem"), &generated.cert_pem).unwrap();
+        std::fs::write(dir.path().join("privkey.pem"), &generated.key_pem).unwrap();
+        let key = moq_auth::Key::generate(moq_auth::Algorithm::HS256, None).unwrap();
+        std::fs::create_dir(dir.path().join("dev")).unwrap();
+        key.write_file(dir.path().join("root.jwk")).unwrap();
+        key.write_file(dir.path().join("dev/root.jwk")).unwrap();
+        let mut claims = moq_auth::Claims::new("");
+        claims.put = vec![String::new()];
+        claims.get = vec![String::new()];
+        std::fs::write(dir.path().join("dev/root.jwt"), key.sign(&claims).unwrap()).unwrap();
+        dir
+    })
+    .path()
+}
+
 /// Run the relay with `args` and exactly the `MOQ_*` env vars in `env` (others removed, so
-/// the developer's environment cannot leak in).
+/// the developer's environment cannot leak in), in the directory of [`example_files`].
 fn relay(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_moq-relay"));
-    command.args(args);
+    command.args(args).current_dir(example_files());
     for (key, _) in std::env::vars_os().filter(|(key, _)| key.to_string_lossy().starts_with("MOQ_")) {
         command.env_remove(key);
     }
@@ -65,7 +93,24 @@ fn check_accepts_every_example() {
         "compat/advertise.toml",
         "compat/v017.toml",
     ] {
-        let output = check(name, &[], &[]);
+        // prod.toml names files under /etc: point it at ours.
+        let files = example_files();
+        let (cert, key) = (files.join("fullchain.pem"), files.join("privkey.pem"));
+        let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+        let flags: &[&str] = match name {
+            "demo/prod.toml" => &[
+                "--server-tls-cert",
+                cert,
+                "--server-tls-key",
+                key,
+                "--web-https-cert",
+                cert,
+                "--web-https-key",
+                key,
+            ],
+            _ => &[],
+        };
+        let output = check(name, flags, &[]);
         assert_eq!(output.status.code(), Some(0), "{name}: {}", stderr(&output));
         let out = stdout(&output);
         assert_eq!(out.lines().count(), 1, "{name}: one line: {out}");
@@ -311,5 +356,23 @@ fn a_busy_port_says_so_once_and_in_json_when_asked() {
             .unwrap()
             .contains("already in use"),
         "{line}"
+    );
+}
+
+/// Issue 14: `--check` opens every file the relay would open and reports every problem
+/// at once, so "ok" means the relay would start.
+#[test]
+fn check_opens_every_file_and_reports_every_problem() {
+    let output = check("demo/prod.toml", &[], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(err.contains("problems:"), "{err}");
+    assert!(
+        err.contains("server.tls: cannot read certificate file /etc/moq-relay/fullchain.pem"),
+        "{err}"
+    );
+    assert!(
+        err.contains("web.https: cannot read certificate file /etc/moq-relay/fullchain.pem"),
+        "{err}"
     );
 }
