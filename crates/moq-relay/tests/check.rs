@@ -1,5 +1,6 @@
 //! `moq-relay --check`: runs the built binary on the example configs and on broken ones,
 //! and checks exit codes, the summary line, and that env vars and flags override the file.
+#![allow(clippy::unwrap_used)] // Test code.
 
 use std::{
     io::Write,
