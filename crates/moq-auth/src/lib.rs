@@ -51,7 +51,7 @@ mod set;
 pub use algorithm::Algorithm;
 pub use claims::{Claims, Scope, Validation, unix_seconds};
 pub use error::{Error, Result};
-pub use jws::MAX_TOKEN_BYTES;
+pub use jws::{MAX_TOKEN_BYTES, unverified_expiry};
 pub use key::{Key, KeyId, MIN_RSA_BITS, MIN_SECRET_BYTES, RSA_GENERATE_BITS};
 pub use public::{Public, authorize};
 pub use set::{Clock, DEFAULT_KEY_TTL, KeySet, LISTING_INTERVAL, ManualClock, SystemClock};

@@ -150,20 +150,9 @@ fn pem_problem(problems: &mut Vec<String>, key: &str, file: &Path, label: &str) 
     }
 }
 
-/// When the JWT's `exp` is, read without verifying (only the relay it is sent to can).
-pub fn token_expiry(token: &str) -> Option<u64> {
-    use base64::Engine as _;
-    let payload = token.split('.').nth(1)?;
-    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&json).ok()?;
-    claims.get("exp")?.as_u64()
-}
-
 /// A warning when the cluster token in `file` has expired, or expires within a week.
 fn token_warning(file: &Path, token: &str, now: SystemTime) -> Option<String> {
-    let exp = token_expiry(token)?;
+    let exp = moq_auth::unverified_expiry(token)?;
     let now = now.duration_since(UNIX_EPOCH).ok()?.as_secs();
     let file = file.display();
     if exp <= now {
@@ -246,7 +235,7 @@ mod tests {
         claims.put = vec![String::new()];
         claims.exp = Some(1_000_000);
         let token = key.sign(&claims).unwrap();
-        assert_eq!(token_expiry(&token), Some(1_000_000));
+        assert_eq!(moq_auth::unverified_expiry(&token), Some(1_000_000));
         let at = |secs| UNIX_EPOCH + Duration::from_secs(secs);
         let file = Path::new("cluster.jwt");
         assert!(
@@ -260,6 +249,6 @@ mod tests {
                 .contains("expires in 1h")
         );
         assert_eq!(token_warning(file, &token, at(1)), None);
-        assert_eq!(token_expiry("not a token"), None);
+        assert_eq!(moq_auth::unverified_expiry("not a token"), None);
     }
 }

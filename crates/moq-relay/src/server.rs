@@ -104,12 +104,19 @@ impl Handle {
 
     /// Re-read the certificate and key files (keeping the old ones if the new are bad).
     pub fn reload_certificates(&self) -> anyhow::Result<()> {
-        self.quic.reload_certificates()?;
-        if let Some(tls) = &self.https_tls {
-            tls.reload()?;
+        let reloaded = self
+            .quic
+            .reload_certificates()
+            .map_err(anyhow::Error::from)
+            .and_then(|()| match &self.https_tls {
+                Some(tls) => Ok(tls.reload()?),
+                None => Ok(()),
+            });
+        if reloaded.is_err() {
+            self.tls_metrics.reload_failures.inc();
         }
         self.tls_metrics.record(&self.quic);
-        Ok(())
+        reloaded
     }
 
     /// Re-read `[auth] key` / `key_dir` (keeping the old keys if the new are bad) and end
@@ -506,6 +513,7 @@ impl QuicMetrics {
 #[derive(Debug, Clone)]
 struct TlsMetrics {
     expiry: Gauge,
+    reload_failures: Counter,
 }
 
 impl TlsMetrics {
@@ -516,7 +524,16 @@ impl TlsMetrics {
             "Unix time at which the served certificate expires",
             expiry.clone(),
         );
-        Self { expiry }
+        let reload_failures = Counter::default();
+        registry.register(
+            "moq_relay_tls_certificate_reload_failures",
+            "Certificate reloads (SIGHUP or changed files) that failed; the old certificate stays in use",
+            reload_failures.clone(),
+        );
+        Self {
+            expiry,
+            reload_failures,
+        }
     }
 
     /// Export the certificate's expiry and warn when it is close.

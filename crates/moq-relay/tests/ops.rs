@@ -184,6 +184,16 @@ async fn certificate_swap_keeps_sessions_and_serves_the_new_certificate() {
     // ... and sessions opened before the swap keep receiving.
     write_group(&publisher.track, 1, 1, 10);
     assert_eq!(read_groups(&mut track, 1).await[0].0, 1);
+
+    // A broken file is refused, counted, and the last good certificate stays.
+    std::fs::write(&cert, "not a certificate").unwrap();
+    assert!(handle.reload_certificates().is_err());
+    let metrics = new.metrics_text().await;
+    assert!(
+        metrics.contains("moq_relay_tls_certificate_reload_failures_total 1"),
+        "{metrics}"
+    );
+    assert!(new.client(&[]).connect(&new.url("https", "anon")).await.is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

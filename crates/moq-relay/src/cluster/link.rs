@@ -138,6 +138,7 @@ impl Link {
             ..
         } = &self.context;
         let token = token(token_file.as_deref())?;
+        cluster.token_read(token.as_deref());
         let (mut url, cost) = prepare(&self.url, token.as_deref())?;
         if self.kind == LinkKind::Root {
             url.set_path(&format!("/{DIRECTORY_PATH}"));

@@ -181,6 +181,10 @@ pub struct Cluster {
     refused: Family<crate::metrics::ReasonLabels, prometheus_client::metrics::counter::Counter>,
     /// Which directory session writes each relay id's entries (while it lives).
     claims: Mutex<HashMap<u64, std::sync::Weak<()>>>,
+    /// When the cluster token in use expires (Unix seconds; 0 without one or an `exp`).
+    token_expiry: Gauge,
+    /// Links that went down, by kind: a link flapping shows as a fast-growing count.
+    downs: Family<LinkLabels, prometheus_client::metrics::counter::Counter>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -203,6 +207,18 @@ impl Cluster {
             "Cluster directory entries refused, by reason",
             refused.clone(),
         );
+        let token_expiry = Gauge::default();
+        metrics.register(
+            "moq_relay_cluster_token_expiry_timestamp_seconds",
+            "When the cluster token the relay dials with expires (Unix seconds; 0: none or no exp)",
+            token_expiry.clone(),
+        );
+        let downs = Family::default();
+        metrics.register(
+            "moq_relay_cluster_link_downs",
+            "Cluster links that went down (a session ended or a dial failed), by kind",
+            downs.clone(),
+        );
         let this = Self {
             directory: Origin::new(Cache::default(), Duration::ZERO),
             node,
@@ -211,7 +227,17 @@ impl Cluster {
             gauge,
             refused,
             claims: Mutex::default(),
+            token_expiry,
+            downs,
         };
+        for kind in LinkKind::ALL {
+            this.downs
+                .get_or_create(&LinkLabels {
+                    kind: kind.as_str(),
+                    state: LinkState::Down.as_str(),
+                })
+                .inc_by(0);
+        }
         this.recount(&BTreeMap::new());
         this.refuse_count("url_not_allowed", 0);
         this.refuse_count("not_the_writer", 0);
@@ -278,9 +304,24 @@ impl Cluster {
     fn update(&self, key: &str, f: impl FnOnce(&mut LinkStatus)) {
         let mut links = lock(&self.links);
         if let Some(status) = links.get_mut(key) {
+            let before = status.state;
             f(status);
+            if status.state == LinkState::Down && before != LinkState::Down {
+                self.downs
+                    .get_or_create(&LinkLabels {
+                        kind: status.kind.as_str(),
+                        state: LinkState::Down.as_str(),
+                    })
+                    .inc();
+            }
         }
         self.recount(&links);
+    }
+
+    /// Record the expiry of the cluster token just read.
+    fn token_read(&self, token: Option<&str>) {
+        let exp = token.and_then(moq_auth::unverified_expiry).unwrap_or(0);
+        self.token_expiry.set(i64::try_from(exp).unwrap_or(i64::MAX));
     }
 
     fn recount(&self, links: &BTreeMap<String, LinkStatus>) {
