@@ -163,6 +163,12 @@ impl Server {
         })
     }
 
+    /// The certificate resolver (for tests of what it answers).
+    #[cfg(test)]
+    pub(crate) fn certs(&self) -> &Arc<tls::Certs> {
+        &self.certs
+    }
+
     /// The ACME certificate manager, when `tls.acme` is configured. Drive it with
     /// [`acme::Acme::run`]; it installs each certificate it obtains in this server's
     /// resolver (and so in every [`Server::tcp_tls`]).
