@@ -69,7 +69,7 @@ async fn a_valid_cached_certificate_is_served_at_once_and_ordered_for_later() {
     let (pem, fingerprint) = bundle(&["relay.test", "edge.relay.test"], -3600, 90 * 86_400 - 3600);
     cache(&config, &pem);
     let server = bind(config).unwrap();
-    assert_eq!(server.fingerprints(), [fingerprint.clone()]);
+    assert_eq!(server.fingerprints(), std::slice::from_ref(&fingerprint));
     let status = server.acme().unwrap().status();
     let issued = status.certificate.unwrap();
     assert_eq!(issued.fingerprint, fingerprint);
