@@ -36,6 +36,8 @@ pub struct AdminState {
     pub cluster: Arc<Cluster>,
     /// Starting, serving or draining.
     pub lifecycle: Lifecycle,
+    /// The ACME certificate manager, if the certificate comes from a CA.
+    pub acme: Option<moq_native::acme::Acme>,
 }
 
 impl AdminState {
@@ -43,6 +45,14 @@ impl AdminState {
     pub fn ready(&self) -> Result<(), &'static str> {
         if self.lifecycle.is_draining() {
             return Err("draining");
+        }
+        // Without a certificate every TLS handshake fails: nothing to route traffic to.
+        if self
+            .acme
+            .as_ref()
+            .is_some_and(|acme| acme.status().certificate.is_none())
+        {
+            return Err("waiting for the ACME certificate");
         }
         if !self.lifecycle.is_ready() {
             return Err("starting");
@@ -194,6 +204,7 @@ mod tests {
             media: Media::new(Cache::default(), Duration::ZERO, 42),
             cluster,
             lifecycle,
+            acme: None,
         }
     }
 
