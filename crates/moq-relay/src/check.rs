@@ -192,7 +192,8 @@ impl Config {
         }
         if !acme.is_enabled() {
             problems.push(
-                "server.tls.acme is configured but has no domains: set server.tls.acme.domains to the names                  to certify, e.g. [\"relay.example.com\"], or remove the table"
+                "server.tls.acme is configured but has no domains: set server.tls.acme.domains to the names \
+                 to certify, e.g. [\"relay.example.com\"], or remove the table"
                     .to_string(),
             );
             return;
@@ -209,7 +210,8 @@ impl Config {
                 "server.tls.acme.directory '{directory}' is http: ACME directories are served over https"
             )),
             _ => problems.push(format!(
-                "server.tls.acme.directory '{directory}' is not a directory URL: write \"letsencrypt\",                  \"letsencrypt-staging\" or the CA's https:// directory URL"
+                "server.tls.acme.directory '{directory}' is not a directory URL: write \"letsencrypt\", \
+                 \"letsencrypt-staging\" or the CA's https:// directory URL"
             )),
         }
         for contact in acme.contact_uris() {
@@ -227,7 +229,8 @@ impl Config {
         let cache = acme.cache_dir();
         if let Err(why) = moq_native::acme::probe_cache(&cache) {
             problems.push(format!(
-                "server.tls.acme.cache_dir {}: {why}; the relay keeps its ACME account key and certificate                  there (set cache_dir to a directory it may write)",
+                "server.tls.acme.cache_dir {}: {why}; the relay keeps its ACME account key and certificate \
+                 there (set cache_dir to a directory it may write)",
                 cache.display()
             ));
         }
@@ -256,7 +259,8 @@ impl Config {
         }
         if !tls.cert.is_empty() || !tls.generate.is_empty() {
             problems.push(
-                "server.tls.acme and server.tls.cert/generate are both set: the ACME certificate would be                  served first anyway; keep one source"
+                "server.tls.acme and server.tls.cert/generate are both set: the ACME certificate would be \
+                 served first anyway; keep one source"
                     .to_string(),
             );
         }
@@ -265,12 +269,16 @@ impl Config {
             crate::config::AcmeChallenge::TlsAlpn01 => {
                 if https.listen.is_none() {
                     problems.push(
-                        "server.tls.acme.challenge is tls-alpn-01, which the CA checks on TCP port 443, but                          web.https.listen is not set: set web.https.listen = \"[::]:443\", or use challenge =                          \"http-01\" (TCP port 80)"
+                        "server.tls.acme.challenge is tls-alpn-01, which the CA checks on TCP port 443, but \
+                         web.https.listen is not set: set web.https.listen = \"[::]:443\", or use challenge = \
+                         \"http-01\" (TCP port 80)"
                             .to_string(),
                     );
                 } else if !https.cert.is_empty() {
                     problems.push(
-                        "server.tls.acme.challenge is tls-alpn-01 but web.https has certificate files of its                          own, so it cannot answer the CA: remove web.https.cert/key (HTTPS then shares the                          ACME certificate) or use challenge = \"http-01\""
+                        "server.tls.acme.challenge is tls-alpn-01 but web.https has certificate files of its \
+                         own, so it cannot answer the CA: remove web.https.cert/key (HTTPS then shares the \
+                         ACME certificate) or use challenge = \"http-01\""
                             .to_string(),
                     );
                 }
@@ -285,7 +293,8 @@ impl Config {
                     && http == *web
                 {
                     problems.push(format!(
-                        "server.tls.acme.http_listen and web.http.listen are both {http}: the http-01 listener                          needs its own port (80)"
+                        "server.tls.acme.http_listen and web.http.listen are both {http}: the http-01 listener \
+                         needs its own port (80)"
                     ));
                 }
             }

@@ -60,3 +60,75 @@ async fn redirect(State(state): State<AcmeState>, headers: HeaderMap, uri: Uri) 
     let location = format!("https://{host}{port}{path}");
     (StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, location)]).into_response()
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// A QUIC server with ACME for `relay.example.com` and `edge.example.com` whose CA
+    /// cannot be reached, and nothing cached: its manager never has a certificate.
+    pub(crate) fn unreachable_acme(dir: &std::path::Path) -> moq_native::server::Server {
+        let mut acme = moq_native::acme::Config::new(
+            vec!["relay.example.com".into(), "edge.example.com".into()],
+            dir.to_path_buf(),
+        );
+        acme.directory = "https://127.0.0.1:1/dir".into();
+        moq_native::server::Server::bind(moq_native::server::Config {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            tls: moq_native::server::TlsConfig {
+                acme: Some(acme),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    async fn get(router: &Router, uri: &str, host: &str) -> (StatusCode, Option<String>, String) {
+        let request = axum::http::Request::get(uri)
+            .header(header::HOST, host)
+            .body(Body::empty())
+            .unwrap();
+        let response = router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let location = response
+            .headers()
+            .get(header::LOCATION)
+            .map(|l| l.to_str().unwrap().to_string());
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        (status, location, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn unknown_tokens_are_404_and_the_rest_redirects_to_a_certified_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let server = unreachable_acme(tmp.path());
+        let acme = server.acme().unwrap().clone();
+        let router = router(acme.clone(), 443);
+        let (status, _, body) = get(&router, "/.well-known/acme-challenge/abc", "relay.example.com").await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::NOT_FOUND, "no such ACME challenge\n")
+        );
+        assert_eq!(
+            get(&router, "/anon/clock?x=1", "Edge.Example.com:80")
+                .await
+                .1
+                .as_deref(),
+            Some("https://edge.example.com/anon/clock?x=1")
+        );
+        // Another host never leaves the certified names.
+        let (status, location, _) = get(&router, "/", "evil.example").await;
+        assert_eq!(status, StatusCode::PERMANENT_REDIRECT);
+        assert_eq!(location.as_deref(), Some("https://relay.example.com/"));
+        // A non-default HTTPS port is kept.
+        let router = super::router(acme, 8443);
+        assert_eq!(
+            get(&router, "/x", "relay.example.com").await.1.as_deref(),
+            Some("https://relay.example.com:8443/x")
+        );
+    }
+}

@@ -235,6 +235,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn without_its_acme_certificate_the_relay_is_not_ready() {
+        let tmp = tempfile::tempdir().unwrap();
+        let server = crate::http::acme::tests::unreachable_acme(tmp.path());
+        let mut state = state(10);
+        state.acme = server.acme().cloned();
+        state.lifecycle.set_ready();
+        assert_eq!(
+            get(&state, "/ready").await,
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: waiting for the ACME certificate\n".into()
+            )
+        );
+        // Draining still says draining.
+        state.lifecycle.drain();
+        assert_eq!(get(&state, "/ready").await.1, "not ready: draining\n");
+    }
+
+    #[tokio::test]
     async fn nodes_and_sessions_are_json() {
         let state = state(10);
         let (status, body) = get(&state, "/nodes").await;
