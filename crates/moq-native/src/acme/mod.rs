@@ -31,7 +31,10 @@ use std::{
     collections::{BTreeMap, HashMap},
     fmt,
     path::PathBuf,
-    sync::{Arc, PoisonError, RwLock},
+    sync::{
+        Arc, PoisonError, RwLock,
+        atomic::{AtomicU8, Ordering},
+    },
     time::{Duration, SystemTime},
 };
 
@@ -68,6 +71,11 @@ const VALIDATION_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How often renewal information is asked for at most, whatever the CA's Retry-After.
 const ARI_MIN_RECHECK: Duration = Duration::from_secs(60 * 60);
+
+/// Renewal information support: not asked yet, answered, refused.
+const ARI_UNKNOWN: u8 = 0;
+const ARI_YES: u8 = 1;
+const ARI_NO: u8 = 2;
 
 /// How often renewal information is asked for at least.
 const ARI_MAX_RECHECK: Duration = Duration::from_secs(24 * 60 * 60);
@@ -365,8 +373,9 @@ struct Inner {
     tokens: RwLock<HashMap<String, String>>,
     /// The account, once loaded or created.
     account: tokio::sync::Mutex<Option<Account>>,
-    /// Whether the CA answers renewal information (learned from asking).
-    ari: std::sync::atomic::AtomicBool,
+    /// Whether the CA answers renewal information: [`ARI_UNKNOWN`] until asked, then
+    /// [`ARI_YES`] or [`ARI_NO`].
+    ari: AtomicU8,
 }
 
 impl fmt::Debug for Acme {
@@ -408,7 +417,7 @@ impl Acme {
                 status: watch::Sender::new(Status::default()),
                 tokens: RwLock::new(HashMap::new()),
                 account: tokio::sync::Mutex::new(None),
-                ari: std::sync::atomic::AtomicBool::new(true),
+                ari: AtomicU8::new(ARI_UNKNOWN),
             }),
         };
         let config = &acme.inner.config;
@@ -482,7 +491,7 @@ impl Acme {
             let mut wake = due;
             // Renewal information can bring the renewal forward; ask while waiting.
             if let Some(issued) = self.status().certificate
-                && self.inner.ari.load(std::sync::atomic::Ordering::Relaxed)
+                && self.inner.ari.load(Ordering::Relaxed) != ARI_NO
                 && due > now
             {
                 match self.renewal_info(&issued).await {
@@ -561,6 +570,14 @@ impl Acme {
                     .checked_add(wait)
                     .unwrap_or_else(SystemTime::now);
                 match &status.certificate {
+                    Some(issued) if issued.not_after <= SystemTime::now() => tracing::error!(
+                        %err,
+                        reason = err.reason(),
+                        failures,
+                        retry_in = ?wait,
+                        expired = %humantime(issued.not_after),
+                        "ACME: renewal failed and the served certificate has expired: clients refuse it"
+                    ),
                     Some(issued) => tracing::warn!(
                         %err,
                         reason = err.reason(),
@@ -736,15 +753,30 @@ impl Acme {
             // No authority key identifier: renewal information cannot name it.
             return Ok(None);
         };
+        // Asking needs the directory, which comes with the account; never create an
+        // account just to ask (the next order will).
+        let known = self.inner.account.lock().await.is_some()
+            || self
+                .inner
+                .cache
+                .read(&self.inner.cache.account(&self.inner.config.directory))?
+                .is_some();
+        if !known {
+            return Err(Error::Protocol {
+                what: "asking for renewal information",
+                detail: "no account yet".to_string(),
+            });
+        }
         let account = self.account().await?;
         match account.renewal_info(&id).await {
             Ok((info, retry_after)) => {
+                self.inner.ari.store(ARI_YES, Ordering::Relaxed);
                 let window = info.suggested_window;
                 let at = schedule::window_time(window.start.into(), window.end.into(), schedule::random());
                 Ok(Some((at, retry_after.clamp(ARI_MIN_RECHECK, ARI_MAX_RECHECK))))
             }
             Err(instant_acme::Error::Unsupported(_)) => {
-                self.inner.ari.store(false, std::sync::atomic::Ordering::Relaxed);
+                self.inner.ari.store(ARI_NO, Ordering::Relaxed);
                 Ok(None)
             }
             Err(err) => Err(Error::from_acme("asking for renewal information", err)),
@@ -756,10 +788,32 @@ impl Acme {
         let account = self.account().await?;
         let config = &self.inner.config;
         let identifiers: Vec<Identifier> = config.domains.iter().cloned().map(Identifier::Dns).collect();
-        let mut order = account
-            .new_order(&NewOrder::new(&identifiers))
-            .await
-            .map_err(|err| Error::from_acme("placing the order", err))?;
+        // A renewal names the certificate it replaces when the CA speaks ARI (RFC 9773
+        // §5): Let's Encrypt then exempts it from its rate limits.
+        let replaces = match self.inner.ari.load(Ordering::Relaxed) {
+            ARI_YES => self
+                .inner
+                .certs
+                .managed()
+                .and_then(|cert| cert.chain().first().cloned())
+                .and_then(|leaf| CertificateIdentifier::try_from(&leaf).ok().map(|id| id.into_owned())),
+            _ => None,
+        };
+        let order = match replaces {
+            Some(replaces) => match account
+                .new_order(&NewOrder::new(&identifiers).replaces(replaces))
+                .await
+            {
+                Ok(order) => Ok(order),
+                Err(err) => {
+                    // Already replaced, or not a certificate the CA knows: order afresh.
+                    tracing::debug!(%err, "ACME: the order naming the replaced certificate failed; ordering without");
+                    account.new_order(&NewOrder::new(&identifiers)).await
+                }
+            },
+            None => account.new_order(&NewOrder::new(&identifiers)).await,
+        };
+        let mut order = order.map_err(|err| Error::from_acme("placing the order", err))?;
 
         let mut responses = Responses {
             inner: &self.inner,
