@@ -796,7 +796,11 @@ impl Acme {
                 .certs
                 .managed()
                 .and_then(|cert| cert.chain().first().cloned())
-                .and_then(|leaf| CertificateIdentifier::try_from(&leaf).ok().map(|id| id.into_owned())),
+                .and_then(|leaf| {
+                    CertificateIdentifier::try_from(&leaf)
+                        .ok()
+                        .map(|id| id.into_owned())
+                }),
             _ => None,
         };
         let order = match replaces {
