@@ -294,6 +294,10 @@ pub enum Error {
         websocket: Box<Error>,
     },
 
+    /// The ACME certificate manager could not start (its cache, its settings).
+    #[error(transparent)]
+    Acme(crate::acme::Error),
+
     /// [`crate::server::Request::reject`] was given something that is not an HTTP status.
     #[error("invalid HTTP status {0}: expected 100..=999")]
     Status(u16),

@@ -25,7 +25,7 @@ use web_transport_quinn::proto::ConnectResponse;
 
 use moq_proto::ALPN_IN_BAND;
 
-use crate::{Error, Session, Transport, Version, alpn_list, canonical, quic, tls};
+use crate::{Error, Session, Transport, Version, acme, alpn_list, canonical, quic, tls};
 
 /// The HTTP/3 ALPN that selects WebTransport.
 const ALPN_H3: &[u8] = b"h3";
@@ -47,6 +47,10 @@ pub struct TlsConfig {
     /// CA certificates (PEM files) for client certificates (mTLS). Empty: no client
     /// certificates are asked for. Clients without one are still accepted.
     pub root: Vec<PathBuf>,
+    /// A certificate from an ACME CA, served first and renewed by [`acme::Acme::run`]
+    /// (see [`Server::acme`]). It may be the only source: until the first one arrives
+    /// handshakes fail.
+    pub acme: Option<acme::Config>,
 }
 
 /// Server configuration.
@@ -88,6 +92,7 @@ pub struct Server {
     /// Client CAs for mTLS, for the TCP listener's TLS too.
     roots: Vec<PathBuf>,
     handshake_timeout: Duration,
+    acme: Option<acme::Acme>,
 }
 
 impl Server {
@@ -106,8 +111,13 @@ impl Server {
             &config.tls.cert,
             &config.tls.key,
             &config.tls.generate,
+            config.tls.acme.as_ref(),
             provider.clone(),
         )?);
+        let acme = match config.tls.acme.clone() {
+            Some(acme) => Some(acme::Acme::new(acme, certs.clone())?),
+            None => None,
+        };
 
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
@@ -149,7 +159,21 @@ impl Server {
             certs,
             roots: config.tls.root.clone(),
             handshake_timeout: config.quic.handshake_timeout,
+            acme,
         })
+    }
+
+    /// The certificate resolver (for tests of what it answers).
+    #[cfg(test)]
+    pub(crate) fn certs(&self) -> &Arc<tls::Certs> {
+        &self.certs
+    }
+
+    /// The ACME certificate manager, when `tls.acme` is configured. Drive it with
+    /// [`acme::Acme::run`]; it installs each certificate it obtains in this server's
+    /// resolver (and so in every [`Server::tcp_tls`]).
+    pub fn acme(&self) -> Option<&acme::Acme> {
+        self.acme.as_ref()
     }
 
     /// The bound UDP address (with the real port if the configured one was 0).
@@ -185,7 +209,8 @@ impl Server {
 
     /// TLS for an HTTPS / WSS listener on TCP serving the same certificates (and
     /// client CAs) as this QUIC server. It shares the certificate resolver, so
-    /// [`Server::reload_certificates`] swaps them there too.
+    /// [`Server::reload_certificates`] and ACME renewals swap them there too; with
+    /// TLS-ALPN-01 it also answers the CA's validation (ALPN `acme-tls/1`).
     pub fn tcp_tls(&self) -> Result<tls::TcpTls, Error> {
         tls::TcpTls::new(self.certs.clone(), self.roots.clone(), &tls::TcpTls::ALPN)
     }

@@ -27,6 +27,7 @@ impl Config {
                 key: tls.key.clone(),
                 generate: Vec::new(),
                 root: tls.root.clone(),
+                acme: None,
             };
             if let Err(err) = moq_native::tls::TcpTls::load(&files) {
                 problems.push(format!("server.tls: {err}"));
@@ -39,6 +40,7 @@ impl Config {
                 key: https.key.clone(),
                 generate: Vec::new(),
                 root: https.root.clone(),
+                acme: None,
             };
             if let Err(err) = moq_native::tls::TcpTls::load(&files) {
                 problems.push(format!("web.https: {err}"));

@@ -377,3 +377,54 @@ fn check_opens_every_file_and_reports_every_problem() {
         "{err}"
     );
 }
+
+#[test]
+fn acme_configured_by_env_alone_checks_its_cache() {
+    let tmp = tempfile::tempdir().expect("a temp dir");
+    let cache = tmp.path().join("acme");
+    let cache = cache.to_str().expect("UTF-8 path");
+    let env = |cache: &str| {
+        vec![
+            (
+                "MOQ_SERVER_TLS_ACME_DOMAINS",
+                "relay.example.com,edge.example.com".to_string(),
+            ),
+            ("MOQ_SERVER_TLS_ACME_CACHE_DIR", cache.to_string()),
+            ("MOQ_SERVER_TLS_ACME_EAB_KID", "kid-1".to_string()),
+            (
+                "MOQ_SERVER_TLS_ACME_EAB_HMAC_KEY",
+                "c2VjcmV0LWhtYWMta2V5".to_string(),
+            ),
+            ("MOQ_WEB_HTTPS_LISTEN", "[::]:443".to_string()),
+            ("MOQ_AUTH_PUBLIC", "anon".to_string()),
+        ]
+    };
+    let run = |env: Vec<(&str, String)>| {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        relay(&["--check"], &env)
+    };
+    let output = run(env(cache));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let out = stdout(&output);
+    assert!(
+        out.contains(
+            "quic [::]:443 (ACME for relay.example.com, edge.example.com from letsencrypt by tls-alpn-01)"
+        ),
+        "{out}"
+    );
+    // The probe leaves nothing behind, and creates no directory.
+    assert!(!Path::new(cache).exists());
+    assert!(
+        !stderr(&output).contains("c2VjcmV0"),
+        "the HMAC key is never printed"
+    );
+
+    // A cache the relay cannot write fails the check, saying where and why.
+    let file = tmp.path().join("file");
+    std::fs::write(&file, b"").expect("write a file");
+    let output = run(env(file.to_str().expect("UTF-8 path")));
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(err.contains("server.tls.acme.cache_dir"), "{err}");
+    assert!(err.contains("not a directory"), "{err}");
+}

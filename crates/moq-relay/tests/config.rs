@@ -1156,6 +1156,11 @@ fn every_flag_overrides_full_fixture() {
     let values: &[(&str, &str)] = &[
         ("server-bind", "[::]:1"),
         ("server-tls-cert", "z.crt"),
+        ("server-tls-acme-domains", "z.example.com"),
+        ("server-tls-acme-challenge", "tls-alpn-01"),
+        ("server-tls-acme-eab-hmac-key", "AAAA"),
+        ("server-tls-acme-retry", "1s"),
+        ("server-tls-acme-http-listen", "[::]:8080"),
         ("server-quic-max-streams", "1"),
         ("server-quic-idle-timeout", "1s"),
         ("client-tls-disable-verify", "true"),
@@ -1185,4 +1190,255 @@ fn every_flag_overrides_full_fixture() {
         let config = load(&[path.to_str().unwrap(), &flag_arg]).unwrap();
         assert_ne!(config, base, "{flag_arg} changed nothing");
     }
+}
+
+// ---- [server.tls.acme] -------------------------------------------------------------------
+
+/// An ACME relay caching in `cache`: `[server.tls.acme]` with `acme` (and a domain
+/// unless it names some), `[web.https]` listening with `https` keys unless `None`, then
+/// `more` TOML.
+fn acme_config(cache: &Path, acme: &str, https: Option<&str>, more: &str) -> String {
+    let domains = match acme.contains("domains") {
+        true => "",
+        false => "domains = [\"relay.example.com\"]\n",
+    };
+    let https = https
+        .map(|keys| format!("[web.https]\nlisten = \"[::]:443\"\n{keys}\n"))
+        .unwrap_or_default();
+    format!(
+        "[server.tls.acme]\n{domains}cache_dir = \"{}\"\n{acme}\n{https}{more}\n{OK_AUTH}",
+        cache.display()
+    )
+}
+
+/// [`acme_config`] with a plain HTTPS listener.
+fn acme_text(cache: &Path, acme: &str, more: &str) -> String {
+    acme_config(cache, acme, Some(""), more)
+}
+
+#[test]
+fn acme_defaults_names_and_spellings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = load_text(&acme_text(tmp.path(), "", ""), &[]).unwrap();
+    config.validate().unwrap();
+    // QUIC defaults to [::]:443 once a certificate source exists.
+    assert_eq!(config.server.quic_bind(), addr("[::]:443"));
+    let native = config.server.tls.acme.native().unwrap();
+    assert_eq!(native.domains, strings(&["relay.example.com"]));
+    assert_eq!(native.directory, moq_native::acme::LETS_ENCRYPT);
+    assert_eq!(native.challenge, moq_native::acme::Challenge::TlsAlpn01);
+    assert_eq!(native.retry, moq_native::acme::DEFAULT_RETRY);
+    assert_eq!(native.cache, tmp.path());
+    assert!(native.external_account.is_none());
+    assert_eq!(
+        Acme::default().cache_dir(),
+        PathBuf::from("/var/lib/moq-relay/acme")
+    );
+
+    let acme = |text: &str| {
+        load_text(&acme_text(tmp.path(), text, ""), &[])
+            .unwrap()
+            .server
+            .tls
+            .acme
+    };
+    assert_eq!(
+        acme("directory = \"letsencrypt-staging\"").directory_url(),
+        moq_native::acme::LETS_ENCRYPT_STAGING
+    );
+    assert_eq!(
+        acme("directory = \"https://acme.example/dir\"").directory_url(),
+        "https://acme.example/dir"
+    );
+    assert_eq!(
+        acme("contact = \"ops@example.com\"").contact_uris(),
+        strings(&["mailto:ops@example.com"])
+    );
+    let http = acme("challenge = \"http-01\"");
+    assert_eq!(http.http_address(), addr("[::]:80"));
+    assert_eq!(
+        http.native().unwrap().challenge,
+        moq_native::acme::Challenge::Http01
+    );
+    // Flags override the file, lists take commas.
+    let config = load_text(
+        &acme_text(tmp.path(), "", ""),
+        &[
+            "--server-tls-acme-domains",
+            "a.example.com,b.example.com",
+            "--server-tls-acme-retry",
+            "30s",
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        config.server.tls.acme.domains,
+        strings(&["a.example.com", "b.example.com"])
+    );
+    assert_eq!(config.server.tls.acme.retry, Some(Duration::from_secs(30)));
+    // An unknown value names the choices; the HMAC key never shows in Debug output.
+    let err = error("[server.tls.acme]\nchallenge = \"dns-01\"");
+    assert!(err.contains("'tls-alpn-01', 'http-01'"), "{err}");
+    let config = load_text(
+        &acme_text(
+            tmp.path(),
+            "eab_kid = \"k\"\neab_hmac_key = \"c2VjcmV0LWhtYWMta2V5\"",
+            "",
+        ),
+        &[],
+    )
+    .unwrap();
+    config.validate().unwrap();
+    assert!(!format!("{config:?}").contains("c2VjcmV0LWhtYWMta2V5"));
+    let native = config.server.tls.acme.native().unwrap();
+    assert_eq!(
+        native.external_account.unwrap().key().unwrap(),
+        b"secret-hmac-key"
+    );
+}
+
+#[test]
+fn validate_acme() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases: &[(&str, Option<&str>, &str, &str)] = &[
+        (
+            "domains = [\"10.0.0.1\"]",
+            Some(""),
+            "",
+            "'10.0.0.1' is an IP address",
+        ),
+        ("domains = [\"*.example.com\"]", Some(""), "", "is a wildcard"),
+        (
+            "domains = [\"relay.example.com.\"]",
+            Some(""),
+            "",
+            "ends with a dot",
+        ),
+        (
+            "domains = [\"bad_name.example.com\"]",
+            Some(""),
+            "",
+            "is not a DNS name",
+        ),
+        (
+            "domains = [\"-x.example.com\"]",
+            Some(""),
+            "",
+            "is not a DNS name",
+        ),
+        ("directory = \"http://acme.example/dir\"", Some(""), "", "is http"),
+        (
+            "directory = \"lets-encrypt\"",
+            Some(""),
+            "",
+            "is not a directory URL",
+        ),
+        (
+            "contact = \"mailto:nobody\"",
+            Some(""),
+            "",
+            "is not an email address",
+        ),
+        (
+            "eab_kid = \"k\"",
+            Some(""),
+            "",
+            "eab_kid is set without eab_hmac_key",
+        ),
+        (
+            "eab_hmac_key = \"AAAA\"",
+            Some(""),
+            "",
+            "eab_hmac_key is set without eab_kid",
+        ),
+        (
+            "eab_kid = \"k\"\neab_hmac_key = \"!!\"",
+            Some(""),
+            "",
+            "not base64url",
+        ),
+        ("retry = \"0s\"", Some(""), "", "retry must be at least 1s"),
+        (
+            "http_listen = \"[::]:80\"",
+            Some(""),
+            "",
+            "only used with challenge = \"http-01\"",
+        ),
+        (
+            "",
+            Some(""),
+            "[server.tls]\ngenerate = [\"localhost\"]",
+            "both set",
+        ),
+        ("", None, "", "web.https.listen is not set"),
+        (
+            "",
+            Some("cert = \"a.crt\"\nkey = \"a.key\""),
+            "",
+            "has certificate files of its own",
+        ),
+        (
+            "challenge = \"http-01\"\nhttp_listen = \"[::]:8080\"",
+            None,
+            "[web.http]\nlisten = \"[::]:8080\"",
+            "needs its own port",
+        ),
+    ];
+    for (acme, https, more, expected) in cases {
+        let err = problems(&acme_config(tmp.path(), acme, *https, more));
+        assert!(
+            err.contains(expected),
+            "{acme} / {https:?} / {more}: expected {expected:?} in {err}"
+        );
+    }
+    // http-01 needs no HTTPS listener.
+    load_text(&acme_config(tmp.path(), "challenge = \"http-01\"", None, ""), &[])
+        .unwrap()
+        .validate()
+        .unwrap();
+
+    // Half configured: keys but no domains.
+    let err = problems(&format!(
+        "[server.tls.acme]\ncontact = \"ops@example.com\"\n[web.http]\nlisten = \"[::]:80\"\n{OK_AUTH}"
+    ));
+    assert!(err.contains("has no domains"), "{err}");
+    // A cache where nothing can be written.
+    let file = tmp.path().join("file");
+    std::fs::write(&file, b"").unwrap();
+    let err = problems(&acme_text(&file, "", ""));
+    assert!(err.contains("server.tls.acme.cache_dir"), "{err}");
+    assert!(err.contains("not a directory"), "{err}");
+    let err = problems(&acme_text(&file.join("below"), "", ""));
+    assert!(err.contains("server.tls.acme.cache_dir"), "{err}");
+}
+
+#[test]
+fn acme_summary_and_advice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = load_text(
+        &acme_text(tmp.path(), "directory = \"letsencrypt-staging\"", ""),
+        &[],
+    )
+    .unwrap();
+    let summary = config.summary();
+    assert!(
+        summary
+            .contains("quic [::]:443 (ACME for relay.example.com from letsencrypt-staging by tls-alpn-01)"),
+        "{summary}"
+    );
+    assert!(config.advice().iter().all(|w| !w.contains("has no dot")));
+    let config = load_text(
+        &acme_text(tmp.path(), "", ""),
+        &["--server-tls-acme-domains", "localhost"],
+    )
+    .unwrap();
+    config.validate().unwrap();
+    assert!(
+        config
+            .advice()
+            .iter()
+            .any(|w| w.contains("'localhost' has no dot")),
+        "{:?}",
+        config.advice()
+    );
 }

@@ -17,7 +17,8 @@
 //! Lists take repeated flags or commas; booleans take `--flag` or `--flag=false`.
 //!
 //! Loading never touches the network or the certificate files: it only reads the config
-//! file. [`Config::validate`] is pure as well.
+//! file. [`Config::validate`] reads nothing either, except that with `[server.tls.acme]`
+//! it checks that the cache directory is writable (a probe file, created and removed).
 
 mod auth;
 mod cache;
@@ -62,7 +63,10 @@ pub use quic::{
     ClientQuic, CongestionControl, DEFAULT_IDLE_TIMEOUT, DEFAULT_KEEP_ALIVE, DEFAULT_MAX_STREAMS,
     MAX_STREAMS_LIMIT, Quic, QuicSettings, ServerQuic,
 };
-pub use server::{DEFAULT_BIND, Server, ServerTls};
+pub use server::{
+    Acme, AcmeChallenge, DEFAULT_ACME_CACHE, DEFAULT_ACME_HTTP_LISTEN, DEFAULT_BIND, Secret, Server,
+    ServerTls,
+};
 pub use value::{
     Address, Fingerprint, MemoryLimit, format_bytes, format_duration, parse_bytes, parse_duration,
 };

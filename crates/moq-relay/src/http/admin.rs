@@ -36,6 +36,8 @@ pub struct AdminState {
     pub cluster: Arc<Cluster>,
     /// Starting, serving or draining.
     pub lifecycle: Lifecycle,
+    /// The ACME certificate manager, if the certificate comes from a CA.
+    pub acme: Option<moq_native::acme::Acme>,
 }
 
 impl AdminState {
@@ -49,6 +51,7 @@ impl AdminState {
             lifecycle: self.lifecycle.clone(),
             cluster: self.cluster.clone(),
             admission: self.admission.clone(),
+            acme: self.acme.clone(),
         }
     }
 }
@@ -64,10 +67,18 @@ pub enum NotReady {
     NoClusterLink,
     /// At `[limits] max_sessions`: new sessions would be refused.
     Full,
+    /// ACME has not yet delivered the first certificate: every TLS handshake would fail.
+    AwaitingCertificate,
 }
 
 impl NotReady {
-    const ALL: [NotReady; 4] = [Self::Starting, Self::Draining, Self::NoClusterLink, Self::Full];
+    const ALL: [NotReady; 5] = [
+        Self::Starting,
+        Self::Draining,
+        Self::NoClusterLink,
+        Self::Full,
+        Self::AwaitingCertificate,
+    ];
 
     /// The reason as `/ready` says it and the metric labels it.
     pub fn as_str(self) -> &'static str {
@@ -76,6 +87,7 @@ impl NotReady {
             Self::Draining => "draining",
             Self::NoClusterLink => "no cluster link",
             Self::Full => "full",
+            Self::AwaitingCertificate => "waiting for the ACME certificate",
         }
     }
 }
@@ -89,6 +101,8 @@ pub struct Readiness {
     pub cluster: Arc<Cluster>,
     /// Session counts.
     pub admission: Arc<Admission>,
+    /// The ACME certificate manager, if the certificate comes from a CA.
+    pub acme: Option<moq_native::acme::Acme>,
 }
 
 impl Readiness {
@@ -96,6 +110,14 @@ impl Readiness {
     pub fn check(&self) -> Result<(), NotReady> {
         if self.lifecycle.is_draining() {
             return Err(NotReady::Draining);
+        }
+        // Without a certificate every TLS handshake fails: nothing to route traffic to.
+        if self
+            .acme
+            .as_ref()
+            .is_some_and(|acme| acme.status().certificate.is_none())
+        {
+            return Err(NotReady::AwaitingCertificate);
         }
         if !self.lifecycle.is_ready() {
             return Err(NotReady::Starting);
@@ -276,6 +298,7 @@ mod tests {
             media: Media::new(Cache::default(), Duration::ZERO, 42),
             cluster,
             lifecycle,
+            acme: None,
         }
     }
 
@@ -305,6 +328,25 @@ mod tests {
         assert!(get(&state, "/metrics").await.1.contains("moq_relay_ready 0"));
         let reasons = state.readiness();
         assert_eq!(reasons.check(), Err(NotReady::Draining));
+    }
+
+    #[tokio::test]
+    async fn without_its_acme_certificate_the_relay_is_not_ready() {
+        let tmp = tempfile::tempdir().unwrap();
+        let server = crate::http::acme::tests::unreachable_acme(tmp.path());
+        let mut state = state(10);
+        state.acme = server.acme().cloned();
+        state.lifecycle.set_ready();
+        assert_eq!(
+            get(&state, "/ready").await,
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: waiting for the ACME certificate\n".into()
+            )
+        );
+        // Draining still says draining.
+        state.lifecycle.drain();
+        assert_eq!(get(&state, "/ready").await.1, "not ready: draining\n");
     }
 
     #[tokio::test]

@@ -1,12 +1,14 @@
 //! The relay's HTTP listeners, each a plain `axum` router built from narrow state:
 //! [`public`] (on the QUIC address and on `[web.https]`: certificate fingerprint,
-//! announced, fetch, and the WebSocket fallback of [`websocket`]) and [`admin`] (the
-//! internal ops listener: metrics, health, readiness, nodes, sessions).
+//! announced, fetch, and the WebSocket fallback of [`websocket`]), [`admin`] (the
+//! internal ops listener: metrics, health, readiness, nodes, sessions) and [`acme`]
+//! (ACME HTTP-01 challenges on port 80, redirecting everything else to HTTPS).
 //!
 //! Routers are tested without sockets. [`serve`] runs one on a TCP listener, with TLS
 //! or without, bounded for hostile clients: a cap on open connections, a deadline for
 //! the TLS handshake and for the request headers (slowloris), and graceful shutdown.
 
+pub mod acme;
 pub mod admin;
 pub mod public;
 pub mod websocket;
@@ -138,6 +140,11 @@ pub async fn serve(listener: Listener, shutdown: CancellationToken) {
                         tracing::debug!(%peer, "TLS handshake failed or timed out");
                         return;
                     };
+                    // An ACME TLS-ALPN-01 validation ends with the handshake (RFC 8737 §3).
+                    if stream.get_ref().1.alpn_protocol() == Some(moq_native::acme::ALPN_ACME_TLS) {
+                        tracing::debug!(%peer, "ACME tls-alpn-01 validation answered");
+                        return;
+                    }
                     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     watcher.watch(connection.into_owned()).await
                 }
