@@ -143,6 +143,9 @@ pub fn token(data: &[u8]) {
     for (set, key) in [(&keys.hs256_set, &keys.hs256), (&keys.es256_set, &keys.es256)] {
         let via_set = set.verify(&token);
         let via_key = key.verify_at(&token, now(), &Validation::default());
+        if crate::trace() {
+            eprintln!("{:?}: {via_set:?}", key.algorithm());
+        }
         match (&via_set, &via_key) {
             (Ok(a), Ok(b)) => assert_eq!(a, b, "the key set and the key verified different claims"),
             (Err(a), Err(b)) => assert_eq!(

@@ -91,6 +91,9 @@ fn check(raw: &str) {
     let parsed = Target::parse(raw);
     let decision = gate.decide(raw, None);
     let with_certificate = gate.decide(raw, Some(ClientCertificate { not_after: None }));
+    if crate::trace() {
+        eprintln!("{raw:?}: {parsed:?} -> {decision:?}");
+    }
     let target = match parsed {
         Ok(target) => target,
         Err(detail) => {

@@ -11,6 +11,13 @@ pub mod auth;
 pub mod gate;
 pub mod session;
 
+/// Whether `MOQ_FUZZ_TRACE` is set: the stateful targets then print what they do
+/// (for replaying a crash or checking a seed).
+pub fn trace() -> bool {
+    static TRACE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TRACE.get_or_init(|| std::env::var_os("MOQ_FUZZ_TRACE").is_some())
+}
+
 use std::fmt::Debug;
 
 use bytes::Buf;

@@ -50,6 +50,8 @@ use moq_proto::{
 };
 use tokio::{sync::watch, task::JoinHandle};
 
+use crate::trace;
+
 /// Most operations played from one input.
 pub const MAX_OPS: usize = 256;
 
@@ -540,12 +542,6 @@ impl Local {
         group.finish();
         self.next_group += 1;
     }
-}
-
-/// Whether `MOQ_FUZZ_TRACE` is set: print each operation (for replaying a crash or a seed).
-fn trace() -> bool {
-    static TRACE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *TRACE.get_or_init(|| std::env::var_os("MOQ_FUZZ_TRACE").is_some())
 }
 
 /// Let every task run until all are idle, then 1 ms of virtual time pass.
