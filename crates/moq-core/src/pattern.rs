@@ -198,6 +198,31 @@ impl Pattern {
         Path::new(&literals.join("/")).ok()
     }
 
+    /// The literal segments before the first wildcard: every path this pattern names
+    /// starts with it (the whole pattern when it has no wildcard).
+    pub fn literal_head(&self) -> Path {
+        let literals: Vec<&str> = self
+            .segments
+            .iter()
+            .map_while(|s| match s {
+                Segment::Literal(literal) => Some(literal.as_str()),
+                _ => None,
+            })
+            .collect();
+        Path::new(&literals.join("/")).unwrap_or_default()
+    }
+
+    /// This pattern placed below `path` (`path/pattern`), or `None` when that has too
+    /// many segments (it would name no valid path) or `path` has a `*` in it.
+    pub fn below(&self, path: &Path) -> Option<Pattern> {
+        if path.as_str().contains('*') {
+            return None;
+        }
+        let mut segments: Vec<Segment> = path.segments().map(|s| Segment::Literal(s.to_string())).collect();
+        segments.extend_from_slice(&self.segments);
+        Self::new(segments).ok()
+    }
+
     /// `(head, tail)` around the `**`, or `None` without one.
     fn split_rest(&self) -> Option<(&[Segment], &[Segment])> {
         let at = self.segments.iter().position(|s| *s == Segment::Rest)?;
@@ -393,6 +418,17 @@ mod tests {
         assert_eq!(Pattern::subtree(&p("")).as_str(), "**");
         assert_eq!(Pattern::literal(&p("a/b")).unwrap().as_str(), "a/b");
         assert_eq!(Pattern::literal(&p("a*")), None);
+    }
+
+    #[test]
+    fn heads_and_placing_below() {
+        assert_eq!(pat("a/b/*/c").literal_head(), p("a/b"));
+        assert_eq!(pat("a/b").literal_head(), p("a/b"));
+        assert_eq!(pat("**").literal_head(), p(""));
+        assert_eq!(pat("*/chat").below(&p("room")).unwrap().as_str(), "room/*/chat");
+        assert_eq!(pat("**").below(&p("")).unwrap().as_str(), "**");
+        let deep = Path::new(&vec!["x"; 32].join("/")).unwrap();
+        assert_eq!(pat("a").below(&deep), None);
     }
 
     #[test]
