@@ -219,7 +219,7 @@ impl Request {
     /// as the reference server reads it) or a type-0 SETUP token. `Err` when the two
     /// differ, or the SETUP token is of another type.
     pub fn jwt(&self) -> Result<Option<String>, String> {
-        let query = self.query.as_deref().and_then(|query| url_jwt(query));
+        let query = self.query.as_deref().and_then(url_jwt);
         let setup = match &self.token {
             None => None,
             Some(token) if token.kind == 0 => Some(

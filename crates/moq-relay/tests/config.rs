@@ -304,7 +304,7 @@ fn listen_and_server_spellings_give_the_same_config() {
         [internal]
         listen = "127.0.0.1:9090"
         [auth]
-        auth_api = "http://auth/"
+        url = "http://auth/"
     "#;
     let new = r#"
         [listen]
@@ -499,21 +499,32 @@ fn public_forms_normalise() {
 }
 
 #[test]
-fn public_api_moves_to_auth_url() {
-    let config =
-        Config::from_toml("[auth.public]\napi = \"http://auth/\"\n", Path::new("relay.toml")).unwrap();
-    assert_eq!(config.auth.url.as_deref(), Some("http://auth/"));
-    assert!(
-        config.warnings[0].contains("write url = \"http://auth/\" under [auth]"),
-        "{:?}",
-        config.warnings
-    );
+fn the_014_auth_webhook_is_refused_with_its_replacement() {
+    // `[auth.public] api` and `[auth] auth_api` named a GET webhook: sending its URL the
+    // POST contract instead would fail every session, so both are refused saying what to set.
+    let err = error("[auth.public]\napi = \"http://auth/\"\n");
+    assert!(err.contains("replaced by auth.url"), "{err}");
+    let config = Config::from_toml("[auth]\nauth_api = \"http://auth/\"\n", Path::new("relay.toml")).unwrap();
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.contains("auth.auth_api") && err.contains("auth.url"), "{err}");
+}
 
-    let err = error("[auth]\nurl = \"http://a/\"\n[auth.public]\napi = \"http://b/\"\n");
-    assert!(
-        err.contains("'auth.public.api' and 'auth.url' are both set"),
-        "{err}"
+#[test]
+fn public_subscribe_and_public_publish_load() {
+    let config = Config::from_toml(
+        "[auth]\npublic_subscribe = [\"anon/**\", \"demo/**\"]\npublic_publish = \"anon/**\"\n",
+        Path::new("relay.toml"),
+    )
+    .unwrap();
+    assert_eq!(
+        config.auth.public,
+        Some(Public {
+            subscribe: vec!["anon/**".into(), "demo/**".into()],
+            publish: vec!["anon/**".into()],
+        })
     );
+    let err = error("[auth]\npublic_subscribe = \"a/**\"\n[auth.public]\nsubscribe = [\"b\"]\n");
+    assert!(err.contains("keep one spelling"), "{err}");
 }
 
 #[test]
@@ -923,12 +934,30 @@ fn validate_someone_can_connect() {
             .validate()
             .unwrap_or_else(|e| panic!("{extra}: {e}"));
     }
-    // An external auth service is not implemented: refused rather than silently ignored.
+    // An external auth server on loopback is a way in too; a remote one over plain HTTP is not.
+    for url in [
+        "http://127.0.0.1:4440",
+        "http://[::1]:4440/auth",
+        "http://localhost:4440",
+    ] {
+        load_text(&format!("{base}[auth]\nurl = \"{url}\"\n"), &[])
+            .unwrap()
+            .validate()
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+    }
     let err = problems(&format!("{base}[auth]\nurl = \"http://auth/\"\n"));
+    assert!(err.contains("only on a loopback address"), "{err}");
+    let err = problems(&format!("{base}[auth]\nurl = \"https://auth.example/\"\n"));
     assert!(
-        err.contains("auth.url: an external auth service is not supported"),
+        err.contains("https:// auth servers are not supported yet"),
         "{err}"
     );
+    let err = problems(&format!(
+        "{base}[auth]\nurl = \"http://127.0.0.1:4440\"\npublic = \"anon\"\ntimeout = \"0s\"\nconcurrency = 0\n"
+    ));
+    assert!(err.contains("auth.url and auth.public are both set"), "{err}");
+    assert!(err.contains("auth.timeout must be more than 0"), "{err}");
+    assert!(err.contains("auth.concurrency is 0"), "{err}");
 }
 
 #[test]
@@ -1069,7 +1098,11 @@ fn full_keys() -> BTreeSet<String> {
 }
 
 fn flag_for(key: &str) -> String {
-    key.replace(['.', '_'], "-")
+    match key {
+        // The 0.14 key and flag were spelled this way; kept so both are refused by name.
+        "auth.auth_api" => "auth-api".to_string(),
+        key => key.replace(['.', '_'], "-"),
+    }
 }
 
 /// Flags that are not a TOML key: the file itself, `--check`, and `--auth-public`, which
@@ -1123,6 +1156,8 @@ fn full_fixture_sets_every_field() {
         "public_flag",
         "public_subscribe_flag",
         "public_publish_flag",
+        "public_subscribe_file",
+        "public_publish_file",
         "mesh_file",
         "advertise",
         "prefix",

@@ -8,16 +8,19 @@ use serde_path_to_error::Segment;
 use super::{Config, ConfigError, Location};
 
 /// Keys that are accepted only for migration, as (table, key): never suggest them for a typo.
-const LEGACY_KEYS: [(&str, &str); 2] = [("cluster", "advertise"), ("cluster", "prefix")];
+const LEGACY_KEYS: [(&str, &str); 3] = [
+    ("cluster", "advertise"),
+    ("cluster", "prefix"),
+    ("auth", "auth_api"),
+];
 
 /// Two spellings of one key, for "set twice" messages: (canonical, other).
-const SPELLINGS: [(&str, &str); 6] = [
+const SPELLINGS: [(&str, &str); 5] = [
     ("server", "listen"),
     ("client", "connect"),
     ("bind", "listen"),
     ("listen", "bind"),
     ("disable_verify", "insecure"),
-    ("url", "auth_api"),
 ];
 
 /// Keys that moved: where they live now.
