@@ -723,3 +723,511 @@ fn backoff(failures: u32, cadence: Option<Duration>) -> Duration {
     let doubled = Duration::from_secs(1u64 << failures.saturating_sub(1).min(16));
     doubled.min(cadence.unwrap_or(BACKOFF_MAX)).min(BACKOFF_MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::{Router, extract::State, response::IntoResponse, routing::post};
+
+    use super::*;
+
+    /// What the fake server answers: status, body, and how long it waits first.
+    type Script = dyn Fn(&Request) -> (u16, String, Duration) + Send + Sync;
+
+    /// The fake server's state: its log and its script.
+    type FakeState = (Arc<Mutex<Vec<Request>>>, Arc<Script>);
+
+    /// An auth server on loopback that logs every request and answers from a script.
+    struct Fake {
+        url: String,
+        log: Arc<Mutex<Vec<Request>>>,
+        _task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Fake {
+        async fn start(script: impl Fn(&Request) -> (u16, String, Duration) + Send + Sync + 'static) -> Self {
+            let log: Arc<Mutex<Vec<Request>>> = Arc::default();
+            let state: FakeState = (log.clone(), Arc::new(script));
+            let app = Router::new()
+                .route(
+                    "/auth",
+                    post(
+                        |State((log, script)): State<FakeState>, body: axum::body::Bytes| async move {
+                            let request: Request = serde_json::from_slice(&body).unwrap();
+                            log.lock().unwrap().push(request.clone());
+                            let (status, body, delay) = script(&request);
+                            tokio::time::sleep(delay).await;
+                            (axum::http::StatusCode::from_u16(status).unwrap(), body).into_response()
+                        },
+                    ),
+                )
+                .with_state(state);
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}/auth", listener.local_addr().unwrap());
+            let task = tokio::spawn(async move {
+                axum::serve(listener, app).await.unwrap();
+            });
+            Self {
+                url,
+                log,
+                _task: task,
+            }
+        }
+
+        fn events(&self) -> Vec<Request> {
+            self.log.lock().unwrap().clone()
+        }
+
+        fn service(&self, cache: Duration, concurrency: u32, timeout: Duration) -> (Arc<Service>, Registry) {
+            let mut registry = Registry::default();
+            let service = Service::new(
+                &Settings {
+                    url: self.url.clone(),
+                    node: "relay-1".into(),
+                    timeout,
+                    cache,
+                    concurrency,
+                },
+                &mut registry,
+            )
+            .unwrap();
+            (service, registry)
+        }
+    }
+
+    fn answer(status: u16, body: &str) -> (u16, String, Duration) {
+        (status, body.to_string(), Duration::ZERO)
+    }
+
+    fn in_secs(secs: u64) -> i64 {
+        (SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + secs) as i64
+    }
+
+    fn facts(target: &str) -> Facts {
+        Facts {
+            transport: Some(contract::Transport::Quic),
+            target: target.to_string(),
+            remote: Some("127.0.0.1:5000".parse().unwrap()),
+            alpn: Some("moq-lite-05".into()),
+            ..Facts::default()
+        }
+    }
+
+    async fn admit(service: &Arc<Service>, target: &str) -> Result<Lease, Refusal> {
+        let request = service.request(&facts(target));
+        let dialled = crate::gate::Target::parse(target).unwrap().root;
+        service.connect(request, dialled).await
+    }
+
+    fn counted(registry: &Registry, event: &str, outcome: &str) -> u64 {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+        let prefix =
+            format!("moq_relay_auth_service_requests_total{{event=\"{event}\",outcome=\"{outcome}\"}} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .map_or(0, |n| n.trim().parse().unwrap())
+    }
+
+    const FAST: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn a_grant_admits_with_its_patterns_and_root() {
+        let fake = Fake::start(|_| {
+            answer(
+                200,
+                r#"{"publish":["cam"],"subscribe":["**","*/chat"],"root":"room/1","tier":"gold"}"#,
+            )
+        })
+        .await;
+        let (service, registry) = fake.service(Duration::ZERO, 4, FAST);
+        let lease = admit(&service, "/slug?jwt=abc&x=1").await.unwrap();
+        assert_eq!(lease.root().as_str(), "room/1");
+        let permissions = lease.grant().permissions();
+        let p = |s: &str| Path::new(s).unwrap();
+        assert!(permissions.can_publish(&p("cam")) && !permissions.can_publish(&p("cam/x")));
+        assert!(permissions.can_subscribe(&p("anything")));
+        assert_eq!(counted(&registry, "connect", "granted"), 1);
+        // The facts as sent: the path as dialled, the raw query, the node and transport.
+        let sent = &fake.events()[0];
+        assert_eq!(sent.event, Event::Connect);
+        assert_eq!(sent.path, "/slug");
+        assert_eq!(sent.query.as_deref(), Some("jwt=abc&x=1"));
+        assert_eq!(sent.node, "relay-1");
+        assert_eq!(sent.transport, contract::Transport::Quic);
+        assert_eq!(sent.alpn.as_deref(), Some("moq-lite-05"));
+        assert_eq!(sent.id.len(), 32);
+        // A URL-less dial (raw QUIC lite-03/04) is reported as `/`.
+        let _ = admit(&service, "").await.unwrap();
+        assert_eq!(fake.events()[1].path, "/");
+    }
+
+    #[tokio::test]
+    async fn refusals_and_outages_fail_closed_and_are_counted() {
+        let fake = Fake::start(|request| match request.path.as_str() {
+            "/403" => answer(403, "the token is not accepted: expired"),
+            "/401" => answer(401, ""),
+            "/500" => answer(500, "oops"),
+            "/garbage" => answer(200, "not json"),
+            "/nothing" => answer(200, "{}"),
+            "/unbounded" => answer(200, r#"{"publish":["**"],"revalidate":5}"#),
+            "/mounts" => answer(200, r#"{"publish":["**"],"mounts":{"a":"b"}}"#),
+            "/slow" => (200, r#"{"publish":["**"]}"#.into(), Duration::from_secs(30)),
+            _ => answer(200, r#"{"publish":["**"]}"#),
+        })
+        .await;
+        let (service, registry) = fake.service(Duration::ZERO, 8, Duration::from_millis(300));
+        for (path, reason, status) in [
+            ("/403", "service_refused", 401),
+            ("/401", "service_refused", 401),
+            ("/nothing", "service_refused", 401),
+            ("/500", "service_error", 502),
+            ("/garbage", "service_bad_response", 502),
+            ("/unbounded", "service_invalid", 502),
+            ("/mounts", "service_invalid", 502),
+            ("/slow", "service_timeout", 502),
+        ] {
+            let started = Instant::now();
+            let refusal = admit(&service, path).await.unwrap_err();
+            assert_eq!(
+                (refusal.reason, refusal.status),
+                (reason, status),
+                "{path}: {}",
+                refusal.detail
+            );
+            assert_eq!(refusal.kind, RefusalKind::Auth);
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{path} took {:?}",
+                started.elapsed()
+            );
+        }
+        let refusal = admit(&service, "/403").await.unwrap_err();
+        assert!(
+            refusal.detail.contains("expired"),
+            "the server's reason is kept: {}",
+            refusal.detail
+        );
+        assert_eq!(counted(&registry, "connect", "refused"), 4);
+        assert_eq!(counted(&registry, "connect", "error_status"), 1);
+        assert_eq!(counted(&registry, "connect", "bad_response"), 1);
+        assert_eq!(counted(&registry, "connect", "invalid"), 2);
+        assert_eq!(counted(&registry, "connect", "timeout"), 1);
+        assert!(
+            admit(&service, "/ok").await.is_ok(),
+            "the same service admits a good answer"
+        );
+
+        // Nobody listening: unreachable.
+        let port = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut registry = Registry::default();
+        let gone = Service::new(
+            &Settings {
+                url: format!("http://127.0.0.1:{port}/"),
+                node: String::new(),
+                timeout: FAST,
+                cache: Duration::ZERO,
+                concurrency: 1,
+            },
+            &mut registry,
+        )
+        .unwrap();
+        assert_eq!(
+            admit(&gone, "/a").await.unwrap_err().reason,
+            "service_unreachable"
+        );
+        assert_eq!(counted(&registry, "connect", "unreachable"), 1);
+    }
+
+    #[tokio::test]
+    async fn answers_are_reused_briefly_for_the_same_facts_and_outages_never() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        let fake = Fake::start(move |request| {
+            let n = seen.fetch_add(1, Ordering::SeqCst);
+            match request.path.as_str() {
+                "/no" => answer(403, "no"),
+                "/flaky" if n < 100 && request.query.as_deref() == Some("first") => answer(503, ""),
+                _ => answer(200, r#"{"subscribe":["**"]}"#),
+            }
+        })
+        .await;
+        let (service, registry) = fake.service(Duration::from_secs(60), 4, FAST);
+        admit(&service, "/a").await.unwrap();
+        // Another port of the same address: the same decision.
+        let mut other_port = facts("/a");
+        other_port.remote = Some("127.0.0.1:6000".parse().unwrap());
+        service
+            .connect(service.request(&other_port), Path::new("a").unwrap())
+            .await
+            .unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "answered from the cache");
+        assert_eq!(counted(&registry, "connect", "cached"), 1);
+        // Different facts ask again.
+        admit(&service, "/b").await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        // Refusals are reused too.
+        assert!(admit(&service, "/no").await.is_err());
+        assert!(admit(&service, "/no").await.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        // Outages are not.
+        assert!(admit(&service, "/flaky?first").await.is_err());
+        assert!(admit(&service, "/flaky?first").await.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 5);
+
+        // A cache of 0 asks every time.
+        let (uncached, _) = fake.service(Duration::ZERO, 4, FAST);
+        admit(&uncached, "/a").await.unwrap();
+        admit(&uncached, "/a").await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 7);
+    }
+
+    #[tokio::test]
+    async fn a_full_concurrency_cap_refuses_at_once() {
+        let fake = Fake::start(|request| match request.path.as_str() {
+            "/slow" => (200, r#"{"publish":["**"]}"#.into(), Duration::from_secs(2)),
+            _ => answer(200, r#"{"publish":["**"]}"#),
+        })
+        .await;
+        let (service, registry) = fake.service(Duration::ZERO, 1, FAST);
+        let slow = tokio::spawn({
+            let service = service.clone();
+            async move { admit(&service, "/slow").await.map(|_| ()) }
+        });
+        // Wait until the slow one is at the server (holding the only permit).
+        let deadline = Instant::now() + FAST;
+        while fake.events().is_empty() {
+            assert!(Instant::now() < deadline, "the slow request never arrived");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let started = Instant::now();
+        let refusal = admit(&service, "/fast").await.unwrap_err();
+        assert_eq!(refusal.reason, "service_busy");
+        assert_eq!(refusal.status, 502);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "refused without waiting"
+        );
+        assert_eq!(counted(&registry, "connect", "busy"), 1);
+        slow.await.unwrap().unwrap();
+        // With the permit back, the next one goes through.
+        admit(&service, "/fast").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn revalidation_narrows_the_grant_on_its_cadence() {
+        let expires = in_secs(3600);
+        let fake = Fake::start(move |request| match request.event {
+            Event::Connect => answer(
+                200,
+                &format!(r#"{{"publish":["**"],"subscribe":["**"],"expires":{expires},"revalidate":1}}"#),
+            ),
+            _ => answer(
+                200,
+                &format!(r#"{{"subscribe":["**"],"expires":{expires},"revalidate":1}}"#),
+            ),
+        })
+        .await;
+        let (service, registry) = fake.service(Duration::ZERO, 4, FAST);
+        let mut lease = admit(&service, "/room").await.unwrap();
+        assert!(!lease.grant().permissions().publishes_nothing());
+        let change = tokio::time::timeout(FAST, lease.changed())
+            .await
+            .expect("a re-check on the cadence");
+        let Change::Permissions(now) = change else {
+            panic!("{change:?}")
+        };
+        assert!(now.publishes_nothing() && !now.subscribes_nothing());
+        let events = fake.events();
+        assert_eq!(events[1].event, Event::Revalidate);
+        assert_eq!(
+            events[1].id, events[0].id,
+            "every event of a session shares its id"
+        );
+        assert_eq!(counted(&registry, "revalidate", "granted"), 1);
+        // The same grant again is no change: the lease keeps waiting.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(1500), lease.changed())
+                .await
+                .is_err()
+        );
+        assert!(fake.events().len() >= 3);
+    }
+
+    #[tokio::test]
+    async fn a_nudge_rechecks_at_once_and_a_refusal_ends_the_session() {
+        let expires = in_secs(3600);
+        let refuse = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let refusing = refuse.clone();
+        let fake = Fake::start(move |_| match refusing.load(Ordering::SeqCst) {
+            true => answer(403, "revoked by the operator"),
+            false => answer(
+                200,
+                &format!(r#"{{"publish":["**"],"expires":{expires},"revalidate":3600}}"#),
+            ),
+        })
+        .await;
+        let (service, _) = fake.service(Duration::ZERO, 4, FAST);
+        let mut lease = admit(&service, "/room").await.unwrap();
+        refuse.store(true, Ordering::SeqCst);
+        lease.nudge().notify_one();
+        let change = tokio::time::timeout(FAST, lease.changed())
+            .await
+            .expect("the nudge re-checks at once");
+        assert_eq!(change, Change::End("refused", "revoked by the operator".into()));
+    }
+
+    #[tokio::test]
+    async fn changed_roots_peers_and_invalid_grants_end_the_session() {
+        let expires = in_secs(3600);
+        let fake = Fake::start(move |request| {
+            let base = format!(r#""publish":["**"],"expires":{expires},"revalidate":3600"#);
+            match (request.event.clone(), request.path.as_str()) {
+                (Event::Connect, _) => answer(200, &format!("{{{base}}}")),
+                (_, "/root") => answer(200, &format!(r#"{{{base},"root":"elsewhere"}}"#)),
+                (_, "/peer") => answer(200, &format!(r#"{{{base},"peer":true}}"#)),
+                _ => answer(200, r#"{"publish":["**"],"expires":1}"#),
+            }
+        })
+        .await;
+        let (service, _) = fake.service(Duration::ZERO, 4, FAST);
+        for (path, reason) in [
+            ("/root", "root_changed"),
+            ("/peer", "peer_changed"),
+            ("/invalid", "invalid"),
+        ] {
+            let mut lease = admit(&service, path).await.unwrap();
+            lease.nudge().notify_one();
+            let change = tokio::time::timeout(FAST, lease.changed()).await.unwrap();
+            assert!(
+                matches!(change, Change::End(r, _) if r == reason),
+                "{path}: {change:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_outage_keeps_the_grant_until_it_expires() {
+        let expires = in_secs(3);
+        let fake = Fake::start(move |request| match request.event {
+            Event::Connect => answer(
+                200,
+                &format!(r#"{{"publish":["**"],"expires":{expires},"revalidate":1}}"#),
+            ),
+            _ => answer(503, "down"),
+        })
+        .await;
+        let (service, registry) = fake.service(Duration::ZERO, 4, FAST);
+        let mut lease = admit(&service, "/room").await.unwrap();
+        let started = Instant::now();
+        let change = tokio::time::timeout(Duration::from_secs(10), lease.changed())
+            .await
+            .unwrap();
+        assert_eq!(change, expired());
+        // `expires` is whole seconds: the grant ends within its last second, not at the first failure.
+        assert!(
+            started.elapsed() >= Duration::from_millis(1900),
+            "ended after {:?}",
+            started.elapsed()
+        );
+        assert!(
+            counted(&registry, "revalidate", "error_status") >= 1,
+            "re-checks were tried"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_end_is_reported_with_what_the_session_did() {
+        let fake = Fake::start(|request| match request.event {
+            Event::End { .. } => answer(204, ""),
+            _ => answer(200, r#"{"subscribe":["**"]}"#),
+        })
+        .await;
+        let (service, registry) = fake.service(Duration::ZERO, 4, FAST);
+        let lease = admit(&service, "/room").await.unwrap();
+        let id = lease.id().to_string();
+        lease
+            .end(
+                "closed".into(),
+                contract::Bytes {
+                    sent: 7,
+                    received: 11,
+                },
+            )
+            .await;
+        let end = fake.events().pop().unwrap();
+        assert_eq!(end.id, id);
+        let Event::End {
+            reason,
+            bytes,
+            duration,
+        } = end.event
+        else {
+            panic!("{:?}", end.event)
+        };
+        assert_eq!(reason, "closed");
+        assert_eq!(
+            bytes,
+            contract::Bytes {
+                sent: 7,
+                received: 11
+            }
+        );
+        assert!(duration >= 0.0);
+        assert_eq!(counted(&registry, "end", "ok"), 1);
+    }
+
+    #[test]
+    fn endpoints_are_loopback_http() {
+        let ok = Endpoint::parse("http://127.0.0.1:4440").unwrap();
+        assert_eq!(
+            (ok.port, ok.target.as_str(), ok.authority.as_str()),
+            (4440, "/", "127.0.0.1:4440")
+        );
+        assert_eq!(Endpoint::parse("http://[::1]:9/a?b=c").unwrap().target, "/a?b=c");
+        assert_eq!(Endpoint::parse("http://localhost").unwrap().port, 80);
+        for bad in [
+            "http://10.0.0.1:4440",
+            "http://auth.example/",
+            "https://127.0.0.1/",
+            "unix:///run/auth.sock",
+            "http://u:p@127.0.0.1/",
+            "not a url",
+        ] {
+            assert!(Endpoint::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_cache_key_ignores_the_id_and_the_port() {
+        let mut a = Request::connect("n", contract::Transport::Quic, "/x");
+        a.remote = Some("192.0.2.1:1000".parse().unwrap());
+        let mut b = a.clone();
+        b.id = "other".into();
+        b.remote = Some("192.0.2.1:2000".parse().unwrap());
+        assert_eq!(cache_key(&a), cache_key(&b));
+        b.remote = Some("192.0.2.2:2000".parse().unwrap());
+        assert_ne!(cache_key(&a), cache_key(&b));
+    }
+
+    #[test]
+    fn backoff_doubles_within_the_cadence() {
+        assert_eq!(backoff(1, None), Duration::from_secs(1));
+        assert_eq!(backoff(3, None), Duration::from_secs(4));
+        assert_eq!(backoff(3, Some(Duration::from_secs(2))), Duration::from_secs(2));
+        assert_eq!(backoff(40, None), BACKOFF_MAX);
+        assert_eq!(printable(b"a\nb\x00c"), "a b c");
+        assert_eq!(printable(b""), "no reason given");
+        assert_eq!(printable("é".repeat(150).as_bytes()).len(), 200);
+    }
+}
