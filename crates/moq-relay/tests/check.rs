@@ -192,6 +192,17 @@ fn check_unknown_key_exits_1_with_suggestion() {
 }
 
 #[test]
+fn removed_env_var_exits_1_naming_its_replacement() {
+    let output = relay(&["--check", "--auth-public="], &[("MOQ_AUTH_MTLS_TIER", "peer")]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr(&output).trim(),
+        "error: config (flags and environment): these settings were renamed and are no longer applied; \
+         update them and try again:\n  --auth-mtls-tier / MOQ_AUTH_MTLS_TIER -> --auth-url to `moq auth serve --tier`"
+    );
+}
+
+#[test]
 fn check_invalid_config_exits_1() {
     let file = temp_config("[server]\nbind = \"[::]:443\"\ntls.cert = \"a.crt\"\n");
     let output = relay(&["--check", file.path().to_str().unwrap()], &[]);

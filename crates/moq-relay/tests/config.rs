@@ -349,6 +349,121 @@ fn both_spellings_at_once_is_an_error() {
     );
 }
 
+#[test]
+fn listen_and_connect_flags_are_the_server_and_client_flags() {
+    let fp = "ab".repeat(32);
+    let new = load(&[
+        "--listen=[::]:4443",
+        "--listen-tls-generate=localhost",
+        "--listen-tls-root=ca.pem",
+        "--listen-version=moq-lite-04",
+        "--connect-bind=[::]:0",
+        "--connect-version=moq-lite-03",
+        "--connect-tls-root=peers.pem",
+        "--connect-tls-system-roots=false",
+        &format!("--connect-tls-fingerprint={fp}"),
+        "--connect-tls-cert=me.pem",
+        "--connect-tls-key=me.key",
+        "--connect-tls-insecure",
+        "--auth-public=",
+    ])
+    .unwrap();
+    let old = load(&[
+        "--server-bind=[::]:4443",
+        "--server-tls-generate=localhost",
+        "--server-tls-root=ca.pem",
+        "--server-version=moq-lite-04",
+        "--client-bind=[::]:0",
+        "--client-version=moq-lite-03",
+        "--client-tls-root=peers.pem",
+        "--client-tls-system-roots=false",
+        &format!("--client-tls-fingerprint={fp}"),
+        "--client-tls-cert=me.pem",
+        "--client-tls-key=me.key",
+        "--client-tls-disable-verify",
+        "--auth-public=",
+    ])
+    .unwrap();
+    assert_eq!(new, old);
+    assert_eq!(new.server.bind, addr("[::]:4443"));
+    assert_eq!(new.server.tls.root, [PathBuf::from("ca.pem")]);
+    assert_eq!(new.client.bind, addr("[::]:0"));
+    assert_eq!(new.client.tls.system_roots, Some(false));
+    assert_eq!(new.client.tls.key, Some(PathBuf::from("me.key")));
+    assert_eq!(new.client.tls.disable_verify, Some(true));
+}
+
+#[test]
+fn removed_keys_stop_with_the_ecosystems_renamed_message() {
+    let err = error(
+        "[auth]\npublic = \"\"\ndomains = [\"cdn.example.com\"]\nmtls_tier = \"peer\"\n\
+         [auth.tls]\nroot = [\"ca.pem\"]\n[connect]\nreconnect = false\nconnect = \"https://x/\"\n",
+    );
+    assert_eq!(
+        err,
+        "config relay.toml: these settings were renamed and are no longer applied; update them and try again:\n  \
+         line 3: [auth] domains -> an auth server that reads `server_name`\n  \
+         line 4: [auth] mtls_tier -> [auth] url to `moq auth serve --tier`\n  \
+         line 5: [auth.tls] -> [connect.tls], which an https:// [auth] url presents (this relay speaks only \
+         http:// on loopback to its auth server for now)\n  \
+         line 8: [connect] reconnect -> once (inverted: reconnect = false is once = true)\n  \
+         line 9: [connect] connect -> url"
+    );
+    // The older [client] spelling of the table is the same table.
+    let err = error("[client]\nfailover_delay = \"250ms\"\n");
+    assert!(
+        err.ends_with("\n  line 2: [connect] failover_delay -> race"),
+        "{err}"
+    );
+    // Their replacements, which this relay does not act on, load with a warning.
+    let config = Config::from_toml(
+        "[connect]\nurl = \"https://x/\"\nrace = \"1s\"\nonce = true\n",
+        Path::new("relay.toml"),
+    )
+    .unwrap();
+    assert_eq!(config.warnings.len(), 3, "{:?}", config.warnings);
+}
+
+#[test]
+fn removed_flags_stop_with_the_ecosystems_renamed_message() {
+    let err = load(&[
+        "--auth-public=",
+        "--auth-domain",
+        "cdn.example.com",
+        "--client-failover-delay=1s",
+        "--auth-tls-root=ca.pem",
+    ])
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        err,
+        "config (flags and environment): these settings were renamed and are no longer applied; update them \
+         and try again:\n  \
+         --auth-domain / MOQ_AUTH_DOMAIN -> an auth server that reads `server_name`\n  \
+         --auth-tls-root / MOQ_AUTH_TLS_ROOT -> --connect-tls-*, which an https:// --auth-url presents\n  \
+         --client-failover-delay / MOQ_CLIENT_FAILOVER_DELAY -> --connect-race / MOQ_CONNECT_RACE"
+    );
+    // Hidden: they are not offered in --help.
+    let help = Config::command().render_long_help().to_string();
+    assert!(!help.contains("auth-domain"), "{help}");
+}
+
+#[test]
+fn inert_keys_are_found_under_listen_and_connect() {
+    let config = load_text(
+        "[listen]\nbind = \"[::]:4443\"\ntls.generate = [\"localhost\"]\nbackend = \"quinn\"\n\
+         [listen.quic]\nqlog = \"/tmp/q\"\n[connect.websocket]\nenabled = true\n[auth]\npublic = \"\"\n",
+        &[],
+    )
+    .unwrap();
+    config.validate().unwrap();
+    let warnings = config.warnings.join("\n");
+    for key in ["'listen.backend'", "'listen.quic.qlog'", "'connect.websocket'"] {
+        assert!(warnings.contains(key), "{key}: {warnings}");
+    }
+    assert_eq!(config.warnings.len(), 3, "{warnings}");
+}
+
 // ---- flags and env over the file ---------------------------------------------------------
 
 const FILE: &str = r#"

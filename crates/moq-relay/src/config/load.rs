@@ -24,7 +24,7 @@ const SPELLINGS: [(&str, &str); 5] = [
 ];
 
 /// Keys that moved: where they live now.
-const MOVED: [(&str, &str); 5] = [
+const MOVED: [(&str, &str); 4] = [
     (
         "tls",
         "TLS settings live under [server.tls], or [client.tls] for dialing",
@@ -35,7 +35,6 @@ const MOVED: [(&str, &str); 5] = [
     ),
     ("server.tls.insecure", "insecure belongs under [client.tls]"),
     ("web.listen", "write listen under [web.http] or [web.https]"),
-    ("auth.tls", "client certificate CAs are set with server.tls.root"),
 ];
 
 /// Parse `text` (the contents of `file`) into a config, without applying flags. Inert
@@ -52,6 +51,16 @@ pub(super) fn parse(text: &str, file: &Path) -> Result<(Config, Vec<String>), Co
             message: one_line(err.message()),
         }
     })?;
+    let renamed = super::renamed::find(table.get_ref());
+    if !renamed.is_empty() {
+        return Err(ConfigError::Renamed {
+            origin: file.display().to_string(),
+            settings: renamed
+                .into_iter()
+                .map(|(line, offset)| format!("line {}: {line}", line_col(text, offset).0))
+                .collect(),
+        });
+    }
     let warnings = super::inert::strip(table.get_mut())
         .into_iter()
         .filter_map(|(key, offset)| {

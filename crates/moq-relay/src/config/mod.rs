@@ -10,7 +10,10 @@
 //! or `[listen]`, `[client]` or `[connect]`, `bind` or `listen`, `tls.disable_verify` or
 //! `tls.insecure`. Unknown keys are rejected with the file, line and a "did you mean";
 //! legacy keys (`cluster.advertise`, `cluster.prefix`, `cluster.mesh = "<url>"`,
-//! `auth.public.api`) are migrated with a warning saying what to write instead.
+//! `auth.public.api`) are migrated with a warning saying what to write instead. Keys and
+//! flags the ecosystem has removed and this relay does not read either (`[auth] domains`,
+//! `--auth-mtls-tier`, `[connect] reconnect`...) stop loading with the ecosystem's
+//! "renamed" message naming each replacement (see [`renamed`]).
 //!
 //! Flag `--SECTION-KEY` and env var `MOQ_SECTION_KEY` for `[section] key`, nested tables
 //! joined the same way: `[server.tls] cert` is `--server-tls-cert` / `MOQ_SERVER_TLS_CERT`.
@@ -29,6 +32,7 @@ mod limits;
 mod load;
 mod log;
 mod quic;
+pub mod renamed;
 mod server;
 mod value;
 mod web;
@@ -178,7 +182,14 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let matches = Self::command().try_get_matches_from(args)?;
+        let matches = with_renamed_flags(Self::command()).try_get_matches_from(args)?;
+        let renamed = renamed_flags(&matches);
+        if !renamed.is_empty() {
+            return Err(ConfigError::Renamed {
+                origin: "(flags and environment)".to_string(),
+                settings: renamed,
+            });
+        }
         let file = matches.get_one::<PathBuf>("file").cloned();
         let mut config = match &file {
             Some(path) => Self::from_file(path)?,
@@ -266,6 +277,37 @@ impl Config {
     pub fn client_quic(&self) -> QuicSettings {
         self.client.quic.settings().or(self.quic.settings())
     }
+}
+
+/// `command` with the flags the ecosystem has removed (see [`renamed::RENAMED_FLAGS`])
+/// accepted but hidden, so that giving one names its replacement.
+fn with_renamed_flags(command: clap::Command) -> clap::Command {
+    renamed::RENAMED_FLAGS
+        .iter()
+        .fold(command, |command, (flag, env, _)| {
+            command.arg(
+                clap::Arg::new(*flag)
+                    .long(*flag)
+                    .env(*env)
+                    .hide(true)
+                    .num_args(0..=1)
+                    .action(clap::ArgAction::Append),
+            )
+        })
+}
+
+/// The removed flags (or their env vars) that were given, each with its replacement.
+fn renamed_flags(matches: &clap::ArgMatches) -> Vec<String> {
+    renamed::RENAMED_FLAGS
+        .iter()
+        .filter(|(flag, ..)| {
+            matches!(
+                matches.value_source(flag),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            )
+        })
+        .map(|(flag, env, new)| renamed::entry(&format!("--{flag} / {env}"), new, None))
+        .collect()
 }
 
 /// Whether any flag or env var other than the file and `[log]` settings was given: those
