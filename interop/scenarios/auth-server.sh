@@ -2,14 +2,14 @@
 # The external auth server ([auth] url), both ways:
 #  1. our relay asking the reference auth server (`moq auth serve`, moq-cli 0.14.10)
 #     about the ecosystem's moq-clock (0.10.21): public patterns and tokens admit,
-#     everything else is refused; POST /sessions/revalidate after the server's
-#     rules narrowed applies the narrower grant to live sessions (the subscription
-#     it no longer covers ends, the sessions stay), and after they are withdrawn
-#     ends them; an auth server that never answers refuses every session (fails
-#     closed) and the relay counts it as a timeout.
-#  2. our auth server (`moq auth serve`) behind the reference moq-relay 0.17.10:
-#     it admits and refuses moq-clock there, and a narrowed rule reaches their
-#     live sessions through their POST /sessions/revalidate.
+#     everything else is refused; a re-check (POST /sessions/revalidate, asked with
+#     their `moq auth revalidate`) after the server's rules narrowed applies the
+#     narrower grant to live sessions (the subscription it no longer covers ends, the
+#     sessions stay), and after they are withdrawn ends them; an auth server that
+#     never answers refuses every session (fails closed), counted as a timeout.
+#  2. our auth server (`moq auth serve`) behind the reference moq-relay 0.17.10: it
+#     admits and refuses moq-clock there, and a narrowed rule reaches their live
+#     sessions through their POST /sessions/revalidate (asked with ours).
 set -uo pipefail
 # shellcheck source=common.bash
 source "$(dirname "$0")/common.bash"
@@ -132,7 +132,8 @@ stop "$THEIR_AUTH"
 their_auth narrow --public-publish 'anon/**' --public-subscribe 'anon/a/**'
 m=$(mark "$LOG")
 before_a=$(count_lines "$WORK/clock-a-sub.log")
-answer=$(curl -sf -X POST "$INTERNAL/sessions/revalidate")
+# Asked with their CLI (`moq auth revalidate`), against our internal listener.
+answer=$("$THEIRS/moq" auth revalidate --internal-url "$INTERNAL" 2>"$WORK/their-revalidate.log")
 asked=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["asked"])' "$answer" 2>/dev/null)
 # b's subscriber gets no line stamped after the re-check; moq-clock exits when its
 # subscription is ended, or waits.
@@ -283,7 +284,9 @@ stop "$SUB_S" "$PUB_S"
 stop "$OUR_AUTH"
 our_auth narrow --public-publish 'anon/**' --public-subscribe 'anon/a/**'
 m=$(mark "$TLOG")
-curl -sf -X POST "$TINTERNAL/sessions/revalidate" >"$WORK/their-revalidate.json"
+# Asked with our CLI, against their internal listener.
+"$OURS/moq" auth revalidate --internal-url "$TINTERNAL" >"$WORK/their-revalidate.json" 2>"$WORK/our-revalidate.log" ||
+    fail auth-our-cli-revalidates-their-relay "$(cat "$WORK/our-revalidate.log")"
 sleep 1
 b_then=$(count_lines "$WORK/t-clock-b-sub.log")
 bg SUB_A t-clock-a-sub "$THEIRS/moq-clock" --url "$TURL/anon" --broadcast a subscribe

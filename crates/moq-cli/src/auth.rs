@@ -104,8 +104,9 @@ pub(crate) struct ServeArgs {
 /// Arguments of `moq auth revalidate`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct RevalidateArgs {
-    /// The relay's internal listener (`[internal] listen`), e.g. `127.0.0.1:9090`.
-    #[arg(long, value_name = "ADDR")]
+    /// The relay's internal listener (`[internal] listen`), e.g. `127.0.0.1:9090` (also
+    /// spelled `--internal-url http://127.0.0.1:9090`, as the ecosystem's CLI writes it).
+    #[arg(long, value_name = "ADDR", alias = "internal-url")]
     pub internal: String,
     /// Only the session with this id (the auth server's or the relay's).
     #[arg(long)]
@@ -330,12 +331,12 @@ async fn revalidate(args: RevalidateArgs) -> anyhow::Result<()> {
         true => "/sessions/revalidate".to_string(),
         false => format!("/sessions/revalidate?{query}"),
     };
-    let mut stream = tokio::net::TcpStream::connect(&args.internal)
+    let internal = internal_address(&args.internal)?;
+    let mut stream = tokio::net::TcpStream::connect(internal)
         .await
-        .with_context(|| format!("cannot reach the relay's internal listener at {}", args.internal))?;
+        .with_context(|| format!("cannot reach the relay's internal listener at {internal}"))?;
     let request = format!(
-        "POST {target} HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-        args.internal
+        "POST {target} HTTP/1.1\r\nHost: {internal}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).await?;
     let mut response = Vec::new();
@@ -352,10 +353,44 @@ async fn revalidate(args: RevalidateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The internal listener's `host:port`, given bare or as an `http://` URL (plain HTTP is
+/// all that listener speaks).
+fn internal_address(raw: &str) -> anyhow::Result<&str> {
+    if raw.starts_with("https://") {
+        bail!(
+            "the internal listener speaks plain HTTP: use http://{}",
+            &raw["https://".len()..]
+        );
+    }
+    let address = raw.strip_prefix("http://").unwrap_or(raw).trim_end_matches('/');
+    if address.is_empty() || address.contains('/') {
+        bail!("--internal wants host:port (e.g. 127.0.0.1:9090), not '{raw}'");
+    }
+    Ok(address)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::Parser;
+
+    #[test]
+    fn internal_listener_bare_or_as_a_url() {
+        assert_eq!(internal_address("127.0.0.1:9090").unwrap(), "127.0.0.1:9090");
+        assert_eq!(
+            internal_address("http://127.0.0.1:9090/").unwrap(),
+            "127.0.0.1:9090"
+        );
+        assert_eq!(internal_address("http://[::1]:9090").unwrap(), "[::1]:9090");
+        assert!(
+            internal_address("https://127.0.0.1:9090")
+                .unwrap_err()
+                .to_string()
+                .contains("plain HTTP")
+        );
+        assert!(internal_address("http://127.0.0.1:9090/sessions").is_err());
+        assert!(internal_address("http://").is_err());
+    }
 
     #[derive(Parser)]
     struct Cli {
