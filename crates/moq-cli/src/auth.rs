@@ -356,11 +356,8 @@ async fn revalidate(args: RevalidateArgs) -> anyhow::Result<()> {
 /// The internal listener's `host:port`, given bare or as an `http://` URL (plain HTTP is
 /// all that listener speaks).
 fn internal_address(raw: &str) -> anyhow::Result<&str> {
-    if raw.starts_with("https://") {
-        bail!(
-            "the internal listener speaks plain HTTP: use http://{}",
-            &raw["https://".len()..]
-        );
+    if let Some(rest) = raw.strip_prefix("https://") {
+        bail!("the internal listener speaks plain HTTP: use http://{rest}");
     }
     let address = raw.strip_prefix("http://").unwrap_or(raw).trim_end_matches('/');
     if address.is_empty() || address.contains('/') {
