@@ -401,6 +401,7 @@ fn env_warnings(vars: impl IntoIterator<Item = String>) -> Vec<String> {
         .get_arguments()
         .filter_map(|arg| arg.get_env())
         .map(|env| env.to_string_lossy().into_owned())
+        .chain(crate::config::ENV_ALIASES.iter().map(|(env, _)| env.to_string()))
         .collect();
     let vars: Vec<String> = vars.into_iter().collect();
     check_env(vars.iter().map(String::as_str), &known)

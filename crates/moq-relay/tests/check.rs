@@ -192,6 +192,37 @@ fn check_unknown_key_exits_1_with_suggestion() {
 }
 
 #[test]
+fn listen_and_connect_env_spellings_configure_the_relay() {
+    let output = relay(
+        &["--check"],
+        &[
+            ("MOQ_LISTEN", "[::]:5000"),
+            ("MOQ_LISTEN_TLS_GENERATE", "localhost"),
+            ("MOQ_CONNECT_TLS_INSECURE", "true"),
+            ("MOQ_AUTH_PUBLIC", ""),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("quic [::]:5000 (self-signed for localhost)"),
+        "{}",
+        stdout(&output)
+    );
+    // Known names: no "not a moq-relay setting" warning.
+    assert!(stderr(&output).is_empty(), "{}", stderr(&output));
+    // The canonical variable wins over the alias.
+    let output = relay(
+        &["--check", "--auth-public="],
+        &[
+            ("MOQ_LISTEN", "[::]:5000"),
+            ("MOQ_SERVER_BIND", "[::]:5001"),
+            ("MOQ_LISTEN_TLS_GENERATE", "x"),
+        ],
+    );
+    assert!(stdout(&output).contains("quic [::]:5001"), "{}", stdout(&output));
+}
+
+#[test]
 fn removed_env_var_exits_1_naming_its_replacement() {
     let output = relay(&["--check", "--auth-public="], &[("MOQ_AUTH_MTLS_TIER", "peer")]);
     assert_eq!(output.status.code(), Some(1));
