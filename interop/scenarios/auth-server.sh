@@ -63,6 +63,12 @@ expect_no_clock() {
 has() { plain "$1" | grep -E -- "$2" >/dev/null; }
 found() { grep -E -- "$1" >/dev/null; }
 
+# Wait up to SECONDS for a line matching REGEX in LOG after line MARK.
+#   wait_log_since LOG MARK REGEX SECONDS
+wait_log_since() {
+    timeout "$4" bash -c 'until tail -n +"$(($2 + 1))" "$1" | sed "s/\x1b\[[0-9;]*m//g" | grep -E -- "$3" >/dev/null; do sleep 0.1; done' _ "$1" "$2" "$3"
+}
+
 # A counter from a /metrics page: metric VALUE of the line starting with NAME{LABELS}.
 #   counter URL 'moq_relay_auth_service_requests_total{event="connect",outcome="granted"}'
 counter() {
@@ -186,6 +192,37 @@ else
     pass "auth-their-server-revalidate-ends ($closed sessions ended)"
 fi
 stop "$SUB_A" "$SUB_B" "$PUB_A" "$PUB_B" "$THEIR_AUTH"
+
+# --- The grant's own cadence: their server stamps `revalidate` and `expires` on
+#     each grant (--revalidate 1s --expires 10m), and our relay re-checks on it
+#     without being asked; a rule narrowed meanwhile reaches the live session.
+their_auth cadence --public-publish 'anon/**' --public-subscribe 'anon/**' --revalidate 1s --expires 10m
+bg PUB_C cadence-pub "$THEIRS/moq-clock" --url "$URL/anon" --broadcast c publish
+wait_log "$WORK/cadence-pub.log" 'connected' 10
+bg SUB_C cadence-sub "$THEIRS/moq-clock" --url "$URL/anon" --broadcast c subscribe
+if wait_clock_lines "$WORK/cadence-sub.log" 2 "$WAIT"; then
+    m=$(mark "$LOG")
+    stop "$THEIR_AUTH"
+    their_auth cadence-narrow --public-publish 'anon/**' --public-subscribe 'anon/a/**' --revalidate 1s --expires 10m
+    if ! wait_log_since "$LOG" "$m" 'changed the grant; applied' 6; then
+        fail auth-their-server-grant-cadence "our relay did not re-check on the grant's 1 s cadence: $(since "$LOG" "$m" | tail -n 2)"
+    else
+        sleep 1
+        c_then=$(count_lines "$WORK/cadence-sub.log")
+        sleep 2
+        if (($(count_lines "$WORK/cadence-sub.log") > c_then)); then
+            fail auth-their-server-grant-cadence "c's subscriber still gets lines after the narrowing"
+        elif ! alive "$PUB_C"; then
+            fail auth-their-server-grant-cadence "the publisher's session went away"
+        else
+            pass auth-their-server-grant-cadence
+        fi
+    fi
+else
+    fail auth-their-server-grant-cadence "no clock lines under the cadence grant"
+    show "$WORK/cadence-sub.log" "$LOG"
+fi
+stop "$SUB_C" "$PUB_C" "$THEIR_AUTH"
 alive "$OUR_RELAY_PID" || fail auth-our-relay-alive "our relay exited: $(plain "$LOG" | tail -n 3)"
 
 # --- An auth server that accepts the connection and never answers: every session
@@ -300,6 +337,28 @@ else
     pass auth-our-server-their-relay-revalidate-narrows
 fi
 stop "$SUB_A" "$SUB_B" "$PUB_A" "$PUB_B"
+
+# Our grants' cadence (--revalidate 1s --expires 10m) drives their relay's re-checks
+# without being asked: a rule narrowed meanwhile reaches their live session.
+stop "$OUR_AUTH"
+our_auth cadence --public-publish 'anon/**' --public-subscribe 'anon/**' --revalidate 1s --expires 10m
+bg PUB_C t-cadence-pub "$THEIRS/moq-clock" --url "$TURL/anon" --broadcast c publish
+wait_log "$WORK/t-cadence-pub.log" 'connected' 10
+bg SUB_C t-cadence-sub "$THEIRS/moq-clock" --url "$TURL/anon" --broadcast c subscribe
+if wait_clock_lines "$WORK/t-cadence-sub.log" 2 "$WAIT"; then
+    m=$(mark "$TLOG")
+    stop "$OUR_AUTH"
+    our_auth cadence-narrow --public-publish 'anon/**' --public-subscribe 'anon/a/**' --revalidate 1s --expires 10m
+    if wait_log_since "$TLOG" "$m" 'grant narrowed' 6; then
+        pass auth-our-server-their-relay-grant-cadence
+    else
+        fail auth-our-server-their-relay-grant-cadence "their relay did not re-check on our grant's 1 s cadence: $(since "$TLOG" "$m" | tail -n 2)"
+    fi
+else
+    fail auth-our-server-their-relay-grant-cadence "no clock lines under our cadence grant"
+    show "$WORK/t-cadence-sub.log" "$TLOG" "$WORK/our-auth-cadence.log"
+fi
+stop "$SUB_C" "$PUB_C"
 alive "$THEIR_RELAY_PID" || fail auth-their-relay-alive "their relay exited: $(plain "$TLOG" | tail -n 3)"
 alive "$OUR_AUTH" || fail auth-our-server-alive "our auth server exited: $(plain "$WORK/our-auth-narrow.log" | tail -n 3)"
 
