@@ -1,6 +1,7 @@
 //! `moq`: publish to, subscribe from, and list broadcasts on a Media over QUIC
 //! relay (moq-lite 03–06 over raw QUIC or WebTransport).
 
+mod auth;
 mod clock;
 mod frames;
 mod token;
@@ -82,6 +83,9 @@ enum Command {
     Announced(AnnouncedArgs),
     /// Generate keys, and sign and verify tokens.
     Token(token::TokenArgs),
+    /// Serve the auth-server contract to relays (`serve`), ask a relay to re-check its
+    /// sessions (`revalidate`), and `generate`/`sign`/`verify` as `moq token`.
+    Auth(auth::AuthArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -184,9 +188,11 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Command::Token(args) = cli.command {
-        return token::run(args);
-    }
+    let cli = match cli.command {
+        Command::Token(args) => return token::run(args),
+        Command::Auth(args) => return auth::run(args).await,
+        _ => cli,
+    };
     let client = client::Client::new(client::Config {
         tls: client::ClientTls {
             roots: cli.tls.roots.clone(),
@@ -209,7 +215,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             clock::subscribe(track, args.count).await
         }
         Command::Announced(args) => announced(&client, args).await,
-        Command::Token(_) => Ok(()),
+        Command::Token(_) | Command::Auth(_) => Ok(()),
     };
     // Tell the relay we are gone rather than leaving it to time the session out.
     client.close_and_wait(Duration::from_millis(500)).await;

@@ -82,6 +82,10 @@ pub(crate) struct SignArgs {
     /// Issued-at time in Unix seconds (default: now).
     #[arg(long, value_name = "UNIX")]
     pub issued: Option<u64>,
+    /// Mark the holder as a relay of the cluster (the `cluster` claim older
+    /// `moq-token sign --cluster` wrote): relays give it a cluster peer's quota.
+    #[arg(long)]
+    pub cluster: bool,
 }
 
 /// Arguments of `moq token verify`.
@@ -196,6 +200,8 @@ pub(crate) fn sign(args: &SignArgs, now: SystemTime) -> anyhow::Result<String> {
             .transpose()?,
         iat: Some(args.issued.unwrap_or_else(|| unix_seconds(now))),
         nbf: None,
+        cluster: args.cluster,
+        ..Claims::default()
     };
     Ok(key.sign(&claims)?)
 }
@@ -282,6 +288,7 @@ mod tests {
             subscribe: vec![String::new()],
             expires: Some("1h".into()),
             issued: None,
+            cluster: false,
         };
         let token = sign(&sign_args, SystemTime::now()).unwrap();
         let claims = verify(&public, &token).unwrap();

@@ -239,9 +239,15 @@ impl Server {
     pub async fn accept(&self) -> Option<Incoming> {
         let incoming = self.endpoint.accept().await?;
         let remote = canonical(incoming.remote_address());
+        let port = self.endpoint.local_addr().ok().map(|addr| addr.port());
+        let local = incoming
+            .local_ip()
+            .zip(port)
+            .map(|(ip, port)| canonical(SocketAddr::new(ip, port)));
         Some(Incoming {
             incoming,
             remote,
+            local,
             versions: self.versions.clone(),
             in_band: self.in_band.clone(),
             handshake_timeout: self.handshake_timeout,
@@ -265,6 +271,7 @@ impl Server {
 pub struct Incoming {
     incoming: quinn::Incoming,
     remote: SocketAddr,
+    local: Option<SocketAddr>,
     versions: Arc<[Version]>,
     in_band: Arc<[Version]>,
     handshake_timeout: Duration,
@@ -294,6 +301,7 @@ impl Incoming {
 
     async fn handshake(self) -> Result<Request, Error> {
         let remote = self.remote;
+        let local = self.local;
         let connecting = self
             .incoming
             .accept()
@@ -330,6 +338,7 @@ impl Incoming {
             return Ok(Request {
                 conn,
                 remote,
+                local,
                 version,
                 server_name,
                 versions: self.versions,
@@ -343,6 +352,7 @@ impl Incoming {
             return Ok(Request {
                 conn,
                 remote,
+                local,
                 version: None,
                 server_name,
                 versions: self.versions,
@@ -356,6 +366,7 @@ impl Incoming {
             Some(version) => Ok(Request {
                 conn,
                 remote,
+                local,
                 version: Some(version),
                 server_name,
                 versions: self.versions,
@@ -387,10 +398,16 @@ enum Kind {
 }
 
 /// A verified client certificate (mTLS).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientCertificate {
     /// When the certificate stops being valid (`notAfter`), if it could be read.
     pub not_after: Option<std::time::SystemTime>,
+    /// SHA-256 of the leaf certificate, lowercase hex.
+    pub fingerprint: String,
+    /// The leaf's first DNS name, else its common name, if it could be read.
+    pub name: Option<String>,
+    /// The issuer's distinguished name, if it could be read.
+    pub issuer: Option<String>,
 }
 
 /// A connection that completed its handshake and awaits our decision.
@@ -399,6 +416,7 @@ pub struct ClientCertificate {
 pub struct Request {
     conn: quinn::Connection,
     remote: SocketAddr,
+    local: Option<SocketAddr>,
     version: Option<Version>,
     server_name: Option<String>,
     versions: Arc<[Version]>,
@@ -477,6 +495,11 @@ impl Request {
         self.remote
     }
 
+    /// Our address the connection arrived on, when the socket reports it.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local
+    }
+
     /// The certificate the client presented, if any. rustls refuses the handshake when a
     /// presented certificate does not chain to the configured client CAs, so a certificate
     /// here is a verified one.
@@ -489,7 +512,13 @@ impl Request {
         let not_after = tls::not_after(leaf)
             .and_then(|secs| u64::try_from(secs).ok())
             .and_then(|secs| std::time::UNIX_EPOCH.checked_add(Duration::from_secs(secs)));
-        Some(ClientCertificate { not_after })
+        let (name, issuer) = tls::names(leaf);
+        Some(ClientCertificate {
+            not_after,
+            fingerprint: tls::fingerprint(leaf),
+            name,
+            issuer,
+        })
     }
 
     /// The underlying QUIC connection, for statistics.

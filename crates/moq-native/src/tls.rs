@@ -699,3 +699,25 @@ pub(crate) fn not_after(der: &[u8]) -> Option<i64> {
         .ok()
         .map(|(_, cert)| cert.validity().not_after.timestamp())
 }
+
+/// A certificate's first DNS name (else its common name) and its issuer's distinguished
+/// name, when it parses.
+pub(crate) fn names(der: &[u8]) -> (Option<String>, Option<String>) {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return (None, None);
+    };
+    let dns = cert.subject_alternative_name().ok().flatten().and_then(|san| {
+        san.value.general_names.iter().find_map(|name| match name {
+            x509_parser::extensions::GeneralName::DNSName(dns) => Some(dns.to_string()),
+            _ => None,
+        })
+    });
+    let common = || {
+        cert.subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .map(str::to_string)
+    };
+    (dns.or_else(common), Some(cert.issuer().to_string()))
+}

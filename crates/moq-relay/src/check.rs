@@ -329,16 +329,38 @@ impl Config {
                  client certificate"
             ));
         }
-        if auth.url.is_some() {
+        if auth.auth_api.is_some() {
             problems.push(
-                "auth.url: an external auth service is not supported by this relay yet; verify tokens with \
-                 auth.key (one JWK file) or auth.key_dir (a directory of {kid}.jwk files)"
+                "auth.auth_api (--auth-api, the 0.14 GET auth webhook) was replaced by auth.url (--auth-url): an \
+                 auth server answering one JSON POST per session event, e.g. `moq auth serve`; remove auth_api \
+                 and set url"
                     .to_string(),
             );
+        }
+        if let Some(url) = &auth.url
+            && let Err(problem) = crate::auth_service::Endpoint::parse(url)
+        {
+            problems.push(format!("auth.url {}: {problem}", redact::url(url)));
         }
         if auth.url.is_some() && (auth.key.is_some() || auth.key_dir.is_some()) {
             problems.push(
                 "auth.url (an auth service) verifies tokens itself: remove auth.key and auth.key_dir, or the url"
+                    .to_string(),
+            );
+        }
+        if auth.url.is_some() && auth.public.as_ref().is_some_and(|p| !p.is_empty()) {
+            problems.push(
+                "auth.url and auth.public are both set: the auth server decides every session, anonymous ones \
+                 included (moq auth serve --public-subscribe/--public-publish); remove auth.public, or the url"
+                    .to_string(),
+            );
+        }
+        if auth.timeout == Some(Duration::ZERO) {
+            problems.push("auth.timeout must be more than 0, e.g. \"10s\"".to_string());
+        }
+        if auth.concurrency == Some(0) {
+            problems.push(
+                "auth.concurrency is 0, which refuses every session: remove it for the default (64)"
                     .to_string(),
             );
         }
@@ -546,6 +568,7 @@ fn env_warnings(vars: impl IntoIterator<Item = String>) -> Vec<String> {
         .get_arguments()
         .filter_map(|arg| arg.get_env())
         .map(|env| env.to_string_lossy().into_owned())
+        .chain(crate::config::ENV_ALIASES.iter().map(|(env, _)| env.to_string()))
         .collect();
     let vars: Vec<String> = vars.into_iter().collect();
     check_env(vars.iter().map(String::as_str), &known)

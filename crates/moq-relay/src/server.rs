@@ -205,6 +205,33 @@ fn media(config: &Config) -> anyhow::Result<Media> {
     Ok(Media::new(cache, linger, hop))
 }
 
+/// The client of the auth server `[auth] url` names, if any. Requests carry the node name
+/// `[cluster] node` (empty without one), as the reference relay's do.
+fn auth_service(
+    config: &Config,
+    metrics: &mut Metrics,
+) -> anyhow::Result<Option<Arc<crate::auth_service::Service>>> {
+    let Some(url) = &config.auth.url else {
+        return Ok(None);
+    };
+    let settings = crate::auth_service::Settings {
+        url: url.clone(),
+        node: config.cluster.node.clone().unwrap_or_default(),
+        timeout: config
+            .auth
+            .timeout
+            .unwrap_or(crate::auth_service::DEFAULT_TIMEOUT),
+        cache: config.auth.cache.unwrap_or(crate::auth_service::DEFAULT_CACHE),
+        concurrency: config
+            .auth
+            .concurrency
+            .unwrap_or(crate::auth_service::DEFAULT_CONCURRENCY),
+    };
+    crate::auth_service::Service::new(&settings, metrics)
+        .map(Some)
+        .map_err(|err| anyhow::anyhow!("[auth] url {}: {err}", crate::redact::url(url)))
+}
+
 /// The per-session quota handed to the session driver, from `[limits]`.
 fn session_quota(limits: &config::Limits) -> moq_core::session::Quota {
     let count = |value: Option<u32>, default: u32| value.unwrap_or(default) as usize;
@@ -257,17 +284,19 @@ impl Relay {
         warn_if_expiring(&quic);
 
         let gate = Arc::new(Gate::from_config(&config.auth)?);
+        let service = auth_service(&config, builder.registry())?;
         let quota = session_quota(&config.limits);
         let peer_quota = cluster::link_quota(&quota);
         let hook = DirectoryHook::new(
             cluster.clone(),
             media.hop,
-            gate.verifies_tokens(),
+            gate.verifies_tokens() || service.is_some(),
             peer_quota.clone(),
         );
         let sessions = Arc::new(Sessions {
             media,
             gate,
+            service,
             admission: Admission::new(Policy::from_config(&config.limits)),
             registry,
             refusals,
@@ -417,6 +446,8 @@ impl Relay {
         let public = http::public::router(http::public::PublicState {
             media: self.sessions.media.clone(),
             gate: self.sessions.gate.clone(),
+            service: self.sessions.service.clone(),
+            lifecycle: self.sessions.lifecycle.clone(),
             refusals: self.sessions.refusals.clone(),
             fingerprints: Arc::new(self.quic.fingerprints()),
             fetches: Arc::new(tokio::sync::Semaphore::new(http::public::MAX_FETCHES)),
@@ -453,6 +484,7 @@ impl Relay {
                 cluster: self.cluster.clone(),
                 lifecycle: lifecycle.clone(),
                 acme: self.quic.acme().cloned(),
+                sessions: Some(self.sessions.clone()),
             });
             lifecycle.spawn_graceful(http::serve(listener(tcp, None, router), shutdown));
         }

@@ -238,6 +238,51 @@ fn check_unknown_key_exits_1_with_suggestion() {
 }
 
 #[test]
+fn listen_and_connect_env_spellings_configure_the_relay() {
+    let output = relay(
+        &["--check"],
+        &[
+            ("MOQ_LISTEN", "[::]:5000"),
+            ("MOQ_LISTEN_TLS_GENERATE", "localhost"),
+            ("MOQ_CONNECT_TLS_INSECURE", "true"),
+            ("MOQ_AUTH_PUBLIC", ""),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("quic [::]:5000 (self-signed for localhost)"),
+        "{}",
+        stdout(&output)
+    );
+    // Known names: no "not a moq-relay setting" warning (only the safety warning for the
+    // insecure link setting).
+    let err = stderr(&output);
+    assert!(!err.contains("not a moq-relay setting"), "{err}");
+    assert!(err.contains("client.tls.disable_verify = true"), "{err}");
+    // The canonical variable wins over the alias.
+    let output = relay(
+        &["--check", "--auth-public="],
+        &[
+            ("MOQ_LISTEN", "[::]:5000"),
+            ("MOQ_SERVER_BIND", "[::]:5001"),
+            ("MOQ_LISTEN_TLS_GENERATE", "x"),
+        ],
+    );
+    assert!(stdout(&output).contains("quic [::]:5001"), "{}", stdout(&output));
+}
+
+#[test]
+fn removed_env_var_exits_1_naming_its_replacement() {
+    let output = relay(&["--check", "--auth-public="], &[("MOQ_AUTH_MTLS_TIER", "peer")]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr(&output).trim(),
+        "error: config (flags and environment): these settings were renamed and are no longer applied; \
+         update them and try again:\n  --auth-mtls-tier / MOQ_AUTH_MTLS_TIER -> --auth-url to `moq auth serve --tier`"
+    );
+}
+
+#[test]
 fn check_invalid_config_exits_1() {
     let file = temp_config("[server]\nbind = \"[::]:443\"\ntls.cert = \"a.crt\"\n");
     let output = relay(&["--check", file.path().to_str().unwrap()], &[]);

@@ -19,7 +19,7 @@ use moq_proto::{
 };
 use tokio::task::{AbortHandle, JoinSet};
 
-use super::{Reader, SessionState, Writer};
+use super::{Reader, SessionState, Writer, permissions_changed};
 use crate::{
     BroadcastProducer, Error, Frame, GroupProducer, Origin, Result, TrackInfo, TrackProducer,
     model::Publication,
@@ -134,10 +134,15 @@ pub(crate) async fn announced<S: Session>(session: S, shared: Arc<SessionState>)
             })?;
         }
     }
+    let mut permissions = mirror.shared.permissions.clone();
     let result = loop {
         let msg = tokio::select! {
             msg = reader.decode_maybe::<Announce>() => msg,
             Some(_) = mirror.tasks.join_next() => continue,
+            () = permissions_changed(&mut permissions) => {
+                mirror.withdraw_forbidden();
+                continue;
+            }
         };
         let msg = match msg {
             Ok(Some(msg)) => msg,
@@ -267,6 +272,21 @@ impl<S: Session> Mirror<S> {
             .refuse(Limit::Announcements, format_args!("'{suffix}' ignored"));
     }
 
+    /// Withdraw the peer's broadcasts it may no longer publish (its permissions
+    /// narrowed). They stay withdrawn until the peer announces them again.
+    fn withdraw_forbidden(&mut self) {
+        let forbidden: Vec<Path> = self
+            .active
+            .keys()
+            .filter(|suffix| !self.shared.can_publish(suffix))
+            .cloned()
+            .collect();
+        for suffix in forbidden {
+            tracing::info!(%suffix, "no longer allowed to publish; withdrawn");
+            self.withdraw(&suffix);
+        }
+    }
+
     fn withdraw(&mut self, suffix: &Path) {
         if let Some(old) = self.active.remove(suffix) {
             old.end();
@@ -296,7 +316,7 @@ impl<S: Session> Mirror<S> {
             self.withdraw(&suffix);
             return Ok(());
         }
-        if !self.shared.config.permissions.can_publish(&suffix) {
+        if !self.shared.can_publish(&suffix) {
             // Debug only: a peer repeating this must not flood the log.
             tracing::debug!(%suffix, "peer announced a broadcast it may not publish; ignored");
             return Ok(());

@@ -38,7 +38,8 @@ pub struct Server {
         env = "MOQ_SERVER_VERSION",
         value_name = "VERSION",
         value_delimiter = ',',
-        value_parser = parse_version
+        value_parser = parse_version,
+        alias = "listen-version",
     )]
     #[serde_as(as = "OneOrMany<DisplayFromStr>")]
     pub version: Vec<moq_proto::Version>,
@@ -76,7 +77,8 @@ pub struct ServerTls {
         env = "MOQ_SERVER_TLS_CERT",
         value_name = "FILE",
         value_delimiter = ',',
-        alias = "tls-cert"
+        alias = "tls-cert",
+        alias = "listen-tls-cert"
     )]
     #[serde_as(as = "OneOrMany<DisplayFromStr>")]
     pub cert: Vec<PathBuf>,
@@ -88,7 +90,8 @@ pub struct ServerTls {
         env = "MOQ_SERVER_TLS_KEY",
         value_name = "FILE",
         value_delimiter = ',',
-        alias = "tls-key"
+        alias = "tls-key",
+        alias = "listen-tls-key"
     )]
     #[serde_as(as = "OneOrMany<DisplayFromStr>")]
     pub key: Vec<PathBuf>,
@@ -100,7 +103,8 @@ pub struct ServerTls {
         env = "MOQ_SERVER_TLS_GENERATE",
         value_name = "HOST",
         value_delimiter = ',',
-        alias = "tls-generate"
+        alias = "tls-generate",
+        alias = "listen-tls-generate"
     )]
     #[serde_as(as = "OneOrMany<DisplayFromStr>")]
     pub generate: Vec<String>,
@@ -111,7 +115,8 @@ pub struct ServerTls {
         long = "server-tls-root",
         env = "MOQ_SERVER_TLS_ROOT",
         value_name = "FILE",
-        value_delimiter = ','
+        value_delimiter = ',',
+        alias = "listen-tls-root"
     )]
     #[serde_as(as = "OneOrMany<DisplayFromStr>")]
     pub root: Vec<PathBuf>,

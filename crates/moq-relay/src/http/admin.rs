@@ -1,15 +1,18 @@
-//! The internal (ops) listener: `/metrics`, `/health`, `/ready`, `/nodes`, `/sessions`.
-//! Plain HTTP, off by default, meant for a private address. Everything here only reads.
+//! The internal (ops) listener: `/metrics`, `/health`, `/ready`, `/nodes`, `/sessions`, and
+//! `POST /sessions/revalidate`. Plain HTTP, off by default, meant for a private address.
+//! Everything here only reads, except the re-check, which can only end sessions whose
+//! credentials no longer hold (what a key reload or the auth server's cadence does anyway).
 
 use std::sync::Arc;
 
 use axum::{
     Router,
-    extract::State,
+    extract::{RawQuery, State},
     http::{StatusCode, header},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
 };
+use moq_core::pattern::Pattern;
 use moq_proto::Path;
 
 use crate::{
@@ -18,7 +21,8 @@ use crate::{
     lifecycle::Lifecycle,
     media::Media,
     metrics::Metrics,
-    registry::Registry,
+    registry::{Registry, SessionInfo},
+    session::Sessions,
 };
 
 /// Read-only handles the ops endpoints look through.
@@ -38,6 +42,8 @@ pub struct AdminState {
     pub lifecycle: Lifecycle,
     /// The ACME certificate manager, if the certificate comes from a CA.
     pub acme: Option<moq_native::acme::Acme>,
+    /// The sessions, for `POST /sessions/revalidate` (405 without).
+    pub sessions: Option<Arc<Sessions>>,
 }
 
 impl AdminState {
@@ -170,6 +176,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/ready", get(ready))
         .route("/nodes", get(nodes))
         .route("/sessions", get(sessions))
+        .route("/sessions/revalidate", post(revalidate))
         .with_state(state)
 }
 
@@ -263,12 +270,93 @@ async fn sessions(State(state): State<AdminState>) -> Response {
                 "path": s.root.as_str(),
                 "version": s.version.name(),
                 "transport": s.transport.as_str(),
+                "service_id": s.service_id,
                 "seconds": s.since.elapsed().as_secs(),
                 "rtt_ms": s.connection.as_ref().map(|c| c.rtt().as_millis() as u64),
             })
         })
         .collect();
     json(serde_json::Value::Array(list))
+}
+
+/// Which live sessions `POST /sessions/revalidate` re-checks: every given field must
+/// match; none is every session.
+#[derive(Debug, Default)]
+struct Filter {
+    /// The connection id or the auth server's session id.
+    id: Option<String>,
+    /// A pattern over the session root (`demo/**`).
+    path: Option<Pattern>,
+    /// The peer's address or network.
+    remote: Option<ipnet::IpNet>,
+}
+
+impl Filter {
+    fn parse(query: Option<&str>) -> Result<Self, String> {
+        let mut filter = Self::default();
+        for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            match key.as_ref() {
+                "id" => filter.id = Some(value.into_owned()),
+                "path" => {
+                    let path = value.trim_start_matches('/');
+                    filter.path = Some(path.parse().map_err(|err| format!("path '{value}': {err}"))?);
+                }
+                "remote" => {
+                    let net = match value.parse::<ipnet::IpNet>() {
+                        Ok(net) => net,
+                        Err(_) => value
+                            .parse::<std::net::IpAddr>()
+                            .map(ipnet::IpNet::from)
+                            .map_err(|_| format!("remote '{value}' is not an address or network"))?,
+                    };
+                    filter.remote = Some(net);
+                }
+                other => return Err(format!("unknown filter '{other}' (use id, path or remote)")),
+            }
+        }
+        Ok(filter)
+    }
+
+    fn matches(&self, session: &SessionInfo) -> bool {
+        self.id
+            .as_ref()
+            .is_none_or(|id| *id == session.id.to_string() || session.service_id.as_ref() == Some(id))
+            && self.path.as_ref().is_none_or(|path| path.matches(&session.root))
+            && self
+                .remote
+                .is_none_or(|net| net.contains(&session.peer.ip().to_canonical()))
+    }
+}
+
+/// Re-check the matching live sessions now: tokens against the keys as they are on disk
+/// (reloaded first), sessions an auth server admitted by asking it again (in the
+/// background). 202 with the ids when any matched, 200 with none.
+async fn revalidate(State(state): State<AdminState>, RawQuery(query): RawQuery) -> Response {
+    let Some(sessions) = state.sessions else {
+        return (StatusCode::METHOD_NOT_ALLOWED, "no sessions to revalidate here\n").into_response();
+    };
+    let filter = match Filter::parse(query.as_deref()) {
+        Ok(filter) => filter,
+        Err(err) => return (StatusCode::BAD_REQUEST, format!("{err}\n")).into_response(),
+    };
+    let gate = sessions.gate.clone();
+    let reload = tokio::task::spawn_blocking(move || gate.reload()).await;
+    if let Ok(Err(err)) = &reload {
+        // The old keys stay in use; the check still runs against them.
+        tracing::warn!(%err, "could not reload the keys before revalidating");
+    }
+    let done = sessions.revalidate_matching(|session| filter.matches(session));
+    let status = match done.ids.is_empty() {
+        true => StatusCode::OK,
+        false => StatusCode::ACCEPTED,
+    };
+    let body = serde_json::json!({ "ids": done.ids, "ended": done.ended, "asked": done.asked });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 #[cfg(test)]
@@ -299,6 +387,7 @@ mod tests {
             cluster,
             lifecycle,
             acme: None,
+            sessions: None,
         }
     }
 
@@ -359,5 +448,61 @@ mod tests {
         assert_eq!(nodes["node"], "https://relay.example/");
         assert_eq!(get(&state, "/sessions").await.1, "[]");
         assert_eq!(get(&state, "/health").await.1, "ok\n");
+    }
+
+    #[test]
+    fn revalidation_filters() {
+        let session = |id: u64, root: &str, peer: &str| SessionInfo {
+            id,
+            peer: peer.parse().unwrap(),
+            root: Path::new(root).unwrap(),
+            version: moq_native::Version::Lite05,
+            transport: moq_native::Transport::Quic,
+            since: std::time::Instant::now(),
+            connection: None,
+            grant: Arc::new(crate::gate::Grant {
+                root: Path::new(root).unwrap(),
+                permissions: moq_core::session::Permissions::all(),
+                claims: None,
+                token: None,
+                client_certificate: false,
+                peer: false,
+                expires: None,
+            }),
+            revoke: Default::default(),
+            nudge: None,
+            service_id: (id == 2).then(|| "00ff".to_string()),
+        };
+        let a = session(1, "demo/one", "203.0.113.9:1");
+        let b = session(2, "demo/two", "[::ffff:198.51.100.2]:1");
+        let c = session(3, "other", "203.0.113.10:1");
+        let picks = |query: &str| -> Vec<u64> {
+            let filter = Filter::parse(Some(query)).unwrap();
+            [&a, &b, &c]
+                .iter()
+                .filter(|s| filter.matches(s))
+                .map(|s| s.id)
+                .collect()
+        };
+        assert_eq!(picks(""), [1, 2, 3]);
+        assert_eq!(picks("path=demo/**"), [1, 2]);
+        assert_eq!(picks("path=/demo/one"), [1]);
+        assert_eq!(picks("remote=203.0.113.0/24"), [1, 3]);
+        assert_eq!(picks("remote=198.51.100.2"), [2]);
+        assert_eq!(picks("id=00ff"), [2]);
+        assert_eq!(picks("id=3&path=**"), [3]);
+        for bad in ["query=jwt", "path=a//b", "remote=nope"] {
+            assert!(Filter::parse(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn revalidation_needs_the_sessions() {
+        let state = state(10);
+        let request = axum::http::Request::post("/sessions/revalidate")
+            .body(Body::empty())
+            .unwrap();
+        let response = router(state).oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
     }
 }
