@@ -72,6 +72,9 @@ RELAY_METRICS=(
   moq_relay_cache_bytes moq_relay_cache_evicted_bytes_total moq_relay_cache_evicted_groups_total
   moq_relay_quic_rtt_seconds moq_relay_quic_congestion_window_bytes moq_relay_quic_lost_packets_total
   moq_relay_tls_certificate_expiry_timestamp_seconds moq_relay_certificate_expiry_seconds
+  moq_relay_tls_certificate_reload_failures_total moq_relay_not_ready
+  moq_relay_cluster_links moq_relay_cluster_link_downs_total
+  moq_relay_cluster_token_expiry_timestamp_seconds
   process_cpu_seconds_total process_resident_memory_bytes process_open_fds process_max_fds
 )
 # Metrics only a relay with [server.tls.acme] exports: the rules may use them, the smoke
