@@ -32,7 +32,9 @@
 #               SystemCallFilter and RestrictAddressFamilies allow everything it did
 #   cluster     deploy/cluster/demo.sh --duration 15: a root, 2 origins, 2 regionals and 3
 #               edges on 127.0.99.x; a clock published to one origin must reach a viewer on
-#               every edge
+#               every edge; deploy/cluster/kubernetes-loopback.sh: the Kubernetes
+#               recipe's root and edge relay.toml with the pods' env, 2 roots and 3 edges on
+#               127.0.97.x; a clock published to one edge must reach viewers on the others
 #
 # Installs what is missing: Debian's prometheus package (for promtool; its service is not
 # left running or enabled), strace, python3-venv, and kubernetes-validate + PyYAML from PyPI into a
@@ -731,6 +733,17 @@ if [[ -n $RELAY ]]; then
   fi
 else
   skip "cluster demo (no binary)"
+fi
+if [[ -n $RELAY && -n $PY ]] && command -v openssl >/dev/null; then
+  if PYTHON=$PY MOQ_RELAY=$RELAY MOQ_CLI=$CLI timeout 120 bash "$DEPLOY/cluster/kubernetes-loopback.sh" \
+      >"$TMP/k8s-loopback.log" 2>&1; then
+    pass "kubernetes recipe on loopback: 2 roots + 3 edges from the rendered ConfigMaps and pod env; a clock crosses edges"
+  else
+    tail -40 "$TMP/k8s-loopback.log" >&2
+    fail "kubernetes recipe on loopback (deploy/cluster/kubernetes-loopback.sh)"
+  fi
+else
+  skip "kubernetes recipe on loopback (needs the binaries, the python venv and openssl)"
 fi
 
 # ------------------------------------------------------------------------------ summary
