@@ -188,7 +188,8 @@ def self_test(directory, out, docs):
     failures = []
     check(directory, out, copy.deepcopy(docs))
     if problems:
-        failures.append(f"the recipe itself: {problems}")
+        print(f"the recipe itself fails the check, so its variants prove nothing: {problems}")
+        return 1
     for name, mutate, expected in MUTATIONS:
         problems.clear()
         broken = copy.deepcopy(docs)

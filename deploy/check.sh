@@ -456,6 +456,17 @@ print("\n".join(bad)); sys.exit(1 if bad else 0)' "$DEPLOY"
         fail "moq-relay --check on $tier's relay.toml with the pod's env (error or warning)"
       fi
     done
+    # The same check must reject a pod env with a MOQ_* variable the relay does not know
+    # (a typo in a manifest would otherwise be silently ignored).
+    if [[ ${#tiers[@]} -ge 1 ]]; then
+      { cat "$TMP/k8s/$(basename "${tiers[0]}" .toml).env"; echo "MOQ_CLUSTER_NODES=https://10.1.2.3:4443/"; } \
+        >"$TMP/k8s-typo.env"
+      if check_config "${tiers[0]}" 'internal.listen is \[::\]:9090' "$TMP/k8s-typo.env"; then
+        fail "moq-relay --check accepted a pod env with the unknown variable MOQ_CLUSTER_NODES"
+      else
+        pass "moq-relay --check rejects a pod env with an unknown MOQ_* variable (MOQ_CLUSTER_NODES)"
+      fi
+    fi
   fi
   manifests=()
   for f in "$DEPLOY"/kubernetes/*.yaml; do
