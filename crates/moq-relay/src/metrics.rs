@@ -227,7 +227,12 @@ fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> Res
     metric.encode(e.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 
-fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, value: i64) -> Result<(), std::fmt::Error> {
+pub(crate) fn gauge(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: i64,
+) -> Result<(), std::fmt::Error> {
     let metric = ConstGauge::new(value);
     metric.encode(e.encode_descriptor(name, help, None, metric.metric_type())?)
 }

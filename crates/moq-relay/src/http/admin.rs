@@ -140,7 +140,7 @@ impl Readiness {
 }
 
 /// `moq_relay_not_ready{reason}`: 1 for the reason `/ready` gives now, 0 for the others,
-/// read at scrape time.
+/// and `moq_relay_ready`: 1 exactly when `/ready` answers 200; both read at scrape time.
 impl prometheus_client::collector::Collector for Readiness {
     fn encode(
         &self,
@@ -164,7 +164,13 @@ impl prometheus_client::collector::Collector for Readiness {
             None,
             family.metric_type(),
         )?;
-        family.encode(metric)
+        family.encode(metric)?;
+        crate::metrics::gauge(
+            &mut encoder,
+            "moq_relay_ready",
+            "1 while the relay should receive traffic (what /ready says), 0 otherwise",
+            i64::from(now.is_none()),
+        )
     }
 }
 
@@ -375,14 +381,21 @@ mod tests {
         let registry = Registry::new(builder.registry());
         let cluster = Cluster::new(Some("https://relay.example/".into()), builder.registry());
         let lifecycle = Lifecycle::new(builder.registry());
+        let admission = Admission::new(Policy {
+            connections_per_second_per_ip: 100,
+            sessions_per_ip: 100,
+            max_sessions,
+        });
+        builder.registry().register_collector(Box::new(Readiness {
+            lifecycle: lifecycle.clone(),
+            cluster: cluster.clone(),
+            admission: admission.clone(),
+            acme: None,
+        }));
         AdminState {
             metrics: builder.finish(),
             registry,
-            admission: Admission::new(Policy {
-                connections_per_second_per_ip: 100,
-                sessions_per_ip: 100,
-                max_sessions,
-            }),
+            admission,
             media: Media::new(Cache::default(), Duration::ZERO, 42),
             cluster,
             lifecycle,
@@ -408,8 +421,11 @@ mod tests {
         );
         state.lifecycle.set_ready();
         assert_eq!(get(&state, "/ready").await, (StatusCode::OK, "ready\n".into()));
+        assert!(get(&state, "/metrics").await.1.contains("moq_relay_ready 1"));
         let ticket = state.admission.admit("10.0.0.1".parse().unwrap()).unwrap();
         assert_eq!(get(&state, "/ready").await.1, "not ready: full\n");
+        // The gauge agrees with /ready for every reason, not only starting/draining.
+        assert!(get(&state, "/metrics").await.1.contains("moq_relay_ready 0"));
         drop(ticket);
         assert_eq!(get(&state, "/ready").await.0, StatusCode::OK);
         state.lifecycle.drain();
