@@ -299,6 +299,24 @@ impl Incoming {
         self.incoming.refuse();
     }
 
+    /// Whether the peer has proven it receives packets at its source address (its
+    /// Initial carried a token from our Retry or an earlier session).
+    pub fn validated(&self) -> bool {
+        self.incoming.remote_address_validated()
+    }
+
+    /// Answer with a QUIC Retry instead of starting the handshake: the peer must echo
+    /// the token from its claimed address, so a spoofed source goes no further, at the
+    /// cost of one round trip for a real one. Returns `false` (and refuses) when the
+    /// attempt cannot be retried (it already carries a Retry token).
+    pub fn retry(self) -> bool {
+        if !self.incoming.may_retry() {
+            self.incoming.refuse();
+            return false;
+        }
+        self.incoming.retry().is_ok()
+    }
+
     async fn handshake(self) -> Result<Request, Error> {
         let remote = self.remote;
         let local = self.local;

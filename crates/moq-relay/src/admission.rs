@@ -22,6 +22,19 @@ use crate::config;
 /// How often idle addresses are forgotten by the rate limiter.
 const FORGET_EVERY: Duration = Duration::from_secs(10);
 
+/// How long a source that outran its unvalidated rate must answer Retry.
+pub const SUSPECT_FOR: Duration = Duration::from_secs(10);
+
+/// Sources tracked as suspect at once; past this, every unvalidated attempt gets Retry.
+const MAX_SUSPECTS: usize = 65_536;
+
+/// Sources under Retry, and whether everyone is.
+#[derive(Debug, Default)]
+struct Suspects {
+    since: HashMap<IpAddr, Instant>,
+    everyone_until: Option<Instant>,
+}
+
 /// Resolved `[limits]` on admission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
@@ -79,6 +92,12 @@ struct Counts {
 pub struct Admission {
     policy: Policy,
     limiter: DefaultKeyedRateLimiter<IpAddr>,
+    /// Attempts from addresses nobody has validated yet, at the same rate: a source past it
+    /// is asked for a QUIC Retry instead of being charged to `limiter`.
+    unvalidated: DefaultKeyedRateLimiter<IpAddr>,
+    /// Sources that outran `unvalidated` recently: every unvalidated attempt from them is
+    /// asked for a Retry until they have been quiet for [`SUSPECT_FOR`].
+    suspects: Mutex<Suspects>,
     counts: Mutex<Counts>,
     forgotten: Mutex<Instant>,
 }
@@ -90,6 +109,8 @@ impl Admission {
         Arc::new(Self {
             policy,
             limiter: RateLimiter::keyed(Quota::per_second(rate)),
+            unvalidated: RateLimiter::keyed(Quota::per_second(rate)),
+            suspects: Mutex::default(),
             counts: Mutex::default(),
             forgotten: Mutex::new(Instant::now()),
         })
@@ -123,6 +144,37 @@ impl Admission {
         })
     }
 
+    /// Whether an attempt from `ip` whose address is not validated should first prove it
+    /// with a QUIC Retry: true once that source sends unvalidated attempts faster than its
+    /// rate. Then only validated attempts are charged to the source's rate limit, so a
+    /// spoofer forging someone's address cannot spend that address's budget, while a quiet
+    /// source pays no extra round trip.
+    ///
+    /// A source stays suspect for [`SUSPECT_FOR`] after its last excess attempt, so a flood
+    /// cannot trickle through at the refill rate and keep spending the budget. More than
+    /// [`MAX_SUSPECTS`] suspects at once (a flood from many forged sources) puts every
+    /// unvalidated attempt under Retry for that long.
+    pub fn needs_retry(&self, ip: IpAddr) -> bool {
+        self.forget_idle();
+        let source = source(ip);
+        let now = Instant::now();
+        let excess = self.unvalidated.check_key(&source).is_err();
+        let mut suspects = self.suspects.lock().unwrap_or_else(|e| e.into_inner());
+        if excess {
+            if suspects.since.len() < MAX_SUSPECTS || suspects.since.contains_key(&source) {
+                suspects.since.insert(source, now);
+            } else {
+                suspects.everyone_until = Some(now + SUSPECT_FOR);
+            }
+            return true;
+        }
+        suspects.everyone_until.is_some_and(|until| now < until)
+            || suspects
+                .since
+                .get(&source)
+                .is_some_and(|last| now.duration_since(*last) < SUSPECT_FOR)
+    }
+
     /// Sessions admitted and not yet ended.
     pub fn sessions(&self) -> usize {
         self.counts().total
@@ -144,6 +196,15 @@ impl Admission {
         if last.elapsed() >= FORGET_EVERY {
             *last = Instant::now();
             self.limiter.retain_recent();
+            self.unvalidated.retain_recent();
+            let mut suspects = self.suspects.lock().unwrap_or_else(|e| e.into_inner());
+            suspects.since.retain(|_, last| last.elapsed() < SUSPECT_FOR);
+            if suspects
+                .everyone_until
+                .is_some_and(|until| Instant::now() >= until)
+            {
+                suspects.everyone_until = None;
+            }
         }
     }
 }
@@ -202,6 +263,20 @@ mod tests {
         assert_eq!(admission.admit(ip("10.0.0.1")).unwrap_err(), Denied::RateLimit);
         // Another source has its own bucket.
         assert!(admission.admit(ip("10.0.0.2")).is_ok());
+        drop(held);
+    }
+
+    #[test]
+    fn a_source_past_its_unvalidated_rate_must_retry_and_others_need_not() {
+        let admission = Admission::new(policy(3, 100, 100));
+        let flooded = ip("2001:db8::1");
+        let answers: Vec<bool> = (0..6).map(|_| admission.needs_retry(flooded)).collect();
+        assert_eq!(answers, [false, false, false, true, true, true]);
+        // The same /64 is the same source; another source is not affected.
+        assert!(admission.needs_retry(ip("2001:db8::2")));
+        assert!(!admission.needs_retry(ip("10.0.0.1")));
+        // Validated attempts are charged to the other bucket, which the flood left full.
+        let held: Vec<_> = (0..3).map(|_| admission.admit(flooded).unwrap()).collect();
         drop(held);
     }
 

@@ -136,6 +136,7 @@ pub struct Refusals {
     refused: Family<ReasonLabels, Counter>,
     auth_failures: Family<ReasonLabels, Counter>,
     suppressed: Counter,
+    retries: Counter,
     budget: Arc<governor::DefaultDirectRateLimiter>,
 }
 
@@ -147,6 +148,7 @@ impl Default for Refusals {
             refused: Family::default(),
             auth_failures: Family::default(),
             suppressed: Counter::default(),
+            retries: Counter::default(),
             budget: Arc::new(governor::RateLimiter::direct(
                 governor::Quota::per_second(rate).allow_burst(burst),
             )),
@@ -177,6 +179,11 @@ impl Refusals {
             "Refusal log lines left out under a flood (the refusals are still counted)",
             this.suppressed.clone(),
         );
+        registry.register(
+            "moq_relay_quic_retries",
+            "Connection attempts answered with a QUIC Retry (an unvalidated source past its rate must prove its address)",
+            this.retries.clone(),
+        );
         this
     }
 
@@ -192,6 +199,11 @@ impl Refusals {
             self.suppressed.inc();
         }
         allowed
+    }
+
+    /// Count a connection attempt answered with a QUIC Retry.
+    pub fn retried(&self) {
+        self.retries.inc();
     }
 
     /// Count a refused connection.

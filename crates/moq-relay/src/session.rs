@@ -119,6 +119,11 @@ impl Sessions {
     /// Serve one QUIC connection attempt (raw QUIC or WebTransport) to its end.
     pub async fn serve_quic(self: Arc<Self>, incoming: server::Incoming, id: u64) {
         let peer = incoming.remote_addr();
+        if !incoming.validated() && self.admission.needs_retry(peer.ip()) {
+            self.refusals.retried();
+            incoming.retry();
+            return;
+        }
         let Some(ticket) = self.admit(peer) else {
             return incoming.refuse();
         };

@@ -352,3 +352,88 @@ async fn quic_stream_credit_is_capped_by_max_streams() {
         session.close(0, "done");
     }
 }
+
+/// A spoofer's path to the relay: forwards a client's packets to the relay from
+/// 127.0.0.1 and drops every answer, as a relay's replies to a forged source address go
+/// to that address's real owner, never to the spoofer.
+async fn one_way_forwarder(relay: std::net::SocketAddr) -> std::net::SocketAddr {
+    let inbound = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let outbound = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = inbound.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        let mut answers = vec![0u8; 65_536];
+        loop {
+            tokio::select! {
+                Ok((n, _)) = inbound.recv_from(&mut buf) => {
+                    let _ = outbound.send_to(&buf[..n], relay).await;
+                }
+                // Read and drop the relay's answers (Retry included).
+                Ok(_) = outbound.recv_from(&mut answers) => {}
+            }
+        }
+    });
+    addr
+}
+
+/// Issue 12: a spoofer forging a viewer's address (here: 127.0.0.1 through a path that
+/// never delivers the relay's answers) cannot spend that address's connection budget.
+/// Once unvalidated attempts from a source outrun its rate, the relay answers them with a
+/// QUIC Retry and charges only validated attempts, so the real owner, who can echo the
+/// Retry token, still gets in while the flood goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spoofed_flood_cannot_spend_another_hosts_connection_budget() {
+    let relay = start_relay(
+        "[internal]\nlisten = \"127.0.0.1:0\"\n[limits]\nconnections_per_second_per_ip = 5\nsessions_per_ip = 1000\n[auth]\npublic = \"\"",
+    )
+    .await;
+    let forwarder = one_way_forwarder(relay.quic).await;
+    let spoofed = url::Url::parse(&format!("moqt://localhost:{}/anon", forwarder.port())).unwrap();
+    let flood = Arc::new(relay.client(&[]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooder = tokio::spawn({
+        let (flood, stop) = (flood.clone(), stop.clone());
+        async move {
+            let mut sent = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let (flood, url) = (flood.clone(), spoofed.clone());
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(Duration::from_millis(300), flood.connect(&url)).await;
+                });
+                sent += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            sent
+        }
+    });
+    // Let the flood run past the address's burst, then the real owner connects.
+    common::eventually("the relay asks the flood for Retry", common::SOON, async || {
+        relay.metric("moq_relay_quic_retries_total").await >= 20.0
+    })
+    .await;
+    let owner = relay.client(&[]);
+    let started = Instant::now();
+    let mut admitted = None;
+    while started.elapsed() < Duration::from_secs(5) {
+        if let Ok(session) = owner.connect(&relay.url("moqt", "anon")).await {
+            admitted = Some(session);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let sent = flooder.await.unwrap();
+    let text = relay.metrics_text().await;
+    assert!(
+        admitted.is_some(),
+        "the address's owner was shut out by a flood it did not send ({sent} spoofed attempts): {text}"
+    );
+    // The flood was answered with Retry, not charged: few rate-limit refusals at most.
+    let retries = sample(&text, "moq_relay_quic_retries_total").unwrap();
+    let refused = sample(&text, "moq_relay_sessions_refused_total{reason=\"rate_limit\"}").unwrap_or(0.0);
+    assert!(retries >= 20.0, "{text}");
+    assert!(
+        refused < retries,
+        "{refused} refused vs {retries} retried: {text}"
+    );
+}
