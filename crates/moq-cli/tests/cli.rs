@@ -298,7 +298,11 @@ public = ""
     subscriber.stdout(Stdio::piped()).stderr(Stdio::piped());
     let subscriber = tokio::task::spawn_blocking(move || subscriber.output().unwrap());
     eventually("the wss subscriber to connect", Duration::from_secs(10), || {
-        sessions.registry.list().iter().any(|s| s.transport == moq_native::Transport::WebSocket)
+        sessions
+            .registry
+            .list()
+            .iter()
+            .any(|s| s.transport == moq_native::Transport::WebSocket)
     })
     .await;
     let mut publisher = moq(&[

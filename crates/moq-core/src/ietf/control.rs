@@ -250,7 +250,11 @@ impl Mux {
             .map_err(|_| Error::Transport("the control stream is closed".into()))
     }
 
-    fn register(self: &Arc<Self>, id: u64, namespace: Option<(NsRoute, Namespace)>) -> Result<ControlChannel> {
+    fn register(
+        self: &Arc<Self>,
+        id: u64,
+        namespace: Option<(NsRoute, Namespace)>,
+    ) -> Result<ControlChannel> {
         let (tx, inbox) = mpsc::channel(INBOX);
         let mut routes = self.routes();
         if routes.closed {
@@ -512,7 +516,10 @@ pub(crate) async fn read_control<R: RecvStream>(
 
 /// Write what requests queue for the control stream, in order, until every sender is
 /// gone.
-pub(crate) async fn write_control<W: SendStream>(mut writer: Writer<W>, mut out: mpsc::Receiver<Message>) -> Result<()> {
+pub(crate) async fn write_control<W: SendStream>(
+    mut writer: Writer<W>,
+    mut out: mpsc::Receiver<Message>,
+) -> Result<()> {
     while let Some(msg) = out.recv().await {
         writer.queue(&msg)?;
         // Send whatever else is queued in the same write.

@@ -38,8 +38,9 @@
 //! carries its TIMESTAMP with the track's TIMESCALE declared in SUBSCRIBE_OK. A
 //! subscription starts at the latest group, replayed from its first object whatever the
 //! filter says about the current group (LargestObject / Next Object): what moq-lite
-//! viewers get, and what `@moq/net` and `moq` expect of a relay. NextGroupStart starts
-//! at the next group; absolute and relative starts pick from the cache.
+//! viewers get, and what `@moq/net` and `moq` expect of a relay. Before draft-20 so is
+//! NextGroupStart, as the reference relay serves it; from draft-20 a relative start
+//! counts groups back from the next one, and absolute starts pick from the cache.
 //!
 //! # Streams
 //!
@@ -291,9 +292,7 @@ pub async fn run<S: Session>(session: S, config: session::Config, established: E
                         options,
                     }))
                     .await;
-                if let Err(err) = sent {
-                    return Err(err);
-                }
+                sent?;
             }
             let (mux, out) = Mux::new(version, role, peer.max_request_id.unwrap_or(0));
             tasks.spawn(control::read_control(mux.clone(), reader, events_tx.clone()));
@@ -306,7 +305,9 @@ pub async fn run<S: Session>(session: S, config: session::Config, established: E
                 None => {
                     let mut writer = Writer::new(session.open_uni().await?, version);
                     writer
-                        .encode(&moq_proto::ietf::UniStream::Setup(moq_proto::ietf::Setup { options }))
+                        .encode(&moq_proto::ietf::UniStream::Setup(moq_proto::ietf::Setup {
+                            options,
+                        }))
                         .await?;
                     writer
                 }
@@ -314,7 +315,11 @@ pub async fn run<S: Session>(session: S, config: session::Config, established: E
             let events = events_tx.clone();
             tasks.spawn(async move {
                 while let Some(goaway) = setup::read_goaway(&mut theirs).await? {
-                    if events.send(Dispatch::Session(Message::GoAway(goaway))).await.is_err() {
+                    if events
+                        .send(Dispatch::Session(Message::GoAway(goaway)))
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -478,7 +483,12 @@ async fn serve_stream<S: Session>(
 }
 
 /// Serve one request of the peer, whatever carries it.
-async fn serve_request<S: Session>(session: S, state: Arc<State>, msg: Message, channel: Channel<S>) -> Result<()> {
+async fn serve_request<S: Session>(
+    session: S,
+    state: Arc<State>,
+    msg: Message,
+    channel: Channel<S>,
+) -> Result<()> {
     let version = state.version;
     if state.going_away.load(std::sync::atomic::Ordering::Relaxed)
         && let Some((kind, id)) = request_kind(&msg)
@@ -496,8 +506,12 @@ async fn serve_request<S: Session>(session: S, state: Arc<State>, msg: Message, 
     let result = match msg {
         Message::Subscribe(msg) => publisher::subscribe(session, state.clone(), msg, channel).await,
         Message::Fetch(msg) => publisher::fetch(session, state.clone(), msg, channel).await,
-        Message::SubscribeNamespace(msg) => publisher::subscribe_namespace(session, state.clone(), msg, channel).await,
-        Message::PublishNamespace(msg) => subscriber::publish_namespace(session, state.clone(), msg, channel).await,
+        Message::SubscribeNamespace(msg) => {
+            publisher::subscribe_namespace(session, state.clone(), msg, channel).await
+        }
+        Message::PublishNamespace(msg) => {
+            subscriber::publish_namespace(session, state.clone(), msg, channel).await
+        }
         Message::TrackStatus(msg) => {
             refuse(
                 version,
@@ -545,7 +559,9 @@ async fn serve_request<S: Session>(session: S, state: Arc<State>, msg: Message, 
             .await
         }
         other => {
-            let name = other.message_type().map_or("an unknown message", |t| t.name(version));
+            let name = other
+                .message_type()
+                .map_or("an unknown message", |t| t.name(version));
             Err(Error::Protocol(format!("{name} cannot start a request")))
         }
     };
@@ -567,7 +583,9 @@ fn request_kind(msg: &Message) -> Option<(Kind, u64)> {
         Message::TrackStatus(m) => (Kind::TrackStatus, m.request_id),
         Message::Publish(m) => (Kind::Publish, m.request_id),
         Message::PublishNamespace(m) => (Kind::PublishNamespace, m.request_id),
-        Message::SubscribeNamespace(m) | Message::SubscribeTracks(m) => (Kind::SubscribeNamespace, m.request_id),
+        Message::SubscribeNamespace(m) | Message::SubscribeTracks(m) => {
+            (Kind::SubscribeNamespace, m.request_id)
+        }
         _ => return None,
     })
 }

@@ -7,11 +7,11 @@ use bytes::Bytes;
 use moq_proto::{
     Path,
     ietf::{
-        FetchHeader, FetchKind, FetchObject, FetchSubgroup, Filter, GroupOrder, KeyValuePairs, KvValue, Location,
-        Message, Namespace, NamespaceActive, NamespaceDone, Parameters, PublishDone, PublishNamespace,
-        PublishNamespaceDone, RequestId, RequestOk, RequestTarget, Subscribe, SubscribeNamespace, SubscribeOk,
-        SubgroupHeader, SubgroupId, SubgroupObject, Version, coding::put_varint, message::codes, params,
-        properties,
+        FetchHeader, FetchKind, FetchObject, FetchSubgroup, Filter, GroupOrder, KeyValuePairs, KvValue,
+        Location, Message, Namespace, NamespaceActive, NamespaceDone, Parameters, PublishDone,
+        PublishNamespace, PublishNamespaceDone, RequestId, RequestOk, RequestTarget, SubgroupHeader,
+        SubgroupId, SubgroupObject, Subscribe, SubscribeNamespace, SubscribeOk, Version, coding::put_varint,
+        message::codes, params, properties,
     },
 };
 use tokio::{
@@ -85,7 +85,7 @@ fn largest(track: &TrackConsumer) -> Option<Location> {
 
 /// The wire publisher priority (lower first) of a track's priority (higher first).
 pub(crate) fn wire_priority(info: Option<&TrackInfo>) -> u8 {
-    info.map_or(128, |i| u8::MAX - i.priority)
+    info.map_or(128, |i| !i.priority)
 }
 
 /// Send order on our side: the subscriber's priority (wire: lower first) first, then
@@ -133,7 +133,17 @@ pub(crate) async fn subscribe<S: Session>(
     let kind = Kind::Subscribe;
     let _slot = match state.admit(Limit::Subscriptions) {
         Ok(slot) => slot,
-        Err(err) => return refuse(version, channel, kind, id, codes::INTERNAL_ERROR, &err.to_string()).await,
+        Err(err) => {
+            return refuse(
+                version,
+                channel,
+                kind,
+                id,
+                codes::INTERNAL_ERROR,
+                &err.to_string(),
+            )
+            .await;
+        }
     };
     if msg.forward == Some(false) {
         return refuse(
@@ -170,11 +180,9 @@ pub(crate) async fn subscribe<S: Session>(
     let mut start_object = 0;
     let mut end = None;
     match msg.filter {
-        Some(Filter::Relative(0)) => {
-            if let Some(latest) = track.latest() {
-                track.start_at(latest.saturating_add(1));
-            }
-        }
+        // Before draft-20 NextGroupStart is served like LargestObject, as the reference
+        // relay does: peers use it to ask for whole groups, and the current one is whole.
+        Some(Filter::Relative(0)) if !version.has_filtered_fetch() => {}
         Some(Filter::Relative(groups)) => {
             if let Some(latest) = track.latest() {
                 track.start_at(latest.saturating_add(1).saturating_sub(groups));
@@ -400,6 +408,7 @@ fn timestamp_block(timestamp: u64, version: Version) -> Result<Bytes> {
 async fn serve_group<S: Session>(session: S, serve: Serve, mut group: GroupConsumer) -> Result<()> {
     let version = serve.version;
     let sequence = group.sequence();
+    tracing::trace!(alias = serve.alias, sequence, "group out");
     Stats::add(&serve.stats.groups_sent, 1);
     let mut writer = Writer::new(session.open_uni().await?, version);
     writer.set_priority(serve.order);
@@ -508,7 +517,17 @@ pub(crate) async fn fetch<S: Session>(
     let kind = Kind::Fetch;
     let _slot = match state.admit(Limit::Fetches) {
         Ok(slot) => slot,
-        Err(err) => return refuse(version, channel, kind, id, codes::INTERNAL_ERROR, &err.to_string()).await,
+        Err(err) => {
+            return refuse(
+                version,
+                channel,
+                kind,
+                id,
+                codes::INTERNAL_ERROR,
+                &err.to_string(),
+            )
+            .await;
+        }
     };
     let (namespace, name, range) = match msg.kind {
         FetchKind::Standalone {
@@ -544,7 +563,10 @@ pub(crate) async fn fetch<S: Session>(
             return refuse(version, channel, kind, id, code, &reason).await;
         }
     };
-    let info = tokio::time::timeout(INFO_TIMEOUT, track.info()).await.ok().and_then(Result::ok);
+    let info = tokio::time::timeout(INFO_TIMEOUT, track.info())
+        .await
+        .ok()
+        .and_then(Result::ok);
     // Wait (a little) for a track nobody was reading to produce its first group.
     if track.latest().is_none() {
         let _ = tokio::time::timeout(FETCH_WAIT, async {
@@ -558,14 +580,25 @@ pub(crate) async fn fetch<S: Session>(
     }
     // Resolve the range against what the track holds now: never past its largest object.
     let Some(largest) = largest(&track) else {
-        return refuse(version, channel, kind, id, invalid_range_code(version), "the track has no objects").await;
+        return refuse(
+            version,
+            channel,
+            kind,
+            id,
+            invalid_range_code(version),
+            "the track has no objects",
+        )
+        .await;
     };
     let (start, end) = match (range, msg.filter) {
         (Some(range), _) => range,
-        (None, None | Some(Filter::Unfiltered)) => (Location { group: 0, object: 0 }, End {
-            group: largest.group,
-            object: Some(largest.object),
-        }),
+        (None, None | Some(Filter::Unfiltered)) => (
+            Location { group: 0, object: 0 },
+            End {
+                group: largest.group,
+                object: Some(largest.object),
+            },
+        ),
         (None, Some(Filter::Relative(groups))) => (
             Location {
                 group: largest.group.saturating_add(1).saturating_sub(groups),
@@ -590,7 +623,15 @@ pub(crate) async fn fetch<S: Session>(
             ),
         ),
         (None, Some(Filter::NextObject)) => {
-            return refuse(version, channel, kind, id, invalid_range_code(version), "nothing after the largest object yet").await;
+            return refuse(
+                version,
+                channel,
+                kind,
+                id,
+                invalid_range_code(version),
+                "nothing after the largest object yet",
+            )
+            .await;
         }
     };
     let descending = msg.group_order == Some(GroupOrder::Descending);
@@ -619,11 +660,23 @@ pub(crate) async fn fetch<S: Session>(
             plan.push((group, first, count));
         }
     }
-    let Some(last) = plan.iter().map(|(g, _, count)| Location {
-        group: g.sequence(),
-        object: count.saturating_sub(1),
-    }).max_by_key(|l| (l.group, l.object)) else {
-        return refuse(version, channel, kind, id, invalid_range_code(version), "no cached objects in the range").await;
+    let Some(last) = plan
+        .iter()
+        .map(|(g, _, count)| Location {
+            group: g.sequence(),
+            object: count.saturating_sub(1),
+        })
+        .max_by_key(|l| (l.group, l.object))
+    else {
+        return refuse(
+            version,
+            channel,
+            kind,
+            id,
+            invalid_range_code(version),
+            "no cached objects in the range",
+        )
+        .await;
     };
     let mut channel = channel;
     channel
@@ -651,7 +704,9 @@ pub(crate) async fn fetch<S: Session>(
             let sequence = group.sequence();
             group.skip_to(usize::try_from(first).unwrap_or(usize::MAX));
             for object in first..count {
-                let Some(frame) = group.next_frame().await? else { break };
+                let Some(frame) = group.next_frame().await? else {
+                    break;
+                };
                 let object_header = match (version.has_serialization_flags(), object == first) {
                     // Draft-14 writes every field of every object.
                     (false, _) => FetchObject::Object {
@@ -729,7 +784,17 @@ pub(crate) async fn subscribe_namespace<S: Session>(
     let kind = Kind::SubscribeNamespace;
     let _slot = match state.admit(Limit::AnnounceRequests) {
         Ok(slot) => slot,
-        Err(err) => return refuse(version, channel, kind, id, codes::INTERNAL_ERROR, &err.to_string()).await,
+        Err(err) => {
+            return refuse(
+                version,
+                channel,
+                kind,
+                id,
+                codes::INTERNAL_ERROR,
+                &err.to_string(),
+            )
+            .await;
+        }
     };
     let Some(prefix) = msg.prefix.to_path() else {
         return refuse(
@@ -848,7 +913,12 @@ impl<'a, S: Session> Feed<'a, S> {
                         None
                     }
                     _ => {
-                        let namespace = Namespace::from_path(&self.prefix.join(suffix.as_str()).map_err(|e| Error::Protocol(e.to_string()))?);
+                        let namespace = Namespace::from_path(
+                            &self
+                                .prefix
+                                .join(suffix.as_str())
+                                .map_err(|e| Error::Protocol(e.to_string()))?,
+                        );
                         let (tx, rx) = oneshot::channel();
                         let session = self.session.clone();
                         let state = self.state.clone();

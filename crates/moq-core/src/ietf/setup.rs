@@ -106,7 +106,11 @@ async fn accept_inner<S: Session>(session: &S, version: Version) -> Result<Estab
         let mut theirs = Reader::new(session.accept_uni().await?, version);
         let setup = match theirs.decode::<UniStream>().await? {
             UniStream::Setup(setup) => setup,
-            _ => return Err(Error::Protocol("the first unidirectional stream is not SETUP".into())),
+            _ => {
+                return Err(Error::Protocol(
+                    "the first unidirectional stream is not SETUP".into(),
+                ));
+            }
         };
         return Ok(Established {
             version,
@@ -160,7 +164,11 @@ pub async fn connect<S: Session>(
         .map_err(|_| Error::Timeout)?
 }
 
-async fn connect_inner<S: Session>(session: &S, version: Version, options: SetupOptions) -> Result<Established<S>> {
+async fn connect_inner<S: Session>(
+    session: &S,
+    version: Version,
+    options: SetupOptions,
+) -> Result<Established<S>> {
     if version.has_unified_setup() {
         let mut ours = Writer::new(session.open_uni().await?, version);
         ours.encode(&UniStream::Setup(Setup { options })).await?;
@@ -218,7 +226,9 @@ async fn connect_inner<S: Session>(session: &S, version: Version, options: Setup
 
 /// Read the peer's draft-17+ SETUP stream after its SETUP: GOAWAY is the only message
 /// it may carry. Returns the GOAWAY, or `None` when the stream ended without one.
-pub(super) async fn read_goaway<R: RecvStream>(reader: &mut Reader<R>) -> Result<Option<moq_proto::ietf::GoAway>> {
+pub(super) async fn read_goaway<R: RecvStream>(
+    reader: &mut Reader<R>,
+) -> Result<Option<moq_proto::ietf::GoAway>> {
     match reader.decode_maybe::<Message>().await? {
         None => Ok(None),
         Some(Message::GoAway(goaway)) => Ok(Some(goaway)),
@@ -230,6 +240,9 @@ pub(super) async fn read_goaway<R: RecvStream>(reader: &mut Reader<R>) -> Result
 }
 
 /// Write a GOAWAY on our draft-17+ SETUP stream.
-pub(super) async fn write_goaway<W: SendStream>(writer: &mut Writer<W>, goaway: moq_proto::ietf::GoAway) -> Result<()> {
+pub(super) async fn write_goaway<W: SendStream>(
+    writer: &mut Writer<W>,
+    goaway: moq_proto::ietf::GoAway,
+) -> Result<()> {
     writer.encode(&Message::GoAway(goaway)).await
 }

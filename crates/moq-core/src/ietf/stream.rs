@@ -84,7 +84,10 @@ impl<R: RecvStream> Reader<R> {
     }
 
     /// Decode one value with `decode`, or `None` if the stream ended cleanly first.
-    async fn read_with<T>(&mut self, decode: impl Fn(&[u8]) -> std::result::Result<(T, usize), DecodeError>) -> Result<Option<T>> {
+    async fn read_with<T>(
+        &mut self,
+        decode: impl Fn(&[u8]) -> std::result::Result<(T, usize), DecodeError>,
+    ) -> Result<Option<T>> {
         loop {
             if !self.buf.is_empty() {
                 match decode(&self.buf) {

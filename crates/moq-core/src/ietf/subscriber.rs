@@ -17,7 +17,7 @@ use moq_proto::{
     Hops, Path,
     ietf::{
         DatagramBody, Decode, Filter, GroupOrder, KvValue, Message, Namespace, ObjectDatagram, Parameters,
-        PublishNamespace, RequestId, RequestOk, Subscribe, SubscribeNamespace, SubgroupHeader, SubgroupId,
+        PublishNamespace, RequestId, RequestOk, SubgroupHeader, SubgroupId, Subscribe, SubscribeNamespace,
         UniStream, Version, message::codes, properties, status,
     },
 };
@@ -193,9 +193,14 @@ fn mirror<S: Session>(session: &S, state: &Arc<State>, path: Path) -> Result<Mir
     hops.push(state.peer_hop)
         .map_err(|e| Error::Protocol(e.to_string()))?;
     if hops.contains(config.hop) && config.hop != 0
-        || config.accept.as_ref().is_some_and(|accept| !accept.allows(&path, &hops))
+        || config
+            .accept
+            .as_ref()
+            .is_some_and(|accept| !accept.allows(&path, &hops))
     {
-        return Err(Error::Unauthorized(format!("'{path}' is not taken from this peer")));
+        return Err(Error::Unauthorized(format!(
+            "'{path}' is not taken from this peer"
+        )));
     }
     let mut map = state.mirrors.lock();
     if let Some(existing) = map.get_mut(&path) {
@@ -351,7 +356,12 @@ pub(crate) async fn discover<S: Session>(session: S, state: Arc<State>) -> Resul
 
 /// Subscribe upstream to each track a local consumer asks for in the peer's broadcast
 /// at `path`, until the mirror ends.
-async fn subscribe_on_request<S: Session>(session: S, state: Arc<State>, path: Path, mut broadcast: BroadcastProducer) {
+async fn subscribe_on_request<S: Session>(
+    session: S,
+    state: Arc<State>,
+    path: Path,
+    mut broadcast: BroadcastProducer,
+) {
     let mut subscriptions = JoinSet::new();
     loop {
         tokio::select! {
@@ -400,7 +410,12 @@ fn refused(code: u64, version: Version) -> Error {
 
 /// Subscribe upstream for one track and feed it until nobody reads it or the publisher
 /// ends it.
-async fn run_subscription<S: Session>(session: S, state: Arc<State>, path: Path, track: TrackProducer) -> Result<()> {
+async fn run_subscription<S: Session>(
+    session: S,
+    state: Arc<State>,
+    path: Path,
+    track: TrackProducer,
+) -> Result<()> {
     let version = state.version;
     let track = Arc::new(track);
     let _counted = Counted::new(&state.config.upstream);
@@ -452,7 +467,10 @@ async fn run_subscription<S: Session>(session: S, state: Arc<State>, path: Path,
         }
         Ok(Some(other)) => {
             track.close(Err(Error::NotFound));
-            return Err(Error::Protocol(format!("{:?} answered SUBSCRIBE", other.message_type())));
+            return Err(Error::Protocol(format!(
+                "{:?} answered SUBSCRIBE",
+                other.message_type()
+            )));
         }
         Ok(None) => {
             track.close(Err(Error::NotFound));
@@ -463,7 +481,10 @@ async fn run_subscription<S: Session>(session: S, state: Arc<State>, path: Path,
             return Err(err);
         }
     };
-    let timescale = ok.properties.get_varint(properties::PROPERTY_TIMESCALE).filter(|t| *t > 0);
+    let timescale = ok
+        .properties
+        .get_varint(properties::PROPERTY_TIMESCALE)
+        .filter(|t| *t > 0);
     let priority = ok
         .properties
         .get_varint(properties::PROPERTY_DEFAULT_PUBLISHER_PRIORITY)
@@ -471,7 +492,7 @@ async fn run_subscription<S: Session>(session: S, state: Arc<State>, path: Path,
         .unwrap_or(128);
     if track.info().is_none() {
         track.set_info(TrackInfo {
-            priority: u8::MAX - priority,
+            priority: !priority,
             max_latency: TrackInfo::default().max_latency,
             timescale: timescale.unwrap_or(1_000_000),
         });
@@ -552,8 +573,12 @@ pub(crate) async fn receive_uni<R: RecvStream>(state: Arc<State>, mut reader: Re
 
 /// Ingest one subgroup stream into its subscription's track.
 async fn ingest<R: RecvStream>(state: &State, mut reader: Reader<R>, header: SubgroupHeader) -> Result<()> {
+    tracing::trace!(alias = header.track_alias, group = header.group, "group in");
     let Some(upstream) = state.aliases.wait(header.track_alias).await else {
-        tracing::debug!(alias = header.track_alias, "data for no subscription of ours; stopped");
+        tracing::debug!(
+            alias = header.track_alias,
+            "data for no subscription of ours; stopped"
+        );
         reader.stop(Error::Cancelled.stream_code());
         return Ok(());
     };
@@ -616,7 +641,11 @@ async fn ingest_group<R: RecvStream>(
         };
         if next_id.is_none() && id != 0 {
             // A stream starting mid-group: our groups start at their first frame.
-            tracing::debug!(group = header.group, first = id, "subgroup stream without its head; stopped");
+            tracing::debug!(
+                group = header.group,
+                first = id,
+                "subgroup stream without its head; stopped"
+            );
             reader.stop(Error::Cancelled.stream_code());
             group.abort(Error::Cancelled);
             return Ok(());
@@ -730,13 +759,5 @@ pub(crate) fn datagram(state: &State, datagram: Bytes) {
         Stats::add(&stats.bytes_received, payload.len() as u64);
         group.write(Frame { timestamp, payload });
         group.finish();
-    }
-}
-
-impl Mirrors {
-    /// How many broadcasts of the peer are mirrored now.
-    #[cfg(test)]
-    pub(crate) fn count(&self) -> usize {
-        self.lock().len()
     }
 }

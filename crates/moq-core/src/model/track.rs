@@ -399,7 +399,12 @@ impl TrackConsumer {
 
     /// Every cached group, in arrival order (for a FETCH of a range).
     pub fn cached(&self) -> Vec<GroupConsumer> {
-        self.state.borrow().groups.iter().map(|c| c.group.clone()).collect()
+        self.state
+            .borrow()
+            .groups
+            .iter()
+            .map(|c| c.group.clone())
+            .collect()
     }
 
     /// The next group; `Ok(None)` when the track finished.
