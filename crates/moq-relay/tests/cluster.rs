@@ -825,7 +825,7 @@ async fn a_client_certificate_authenticates_a_link_without_a_token() {
         Cache::default(),
     ));
     let _publication = publish.publish(Path::new("live").unwrap(), broadcast.consume(), Hops::new());
-    let mut config = SessionConfig::new(connected.version);
+    let mut config = SessionConfig::new(connected.version.lite().expect("moq-lite"));
     config.publish = Some(publish.clone());
     let session = MoqSession::new(connected.session, connected.transport);
     tokio::spawn(session::run(session, config));

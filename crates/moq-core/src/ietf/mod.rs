@@ -59,6 +59,7 @@ use std::{
     hash::{BuildHasher, RandomState},
     sync::{Arc, atomic::AtomicBool},
 };
+use tracing::Instrument;
 
 pub use control::Role;
 use control::{Channel, Credit, Dispatch, Mux, NsRoute};
@@ -183,6 +184,8 @@ pub(crate) async fn refuse<S: Session>(
 pub(crate) struct State {
     pub(crate) config: session::Config,
     pub(crate) version: Version,
+    /// Whether we dialled or accepted (for logs).
+    pub(crate) role: Role,
     pub(crate) usage: Arc<Usage>,
     /// The control stream (draft-14 … -16).
     pub(crate) mux: Option<Arc<Mux>>,
@@ -295,8 +298,8 @@ pub async fn run<S: Session>(session: S, config: session::Config, established: E
                 sent?;
             }
             let (mux, out) = Mux::new(version, role, peer.max_request_id.unwrap_or(0));
-            tasks.spawn(control::read_control(mux.clone(), reader, events_tx.clone()));
-            tasks.spawn(control::write_control(writer, out));
+            tasks.spawn(control::read_control(mux.clone(), reader, events_tx.clone()).in_current_span());
+            tasks.spawn(control::write_control(writer, out).in_current_span());
             (Some(mux), None)
         }
         setup::Control::Uni { ours, mut theirs } => {
@@ -313,19 +316,22 @@ pub async fn run<S: Session>(session: S, config: session::Config, established: E
                 }
             };
             let events = events_tx.clone();
-            tasks.spawn(async move {
-                while let Some(goaway) = setup::read_goaway(&mut theirs).await? {
-                    if events
-                        .send(Dispatch::Session(Message::GoAway(goaway)))
-                        .await
-                        .is_err()
-                    {
-                        break;
+            tasks.spawn(
+                async move {
+                    while let Some(goaway) = setup::read_goaway(&mut theirs).await? {
+                        if events
+                            .send(Dispatch::Session(Message::GoAway(goaway)))
+                            .await
+                            .is_err()
+                        {
+                            break;
+                        }
                     }
+                    // The peer ended its SETUP stream: nothing more can come on it.
+                    std::future::pending().await
                 }
-                // The peer ended its SETUP stream: nothing more can come on it.
-                std::future::pending().await
-            });
+                .in_current_span(),
+            );
             (None, Some(ours))
         }
     };
@@ -335,6 +341,7 @@ pub async fn run<S: Session>(session: S, config: session::Config, established: E
         usage: Usage::new(config.stats.clone()),
         config,
         version,
+        role,
         mux,
         credit: Credit::new(role, None),
         aliases: subscriber::Aliases::default(),
@@ -349,10 +356,10 @@ pub async fn run<S: Session>(session: S, config: session::Config, established: E
     // SUBSCRIBE_NAMESPACE).
     if role == Role::Client {
         if state.config.publish.is_some() {
-            tasks.spawn(publisher::announce(session.clone(), state.clone()));
+            tasks.spawn(publisher::announce(session.clone(), state.clone()).in_current_span());
         }
         if state.config.consume.is_some() {
-            tasks.spawn(subscriber::discover(session.clone(), state.clone()));
+            tasks.spawn(subscriber::discover(session.clone(), state.clone()).in_current_span());
         }
     }
 
@@ -395,7 +402,7 @@ pub async fn run<S: Session>(session: S, config: session::Config, established: E
                     Ok(header) => {
                         let reader = Reader::with_header(recv, version, header);
                         let writer = Writer::new(send, version);
-                        tasks.spawn(serve_stream(session.clone(), state.clone(), writer, reader));
+                        tasks.spawn(serve_stream(session.clone(), state.clone(), writer, reader).in_current_span());
                     }
                     Err(err) => {
                         send.reset(err.stream_code());
@@ -412,7 +419,7 @@ pub async fn run<S: Session>(session: S, config: session::Config, established: E
                 match Header::admit(&state.usage, quota.max_pending_streams, quota.header_timeout).await {
                     Ok(header) => {
                         let reader = Reader::with_header(recv, version, header);
-                        tasks.spawn(subscriber::receive_uni(state.clone(), reader));
+                        tasks.spawn(subscriber::receive_uni(state.clone(), reader).in_current_span());
                     }
                     Err(err) => recv.stop(err.stream_code()),
                 }
@@ -425,7 +432,7 @@ pub async fn run<S: Session>(session: S, config: session::Config, established: E
             }
             Some(event) = events.recv() => match event {
                 Dispatch::Request(msg, channel) => {
-                    tasks.spawn(serve_request(session.clone(), state.clone(), msg, Channel::Control(channel)));
+                    tasks.spawn(serve_request(session.clone(), state.clone(), msg, Channel::Control(channel)).in_current_span());
                 }
                 Dispatch::Session(Message::GoAway(goaway)) => {
                     tracing::info!(uri = %goaway.uri, timeout_ms = goaway.timeout, "peer is going away");
@@ -456,6 +463,41 @@ pub async fn run<S: Session>(session: S, config: session::Config, established: E
     // The session is gone: the peer's broadcasts linger rather than end.
     state.mirrors.clear();
     result
+}
+
+/// How long a client waits for the server's SETUP in [`run_client`].
+pub const CLIENT_SETUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Run a client session whatever protocol its transport negotiated: moq-lite at once
+/// (with `config.version` set to it), moq-transport after the SETUP exchange, whose PATH
+/// is `config.setup.path` (what a raw-QUIC server authenticates).
+pub async fn run_client<S: Session>(
+    session: S,
+    protocol: moq_proto::Protocol,
+    mut config: session::Config,
+) -> Result<()> {
+    match protocol {
+        moq_proto::Protocol::Lite(version) => {
+            config.version = version;
+            session::run(session, config).await
+        }
+        moq_proto::Protocol::Ietf(draft) => {
+            let options = SetupOptions {
+                path: config.setup.path.clone(),
+                ..Default::default()
+            };
+            let established = match connect(&session, draft, options, CLIENT_SETUP_TIMEOUT).await {
+                Ok(established) => established,
+                Err(err) => {
+                    if !matches!(err, Error::Transport(_) | Error::Reset(_)) {
+                        session.close(err.session_code(), &err.to_string());
+                    }
+                    return Err(err);
+                }
+            };
+            run(session, config, established).await
+        }
+    }
 }
 
 /// Serve one bidirectional stream the peer opened: a request on its own stream

@@ -2,6 +2,7 @@
 //! the `publish` origin, and (as a client) announces what that origin holds.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
+use tracing::Instrument;
 
 use bytes::Bytes;
 use moq_proto::{
@@ -922,11 +923,14 @@ impl<'a, S: Session> Feed<'a, S> {
                         let (tx, rx) = oneshot::channel();
                         let session = self.session.clone();
                         let state = self.state.clone();
-                        self.tasks.spawn(async move {
-                            if let Err(err) = announce_one(session, state, namespace, rx).await {
-                                tracing::debug!(%err, "announcement ended");
+                        self.tasks.spawn(
+                            async move {
+                                if let Err(err) = announce_one(session, state, namespace, rx).await {
+                                    tracing::debug!(%err, "announcement ended");
+                                }
                             }
-                        });
+                            .in_current_span(),
+                        );
                         Some(tx)
                     }
                 };

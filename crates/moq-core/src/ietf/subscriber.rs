@@ -11,6 +11,7 @@ use std::{
     },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
+use tracing::Instrument;
 
 use bytes::Bytes;
 use moq_proto::{
@@ -218,12 +219,9 @@ fn mirror<S: Session>(session: &S, state: &Arc<State>, path: Path) -> Result<Mir
         // Crossing a link to another relay costs at least 1, as on moq-lite links.
         let cost = config.cost.max(1);
         let publication = origin.publish_route(absolute, broadcast.consume(), hops, cost);
-        let task = tokio::spawn(subscribe_on_request(
-            session.clone(),
-            state.clone(),
-            path.clone(),
-            broadcast,
-        ));
+        let task = tokio::spawn(
+            subscribe_on_request(session.clone(), state.clone(), path.clone(), broadcast).in_current_span(),
+        );
         map.insert(
             path.clone(),
             Mirror {
@@ -280,7 +278,7 @@ pub(crate) async fn publish_namespace<S: Session>(
         false => Message::PublishNamespaceOk(RequestId(id)),
     };
     channel.send(ok).await?;
-    tracing::debug!(%path, "peer announced");
+    tracing::debug!(%path, role = ?state.role, id, "peer announced");
     loop {
         match channel.recv().await {
             Ok(Some(Message::PublishNamespaceDone(_))) | Ok(None) => {
@@ -375,7 +373,7 @@ async fn subscribe_on_request<S: Session>(
                     if let Err(err) = run_subscription(session, state, path.clone(), track).await {
                         tracing::debug!(broadcast = %path, track = %name, %err, "upstream subscription ended");
                     }
-                });
+                }.in_current_span());
             }
             Some(_) = subscriptions.join_next() => {}
         }

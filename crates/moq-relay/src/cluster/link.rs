@@ -137,7 +137,8 @@ impl Link {
             s.connects += 1;
             s.last_error = None;
         });
-        let result = moq_core::session::run(session.clone(), config).await;
+        // moq-lite, or moq-transport with a relay that speaks only that.
+        let result = moq_core::ietf::run_client(session.clone(), version, config).await;
         session.close(0, "link closed");
         match result {
             Ok(()) => Ok(()),
