@@ -10,9 +10,10 @@
 #   2. the reverse: their `import fmp4` over moq-lite-06, read by their
 #      `export fmp4` over moq-transport-NN.
 #   3. our relay logged each IETF session with its draft.
-# Drafts alternate WebTransport (https) and raw QUIC (moqt, ALPN moqt-NN/moq-00).
-# With ffprobe installed, one lite export per run is also checked as a playable
-# H.264 MP4 of the right length.
+# Drafts take WebTransport (http), raw QUIC (moqt: ALPN moqt-NN, or moq-00 for
+# draft 14) and WebSocket (ws: qmux subprotocol) in turn.
+# With ffmpeg installed, a real H.264 clip imported over the first draft and
+# exported over moq-lite-06 must decode to the right number of frames (ffprobe).
 set -uo pipefail
 # shellcheck source=common.bash
 source "$(dirname "$0")/common.bash"
@@ -33,9 +34,14 @@ head -n "$FRAMES" "$WORK/samples" >"$WORK/expected"
 tr -d '\n' <"$WORK/expected" >"$WORK/expected.flat"
 tr -d '\n' <"$WORK/samples" >"$WORK/samples.flat"
 
-# The URL for a draft: WebTransport for even positions, raw QUIC for odd.
+# The URL for the draft at position I: WebTransport, raw QUIC and WebSocket (qmux)
+# in turn.
 url_for() {
-    if (($1 % 2 == 0)); then echo "http://localhost:$OUR_PORT/anon"; else echo "moqt://localhost:$OUR_PORT/anon"; fi
+    case $(($1 % 3)) in
+        0) echo "http://localhost:$OUR_PORT/anon" ;;
+        1) echo "moqt://localhost:$OUR_PORT/anon" ;;
+        *) echo "ws://localhost:$OUR_PORT/anon" ;;
+    esac
 }
 
 # Count our relay's downstream subscriptions to BROADCAST/TRACK after line MARK
@@ -100,20 +106,55 @@ catalog() {
         "$OURS/moq" "http://localhost:$OUR_PORT/anon" "$1" "$WORK/$2"
 }
 
-FFPROBED=0
-probe_mp4() {
-    local file=$1 name=$2 info
-    command -v ffprobe >/dev/null || return 0
-    [[ $FFPROBED -eq 0 ]] || return 0
-    FFPROBED=1
-    info=$(ffprobe -v error -count_frames -select_streams v:0 \
-        -show_entries stream=codec_name,nb_read_frames -of csv=p=0 "$file" 2>&1)
-    if [[ $info == "h264,$FRAMES" || $info == "h264,$FEED" ]]; then
-        pass "$name-ffprobe (h264, ${info#*,} frames)"
+# 0. A playable MP4 (needs ffmpeg): real H.264 from ffmpeg, 16 frames in GOPs of 5,
+#    imported by their tool over the first draft, exported by their tool over
+#    moq-lite-06; ffprobe must decode 15 frames (the three complete GOPs) or 16.
+playable() {
+    local n=$1 v="moq-transport-$1" url info deadline
+    url=$(url_for 0)
+    if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then
+        echo "  (ffmpeg/ffprobe not installed: skipping the playable-MP4 check)" >&2
+        return
+    fi
+    if ! ffmpeg -v error -y -f lavfi -i testsrc=size=64x48:rate=25 -frames:v 16 -c:v libx264 -profile:v baseline \
+        -g 5 -keyint_min 5 -sc_threshold 0 -bf 0 -pix_fmt yuv420p \
+        -movflags frag_every_frame+empty_moov+default_base_moof -f mp4 "$WORK/real.mp4" 2>"$WORK/ffmpeg.log"; then
+        fail "ietf-$n-playable" "ffmpeg could not encode the test clip: $(tail -n 1 "$WORK/ffmpeg.log")"
+        return
+    fi
+    start_import "real$n" "$url" "$v" real.hang
+    python3 "$GEN" replay "$WORK/real.mp4" init >&3
+    if ! catalog real.hang "realcat$n"; then
+        fail "ietf-$n-playable" "their $v import of the ffmpeg clip never published a catalog"
+        show "$WORK/real$n.log"
+        exec 3>&-
+        stop "$IMP"
+        return
+    fi
+    # A viewer joins at the newest group: subscribe before the fragments come.
+    m=$(mark "$WORK/our-relay.log")
+    bg_out LEXP "real-export$n" "${MOQ[@]}" --connect "http://localhost:$OUR_PORT/anon" \
+        --connect-version moq-lite-06 --broadcast real.hang export fmp4
+    wait_viewers "$m" real.hang 0.m4s 1 10 || echo "  (their export never subscribed to real.hang)" >&2
+    python3 "$GEN" replay "$WORK/real.mp4" frags 0.02 >&3
+    deadline=$((SECONDS + 15))
+    info=""
+    while ((SECONDS < deadline)); do
+        info=$(ffprobe -v quiet -count_frames -select_streams v:0 \
+            -show_entries stream=codec_name,nb_read_frames -of csv=p=0 "$WORK/real-export$n.out" 2>/dev/null)
+        [[ $info == h264,1[56] ]] && break
+        sleep 0.3
+    done
+    exec 3>&-
+    stop "$LEXP" "$IMP"
+    if [[ $info == h264,1[56] ]]; then
+        pass "ietf-$n-playable (their $v import, their moq-lite-06 export: ffprobe decodes ${info#*,} H.264 frames)"
     else
-        fail "$name-ffprobe" "ffprobe says '$info', wanted h264 with $FRAMES frames"
+        fail "ietf-$n-playable" "ffprobe of their moq-lite-06 export of their $v import says '$info', wanted h264 with 15 or 16 frames"
+        show "$WORK/real-export$n.log" "$WORK/real$n.log"
     fi
 }
+playable "${DRAFTS[0]}"
 
 i=0
 for n in "${DRAFTS[@]}"; do
@@ -153,7 +194,6 @@ for n in "${DRAFTS[@]}"; do
     fi
     if why=$(wait_export "lexp$n" 10); then
         pass "ietf-$n-their-import-their-lite-export"
-        probe_mp4 "$WORK/lexp$n.out" "ietf-$n-their-lite-export"
     else
         fail "ietf-$n-their-import-their-lite-export" "their moq-lite-06 export of their $v import: $why"
         show "$WORK/lexp$n.log"
