@@ -240,5 +240,80 @@ for n in "${DRAFTS[@]}"; do
     fi
 done
 
+# 4. The reference relay (moq-relay 0.17.10) and ours linked over moq-transport
+#    (LINK_DRAFTS, default 17 and 22): ours dials theirs as a cluster link with
+#    `--client-version moq-transport-NN`. Their import into their relay is read
+#    by our moq-lite subscriber at ours; their import into ours is read by their
+#    export at theirs.
+their_relay || fail ietf-link "their relay did not start"
+for n in ${LINK_DRAFTS:-17 22}; do
+    [[ -n ${THEIR_PORT:-} ]] || break
+    v="moq-transport-$n"
+    port=$(free_port)
+    bg LINKED "linked$n" env RUST_LOG=info "$OURS/moq-relay" --server-bind "[::]:$port" --tls-generate localhost \
+        --web-http-listen "[::]:$port" --auth-public "" --cluster-id "$n" \
+        --cluster-connect "https://localhost:$THEIR_PORT/" --client-version "$v" --client-tls-disable-verify
+    if ! wait_log "$WORK/linked$n.log" "cluster link up .*version=$v" 15; then
+        fail "ietf-link-$n" "our relay's $v link to theirs never came up"
+        show "$WORK/linked$n.log" "$WORK/their-relay.log"
+        stop "$LINKED"
+        continue
+    fi
+    pass "ietf-link-$n-up"
+    ours="http://localhost:$port/anon"
+    theirs="http://localhost:$THEIR_PORT/anon"
+
+    # Theirs → ours.
+    b="in$n.hang"
+    start_import "link-imp$n" "$theirs" moq-lite-06 "$b"
+    python3 "$GEN" init >&3
+    if timeout 10 bash -c 'until timeout 3 "$0" subscribe "$1" --broadcast "$2" --track catalog.json --count 1 \
+        --format binary >/dev/null 2>&1; do sleep 0.2; done' "$OURS/moq" "$ours" "$b"; then
+        bg_out SUB "link-sub$n" "$OURS/moq" subscribe "$ours" --broadcast "$b" --track 0.m4s --format binary \
+            --count "$FRAMES"
+        wait_log "$WORK/their-relay.log" "subscribe started .*broadcast=(anon/)?$b track=0.m4s" 10 ||
+            echo "  (their relay never saw our link subscribe to $b)" >&2
+        python3 "$GEN" frags "$FEED" "$GOP" 0.02 >&3
+        if wait_exit "$SUB" 15 && diff -q "$WORK/expected" <(python3 "$GEN" frames "$WORK/link-sub$n.out") >/dev/null; then
+            pass "ietf-link-$n-their-relay-to-ours"
+        else
+            fail "ietf-link-$n-their-relay-to-ours" "our subscriber at our relay got $(python3 "$GEN" frames "$WORK/link-sub$n.out" 2>/dev/null | wc -l) of $FRAMES frames published at theirs"
+            show "$WORK/link-sub$n.log" "$WORK/linked$n.log"
+        fi
+        stop "$SUB"
+    else
+        fail "ietf-link-$n-their-relay-to-ours" "the catalog published at their relay never reached our relay over $v"
+        show "$WORK/linked$n.log"
+    fi
+    exec 3>&-
+    stop "$IMP"
+
+    # Ours → theirs.
+    b="out$n.hang"
+    start_import "link-imp2$n" "$ours" moq-lite-06 "$b"
+    python3 "$GEN" init >&3
+    if timeout 10 bash -c 'until curl -sf "$0" | grep -q "$1"; do sleep 0.2; done' \
+        "http://127.0.0.1:$THEIR_PORT/announced" "$b"; then
+        m=$(mark "$WORK/their-relay.log")
+        bg_out EXP "link-exp$n" "${MOQ[@]}" --connect "$theirs" --connect-version moq-lite-06 --broadcast "$b" export fmp4
+        timeout 10 bash -c 'until tail -n +"$(($1 + 1))" "$0" | sed "s/\x1b\[[0-9;]*m//g" |
+            grep -q "ietf::subscriber: subscribe started broadcast=anon/$2 track=0.m4s"; do sleep 0.1; done' \
+            "$WORK/their-relay.log" "$m" "$b" || echo "  (their relay never subscribed to $b over the link)" >&2
+        python3 "$GEN" frags "$FEED" "$GOP" 0.02 >&3
+        if why=$(wait_export "link-exp$n" 10); then
+            pass "ietf-link-$n-our-relay-to-theirs"
+        else
+            fail "ietf-link-$n-our-relay-to-theirs" "their export at their relay of a broadcast published at ours: $why"
+            show "$WORK/link-exp$n.log" "$WORK/linked$n.log"
+        fi
+        stop "$EXP"
+    else
+        fail "ietf-link-$n-our-relay-to-theirs" "a broadcast published at our relay was never announced at theirs over $v"
+        show "$WORK/linked$n.log" "$WORK/their-relay.log"
+    fi
+    exec 3>&-
+    stop "$IMP" "$LINKED"
+done
+
 alive "$OUR_RELAY_PID" || fail ietf-relay-alive "our relay exited: $(plain "$WORK/our-relay.log" | tail -n 3)"
 [[ $FAILED -eq 0 ]]
