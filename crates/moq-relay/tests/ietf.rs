@@ -197,3 +197,82 @@ async fn a_raw_quic_token_travels_in_the_setup_path() {
         );
     }
 }
+
+/// A raw-QUIC session on `draft`'s ALPN, with no session driver: the test writes the bytes.
+async fn raw_session(relay: &common::TestRelay, number: u8) -> moq_native::adapter::MoqSession {
+    let client = relay.client_for(&[draft(number)]);
+    let connected = client.connect(&relay.url("moqt", "anon")).await.unwrap();
+    assert_eq!(connected.version, draft(number));
+    moq_native::adapter::MoqSession::new(connected.session, connected.transport)
+}
+
+/// Wait until the relay closes `session`; its close reason.
+async fn refused(session: &moq_native::adapter::MoqSession) -> String {
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        moq_core::transport::Session::closed(session),
+    )
+    .await
+    .expect("the relay closes the session")
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_or_unversioned_setup_is_refused_and_counted() {
+    use moq_core::transport::{SendStream as _, Session as _};
+    use moq_proto::ietf::{ClientSetup, Encode, Message};
+
+    let relay = start_relay("").await;
+    let refusals = |reason: &'static str| {
+        let relay = &relay;
+        async move {
+            sample(
+                &relay.metrics_text().await,
+                &format!("moq_relay_sessions_refused_total{{reason=\"{reason}\"}}"),
+            )
+            .unwrap_or(0.0)
+        }
+    };
+
+    // Draft 14 and 16: garbage where CLIENT_SETUP belongs on the control stream.
+    for number in [14, 16] {
+        let before = refusals("bad_setup").await;
+        let session = raw_session(&relay, number).await;
+        let (mut send, _recv) = session.open_bi().await.unwrap();
+        send.write_all(&[0x3f, 0x00, 0x02, 0xff, 0xff]).await.unwrap();
+        let reason = refused(&session).await;
+        assert!(!reason.is_empty(), "draft {number}");
+        eventually("bad_setup counted", SOON, async || {
+            refusals("bad_setup").await > before
+        })
+        .await;
+    }
+
+    // Draft 22: garbage on the SETUP stream (a unidirectional one from draft 17).
+    let before = refusals("bad_setup").await;
+    let session = raw_session(&relay, 22).await;
+    let mut send = session.open_uni().await.unwrap();
+    send.write_all(&[0x2f, 0x00, 0x01, 0x02, 0x03]).await.unwrap();
+    refused(&session).await;
+    eventually("bad_setup counted for draft 22", SOON, async || {
+        refusals("bad_setup").await > before
+    })
+    .await;
+
+    // `moq-00` (draft 14 by ALPN) whose CLIENT_SETUP offers only draft 13: no common
+    // version.
+    let before = refusals("version").await;
+    let session = raw_session(&relay, 14).await;
+    let (mut send, _recv) = session.open_bi().await.unwrap();
+    let setup = Message::ClientSetup(ClientSetup {
+        versions: vec![0xff00_000d],
+        options: Default::default(),
+    });
+    let bytes = setup.to_vec(ietf::Version::Draft14).unwrap();
+    send.write_all(&bytes).await.unwrap();
+    refused(&session).await;
+    eventually("version refusal counted", SOON, async || {
+        refusals("version").await > before
+    })
+    .await;
+}
