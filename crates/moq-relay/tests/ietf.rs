@@ -200,8 +200,17 @@ async fn a_raw_quic_token_travels_in_the_setup_path() {
 
 /// A raw-QUIC session on `draft`'s ALPN, with no session driver: the test writes the bytes.
 async fn raw_session(relay: &common::TestRelay, number: u8) -> moq_native::adapter::MoqSession {
+    session_over(relay, number, "moqt").await
+}
+
+/// Like [`raw_session`], over `scheme` (`moqt` or `https`).
+async fn session_over(
+    relay: &common::TestRelay,
+    number: u8,
+    scheme: &str,
+) -> moq_native::adapter::MoqSession {
     let client = relay.client_for(&[draft(number)]);
-    let connected = client.connect(&relay.url("moqt", "anon")).await.unwrap();
+    let connected = client.connect(&relay.url(scheme, "anon")).await.unwrap();
     assert_eq!(connected.version, draft(number));
     moq_native::adapter::MoqSession::new(connected.session, connected.transport)
 }
@@ -247,6 +256,18 @@ async fn a_malformed_or_unversioned_setup_is_refused_and_counted() {
         })
         .await;
     }
+
+    // Over WebTransport the URL already passed the gate; the SETUP is read when the
+    // session runs, and refused the same way.
+    let before = refusals("bad_setup").await;
+    let session = session_over(&relay, 16, "https").await;
+    let (mut send, _recv) = session.open_bi().await.unwrap();
+    send.write_all(&[0x3f, 0x00, 0x02, 0xff, 0xff]).await.unwrap();
+    refused(&session).await;
+    eventually("bad_setup counted over WebTransport", SOON, async || {
+        refusals("bad_setup").await > before
+    })
+    .await;
 
     // Draft 22: garbage on the SETUP stream (a unidirectional one from draft 17).
     let before = refusals("bad_setup").await;
