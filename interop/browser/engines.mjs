@@ -328,6 +328,10 @@ try {
 			!want || result.transport === want,
 			`the library chose ${result.transport} (${result.version}), expected ${want}`,
 		);
+		const version = config.expect?.version;
+		if (version) {
+			check(`${config.name}-version`, result.version === version, `negotiated ${result.version}, expected ${version}`);
+		}
 	}
 	if (config.page.publish && result.version) {
 		const p = result.publish;

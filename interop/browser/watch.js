@@ -77,6 +77,10 @@ async function run(config) {
 	try {
 		connection = await Moq.Connection.connect(new URL(config.url), {
 			...(config.websocket ? { websocket: config.websocket } : {}),
+			// A forced version list (e.g. ["moqt-17"]) replaces the library's
+			// WT-Available-Protocols; the WebSocket fallback is then off, so the version
+			// is the one asked for.
+			...(config.protocols ? { webtransport: { protocols: config.protocols }, websocket: { enabled: false } } : {}),
 			signal: AbortSignal.timeout(config.connectTimeoutMs),
 		});
 	} catch (err) {

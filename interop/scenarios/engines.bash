@@ -173,6 +173,11 @@ run_engine() {
         return
     fi
     m=$(mark "$RELAY_LOG")
+    # BROWSER_PROTOCOLS='"moqt-17"' forces the page's WT-Available-Protocols (and turns
+    # its WebSocket fallback off); BROWSER_VERSION is the version it must then report.
+    local expect_version="" protocols=""
+    [[ -z ${BROWSER_VERSION:-} ]] || expect_version=", \"version\": \"$BROWSER_VERSION\""
+    [[ -z ${BROWSER_PROTOCOLS:-} ]] || protocols=" \"protocols\": [$BROWSER_PROTOCOLS],"
     config=$(
         cat <<JSON
 {
@@ -183,9 +188,9 @@ run_engine() {
   "timeoutMs": $(((limit - 15) * 1000)),
   "clockOut": "$WORK/$name.clock",
   "stopFile": "$WORK/$name.stop",
-  "expect": { "transport": "$transport" },
+  "expect": { "transport": "$transport"$expect_version },
   "page": {
-    "url": "$url",
+    "url": "$url",$protocols
     "connectTimeoutMs": $((CONNECT_S * 1000)),
     "watch": { "broadcast": "clock", "track": "seconds", "minFrames": $CLOCK_LINES, "minLive": $LIVE_LINES, "timeoutMs": $((WATCH_S * 1000)) },
     "publish": { "broadcast": "$published", "track": "seconds", "maxMs": $((PUBLISH_S * 1000)) }

@@ -12,6 +12,9 @@ so the bytes can be checked end to end. A keyframe starts every GOP samples.
                                                         binary` output: 4-byte length + payload)
     fmp4gen.py fetch FILE mdat|text                    (per frame of `moq fetch --json` output:
                                                         "GROUP FRAME " + mdat hex, or the payload text)
+    fmp4gen.py replay FILE init|frags [DELAY]          (an existing fMP4, e.g. from ffmpeg, in two parts:
+                                                        the boxes before the first moof, or each
+                                                        moof with what follows it, DELAY s apart)
 """
 import base64
 import json
@@ -93,6 +96,39 @@ def mdat_bodies(data):
     return out
 
 
+def boxes(data):
+    """(kind, bytes) of every top-level box in a run of boxes."""
+    out, off = [], 0
+    while off + 8 <= len(data):
+        size, kind = struct.unpack(">I4s", data[off:off + 8])
+        if size < 8 or off + size > len(data):
+            raise SystemExit(f"truncated or bad box at {off}: size {size}")
+        out.append((kind, data[off:off + size]))
+        off += size
+    return out
+
+
+def replay(path, part, delay):
+    """Write an fMP4 file's init boxes, or its fragments one by one."""
+    out = sys.stdout.buffer
+    fragments, init = [], b""
+    for kind, raw in boxes(open(path, "rb").read()):
+        if kind == b"moof":
+            fragments.append(raw)
+        elif fragments:
+            fragments[-1] += raw
+        else:
+            init += raw
+    if part == "init":
+        out.write(init)
+        return
+    for fragment in fragments:
+        out.write(fragment)
+        out.flush()
+        if delay:
+            time.sleep(delay)
+
+
 def binary_frames(data):
     """Frames of `moq subscribe --format binary` output."""
     out, off = [], 0
@@ -127,6 +163,8 @@ def main():
         for frame in binary_frames(open(args[0], "rb").read()):
             bodies = mdat_bodies(frame)
             print(",".join(b.hex() for b in bodies))
+    elif cmd == "replay":
+        replay(args[0], args[1], float(args[2]) if len(args) > 2 else 0.0)
     elif cmd == "fetch":
         for line in open(args[0], encoding="utf-8"):
             if not line.strip():

@@ -22,10 +22,9 @@ use anyhow::Context;
 use clap::Parser;
 use moq_core::{
     BroadcastConsumer, BroadcastProducer, Frame, GroupConsumer, Origin, TrackInfo, TrackProducer,
-    model::cache::Cache,
-    session::{self, Config as SessionConfig},
+    model::cache::Cache, session::Config as SessionConfig,
 };
-use moq_native::{Version, adapter::MoqSession, client};
+use moq_native::{Protocol, adapter::MoqSession, client};
 use moq_proto::{Hops, Path, Role};
 use serde::Serialize;
 use url::Url;
@@ -64,9 +63,10 @@ struct Cli {
     /// Accept any certificate (development only).
     #[arg(long = "tls-insecure")]
     insecure: bool,
-    /// Only offer these moq-lite versions; repeatable.
+    /// Only offer these versions, moq-lite or moq-transport (`moq-lite-06`,
+    /// `moq-transport-16`); repeatable. Default: every moq-lite version.
     #[arg(long = "version-offer", value_name = "VERSION")]
-    versions: Vec<Version>,
+    versions: Vec<Protocol>,
     /// Publishers (broadcasts `<prefix>/p<n>`, track `video`).
     #[arg(long, default_value_t = 1)]
     publishers: usize,
@@ -296,7 +296,7 @@ async fn connect(
     consume: Option<Origin>,
 ) -> anyhow::Result<Connection> {
     let connected = client.connect(url).await.context("connect")?;
-    let mut config = SessionConfig::new(connected.version);
+    let mut config = SessionConfig::new(connected.version.lite().unwrap_or(moq_proto::Version::Lite06));
     config.setup.role = Some(if publish.is_some() {
         Role::Publisher
     } else {
@@ -306,7 +306,11 @@ async fn connect(
     config.consume = consume;
     config.setup.path = connected.setup_path(url);
     let session = MoqSession::new(connected.session, connected.transport);
-    let driver = tokio::spawn(session::run(session.clone(), config));
+    let driver = tokio::spawn(moq_core::ietf::run_client(
+        session.clone(),
+        connected.version,
+        config,
+    ));
     Ok(Connection { session, driver })
 }
 

@@ -16,11 +16,10 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use moq_core::{
-    BroadcastProducer, Frame, Origin, TrackInfo, TrackProducer,
-    model::cache::Cache,
-    session::{self, Config as SessionConfig},
+    BroadcastProducer, Frame, Origin, TrackInfo, TrackProducer, model::cache::Cache,
+    session::Config as SessionConfig,
 };
-use moq_native::{Version, adapter::MoqSession, client};
+use moq_native::{Protocol, adapter::MoqSession, client};
 use moq_proto::{Hops, Path, Role};
 use url::Url;
 
@@ -33,9 +32,10 @@ use url::Url;
 struct Cli {
     #[command(flatten)]
     tls: TlsArgs,
-    /// Only offer these versions (e.g. moq-lite-04); repeatable.
+    /// Only offer these versions (e.g. moq-lite-04, or moq-transport-16 to speak IETF
+    /// moq-transport); repeatable. Default: every moq-lite version.
     #[arg(long = "version-offer", global = true, value_name = "VERSION")]
-    versions: Vec<Version>,
+    versions: Vec<Protocol>,
     /// Never fall back from https:// or http:// to a WebSocket (ws:// and wss:// URLs
     /// still use one).
     #[arg(long = "no-websocket", global = true)]
@@ -250,7 +250,7 @@ async fn connect(
         .await
         .with_context(|| format!("could not connect to {url}"))?;
     tracing::info!(version = %connected.version, transport = ?connected.transport, "connected");
-    let mut config = SessionConfig::new(connected.version);
+    let mut config = SessionConfig::new(connected.version.lite().unwrap_or(moq_proto::Version::Lite06));
     config.setup.role = match (&publish, &consume) {
         (Some(_), None) => Some(Role::Publisher),
         (None, Some(_)) => Some(Role::Subscriber),
@@ -260,7 +260,11 @@ async fn connect(
     config.consume = consume;
     config.setup.path = connected.setup_path(url);
     let session = MoqSession::new(connected.session, connected.transport);
-    let driver = tokio::spawn(session::run(session.clone(), config));
+    let driver = tokio::spawn(moq_core::ietf::run_client(
+        session.clone(),
+        connected.version,
+        config,
+    ));
     Ok(Connection { session, driver })
 }
 

@@ -11,6 +11,7 @@
 #![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::arithmetic_side_effects))]
 
 mod error;
+pub mod ietf;
 pub mod model;
 pub mod pattern;
 pub mod stats;

@@ -93,7 +93,7 @@ struct Only {
     /// Accept only subprotocols with this prefix (`qmux-00`).
     wire: Option<String>,
     /// Accept only these versions (empty: all).
-    versions: Vec<moq_proto::Version>,
+    versions: Vec<moq_proto::Protocol>,
 }
 
 /// Upgrade one TCP connection to a qmux WebSocket and run a moq session on it.
@@ -149,7 +149,10 @@ async fn serve_websocket_client(tcp: TcpStream, origin: Origin, only: &Only) -> 
         negotiated.wire,
         qmux::Config::default(),
     );
-    let mut config = moq_core::session::Config::new(negotiated.version);
+    let Some(version) = negotiated.version.lite() else {
+        anyhow::bail!("this example speaks moq-lite only");
+    };
+    let mut config = moq_core::session::Config::new(version);
     config.publish = Some(origin);
     let result = moq_core::session::run(session, config).await;
     eprintln!("{peer}: session ended: {result:?}");

@@ -26,7 +26,7 @@ use rustls::{client::danger::ServerCertVerifier, crypto::CryptoProvider};
 use url::Url;
 use web_transport_quinn::proto::ConnectRequest;
 
-use crate::{Connection, Error, Session, Transport, Version, alpn_list, canonical, qmux, quic, tls};
+use crate::{Connection, Error, Protocol, Session, Transport, alpn_list, canonical, qmux, quic, tls};
 
 /// How long to wait before dialling the next resolved address while earlier attempts
 /// are still running (Happy Eyeballs, RFC 8305 §5 recommends 250 ms).
@@ -95,8 +95,10 @@ pub struct Config {
     pub bind: SocketAddr,
     /// Certificate checking (QUIC and `wss://` alike).
     pub tls: ClientTls,
-    /// moq-lite versions to offer; empty means all of them. Offered newest first.
-    pub versions: Vec<Version>,
+    /// Protocol versions to offer; empty means every moq-lite one (moq-transport drafts
+    /// only when listed). Offered in preference order: moq-lite newest first, then
+    /// moq-transport newest first.
+    pub versions: Vec<Protocol>,
     /// QUIC limits for every connection.
     pub quic: quic::Config,
     /// When `https://` / `http://` URLs fall back to a WebSocket.
@@ -123,8 +125,8 @@ impl Default for Config {
 pub struct Connected {
     /// The session: raw QUIC or WebTransport, or qmux over a WebSocket.
     pub session: Connection,
-    /// The moq-lite version both sides agreed on.
-    pub version: Version,
+    /// The protocol version both sides agreed on (moq-lite or moq-transport).
+    pub version: Protocol,
     /// How the session is carried.
     pub transport: Transport,
 }
@@ -166,7 +168,7 @@ pub(crate) enum Check {
 pub struct Client {
     endpoint: quinn::Endpoint,
     provider: Arc<CryptoProvider>,
-    versions: Arc<[Version]>,
+    versions: Arc<[Protocol]>,
     /// `None` when verification by roots was asked for but no root is available.
     verifier: Option<Arc<dyn ServerCertVerifier>>,
     check: Check,
@@ -185,9 +187,9 @@ impl Client {
     /// Load the trust anchors and bind the UDP socket. Must be called inside a tokio runtime.
     pub fn new(config: Config) -> Result<Self, Error> {
         let provider = tls::provider();
-        let versions: Arc<[Version]> = crate::versions(&config.versions).into();
+        let versions: Arc<[Protocol]> = crate::client_versions(&config.versions).into();
         if versions.is_empty() {
-            return Err(Error::QuicConfig("no moq-lite version to offer".to_string()));
+            return Err(Error::QuicConfig("no moq version to offer".to_string()));
         }
 
         let (verifier, check): (Option<Arc<dyn ServerCertVerifier>>, Check) = if config.tls.insecure {
@@ -245,8 +247,8 @@ impl Client {
         Ok(self.endpoint.local_addr()?)
     }
 
-    /// The moq-lite versions this client offers, newest first.
-    pub fn versions(&self) -> &[Version] {
+    /// The protocol versions this client offers, in preference order.
+    pub fn versions(&self) -> &[Protocol] {
         &self.versions
     }
 
@@ -445,7 +447,7 @@ impl Client {
             .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
             .and_then(|data| data.protocol)
             .unwrap_or_default();
-        let Some(version) = Version::from_alpn(&alpn).filter(|v| self.versions.contains(v)) else {
+        let Some(version) = Protocol::from_alpn(&alpn).filter(|v| self.versions.contains(v)) else {
             conn.close(0u32.into(), b"unexpected ALPN");
             return Err(Error::Alpn {
                 addr: canonical(conn.remote_address()),
@@ -487,10 +489,10 @@ impl Client {
         let chosen = session.protocol().map(str::to_string);
         let version = chosen
             .as_deref()
-            .and_then(|p| Version::from_alpn(p.as_bytes()))
+            .and_then(|p| Protocol::from_alpn(p.as_bytes()))
             .filter(|v| self.versions.contains(v));
         let Some(version) = version else {
-            session.close(0, b"no common moq-lite version");
+            session.close(0, b"no common moq version");
             return Err(Error::NoServerVersion {
                 server: target.to_string(),
                 offered: alpn_list(&self.versions),

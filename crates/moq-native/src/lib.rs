@@ -65,7 +65,7 @@ use std::{fmt, net::SocketAddr};
 
 pub use adapter::Connection;
 pub use error::Error;
-pub use moq_proto::Version;
+pub use moq_proto::{Protocol, Version};
 /// An established moq session over raw QUIC or WebTransport; see [`web_transport_quinn::Session`].
 pub use web_transport_quinn::Session;
 
@@ -103,34 +103,52 @@ impl fmt::Display for Transport {
     }
 }
 
-/// The ALPN versions to use (lite-03+), newest first: those of `allowed` if it is not
-/// empty, otherwise all of them. The in-band lite-01/02 never appear here (see
-/// [`in_band_versions`]), so no ALPN or protocol list offers them.
+/// The protocols a server accepts by ALPN, WebTransport protocol or qmux subprotocol, in
+/// preference order (moq-lite newest first, then moq-transport newest first): those of
+/// `allowed` if it is not empty, otherwise all of them. The in-band lite-01/02 never
+/// appear here (see [`in_band_versions`]).
 ///
 /// Order in the configuration does not matter; duplicates are dropped.
-pub(crate) fn versions(allowed: &[Version]) -> Vec<Version> {
-    Version::PREFERRED
+pub(crate) fn versions(allowed: &[Protocol]) -> Vec<Protocol> {
+    Protocol::PREFERRED
         .into_iter()
         .filter(|v| allowed.is_empty() || allowed.contains(v))
+        .collect()
+}
+
+/// The protocols a client offers, in preference order: those of `allowed` if it is not
+/// empty, otherwise every moq-lite ALPN version (moq-transport only when asked for, as
+/// its caller must then run the moq-transport driver).
+pub(crate) fn client_versions(allowed: &[Protocol]) -> Vec<Protocol> {
+    Protocol::PREFERRED
+        .into_iter()
+        .filter(|v| match allowed.is_empty() {
+            true => v.lite().is_some(),
+            false => allowed.contains(v),
+        })
         .collect()
 }
 
 /// The in-band versions (lite-02, lite-01) `allowed` permits: all of them when it is
 /// empty, otherwise those it lists.
-pub(crate) fn in_band_versions(allowed: &[Version]) -> Vec<Version> {
+pub(crate) fn in_band_versions(allowed: &[Protocol]) -> Vec<Version> {
     Version::IN_BAND
         .into_iter()
-        .filter(|v| allowed.is_empty() || allowed.contains(v))
+        .filter(|v| allowed.is_empty() || allowed.contains(&Protocol::Lite(*v)))
         .collect()
 }
 
 /// A list of versions by name (`moq-lite-02`), for logs.
-pub(crate) fn name_list(versions: &[Version]) -> String {
-    versions.iter().map(|v| v.name()).collect::<Vec<_>>().join(", ")
+pub(crate) fn name_list<T: fmt::Display>(versions: &[T]) -> String {
+    versions
+        .iter()
+        .map(|v| v.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-/// A list of versions as their ALPN identifiers, for logs and error messages.
-pub(crate) fn alpn_list(versions: &[Version]) -> String {
+/// A list of protocols as their ALPN identifiers, for logs and error messages.
+pub(crate) fn alpn_list(versions: &[Protocol]) -> String {
     versions.iter().map(|v| v.alpn()).collect::<Vec<_>>().join(", ")
 }
 

@@ -1,4 +1,5 @@
-//! The QUIC / WebTransport listener: one UDP port, moq-lite ALPNs plus `moql` and `h3`.
+//! The QUIC / WebTransport listener: one UDP port, moq-lite and moq-transport ALPNs plus
+//! `moql` and `h3`.
 //!
 //! Lifecycle: [`Server::bind`] → loop on [`Server::accept`] (fast: it only hands out
 //! connection attempts) → per connection, usually in its own task,
@@ -25,7 +26,7 @@ use web_transport_quinn::proto::ConnectResponse;
 
 use moq_proto::ALPN_IN_BAND;
 
-use crate::{Error, Session, Transport, Version, acme, alpn_list, canonical, quic, tls};
+use crate::{Error, Protocol, Session, Transport, Version, acme, alpn_list, canonical, quic, tls};
 
 /// The HTTP/3 ALPN that selects WebTransport.
 const ALPN_H3: &[u8] = b"h3";
@@ -60,10 +61,10 @@ pub struct Config {
     pub bind: SocketAddr,
     /// Certificates to serve.
     pub tls: TlsConfig,
-    /// moq-lite versions to accept; empty means all of them. lite-01/02 (in-band)
-    /// are allowed when listed, or when the list is empty; `moql` is in the ALPN
-    /// list only then.
-    pub versions: Vec<Version>,
+    /// Protocol versions to accept (moq-lite and moq-transport); empty means all of
+    /// them. lite-01/02 (in-band) are allowed when listed, or when the list is empty;
+    /// `moql` is in the ALPN list only then.
+    pub versions: Vec<Protocol>,
     /// QUIC limits for every accepted connection.
     pub quic: quic::Config,
 }
@@ -86,7 +87,7 @@ impl Default for Config {
 #[derive(Debug)]
 pub struct Server {
     endpoint: quinn::Endpoint,
-    versions: Arc<[Version]>,
+    versions: Arc<[Protocol]>,
     in_band: Arc<[Version]>,
     certs: Arc<tls::Certs>,
     /// Client CAs for mTLS, for the TCP listener's TLS too.
@@ -100,10 +101,10 @@ impl Server {
     ///
     /// Must be called inside a tokio runtime.
     pub fn bind(config: Config) -> Result<Self, Error> {
-        let versions: Arc<[Version]> = crate::versions(&config.versions).into();
+        let versions: Arc<[Protocol]> = crate::versions(&config.versions).into();
         let in_band: Arc<[Version]> = crate::in_band_versions(&config.versions).into();
         if versions.is_empty() && in_band.is_empty() {
-            return Err(Error::QuicConfig("no moq-lite version is allowed".to_string()));
+            return Err(Error::QuicConfig("no moq version is allowed".to_string()));
         }
 
         let provider = tls::provider();
@@ -188,9 +189,9 @@ impl Server {
         self.certs.fingerprints()
     }
 
-    /// The moq-lite versions this server accepts by ALPN or WebTransport protocol,
-    /// newest first.
-    pub fn versions(&self) -> &[Version] {
+    /// The protocol versions this server accepts by ALPN or WebTransport protocol, in
+    /// preference order (moq-lite newest first, then moq-transport newest first).
+    pub fn versions(&self) -> &[Protocol] {
         &self.versions
     }
 
@@ -272,7 +273,7 @@ pub struct Incoming {
     incoming: quinn::Incoming,
     remote: SocketAddr,
     local: Option<SocketAddr>,
-    versions: Arc<[Version]>,
+    versions: Arc<[Protocol]>,
     in_band: Arc<[Version]>,
     handshake_timeout: Duration,
 }
@@ -349,7 +350,7 @@ impl Incoming {
                     offered = ?request.protocols,
                     allowed = %alpn_list(&self.versions),
                     in_band = %crate::name_list(&self.in_band),
-                    "WebTransport client offered no moq-lite version we allow"
+                    "WebTransport client offered no moq version we allow"
                 );
             }
 
@@ -380,7 +381,7 @@ impl Incoming {
         }
 
         // Anything else is one of our moq-lite ALPNs: TLS only lets through what we offered.
-        match Version::from_alpn(&alpn).filter(|v| self.versions.contains(v)) {
+        match Protocol::from_alpn(&alpn).filter(|v| self.versions.contains(v)) {
             Some(version) => Ok(Request {
                 conn,
                 remote,
@@ -435,9 +436,9 @@ pub struct Request {
     conn: quinn::Connection,
     remote: SocketAddr,
     local: Option<SocketAddr>,
-    version: Option<Version>,
+    version: Option<Protocol>,
     server_name: Option<String>,
-    versions: Arc<[Version]>,
+    versions: Arc<[Protocol]>,
     in_band: Arc<[Version]>,
     kind: Kind,
 }
@@ -462,14 +463,14 @@ impl Request {
         }
     }
 
-    /// The negotiated moq-lite version.
+    /// The negotiated protocol version (moq-lite or moq-transport).
     ///
     /// Raw QUIC: the ALPN, or `None` for `moql` (version chosen in-band).
     /// WebTransport: the newest version we allow among those the client offered in
     /// `WT-Available-Protocols`, or `None` if it offered none we know. With `None`,
     /// [`Request::ok`] refuses the session; [`Request::ok_unnegotiated`] accepts it
     /// for in-band negotiation.
-    pub fn version(&self) -> Option<Version> {
+    pub fn version(&self) -> Option<Protocol> {
         self.version
     }
 
@@ -614,7 +615,7 @@ async fn refuse_unversioned(
     kind: Kind,
     conn: quinn::Connection,
     remote: SocketAddr,
-    versions: &[Version],
+    versions: &[Protocol],
 ) -> Result<Session, Error> {
     let offered = match kind {
         Kind::WebTransport(request) => {

@@ -29,7 +29,7 @@ fn dev_config(bind: &str, versions: &[Version]) -> server::Config {
             root: vec![],
             ..Default::default()
         },
-        versions: versions.to_vec(),
+        versions: versions.iter().map(|&v| v.into()).collect(),
         ..Default::default()
     }
 }
@@ -38,7 +38,7 @@ fn dev_config(bind: &str, versions: &[Version]) -> server::Config {
 #[derive(Debug)]
 struct Seen {
     transport: Transport,
-    version: Option<Version>,
+    version: Option<crate::Protocol>,
     url: Option<Url>,
 }
 
@@ -140,7 +140,7 @@ fn pinned(fingerprints: &[String], versions: &[Version]) -> client::Client {
             system_roots: false,
             ..Default::default()
         },
-        versions: versions.to_vec(),
+        versions: versions.iter().map(|&v| v.into()).collect(),
         ..Default::default()
     })
     .unwrap()
@@ -307,7 +307,7 @@ async fn server_version_restriction_picks_the_allowed_version() {
         assert_eq!(connected.version, Version::Lite04, "{scheme}");
         assert_eq!(
             server.next().await.unwrap().version,
-            Some(Version::Lite04),
+            Some(Version::Lite04.into()),
             "{scheme}"
         );
         bounded(round_trip(quic(&connected))).await;
@@ -330,7 +330,7 @@ async fn client_version_restriction_picks_the_offered_version() {
         );
         assert_eq!(
             server.next().await.unwrap().version,
-            Some(Version::Lite05),
+            Some(Version::Lite05.into()),
             "{scheme}"
         );
     }
@@ -921,7 +921,7 @@ async fn sni_selects_the_matching_certificate() {
     .unwrap();
     let session = Session::raw(conn);
     assert_eq!(session.protocol(), Some("moq-lite-05"));
-    assert_eq!(server.next().await.unwrap().version, Some(Version::Lite05));
+    assert_eq!(server.next().await.unwrap().version, Some(Version::Lite05.into()));
     bounded(round_trip(&session)).await;
 }
 
@@ -943,10 +943,40 @@ fn raw_config(
 
 #[test]
 fn versions_are_newest_first_and_deduplicated() {
-    assert_eq!(crate::versions(&[]), Version::PREFERRED.to_vec());
+    use crate::Protocol;
+    use moq_proto::ietf;
+    // A server accepts everything by default: moq-lite first, then moq-transport.
+    assert_eq!(crate::versions(&[]), Protocol::PREFERRED.to_vec());
+    let lite = |v: Version| Protocol::Lite(v);
+    let draft = |v: ietf::Version| Protocol::Ietf(v);
     assert_eq!(
-        crate::versions(&[Version::Lite03, Version::Lite05, Version::Lite03]),
-        vec![Version::Lite05, Version::Lite03]
+        crate::versions(&[
+            draft(ietf::Version::Draft14),
+            lite(Version::Lite03),
+            lite(Version::Lite05),
+            lite(Version::Lite03),
+            draft(ietf::Version::Draft16),
+        ]),
+        vec![
+            lite(Version::Lite05),
+            lite(Version::Lite03),
+            draft(ietf::Version::Draft16),
+            draft(ietf::Version::Draft14)
+        ]
+    );
+    // A client offers moq-transport only when told to.
+    let offered = crate::client_versions(&[]);
+    assert_eq!(offered, Version::PREFERRED.map(lite).to_vec());
+    assert_eq!(
+        crate::client_versions(&[draft(ietf::Version::Draft22)]),
+        [draft(ietf::Version::Draft22)]
+    );
+    // The in-band versions only when listed (or nothing is).
+    assert_eq!(crate::in_band_versions(&[]), Version::IN_BAND);
+    assert!(crate::in_band_versions(&[draft(ietf::Version::Draft14)]).is_empty());
+    assert_eq!(
+        crate::in_band_versions(&[lite(Version::Lite01)]),
+        [Version::Lite01]
     );
 }
 
@@ -999,7 +1029,7 @@ async fn addresses_are_raced_so_a_dead_first_address_costs_little() {
         "took {:?}",
         start.elapsed()
     );
-    assert_eq!(server.next().await.unwrap().version, Some(Version::Lite06));
+    assert_eq!(server.next().await.unwrap().version, Some(Version::Lite06.into()));
 }
 
 #[tokio::test]

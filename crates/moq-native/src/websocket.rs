@@ -15,14 +15,14 @@ use tokio_tungstenite::tungstenite::{
 use url::Url;
 
 use crate::{
-    Error, Version, alpn_list,
+    Error, Protocol, alpn_list,
     client::{Check, Identity, Scheme, Target},
     qmux,
 };
 
 /// Everything a dial needs from the client.
 pub(crate) struct Dial<'a> {
-    pub(crate) versions: &'a [Version],
+    pub(crate) versions: &'a [Protocol],
     pub(crate) provider: &'a Arc<CryptoProvider>,
     pub(crate) verifier: Option<Arc<dyn ServerCertVerifier>>,
     pub(crate) check: Check,
@@ -38,7 +38,7 @@ pub(crate) async fn connect(
     url: &Url,
     target: &Target,
     dial: Dial<'_>,
-) -> Result<(qmux::Session, Version), Error> {
+) -> Result<(qmux::Session, Protocol), Error> {
     let timeout = dial.timeout;
     tokio::time::timeout(timeout, connect_inner(url, target, dial))
         .await
@@ -52,7 +52,7 @@ async fn connect_inner(
     url: &Url,
     target: &Target,
     dial: Dial<'_>,
-) -> Result<(qmux::Session, Version), Error> {
+) -> Result<(qmux::Session, Protocol), Error> {
     let tcp = tcp(target, dial.attempt_delay).await?;
     let offered = qmux::subprotocol::list(dial.versions);
 
@@ -112,8 +112,8 @@ async fn connect_inner(
 fn chosen(
     response: &tungstenite::handshake::client::Response,
     target: &Target,
-    versions: &[Version],
-) -> Result<(qmux::Wire, Version), Error> {
+    versions: &[Protocol],
+) -> Result<(qmux::Wire, Protocol), Error> {
     let answered = response
         .headers()
         .get(SEC_WEBSOCKET_PROTOCOL)
@@ -207,7 +207,7 @@ fn tls_error(err: std::io::Error, target: &Target, check: Check) -> Error {
 }
 
 /// A failed WebSocket upgrade.
-fn handshake_error(url: &Url, target: &Target, versions: &[Version], err: tungstenite::Error) -> Error {
+fn handshake_error(url: &Url, target: &Target, versions: &[Protocol], err: tungstenite::Error) -> Error {
     use tungstenite::error::{Error as WsError, ProtocolError};
     match err {
         WsError::Http(response) => Error::Rejected {

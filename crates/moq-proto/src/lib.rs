@@ -33,6 +33,7 @@ pub mod legacy;
 pub mod limits;
 pub mod message;
 mod path;
+mod protocol;
 mod stream;
 mod version;
 
@@ -41,5 +42,6 @@ pub use error::{DecodeError, EncodeError};
 pub use hops::{Hops, HopsError};
 pub use message::*;
 pub use path::{Path, PathError};
+pub use protocol::{Protocol, UnknownProtocol};
 pub use stream::{ControlStream, DataStream};
 pub use version::{ALPN_IN_BAND, UnknownVersion, Version};

@@ -16,7 +16,7 @@ use moq_core::{
 
 /// How often the cache is swept (groups past their age, and the byte budget).
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
-use moq_proto::Version;
+use moq_proto::Protocol;
 
 /// The shared media plane.
 #[derive(Debug, Clone)]
@@ -49,8 +49,10 @@ impl Media {
 
     /// A session configuration wired to this plane: our hop id, the shared counters and
     /// the upstream subscription count. The caller sets what it may publish and consume.
-    pub fn session_config(&self, version: Version) -> session::Config {
-        let mut config = session::Config::new(version);
+    /// A moq-transport session takes the same configuration (its moq-lite version is
+    /// unused there).
+    pub fn session_config(&self, version: Protocol) -> session::Config {
+        let mut config = session::Config::new(version.lite().unwrap_or(moq_proto::Version::Lite06));
         config.hop = self.hop;
         config.stats = self.stats.clone();
         config.upstream = self.upstream.clone();

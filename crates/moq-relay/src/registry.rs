@@ -9,7 +9,7 @@ use std::{
     time::Instant,
 };
 
-use moq_native::{Transport, Version, quinn};
+use moq_native::{Protocol, Transport, quinn};
 use moq_proto::Path;
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -23,12 +23,12 @@ use tokio::sync::watch;
 pub struct SessionLabels {
     /// `quic` or `webtransport`.
     pub transport: &'static str,
-    /// The negotiated version's ALPN.
+    /// The negotiated version's name (`moq-lite-05`, `moq-transport-16`).
     pub version: &'static str,
 }
 
 impl SessionLabels {
-    fn new(transport: Transport, version: Version) -> Self {
+    fn new(transport: Transport, version: Protocol) -> Self {
         Self {
             transport: transport.as_str(),
             version: version.name(),
@@ -46,7 +46,7 @@ pub struct SessionInfo {
     /// The session root.
     pub root: Path,
     /// Negotiated version.
-    pub version: Version,
+    pub version: Protocol,
     /// How the session is carried.
     pub transport: Transport,
     /// When it was accepted.
@@ -164,7 +164,7 @@ mod tests {
             id,
             peer: "127.0.0.1:1".parse().unwrap(),
             root: Path::new("anon").unwrap(),
-            version: Version::Lite05,
+            version: moq_native::Version::Lite05.into(),
             transport: Transport::Quic,
             since: Instant::now(),
             connection: None,

@@ -10,10 +10,11 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use moq_core::{
+    ietf,
     session::{self, Permissions},
     transport::Session as _,
 };
-use moq_native::{Transport, Version, adapter::MoqSession, quinn, server};
+use moq_native::{Protocol, Transport, Version, adapter::MoqSession, quinn, server};
 use moq_proto::message::Setup;
 
 use crate::{
@@ -26,7 +27,7 @@ use crate::{
     registry::{Registry, SessionInfo},
 };
 
-/// How long a raw-QUIC client has to send its SETUP (which carries its path).
+/// How long a client has to send its SETUP (which, on raw QUIC, carries its path).
 pub const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A special kind of session, claimed by a higher layer by its grant (the cluster
@@ -73,7 +74,7 @@ pub struct Accepted<S: moq_core::transport::Session> {
     /// The peer's address.
     pub peer: SocketAddr,
     /// Negotiated version.
-    pub version: Version,
+    pub version: Protocol,
     /// How it is carried.
     pub transport: Transport,
     /// What it may do.
@@ -86,6 +87,9 @@ pub struct Accepted<S: moq_core::transport::Session> {
     pub in_band: Option<session::Negotiated<S>>,
     /// The auth server's hold on the grant, when one decided it.
     pub lease: Option<Lease>,
+    /// The moq-transport client's SETUP, when the handshake read it (raw QUIC, where it
+    /// carries the path and token); otherwise it is read when the session runs.
+    pub ietf: Option<ietf::Established<S>>,
 }
 
 /// The auth server's name for how a session arrived (WebTransport is `quic` there).
@@ -195,7 +199,7 @@ impl Sessions {
             if !request.in_band_versions().is_empty() {
                 return self.accept_in_band(request).await;
             }
-            tracing::info!(offered = ?request.protocols(), "refused: no common moq-lite version");
+            tracing::info!(offered = ?request.protocols(), "refused: no common moq version");
             self.refusals.refused("version");
             let _ = request.reject(406).await;
             return None;
@@ -211,7 +215,7 @@ impl Sessions {
     async fn accept_webtransport(
         &self,
         request: server::Request,
-        version: Version,
+        version: Protocol,
         url: &url::Url,
     ) -> Option<Accepted<MoqSession>> {
         let peer = request.remote_addr();
@@ -243,6 +247,7 @@ impl Sessions {
                     connection: Some(connection),
                     in_band: None,
                     lease,
+                    ietf: None,
                 }),
                 Err(err) => {
                     tracing::debug!(%err, "accept failed");
@@ -257,12 +262,13 @@ impl Sessions {
         }
     }
 
-    /// Raw QUIC (lite-05+) carries path and token in the client's SETUP, read after
-    /// accepting; lite-03/04 have no path: the session is rooted at "".
+    /// Raw QUIC carries path and token in the client's SETUP (moq-lite-05+, and every
+    /// moq-transport draft, where an AUTHORIZATION_TOKEN may carry the token too), read
+    /// after accepting; lite-03/04 have no path: the session is rooted at "".
     async fn accept_raw_quic(
         &self,
         request: server::Request,
-        version: Version,
+        version: Protocol,
     ) -> Option<Accepted<MoqSession>> {
         let peer = request.remote_addr();
         let transport = request.transport();
@@ -281,14 +287,27 @@ impl Sessions {
             session.close(refusal.code, &refusal.close_reason());
             None
         };
-        let peer_setup = match self.read_setup(&session, version, peer).await {
-            Ok(setup) => setup,
-            Err(refusal) => return refuse(refusal),
+        let (target, peer_setup, established) = match version {
+            Protocol::Lite(lite) => {
+                let peer_setup = match self.read_setup(&session, lite, peer).await {
+                    Ok(setup) => setup,
+                    Err(refusal) => return refuse(refusal),
+                };
+                let target = peer_setup
+                    .as_ref()
+                    .and_then(|s| s.path.clone())
+                    .unwrap_or_default();
+                (target, peer_setup, None)
+            }
+            Protocol::Ietf(draft) => match ietf::accept(&session, draft, SETUP_TIMEOUT).await {
+                Ok(established) => (ietf_target(established.peer(), draft), None, Some(established)),
+                Err(err) => {
+                    let refusal = setup_refusal(&err);
+                    self.record(&refusal, peer);
+                    return refuse(refusal);
+                }
+            },
         };
-        let target = peer_setup
-            .as_ref()
-            .and_then(|s| s.path.clone())
-            .unwrap_or_default();
         let facts = Facts {
             transport: Some(service_transport(transport)),
             target,
@@ -310,6 +329,7 @@ impl Sessions {
                 connection: Some(connection),
                 in_band: None,
                 lease,
+                ietf: established,
             }),
             Err(refusal) => {
                 self.record(&refusal, peer);
@@ -349,7 +369,7 @@ impl Sessions {
                 return None;
             }
         };
-        let version = negotiated.version();
+        let version = Protocol::Lite(negotiated.version());
         tracing::Span::current().record("version", version.name());
         let target = url_target
             .or_else(|| negotiated.parameters().path.clone())
@@ -375,6 +395,7 @@ impl Sessions {
                 connection: Some(connection),
                 in_band: Some(negotiated),
                 lease,
+                ietf: None,
             }),
             Err(refusal) => {
                 self.record(&refusal, peer);
@@ -396,13 +417,8 @@ impl Sessions {
         }
         let refusal = match tokio::time::timeout(SETUP_TIMEOUT, session::read_setup(session, version)).await {
             Ok(Ok(setup)) => return Ok(Some(setup)),
-            Ok(Err(err)) => Refusal::request("bad_setup", err.to_string(), 400, err.session_code()),
-            Err(_) => Refusal::request(
-                "setup_timeout",
-                format!("no SETUP within {SETUP_TIMEOUT:?}"),
-                408,
-                0x11,
-            ),
+            Ok(Err(err)) => setup_refusal(&err),
+            Err(_) => setup_refusal(&moq_core::Error::Timeout),
         };
         self.record(&refusal, peer);
         Err(refusal)
@@ -457,13 +473,17 @@ impl Sessions {
     }
 
     /// Step 4: what the session driver may publish and consume.
-    pub fn configure(&self, grant: &Grant, version: Version) -> Result<session::Config, Refusal> {
+    pub fn configure(&self, grant: &Grant, version: Protocol) -> Result<session::Config, Refusal> {
         self.configure_claimed(grant, version).map(|(config, _)| config)
     }
 
     /// [`Sessions::configure`], and whether a hook claimed the session (its permissions
     /// are then the hook's, not the grant's).
-    fn configure_claimed(&self, grant: &Grant, version: Version) -> Result<(session::Config, bool), Refusal> {
+    fn configure_claimed(
+        &self,
+        grant: &Grant,
+        version: Protocol,
+    ) -> Result<(session::Config, bool), Refusal> {
         let mut config = self.media.session_config(version);
         config.shutdown = Some(self.lifecycle.draining());
         for hook in &self.hooks {
@@ -496,6 +516,7 @@ impl Sessions {
             connection,
             in_band,
             mut lease,
+            ietf: established,
         } = accepted;
         tracing::Span::current().record("path", grant.root.as_str());
         let (mut config, claimed) = match self.configure_claimed(&grant, version) {
@@ -555,9 +576,26 @@ impl Sessions {
             }
         };
         let driver = async {
-            match in_band {
-                Some(negotiated) => session::run_in_band(session.clone(), config, negotiated).await,
-                None => session::run(session.clone(), config).await,
+            match (version, in_band, established) {
+                (_, Some(negotiated), _) => session::run_in_band(session.clone(), config, negotiated).await,
+                (Protocol::Ietf(draft), None, established) => {
+                    let established = match established {
+                        Some(established) => established,
+                        // WebTransport and WebSocket: the URL said who it is; the SETUP
+                        // comes now.
+                        None => match ietf::accept(&session, draft, SETUP_TIMEOUT).await {
+                            Ok(established) => established,
+                            Err(err) => {
+                                let refusal = setup_refusal(&err);
+                                self.record(&refusal, peer);
+                                session.close(refusal.code, &refusal.close_reason());
+                                return Err(err);
+                            }
+                        },
+                    };
+                    ietf::run(session.clone(), config, established).await
+                }
+                (Protocol::Lite(_), None, _) => session::run(session.clone(), config).await,
             }
         };
         tokio::pin!(expiry, driver);
@@ -640,5 +678,98 @@ async fn lease_changed(lease: &mut Option<Lease>) -> Change {
     match lease {
         Some(lease) => lease.changed().await,
         None => std::future::pending().await,
+    }
+}
+
+/// Why a client's SETUP was refused: malformed (400), late (408), or naming no version we
+/// allow (406).
+fn setup_refusal(err: &moq_core::Error) -> Refusal {
+    match err {
+        moq_core::Error::Timeout => Refusal::request(
+            "setup_timeout",
+            format!("no SETUP within {SETUP_TIMEOUT:?}"),
+            408,
+            0x11,
+        ),
+        moq_core::Error::Version(_) => Refusal::request("version", err.to_string(), 406, err.session_code()),
+        err => Refusal::request("bad_setup", err.to_string(), 400, err.session_code()),
+    }
+}
+
+/// The target a moq-transport client's SETUP names: its PATH (and query, where a
+/// `?jwt=` token may ride), with an AUTHORIZATION_TOKEN sent by value as the token when
+/// the path carries none.
+pub fn ietf_target(options: &ietf::SetupOptions, version: ietf::Version) -> String {
+    let mut target = options.path.clone().unwrap_or_default();
+    let has_jwt = url::Url::parse("moqt://x")
+        .ok()
+        .and_then(|base| base.join(&target).ok())
+        .is_some_and(|url| url.query_pairs().any(|(k, v)| k == "jwt" && !v.is_empty()));
+    let token = options
+        .authorization_token
+        .as_ref()
+        .and_then(|raw| moq_proto::ietf::AuthToken::decode(raw, version).ok())
+        .and_then(|token| match token {
+            moq_proto::ietf::AuthToken::UseValue { value, .. }
+            | moq_proto::ietf::AuthToken::Register { value, .. } => String::from_utf8(value.to_vec()).ok(),
+            _ => None,
+        });
+    if let Some(token) = token
+        && !has_jwt
+    {
+        let encoded: String = url::form_urlencoded::byte_serialize(token.as_bytes()).collect();
+        target.push(if target.contains('?') { '&' } else { '?' });
+        target.push_str("jwt=");
+        target.push_str(&encoded);
+    }
+    target
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use moq_proto::ietf::{AuthToken, SetupOptions, Version};
+
+    use super::*;
+
+    fn token(value: &str) -> Option<Bytes> {
+        let token = AuthToken::UseValue {
+            kind: 0,
+            value: Bytes::copy_from_slice(value.as_bytes()),
+        };
+        Some(token.to_bytes(Version::Draft16).unwrap())
+    }
+
+    #[test]
+    fn a_setup_token_becomes_the_targets_jwt_unless_the_path_has_one() {
+        let v = Version::Draft16;
+        let options = |path: Option<&str>, authorization_token| SetupOptions {
+            path: path.map(str::to_string),
+            authorization_token,
+            ..Default::default()
+        };
+        assert_eq!(ietf_target(&options(Some("/anon"), None), v), "/anon");
+        assert_eq!(ietf_target(&options(None, None), v), "");
+        assert_eq!(
+            ietf_target(&options(Some("/room"), token("a+b")), v),
+            "/room?jwt=a%2Bb"
+        );
+        assert_eq!(
+            ietf_target(&options(Some("/room?x=1"), token("t")), v),
+            "/room?x=1&jwt=t"
+        );
+        // The path's own token wins.
+        assert_eq!(
+            ietf_target(&options(Some("/room?jwt=url"), token("setup")), v),
+            "/room?jwt=url"
+        );
+        // A token that is not a value (an alias) names nothing here.
+        let alias = AuthToken::UseAlias { alias: 1 }.to_bytes(v).unwrap();
+        assert_eq!(ietf_target(&options(Some("/room"), Some(alias)), v), "/room");
+        // Nor does garbage.
+        assert_eq!(
+            ietf_target(&options(Some("/room"), Some(Bytes::from_static(&[0xff]))), v),
+            "/room"
+        );
     }
 }

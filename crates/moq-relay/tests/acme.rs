@@ -504,7 +504,7 @@ async fn a_fresh_cache_waits_for_the_ca_then_serves_a_verified_certificate_every
     // A client that trusts nothing but the system store refuses it (pebble is no public CA).
     let untrusting = client::Client::new(client::Config {
         bind: "127.0.0.1:0".parse().unwrap(),
-        versions: vec![Version::Lite04],
+        versions: vec![moq_native::Protocol::Lite(Version::Lite04)],
         ..Default::default()
     })
     .unwrap();

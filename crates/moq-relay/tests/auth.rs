@@ -32,7 +32,7 @@ async fn anonymous_access_is_limited_to_public_prefixes() {
     // Raw QUIC: the path arrives in SETUP, so the refusal is a close with code 2.
     let connected = client.connect(&relay.url("moqt", "secret")).await.unwrap();
     let session = MoqSession::new(connected.session, connected.transport);
-    let mut config = SessionConfig::new(connected.version);
+    let mut config = SessionConfig::new(connected.version.lite().expect("moq-lite"));
     config.setup.path = Some("/secret".into());
     config.consume = Some(Origin::default());
     let result = tokio::time::timeout(Duration::from_secs(5), session::run(session, config))
@@ -92,7 +92,7 @@ async fn tokens_grant_exactly_their_scope_on_both_transports() {
     ))
     .unwrap();
     let connected = client.connect(&url).await.unwrap();
-    let mut config = SessionConfig::new(connected.version);
+    let mut config = SessionConfig::new(connected.version.lite().expect("moq-lite"));
     config.publish = Some(origin.clone());
     config.setup.path = Some(format!("/room?jwt={publish}"));
     tokio::spawn(session::run(

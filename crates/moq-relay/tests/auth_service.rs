@@ -290,7 +290,7 @@ async fn a_server_that_does_not_answer_in_time_refuses_and_is_counted() {
     // Raw QUIC: closed with the unauthorized code.
     let connected = client.connect(&relay.url("moqt", "room")).await.unwrap();
     let moq = MoqSession::new(connected.session, connected.transport);
-    let mut config = session::Config::new(connected.version);
+    let mut config = session::Config::new(connected.version.lite().unwrap());
     config.setup.path = Some("/room".into());
     config.consume = Some(Origin::default());
     let result = tokio::time::timeout(SOON, session::run(moq, config))

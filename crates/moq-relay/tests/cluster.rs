@@ -825,7 +825,7 @@ async fn a_client_certificate_authenticates_a_link_without_a_token() {
         Cache::default(),
     ));
     let _publication = publish.publish(Path::new("live").unwrap(), broadcast.consume(), Hops::new());
-    let mut config = SessionConfig::new(connected.version);
+    let mut config = SessionConfig::new(connected.version.lite().expect("moq-lite"));
     config.publish = Some(publish.clone());
     let session = MoqSession::new(connected.session, connected.transport);
     tokio::spawn(session::run(session, config));
@@ -955,4 +955,48 @@ async fn a_link_falls_back_to_websocket_when_quic_does_not_connect() {
         "the link is a WebSocket session at the upstream relay: {}",
         upstream.log()
     );
+}
+
+/// A link may speak moq-transport (`[client] version`), for a peer that speaks only
+/// that: media crosses it both ways into moq-lite viewers, one upstream subscription
+/// per relay, and the origin counts the link under its draft.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_over_moq_transport_carries_media() {
+    for draft in ["moq-transport-17", "moq-transport-14"] {
+        let mut c = Cluster::new();
+        let origin = c.node(11, "", "").await;
+        let edge = c
+            .node(
+                31,
+                &links(&[&origin]),
+                &format!("[client]\nversion = \"{draft}\""),
+            )
+            .await;
+        edge.links_up("static", 1).await;
+
+        let client = test_client();
+        // Origin → edge, and edge → origin.
+        let down = Publisher::start(&client, &origin, "down", "o").await;
+        let up = Publisher::start(&client, &edge, "up", "e").await;
+        let viewers = [
+            Viewer::start(&client, &edge, "down").await,
+            Viewer::start(&client, &edge, "down").await,
+            Viewer::start(&client, &origin, "up").await,
+        ];
+        for viewer in &viewers {
+            viewer.more(5).await;
+            viewer.check();
+        }
+        let text = origin.get("/metrics").await;
+        // Links dial the https:// URL: WebTransport.
+        let label = format!("moq_relay_sessions_active{{transport=\"webtransport\",version=\"{draft}\"}}");
+        assert_eq!(sample(&text, &label), Some(1.0), "{draft}: {text}");
+        assert_eq!(
+            edge.metric("moq_relay_upstream_subscriptions_active").await,
+            2.0,
+            "{draft}: one for `down` over the link, shared by its two viewers, and one for `up` from its publisher"
+        );
+        down.stop();
+        up.stop();
+    }
 }

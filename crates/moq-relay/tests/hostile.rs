@@ -1003,7 +1003,7 @@ async fn directory_spoofing_by_a_token_holder() {
     let url = r.url("moqt", &format!(".cluster?jwt={token}"));
     let session_refused = match client.connect(&url).await {
         Ok(connected) => {
-            let mut config = moq_core::session::Config::new(connected.version);
+            let mut config = moq_core::session::Config::new(connected.version.lite().expect("moq-lite"));
             config.publish = Some(origin.clone());
             config.consume = Some(moq_core::Origin::default());
             config.setup.path = connected.setup_path(&url);

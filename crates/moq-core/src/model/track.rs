@@ -397,6 +397,16 @@ impl TrackConsumer {
         get_group(&self.state.borrow(), sequence)
     }
 
+    /// Every cached group, in arrival order (for a FETCH of a range).
+    pub fn cached(&self) -> Vec<GroupConsumer> {
+        self.state
+            .borrow()
+            .groups
+            .iter()
+            .map(|c| c.group.clone())
+            .collect()
+    }
+
     /// The next group; `Ok(None)` when the track finished.
     pub async fn next_group(&mut self) -> Result<Option<GroupConsumer>> {
         loop {

@@ -22,7 +22,7 @@ mod stream;
 mod subscriber;
 #[cfg(test)]
 mod tests;
-mod usage;
+pub(crate) mod usage;
 
 use std::{
     sync::{Arc, Mutex},

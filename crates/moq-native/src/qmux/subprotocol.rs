@@ -8,7 +8,7 @@
 //! version in a SETUP message" (moq-lite-01/02, which this WebSocket path does not
 //! negotiate yet), so we refuse rather than pick one.
 
-use moq_proto::Version;
+use moq_proto::Protocol;
 
 use super::Wire;
 
@@ -20,8 +20,8 @@ pub struct Negotiated {
     pub subprotocol: String,
     /// The QMux wire format it implies.
     pub wire: Wire,
-    /// The moq-lite version it implies.
-    pub version: Version,
+    /// The protocol version it implies.
+    pub version: Protocol,
 }
 
 /// Why a server refuses a WebSocket upgrade. Answer with [`Refusal::status`].
@@ -61,13 +61,13 @@ impl Refusal {
 }
 
 /// The subprotocol for `wire` and `version`: `qmux-01.moq-lite-05`.
-pub fn name(wire: Wire, version: Version) -> String {
+pub fn name(wire: Wire, version: Protocol) -> String {
     format!("{}.{}", wire.name(), version.alpn())
 }
 
 /// What a subprotocol names: the wire format and, unless it is bare, the version.
 /// `None` for anything else (including pairings with versions we do not speak).
-pub fn parse(subprotocol: &str) -> Option<(Wire, Option<Version>)> {
+pub fn parse(subprotocol: &str) -> Option<(Wire, Option<Protocol>)> {
     let subprotocol = subprotocol.trim();
     for wire in Wire::PREFERRED {
         if subprotocol == wire.name() {
@@ -77,7 +77,7 @@ pub fn parse(subprotocol: &str) -> Option<(Wire, Option<Version>)> {
             .strip_prefix(wire.name())
             .and_then(|rest| rest.strip_prefix('.'))
         {
-            return Version::from_alpn(alpn.as_bytes()).map(|v| (wire, Some(v)));
+            return Protocol::from_alpn(alpn.as_bytes()).map(|v| (wire, Some(v)));
         }
     }
     None
@@ -86,7 +86,7 @@ pub fn parse(subprotocol: &str) -> Option<(Wire, Option<Version>)> {
 /// The subprotocols for `versions` (newest first as given), in preference order:
 /// what a client offers and a server supports. Each version on qmux-01, then on
 /// qmux-00 (the reference relay's order).
-pub fn list(versions: &[Version]) -> Vec<String> {
+pub fn list(versions: &[Protocol]) -> Vec<String> {
     versions
         .iter()
         .flat_map(|&version| Wire::PREFERRED.map(|wire| name(wire, version)))
@@ -110,7 +110,7 @@ pub fn offered<'a>(headers: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
 /// client offered, on qmux-01 if it offered that, else qmux-00.
 pub fn select<'a>(
     offered: impl IntoIterator<Item = &'a str>,
-    allow: &[Version],
+    allow: &[Protocol],
 ) -> Result<Negotiated, Refusal> {
     let offered = self::offered(offered);
     let versions = crate::versions(allow);
@@ -147,6 +147,8 @@ pub fn select<'a>(
 
 #[cfg(test)]
 mod tests {
+    use moq_proto::Version;
+
     use super::*;
 
     /// What `@moq/net` 0.3.4 offers (`connectWebSocket` in its `connection/connect.js`).
@@ -182,7 +184,7 @@ mod tests {
             Negotiated {
                 subprotocol: "qmux-01.moq-lite-05".into(),
                 wire: Wire::Qmux01,
-                version: Version::Lite05,
+                version: Protocol::Lite(Version::Lite05),
             }
         );
     }
@@ -197,15 +199,19 @@ mod tests {
         .unwrap();
         assert_eq!(got.subprotocol, "qmux-00.moq-lite-06");
         assert_eq!(got.wire, Wire::Qmux00);
-        assert_eq!(got.version, Version::Lite06);
+        assert_eq!(got.version, Protocol::Lite(Version::Lite06));
     }
 
     #[test]
     fn allowed_versions_restrict_the_choice() {
-        let got = select(MOQ_NET.iter().copied(), &[Version::Lite03, Version::Lite04]).unwrap();
+        let got = select(
+            MOQ_NET.iter().copied(),
+            &[Protocol::Lite(Version::Lite03), Protocol::Lite(Version::Lite04)],
+        )
+        .unwrap();
         assert_eq!(got.subprotocol, "qmux-01.moq-lite-04");
 
-        let err = select(["qmux-01.moq-lite-05"], &[Version::Lite04]).unwrap_err();
+        let err = select(["qmux-01.moq-lite-05"], &[Protocol::Lite(Version::Lite04)]).unwrap_err();
         assert_eq!(
             err,
             Refusal::NoCommonVersion {
@@ -225,6 +231,22 @@ mod tests {
     }
 
     #[test]
+    fn moq_transport_pairings_are_chosen_when_no_moq_lite_is_offered() {
+        // @moq/net's IETF offers alone (forced onto moq-transport).
+        let ietf: Vec<&str> = MOQ_NET.iter().copied().filter(|p| p.contains("moqt")).collect();
+        let got = select(ietf.iter().copied(), &[]).unwrap();
+        assert_eq!(got.subprotocol, "qmux-01.moqt-20");
+        assert_eq!(got.version, Protocol::Ietf(moq_proto::ietf::Version::Draft20));
+        // Restricted to draft-17: the only pairing with it.
+        let draft17 = Protocol::Ietf(moq_proto::ietf::Version::Draft17);
+        let got = select(MOQ_NET.iter().copied(), &[draft17]).unwrap();
+        assert_eq!(
+            (got.subprotocol.as_str(), got.version),
+            ("qmux-01.moqt-17", draft17)
+        );
+    }
+
+    #[test]
     fn nothing_offered_is_refused() {
         assert_eq!(select([], &[]), Err(Refusal::NothingOffered));
         assert_eq!(select(["", " , "], &[]), Err(Refusal::NothingOffered));
@@ -232,14 +254,14 @@ mod tests {
 
     #[test]
     fn pairings_we_do_not_speak_are_no_common_version() {
-        let err = select(["qmux-02.moq-lite-05", "qmux-01.moqt-18"], &[]).unwrap_err();
+        let err = select(["qmux-02.moq-lite-05", "qmux-01.moqt-13"], &[]).unwrap_err();
         assert!(matches!(err, Refusal::NoCommonVersion { .. }), "{err:?}");
     }
 
     #[test]
     fn the_list_pairs_every_version_with_both_wire_formats() {
         assert_eq!(
-            list(&[Version::Lite05, Version::Lite04]),
+            list(&[Protocol::Lite(Version::Lite05), Protocol::Lite(Version::Lite04)]),
             vec![
                 "qmux-01.moq-lite-05",
                 "qmux-00.moq-lite-05",
@@ -253,14 +275,21 @@ mod tests {
     fn parse_names() {
         assert_eq!(
             parse("qmux-01.moq-lite-05"),
-            Some((Wire::Qmux01, Some(Version::Lite05)))
+            Some((Wire::Qmux01, Some(Protocol::Lite(Version::Lite05))))
         );
         assert_eq!(
             parse(" qmux-00.moq-lite-03 "),
-            Some((Wire::Qmux00, Some(Version::Lite03)))
+            Some((Wire::Qmux00, Some(Protocol::Lite(Version::Lite03))))
         );
         assert_eq!(parse("qmux-01"), Some((Wire::Qmux01, None)));
-        assert_eq!(parse("qmux-01.moqt-18"), None);
+        assert_eq!(
+            parse("qmux-01.moqt-18"),
+            Some((
+                Wire::Qmux01,
+                Some(Protocol::Ietf(moq_proto::ietf::Version::Draft18))
+            ))
+        );
+        assert_eq!(parse("qmux-01.moqt-13"), None);
         assert_eq!(parse("qmux-02.moq-lite-05"), None);
         assert_eq!(parse("webtransport"), None);
         assert_eq!(parse("qmux-01moq-lite-05"), None);

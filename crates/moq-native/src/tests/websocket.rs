@@ -100,6 +100,7 @@ where
                 .filter_map(|v| v.to_str().ok())
                 .collect::<Vec<_>>();
             let target = request.uri().to_string();
+            let allow: Vec<crate::Protocol> = allow.iter().map(|&v| v.into()).collect();
             match qmux::subprotocol::select(offered, &allow) {
                 Ok(negotiated) => {
                     response.headers_mut().insert(
@@ -140,7 +141,7 @@ where
     );
     match serve {
         Serve::Echo => echo(session).await,
-        Serve::Clock => clock(session, negotiated.version).await,
+        Serve::Clock => clock(session, negotiated.version.lite().unwrap()).await,
     }
 }
 
@@ -205,7 +206,7 @@ fn client_with(
             system_roots: false,
             ..Default::default()
         },
-        versions: versions.to_vec(),
+        versions: versions.iter().map(|&v| v.into()).collect(),
         ..Default::default()
     };
     tweak(&mut config);
@@ -469,7 +470,7 @@ async fn moq_lite_over_a_real_websocket() {
         assert_eq!(connected.version, version);
 
         let viewer = moq_core::Origin::default();
-        let mut config = moq_core::session::Config::new(connected.version);
+        let mut config = moq_core::session::Config::new(version);
         config.consume = Some(viewer.clone());
         let session = MoqSession::new(connected.session, connected.transport);
         let driver = tokio::spawn(moq_core::session::run(session.clone(), config));

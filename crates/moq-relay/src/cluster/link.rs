@@ -187,7 +187,8 @@ impl Link {
             }
         };
         let result = tokio::select! {
-            result = moq_core::session::run(session.clone(), config) => result,
+            // moq-lite, or moq-transport with a relay that speaks only that.
+            result = moq_core::ietf::run_client(session.clone(), version, config) => result,
             () = idle => {
                 session.close(0, "idle");
                 return Ok(Ended::Idle);

@@ -27,7 +27,8 @@ pub struct Client {
     #[serde(alias = "listen")]
     pub bind: Option<Address>,
 
-    /// Offer only these moq-lite versions, e.g. "moq-lite-04" (default: all we speak).
+    /// Offer only these versions, e.g. "moq-lite-04" or "moq-transport-17" (default: every
+    /// moq-lite version; moq-transport only when listed).
     #[arg(
         id = "client-version",
         long = "client-version",
@@ -38,7 +39,7 @@ pub struct Client {
         alias = "connect-version",
     )]
     #[serde_as(as = "OneOrMany<DisplayFromStr>")]
-    pub version: Vec<moq_proto::Version>,
+    pub version: Vec<moq_proto::Protocol>,
 
     /// `[client.tls]`.
     #[command(flatten)]

@@ -31,7 +31,8 @@ pub struct Server {
     #[serde(alias = "listen")]
     pub bind: Option<Address>,
 
-    /// Accept only these moq-lite versions, e.g. "moq-lite-04" (default: all we speak).
+    /// Accept only these versions, e.g. "moq-lite-04" or "moq-transport-16" (default: all
+    /// we speak, moq-lite and moq-transport drafts 14-22).
     #[arg(
         id = "server-version",
         long = "server-version",
@@ -42,7 +43,7 @@ pub struct Server {
         alias = "listen-version",
     )]
     #[serde_as(as = "OneOrMany<DisplayFromStr>")]
-    pub version: Vec<moq_proto::Version>,
+    pub version: Vec<moq_proto::Protocol>,
 
     /// `[server.tls]`.
     #[command(flatten)]

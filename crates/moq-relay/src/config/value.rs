@@ -203,11 +203,12 @@ impl fmt::Display for Fingerprint {
     }
 }
 
-/// Parse a moq-lite version name such as `"moq-lite-04"` (clap value parser).
-pub(super) fn parse_version(s: &str) -> Result<moq_proto::Version, String> {
+/// Parse a version name such as `"moq-lite-04"` or `"moq-transport-16"` (clap value
+/// parser; ALPNs such as `moqt-16` work too).
+pub(super) fn parse_version(s: &str) -> Result<moq_proto::Protocol, String> {
     s.trim()
         .parse()
-        .map_err(|e: moq_proto::UnknownVersion| e.to_string())
+        .map_err(|e: moq_proto::UnknownProtocol| e.to_string())
 }
 
 /// A duration in a config file: a string like `"30s"` (see [`parse_duration`]), or a

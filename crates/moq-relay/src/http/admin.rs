@@ -472,7 +472,7 @@ mod tests {
             id,
             peer: peer.parse().unwrap(),
             root: Path::new(root).unwrap(),
-            version: moq_native::Version::Lite05,
+            version: moq_proto::Protocol::Lite(moq_native::Version::Lite05),
             transport: moq_native::Transport::Quic,
             since: std::time::Instant::now(),
             connection: None,

@@ -1,7 +1,7 @@
 //! The WebSocket fallback: qmux over a WebSocket upgrade on any path of the public HTTP
 //! and HTTPS listeners, for viewers that cannot use WebTransport (Safari, Firefox before
 //! 153, networks that block UDP). It is one handshake step in front of the same session
-//! gate as QUIC: admission, then the subprotocol (which names the moq-lite version),
+//! gate as QUIC: admission, then the subprotocol (which names the moq-lite or moq-transport version),
 //! then the URL path and `?jwt=` exactly as over WebTransport, then the shared session.
 
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use axum::{
     http::{HeaderMap, StatusCode, Uri, header},
     response::{IntoResponse, Response},
 };
-use moq_native::{Transport, Version, adapter::MoqSession, qmux};
+use moq_native::{Protocol, Transport, adapter::MoqSession, qmux};
 use tracing::Instrument;
 
 use super::Peer;
@@ -26,8 +26,8 @@ use crate::session::{Accepted, Sessions};
 pub struct Upgrades {
     /// Client sessions.
     pub sessions: Arc<Sessions>,
-    /// moq-lite versions offered (empty: all).
-    pub versions: Arc<[Version]>,
+    /// Versions accepted (empty: all, moq-lite and moq-transport).
+    pub versions: Arc<[Protocol]>,
     /// qmux limits and timers.
     pub qmux: qmux::Config,
 }
@@ -107,6 +107,7 @@ pub async fn upgrade(
                     connection: None,
                     in_band: None,
                     lease,
+                    ietf: None,
                 };
                 sessions.run(accepted, ticket, id).await;
             }

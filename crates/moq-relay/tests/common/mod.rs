@@ -19,11 +19,10 @@ use std::{
 
 use bytes::Bytes;
 use moq_core::{
-    BroadcastProducer, Frame, Origin, TrackConsumer, TrackInfo, TrackProducer,
-    model::cache::Cache,
-    session::{self, Config as SessionConfig},
+    BroadcastProducer, Frame, Origin, TrackConsumer, TrackInfo, TrackProducer, model::cache::Cache,
+    session::Config as SessionConfig,
 };
-use moq_native::{Transport, Version, adapter::MoqSession, client};
+use moq_native::{Version, adapter::MoqSession, client};
 use moq_proto::{Hops, Path};
 use moq_relay::{Relay, config::Config, metrics::Metrics, session::Sessions};
 use url::Url;
@@ -226,7 +225,8 @@ pub(crate) struct RelayState {
 
 /// Start an in-process relay on 127.0.0.1 with a self-signed certificate.
 ///
-/// `extra` is more TOML; its lines starting with `tls.` go into `[server.tls]`. Without
+/// `extra` is more TOML; its lines starting with `tls.` go into `[server.tls]`, those
+/// starting with `server.` into `[server]`. Without
 /// an `[auth]` table everything is public; without a `[limits]` table the per-address
 /// limits are lifted (every test client comes from 127.0.0.1).
 pub(crate) async fn start_relay(extra: &str) -> TestRelay {
@@ -239,6 +239,7 @@ pub(crate) async fn start_relay(extra: &str) -> TestRelay {
         r#"
 [server]
 listen = "127.0.0.1:0"
+{server}
 [server.tls]
 generate = ["localhost"]
 {tls}
@@ -247,6 +248,12 @@ listen = "127.0.0.1:0"
 {limits}
 {extra}
 "#,
+        server = extra
+            .lines()
+            .filter(|l| l.starts_with("server."))
+            .map(|l| &l[7..])
+            .collect::<Vec<_>>()
+            .join("\n"),
         tls = extra
             .lines()
             .filter(|l| l.starts_with("tls."))
@@ -255,7 +262,7 @@ listen = "127.0.0.1:0"
             .join("\n"),
         extra = extra
             .lines()
-            .filter(|l| !l.starts_with("tls."))
+            .filter(|l| !l.starts_with("tls.") && !l.starts_with("server."))
             .collect::<Vec<_>>()
             .join("\n"),
     );
@@ -291,6 +298,20 @@ impl TestRelay {
     /// A client that trusts this relay's certificate by fingerprint; `versions` empty
     /// means every version.
     pub(crate) fn client(&self, versions: &[Version]) -> client::Client {
+        client::Client::new(client::Config {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            tls: client::ClientTls {
+                fingerprints: vec![self.fingerprint.clone()],
+                ..Default::default()
+            },
+            versions: versions.iter().map(|&v| v.into()).collect(),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    /// A client offering exactly `versions` (moq-lite or moq-transport).
+    pub(crate) fn client_for(&self, versions: &[moq_native::Protocol]) -> client::Client {
         client::Client::new(client::Config {
             bind: "127.0.0.1:0".parse().unwrap(),
             tls: client::ClientTls {
@@ -463,23 +484,26 @@ impl RelayProcess {
 // Clients, publishers, subscribers, frames
 // ---------------------------------------------------------------------------------------
 
-/// Connect and run a moq-lite session in the background; returns its handle and the
-/// negotiated version. Over raw QUIC the URL path goes in SETUP.
+/// Connect and run a session (moq-lite, or moq-transport when the client offers only
+/// that) in the background; returns its handle and the negotiated version. Over raw
+/// QUIC the URL path goes in SETUP.
 pub(crate) async fn connect(
     client: &client::Client,
     url: &Url,
     publish: Option<Origin>,
     consume: Option<Origin>,
-) -> (MoqSession, Version) {
+) -> (MoqSession, moq_native::Protocol) {
     let connected = client.connect(url).await.unwrap();
-    let mut config = SessionConfig::new(connected.version);
+    let mut config = SessionConfig::new(Version::Lite06);
     config.publish = publish;
     config.consume = consume;
-    if connected.transport == Transport::Quic {
-        config.setup.path = Some(url.path().to_string());
-    }
+    config.setup.path = connected.setup_path(url);
     let session = MoqSession::new(connected.session, connected.transport);
-    tokio::spawn(session::run(session.clone(), config));
+    tokio::spawn(moq_core::ietf::run_client(
+        session.clone(),
+        connected.version,
+        config,
+    ));
     (session, connected.version)
 }
 

@@ -277,7 +277,7 @@ impl Relay {
                 fingerprints: vec![self.fingerprint.clone()],
                 ..Default::default()
             },
-            versions: versions.to_vec(),
+            versions: versions.iter().map(|&v| v.into()).collect(),
             websocket: client::WebSocketConfig {
                 enabled: false,
                 ..Default::default()

@@ -54,7 +54,7 @@ async fn connect(
 ) -> MoqSession {
     let url = relay.url("moqt", "anon");
     let connected = client.connect(&url).await.expect("victim connects");
-    let mut config = SessionConfig::new(connected.version);
+    let mut config = SessionConfig::new(connected.version.lite().expect("moq-lite"));
     config.publish = publish;
     config.consume = consume;
     config.setup.path = connected.setup_path(&url);
