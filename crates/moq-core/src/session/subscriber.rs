@@ -103,7 +103,7 @@ pub(crate) async fn announced<S: Session>(session: S, shared: Arc<SessionState>)
         return Ok(());
     };
     // The writer stays open while we listen: dropping it would reset the stream.
-    let Some((_writer, mut reader, peer_hop)) = request_announcements(&session, &shared).await? else {
+    let Some((mut writer, mut reader, peer_hop)) = request_announcements(&session, &shared).await? else {
         return Ok(());
     };
     let mut mirror = Mirror {
@@ -121,7 +121,7 @@ pub(crate) async fn announced<S: Session>(session: S, shared: Arc<SessionState>)
         let init = match reader.decode::<AnnounceInit>().await {
             Ok(init) => init,
             Err(Error::Reset(code)) => {
-                tracing::debug!(code, "peer refused announce interest");
+                discover_refused(&mirror.shared, code);
                 return Ok(());
             }
             Err(err) => return Err(err),
@@ -142,6 +142,11 @@ pub(crate) async fn announced<S: Session>(session: S, shared: Arc<SessionState>)
         let msg = match msg {
             Ok(Some(msg)) => msg,
             Ok(None) => break Ok(()),
+            // lite-03/04 have no ANNOUNCE_OK: a refusal comes as a reset instead of news.
+            Err(Error::Reset(code)) if code == Error::Unauthorized(String::new()).stream_code() => {
+                discover_refused(&mirror.shared, code);
+                break Ok(());
+            }
             Err(Error::Reset(code)) => {
                 tracing::debug!(code, "peer ended announcements");
                 break Ok(());
@@ -152,6 +157,10 @@ pub(crate) async fn announced<S: Session>(session: S, shared: Arc<SessionState>)
             break Err(err);
         }
     };
+    // Say why we stop listening, so the peer can tell its user.
+    if let Err(err @ Error::Unauthorized(_)) = &result {
+        super::reject(&mut writer, &mut reader, err);
+    }
     // Abrupt end (session gone): publications drop without finish, so paths linger.
     drop(mirror.active);
     mirror.tasks.shutdown().await;
@@ -178,7 +187,7 @@ async fn request_announcements<S: Session>(
     writer.queue(&ControlStream::Announce)?;
     writer
         .encode(&AnnounceRequest {
-            prefix: Path::empty(),
+            prefix: shared.config.discover.clone(),
             exclude_hop: shared.config.hop,
         })
         .await?;
@@ -189,11 +198,19 @@ async fn request_announcements<S: Session>(
         Ok(ok) => Ok(Some((writer, reader, ok.origin))),
         // A peer that publishes nothing may simply refuse announce interest.
         Err(Error::Reset(code)) => {
-            tracing::debug!(code, "peer refused announce interest");
+            discover_refused(shared, code);
             Ok(None)
         }
         Err(err) => Err(err),
     }
+}
+
+/// The peer reset our Announce stream: record why, for the caller.
+fn discover_refused(shared: &SessionState, code: u32) {
+    tracing::debug!(code, prefix = %shared.config.discover, "peer refused announce interest");
+    shared.config.events.update(|e| {
+        e.discover_refused.get_or_insert(Error::Reset(code));
+    });
 }
 
 /// The peer's announced broadcasts, mirrored into the `consume` origin.
@@ -273,9 +290,22 @@ impl<S: Session> Mirror<S> {
         }
     }
 
+    /// The path (relative to the root) of the peer's broadcast at `suffix` of the prefix
+    /// we asked for.
+    fn relative(&self, suffix: &Path) -> Result<Path> {
+        let prefix = &self.shared.config.discover;
+        if prefix.is_empty() {
+            return Ok(suffix.clone());
+        }
+        prefix
+            .join(suffix.as_str())
+            .map_err(|err| Error::Protocol(err.to_string()))
+    }
+
     /// A route to the peer's broadcast at `suffix`: mirror it if it is usable and
     /// allowed.
     fn route(&mut self, suffix: Path, mut hops: Hops, cost: Cost) -> Result<()> {
+        let relative = self.relative(&suffix)?;
         // A route that is no longer usable also withdraws the peer's previous
         // route for the path: keeping the old one would keep a broadcast the
         // peer no longer offers that way.
@@ -290,15 +320,23 @@ impl<S: Session> Mirror<S> {
                     .config
                     .accept
                     .as_ref()
-                    .is_some_and(|accept| !accept.allows(&suffix, &hops))
+                    .is_some_and(|accept| !accept.allows(&relative, &hops))
         };
         if unusable {
             self.withdraw(&suffix);
             return Ok(());
         }
-        if !self.shared.config.permissions.can_publish(&suffix) {
+        let permissions = &self.shared.config.permissions;
+        if !permissions.can_publish(&relative) {
+            // A peer that may publish nothing at all is told so: its Announce stream is
+            // refused with UNAUTHORIZED (no other broadcast of it could be taken anyway),
+            // and the session goes on.
+            if permissions.publish.is_empty() {
+                tracing::info!(path = %relative, "peer announced a broadcast but may publish nothing here; refused");
+                return Err(Error::Unauthorized(format!("may not publish '{relative}'")));
+            }
             // Debug only: a peer repeating this must not flood the log.
-            tracing::debug!(%suffix, "peer announced a broadcast it may not publish; ignored");
+            tracing::debug!(path = %relative, "peer announced a broadcast it may not publish; ignored");
             return Ok(());
         }
         if !self.active.contains_key(&suffix)
@@ -313,9 +351,10 @@ impl<S: Session> Mirror<S> {
     /// Publish the peer's broadcast locally and serve its track requests upstream.
     fn mirror(&mut self, suffix: Path, hops: Hops, cost: Cost) -> Result<()> {
         let config = &self.shared.config;
+        let relative = self.relative(&suffix)?;
         let path = config
             .root
-            .join(suffix.as_str())
+            .join(relative.as_str())
             .map_err(|err| Error::Protocol(err.to_string()))?;
         let broadcast = BroadcastProducer::dynamic(self.origin.cache().clone());
         // The peer's advertised cost (lite-06; 0 before) plus the price of this
@@ -330,7 +369,7 @@ impl<S: Session> Mirror<S> {
         let task = self.tasks.spawn(subscribe_on_request(
             self.session.clone(),
             self.shared.clone(),
-            suffix.clone(),
+            relative,
             broadcast,
         ));
         // A restart replaces the old mirror after the new one is attached.
@@ -433,7 +472,11 @@ async fn open_subscription<S: Session>(
             priority: 0,
             ordered: false,
             max_latency: UPSTREAM_MAX_LATENCY,
-            range: Range::default(),
+            // A consumer resuming (after a reconnect or a failover) asks for what it missed.
+            range: Range {
+                start_group: track.start(),
+                ..Range::default()
+            },
         })
         .await?;
     Ok((writer, reader))
