@@ -220,10 +220,12 @@ impl Events {
     pub async fn goaway(&self) -> String {
         let mut rx = self.subscribe();
         // The sender lives in `self`, so the channel cannot close while we wait.
-        match rx.wait_for(|e| e.goaway.is_some()).await {
-            Ok(e) => e.goaway.clone().unwrap_or_default(),
-            Err(_) => std::future::pending().await,
-        }
+        let uri = rx
+            .wait_for(|e| e.goaway.is_some())
+            .await
+            .ok()
+            .and_then(|e| e.goaway.clone());
+        uri.unwrap_or_default()
     }
 
     fn update(&self, change: impl FnOnce(&mut PeerEvents)) {
