@@ -37,6 +37,10 @@ use crate::redact;
 /// learns what the old one carries before the old one goes.
 const HANDOVER: Duration = Duration::from_millis(500);
 
+/// How long a relay may take to ask a publishing session for its broadcasts (it does so
+/// as the session starts) before we conclude it never will.
+const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// First pause between reconnection attempts; doubled per failure up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -359,6 +363,14 @@ async fn supervise(
             seen.ok().and_then(|e| refusal(&e, &roles))
         };
         let goaway = live.events.clone();
+        // A relay that takes broadcasts from this session asks for them at once.
+        let unasked = async {
+            let mut asked = live.events.subscribe();
+            let wait = asked.wait_for(|e| e.announce_requested);
+            if roles.publish.is_none() || tokio::time::timeout(ASK_TIMEOUT, wait).await.is_ok() {
+                std::future::pending::<()>().await;
+            }
+        };
         let lost = tokio::select! {
             () = stopped(&mut stop) => {
                 live.close("done");
@@ -368,6 +380,15 @@ async fn supervise(
             refused = refused => {
                 live.close("refused");
                 return Err(refused.unwrap_or_else(|| anyhow!("refused by the relay")));
+            }
+            () = unasked => {
+                live.close("not asked for our broadcasts");
+                return Err(anyhow!(
+                    "the relay at {} did not ask for our broadcasts within {ASK_TIMEOUT:?}: this \
+                     session may not publish there (anonymous access may be subscribe-only); \
+                     use a token that grants publishing (--token-file FILE or MOQ_TOKEN)",
+                    redact::text(live.url.as_str())
+                ));
             }
             uri = goaway.goaway() => {
                 let target = goaway_target(&live.url, &uri).unwrap_or_else(|err| {

@@ -185,8 +185,11 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log_level));
+    // web-transport-quinn warns about every session a relay ends without its capsule;
+    // that is not news to someone watching a clock.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{},web_transport_quinn=error", cli.log_level))
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| redact::Stderr)

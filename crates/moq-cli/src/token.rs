@@ -80,7 +80,7 @@ pub(crate) struct SignArgs {
     pub subscribe: Vec<String>,
     /// Expiry: a duration from now (`1h`, `30m`, `15s`, `7d`, `1h30m`) or Unix seconds.
     /// Required, unless --no-expiry says the token is meant to last forever.
-    #[arg(long, value_name = "DURATION|UNIX", required_unless_present = "no_expiry")]
+    #[arg(long, value_name = "DURATION|UNIX")]
     pub expires: Option<String>,
     /// Mint a token that never expires (only revoking its key ends it).
     #[arg(long, conflicts_with = "expires")]

@@ -192,6 +192,9 @@ pub struct PeerEvents {
     /// The peer refused the broadcasts we announce (it ended the Announce stream it opened
     /// to us with UNAUTHORIZED): we may not publish there.
     pub publish_refused: Option<Error>,
+    /// The peer asked for our broadcasts (opened an Announce stream to us). A relay that
+    /// never does will take none of them: a publisher can say so instead of going quiet.
+    pub announce_requested: bool,
 }
 
 /// A shared, watchable [`PeerEvents`]: the session driver records, the caller watches.

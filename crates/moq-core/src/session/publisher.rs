@@ -125,6 +125,7 @@ async fn serve_announce<S: SendStream, R: RecvStream>(
 ) -> Result<()> {
     let request = reader.decode::<AnnounceRequest>().await?;
     let _slot = shared.admit(Limit::AnnounceRequests)?;
+    shared.config.events.update(|e| e.announce_requested = true);
     let Some(origin) = shared.config.publish.as_ref() else {
         return announce_nothing(shared, writer, reader).await;
     };

@@ -924,3 +924,30 @@ async fn a_start_group_reaches_the_publisher_through_a_relay() {
         assert_eq!(got, [2, 3], "{version}");
     }
 }
+
+/// A publisher learns whether the peer asked for its broadcasts at all: a relay that
+/// takes nothing from the session never opens the Announce stream.
+#[tokio::test]
+async fn a_publisher_learns_whether_the_peer_asked_for_its_broadcasts() {
+    for version in [Version::Lite03, Version::Lite06] {
+        for asks in [true, false] {
+            let ours_origin = publisher("mine").origin;
+            let theirs = publisher("theirs");
+            let seen = Origin::default();
+            let ours = client(version, Some(ours_origin), Some(seen.clone()));
+            let events = ours.events.clone();
+            let relay_consume = asks.then(Origin::default);
+            connect(ours, client(version, Some(theirs.origin.clone()), relay_consume));
+            // Once we see the peer's broadcast the session is up both ways.
+            within(seen.wait_for(&path("theirs"), Duration::from_secs(5)))
+                .await
+                .unwrap();
+            if asks {
+                let mut rx = events.subscribe();
+                within(rx.wait_for(|e| e.announce_requested)).await.unwrap();
+            } else {
+                assert!(!events.get().announce_requested, "{version}");
+            }
+        }
+    }
+}
