@@ -37,6 +37,13 @@ use crate::redact;
 /// learns what the old one carries before the old one goes.
 const HANDOVER: Duration = Duration::from_millis(500);
 
+/// How long a GOAWAY waits for the new session before letting the old one go anyway
+/// (the draining relay is waiting for us to leave).
+const GOAWAY_GRACE: Duration = Duration::from_secs(1);
+
+/// How long one reconnection attempt may take.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// How long a relay may take to ask a publishing session for its broadcasts (it does so
 /// as the session starts) before we conclude it never will.
 const ASK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -206,6 +213,21 @@ async fn dial(endpoint: &Endpoint, roles: &Roles, url: &Url) -> Result<Live, Dia
         url: url.clone(),
         token,
     })
+}
+
+/// [`dial`], given up after [`ATTEMPT_TIMEOUT`]: a relay that stopped accepting may
+/// just not answer, and QUIC would wait out its whole handshake timeout.
+async fn attempt(endpoint: &Endpoint, roles: &Roles, url: &Url) -> Result<Live, DialError> {
+    match tokio::time::timeout(ATTEMPT_TIMEOUT, dial(endpoint, roles, url)).await {
+        Ok(result) => result,
+        Err(_) => Err(DialError {
+            error: anyhow!(
+                "could not connect to {}: no answer within {ATTEMPT_TIMEOUT:?}",
+                redact::text(url.as_str())
+            ),
+            refused: false,
+        }),
+    }
 }
 
 /// A refusal over HTTP, said so a person knows what to change.
@@ -397,7 +419,19 @@ async fn supervise(
                 });
                 let shown = redact::text(target.as_str());
                 tracing::info!(to = %shown, "the relay is going away; moving");
-                match dial(&endpoint, &roles, &target).await {
+                let attempt = attempt(&endpoint, &roles, &target);
+                tokio::pin!(attempt);
+                // Make before break, but the draining relay waits for us to leave: past
+                // GOAWAY_GRACE the old session goes while the new one is still dialling.
+                let result = match tokio::time::timeout(GOAWAY_GRACE, &mut attempt).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        tracing::info!(to = %shown, "the new session is slow to come up; leaving the old one now");
+                        live.close("going away");
+                        attempt.await
+                    }
+                };
+                match result {
                     Ok(next) => {
                         handover(live, &next).await;
                         live = next;
@@ -410,7 +444,7 @@ async fn supervise(
                     Err(err) => {
                         // Let the draining relay finish; find a relay again below.
                         live.close("going away");
-                        (target, format!("the relay went away (GOAWAY) and {:#}", err.error))
+                        (target.clone(), format!("the relay went away (GOAWAY) and {:#}", err.error))
                     }
                 }
             }
@@ -470,7 +504,7 @@ async fn reconnect(
     loop {
         let attempt = tokio::select! {
             () = stopped(stop) => bail!("stopped while reconnecting"),
-            attempt = dial(endpoint, roles, &url) => attempt,
+            attempt = attempt(endpoint, roles, &url) => attempt,
         };
         let err = match attempt {
             Ok(live) => {

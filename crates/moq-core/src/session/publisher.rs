@@ -379,7 +379,13 @@ async fn serve_subscribe<S: Session>(
     let broadcast = broadcast(shared, &subscribe.broadcast)?;
     // A start group reaches our own source too when the track is new here.
     let mut track = broadcast.subscribe_from(&subscribe.track, subscribe.range.start_group)?;
-    tracing::debug!(id = subscribe.id, broadcast = %subscribe.broadcast, track = %subscribe.track, "subscribed");
+    tracing::debug!(
+        id = subscribe.id,
+        broadcast = %subscribe.broadcast,
+        track = %subscribe.track,
+        start = ?subscribe.range.start_group,
+        "subscribed"
+    );
 
     if !version.has_track_stream() {
         // lite-01..04 acknowledge explicitly, echoing the subscriber's priority

@@ -30,6 +30,10 @@ use crate::{
 /// How long a non-latest group may be before the upstream publisher skips it.
 const UPSTREAM_MAX_LATENCY: Duration = Duration::from_secs(10);
 
+/// How long a resuming subscription waits for its SUBSCRIBE to be answered before it
+/// asks for the track's properties anyway.
+const RESUME_INFO_DELAY: Duration = Duration::from_millis(200);
+
 /// Live upstream subscriptions by id, so group streams find their track.
 #[derive(Debug, Default)]
 pub(crate) struct Subscriptions {
@@ -420,19 +424,31 @@ async fn run_subscription<S: Session>(
         let version = shared.config.version;
         let (mut writer, mut reader) =
             open_subscription(&session, version, registered.id, &broadcast, &track).await?;
-        // lite-05+: the track's fixed properties come from a Track stream.
+        // lite-05+: the track's fixed properties come from a Track stream. A resuming
+        // subscription lets its SUBSCRIBE reach the peer first: a relay that sees the
+        // Track request first opens its own upstream at the latest group, and the groups
+        // we asked to resume from would never come.
+        let (answered, first_answer) = tokio::sync::oneshot::channel::<()>();
+        let mut answered = Some(answered);
+        let resuming = track.start().is_some();
         let _info = AbortOnDrop(version.has_track_stream().then(|| {
-            tokio::spawn(request_track_info(
-                session.clone(),
-                version,
-                broadcast,
-                track.clone(),
-            ))
+            let (session, track) = (session.clone(), track.clone());
+            tokio::spawn(async move {
+                if resuming {
+                    let _ = tokio::time::timeout(RESUME_INFO_DELAY, first_answer).await;
+                }
+                request_track_info(session, version, broadcast, track).await;
+            })
         }));
         loop {
             tokio::select! {
                 msg = reader.decode_maybe::<SubscribeResponse>() => match msg? {
-                    Some(response) => on_subscribe_response(&track, response),
+                    Some(response) => {
+                        if let Some(answered) = answered.take() {
+                            let _ = answered.send(());
+                        }
+                        on_subscribe_response(&track, response);
+                    }
                     // The publisher finished: every group is accounted for.
                     None => return Ok(()),
                 },
@@ -463,6 +479,7 @@ async fn open_subscription<S: Session>(
     let (send, recv) = session.open_bi().await?;
     let mut writer = Writer::new(send, version);
     let reader = Reader::new(recv, version);
+    tracing::debug!(%broadcast, track = %track.name(), start = ?track.start(), "subscribing upstream");
     writer.queue(&ControlStream::Subscribe)?;
     writer
         .encode(&Subscribe {
