@@ -277,9 +277,18 @@ async fn until_failed<T>(
         result = work => result,
         err = connection.failed() => return Err(err),
     };
+    // A track that ended with its session (the relay closed it: a token expired, ...)
+    // ends the command with the session's reason, not as a success: the close reaches
+    // the track and the connection's supervisor at the same moment.
+    if let Ok(err) = tokio::time::timeout(SETTLE, connection.failed()).await {
+        return Err(err);
+    }
     connection.close().await;
     result
 }
+
+/// How long a finished command waits to learn whether its session was closed under it.
+const SETTLE: Duration = Duration::from_millis(150);
 
 /// An origin for what the relay announces to a viewer: a broadcast whose session was
 /// lost stays (and its tracks wait) while we reconnect.
@@ -316,30 +325,26 @@ async fn publish(endpoint: &Arc<Endpoint>, source: Source) -> anyhow::Result<()>
         consume: None,
         discover: Path::empty(),
     };
+    // The track exists before the relay learns of the broadcast: a viewer that subscribes
+    // at once must not be told it does not exist.
+    let track = match &source {
+        Source::Clock { .. } => TrackProducer::with_info(clock::TRACK, clock::info(), Cache::default()),
+        Source::Stdin { track, .. } => {
+            let info = TrackInfo {
+                timescale: 1_000_000,
+                ..Default::default()
+            };
+            TrackProducer::with_info(track.as_str(), info, Cache::default())
+        }
+    };
+    let track = broadcast.create_track(track);
     let connection = Connection::open(endpoint.clone(), roles, url).await?;
     let work = async {
         match source {
-            Source::Clock { .. } => {
-                let track = broadcast.create_track(TrackProducer::with_info(
-                    clock::TRACK,
-                    clock::info(),
-                    Cache::default(),
-                ));
-                clock::publish(track).await
-            }
+            Source::Clock { .. } => clock::publish(track).await,
             Source::Stdin {
-                track,
-                format,
-                group_size,
-                ..
-            } => {
-                let info = TrackInfo {
-                    timescale: 1_000_000,
-                    ..Default::default()
-                };
-                let track = broadcast.create_track(TrackProducer::with_info(track, info, Cache::default()));
-                publish_stdin(track, format, group_size.max(1)).await
-            }
+                format, group_size, ..
+            } => publish_stdin(track, format, group_size.max(1)).await,
         }
     };
     until_failed(connection, async {

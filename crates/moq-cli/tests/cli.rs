@@ -24,8 +24,19 @@ listen = "127.0.0.1:0"
 [auth]
 public = ""
 "#;
-    let config = Config::from_toml(text, std::path::Path::new("test.toml")).unwrap();
-    let relay = Relay::bind(config).await.unwrap();
+    // HTTP takes the QUIC port number on TCP, which another process may hold: try again.
+    let mut tries = 0;
+    let relay = loop {
+        let config = Config::from_toml(text, std::path::Path::new("test.toml")).unwrap();
+        match Relay::bind(config).await {
+            Ok(relay) => break relay,
+            Err(err) if tries < 10 => {
+                tries += 1;
+                eprintln!("bind: {err:#}; trying another port");
+            }
+            Err(err) => panic!("bind: {err:#}"),
+        }
+    };
     let port = relay.quic_addr().unwrap().port();
     assert_eq!(
         relay.web_addr().unwrap().port(),
@@ -554,4 +565,128 @@ async fn a_relay_restart_moves_every_client_and_viewers_lose_nothing() {
     let _ = clock_publisher.wait();
     let _ = lines_publisher.wait();
     let _ = writer.join();
+}
+
+/// `moq token ...`: its stdout, trimmed; panics with its stderr when it fails.
+async fn token(args: &[&str]) -> String {
+    let mut all = vec!["token"];
+    all.extend_from_slice(args);
+    let out = output(moq(&all)).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Issue 14, items 5 and 6: every refusal ends the command with a non-zero exit and a
+/// line that names the reason, and no token ever shows in what it prints: a session
+/// refused for want of a token, a bad token inline in the URL, an anonymous publisher in
+/// a subscribe-only prefix, and a viewer whose token (from --token-file) expires while it
+/// watches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_name_the_reason_exit_non_zero_and_never_show_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key.jwk");
+    let public = dir.path().join("public.jwk");
+    let (key_s, public_s) = (key.to_str().unwrap(), public.to_str().unwrap());
+    token(&["generate", "--out", key_s, "--public", public_s]).await;
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ntls.generate = [\"localhost\"]\n[web.http]\nlisten = \"127.0.0.1:0\"\n\
+         [auth]\nkey = {public_s:?}\npublic = {{ subscribe = [\"anon\"] }}\n"
+    );
+    let config = Config::from_toml(&text, std::path::Path::new("test.toml")).unwrap();
+    let relay = Relay::bind(config).await.unwrap();
+    let base = format!("http://localhost:{}", relay.quic_addr().unwrap().port());
+    tokio::spawn(relay.run());
+
+    let fails = |out: &std::process::Output, secret: &str| -> String {
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            secret.is_empty() || !err.contains(secret),
+            "the token shows: {err}"
+        );
+        // The reason: one line, last (warnings may come before it).
+        let last = err.trim().lines().last().unwrap_or_default().to_string();
+        assert!(last.starts_with("moq: "), "{err}");
+        last
+    };
+
+    // No token where one is needed.
+    let out = output(moq(&["announced", &format!("{base}/secret")])).await;
+    let err = fails(&out, "");
+    assert!(err.contains("401"), "{err}");
+
+    // A bad token inline: refused, and hidden.
+    let bogus = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlc2lnbmF0dXJl";
+    let out = output(moq(&["announced", &format!("{base}/secret?jwt={bogus}")])).await;
+    let err = fails(&out, bogus);
+    assert!(err.contains("401"), "{err}");
+
+    // An anonymous publisher where anonymous users may only watch: told so at once.
+    let started = std::time::Instant::now();
+    let mut cmd = moq(&[
+        "publish",
+        "stdin",
+        &format!("{base}/anon"),
+        "--broadcast",
+        "b",
+        "--track",
+        "t",
+    ]);
+    cmd.stdin(Stdio::piped());
+    let out = output(cmd).await;
+    let err = fails(&out, "");
+    assert!(err.contains("refused our broadcasts"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    // A viewer whose token expires while it watches a clock.
+    let forever = token(&[
+        "sign",
+        "--key",
+        key_s,
+        "--root",
+        "secret",
+        "--publish",
+        "",
+        "--subscribe",
+        "",
+        "--expires",
+        "1h",
+    ])
+    .await;
+    let short = token(&[
+        "sign",
+        "--key",
+        key_s,
+        "--root",
+        "secret",
+        "--subscribe",
+        "",
+        "--expires",
+        "3s",
+    ])
+    .await;
+    let short_file = dir.path().join("viewer.jwt");
+    std::fs::write(&short_file, &short).unwrap();
+    let url = format!("{base}/secret");
+    let mut clock = moq(&["publish", "clock", &url, "--broadcast", "clock"])
+        .env("MOQ_TOKEN", &forever)
+        .spawn()
+        .unwrap();
+    let out = output(moq(&[
+        "clock",
+        &url,
+        "--broadcast",
+        "clock",
+        "--token-file",
+        short_file.to_str().unwrap(),
+    ]))
+    .await;
+    let _ = clock.kill();
+    let _ = clock.wait();
+    let err = fails(&out, &short);
+    assert!(err.contains("token expired"), "{err}");
 }

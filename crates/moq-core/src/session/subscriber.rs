@@ -332,6 +332,7 @@ impl<S: Session> Mirror<S> {
         }
         let permissions = &self.shared.config.permissions;
         if !permissions.can_publish(&relative) {
+            Stats::add(&self.shared.config.stats.announcements_forbidden, 1);
             // A peer that may publish nothing at all is told so: its Announce stream is
             // refused with UNAUTHORIZED (no other broadcast of it could be taken anyway),
             // and the session goes on.

@@ -875,6 +875,7 @@ async fn announcing_without_publish_rights_is_refused_and_reported() {
             let relay_origin = Origin::default();
             let mut relay = client(version, None, Some(relay_origin.clone()));
             relay.permissions.publish = rights;
+            let stats = relay.stats.clone();
             // A second broadcast the relay may serve, to show the session goes on.
             let (sa, sb) = mem::pair();
             tokio::spawn(run(sa, ours));
@@ -894,6 +895,14 @@ async fn announcing_without_publish_rights_is_refused_and_reported() {
                 assert_eq!(events.get().publish_refused, None, "{version}");
             }
             assert!(relay_origin.paths().is_empty(), "{version}: nothing taken");
+            // Counted either way, so an operator sees publishers knocking on the wrong door.
+            assert_eq!(
+                stats
+                    .announcements_forbidden
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                1,
+                "{version}"
+            );
         }
     }
 }
