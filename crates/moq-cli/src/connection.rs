@@ -183,7 +183,21 @@ async fn dial(endpoint: &Endpoint, roles: &Roles, url: &Url) -> Result<Live, Dia
         Err(err) => {
             let refused = matches!(err, moq_native::Error::Rejected { .. });
             let error = match &err {
-                moq_native::Error::Rejected { status, .. } => anyhow!(rejected(*status)),
+                moq_native::Error::Rejected { status, .. } => {
+                    // WebTransport refusals carry only a status: what our token says (read
+                    // here, not verified) often tells why.
+                    let why = token.as_deref().and_then(|t| {
+                        token_hint(
+                            t,
+                            moq_auth::unix_seconds(std::time::SystemTime::now()),
+                            target.path(),
+                        )
+                    });
+                    match why {
+                        Some(why) => anyhow!("{} ({why})", rejected(*status)),
+                        None => anyhow!(rejected(*status)),
+                    }
+                }
                 _ => anyhow::Error::from(err),
             };
             return Err(DialError {
@@ -228,6 +242,40 @@ async fn attempt(endpoint: &Endpoint, roles: &Roles, url: &Url) -> Result<Live, 
             refused: false,
         }),
     }
+}
+
+/// Why a relay may have refused `token` for `path`, from the token's own claims (read,
+/// not verified): expired, not valid yet, or for another root. `None` when it says nothing
+/// against itself (or cannot be read).
+fn token_hint(token: &str, now: u64, path: &str) -> Option<String> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let seconds = |name: &str| claims.get(name).and_then(serde_json::Value::as_u64);
+    if let Some(exp) = seconds("exp")
+        && exp <= now
+    {
+        return Some(format!("the token expired {}s ago", now.saturating_sub(exp)));
+    }
+    if let Some(nbf) = seconds("nbf")
+        && nbf > now
+    {
+        return Some(format!(
+            "the token is not valid for another {}s",
+            nbf.saturating_sub(now)
+        ));
+    }
+    let root = claims
+        .get("root")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("");
+    let root = root.trim_matches('/');
+    let path = path.trim_matches('/');
+    let under = root.is_empty() || path == root || path.starts_with(&format!("{root}/"));
+    (!under).then(|| format!("the token is for '{root}', not '{path}'"))
 }
 
 /// A refusal over HTTP, said so a person knows what to change.
@@ -591,6 +639,38 @@ mod tests {
     #[test]
     fn http_refusals_say_what_to_do() {
         assert!(rejected(401).contains("--token-file"));
+    }
+
+    #[test]
+    fn a_refused_token_says_what_is_wrong_with_it() {
+        use base64::Engine as _;
+        let token = |claims: &str| {
+            let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            format!("{}.{}.sig", b64.encode(r#"{"alg":"EdDSA"}"#), b64.encode(claims))
+        };
+        let now = 1_000;
+        assert_eq!(
+            token_hint(&token(r#"{"root":"a","exp":990}"#), now, "/a").as_deref(),
+            Some("the token expired 10s ago")
+        );
+        assert_eq!(
+            token_hint(&token(r#"{"nbf":1005}"#), now, "/a").as_deref(),
+            Some("the token is not valid for another 5s")
+        );
+        assert_eq!(
+            token_hint(&token(r#"{"root":"other","exp":2000}"#), now, "/secret").as_deref(),
+            Some("the token is for 'other', not 'secret'")
+        );
+        assert_eq!(token_hint(&token(r#"{"root":"a"}"#), now, "/a/b"), None);
+        assert_eq!(
+            token_hint(&token(r#"{"root":"ab"}"#), now, "/a").as_deref(),
+            Some("the token is for 'ab', not 'a'")
+        );
+        assert_eq!(token_hint(&token(r#"{}"#), now, "/x"), None);
+        // Not a JWT, or not JSON inside: nothing to say.
+        assert_eq!(token_hint("garbage", now, "/x"), None);
+        assert_eq!(token_hint("a.!!!.c", now, "/x"), None);
+        assert_eq!(token_hint(&format!("a.{}.c", "bm90IGpzb24"), now, "/x"), None);
         assert_eq!(rejected(500), "the relay refused the session (HTTP 500)");
     }
 }

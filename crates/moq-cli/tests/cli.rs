@@ -621,6 +621,47 @@ async fn refusals_name_the_reason_exit_non_zero_and_never_show_the_token() {
     let err = fails(&out, bogus);
     assert!(err.contains("401"), "{err}");
 
+    // A token for another root: the refusal says so (WebTransport carries only the 401).
+    let elsewhere = token(&[
+        "sign",
+        "--key",
+        key_s,
+        "--root",
+        "other",
+        "--subscribe",
+        "",
+        "--expires",
+        "1h",
+    ])
+    .await;
+    let mut cmd = moq(&["announced", &format!("{base}/secret")]);
+    cmd.env("MOQ_TOKEN", &elsewhere);
+    let out = output(cmd).await;
+    let err = fails(&out, &elsewhere);
+    assert!(
+        err.contains("401") && err.contains("the token is for 'other', not 'secret'"),
+        "{err}"
+    );
+
+    // A token that may not list what is asked for: refused, not an empty list.
+    let narrow = token(&[
+        "sign",
+        "--key",
+        key_s,
+        "--root",
+        "secret",
+        "--subscribe",
+        "only",
+        "--expires",
+        "1h",
+    ])
+    .await;
+    let mut cmd = moq(&["announced", &format!("{base}/secret"), "elsewhere"]);
+    cmd.env("MOQ_TOKEN", &narrow);
+    let out = output(cmd).await;
+    let err = fails(&out, &narrow);
+    assert!(err.contains("refused to list"), "{err}");
+
     // An anonymous publisher where anonymous users may only watch: told so at once.
     let started = std::time::Instant::now();
     let mut cmd = moq(&[
