@@ -256,16 +256,46 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
         token,
         reconnect: cli.reconnect_timeout,
     });
-    let result = match cli.command {
-        Command::Publish { source } => publish(&endpoint, source).await,
-        Command::Subscribe(args) => subscribe(&endpoint, args).await,
-        Command::Clock(args) => clock(&endpoint, args).await,
-        Command::Announced(args) => announced(&endpoint, args).await,
-        Command::Token(_) => Ok(()),
+    let work = async {
+        match cli.command {
+            Command::Publish { source } => publish(&endpoint, source).await,
+            Command::Subscribe(args) => subscribe(&endpoint, args).await,
+            Command::Clock(args) => clock(&endpoint, args).await,
+            Command::Announced(args) => announced(&endpoint, args).await,
+            Command::Token(_) => Ok(()),
+        }
+    };
+    // Interrupted (Ctrl-C, SIGTERM): stop, but still close the session below, so the
+    // relay (and whoever watches our broadcasts) learns at once that we left.
+    let result = tokio::select! {
+        result = work => result,
+        signal = interrupted() => {
+            tracing::info!(signal, "stopping");
+            Ok(())
+        }
     };
     // Tell the relay we are gone rather than leaving it to time the session out.
     endpoint.client.close_and_wait(Duration::from_millis(500)).await;
     result
+}
+
+/// Resolves with the signal's name on Ctrl-C or SIGTERM (never, if neither can be watched).
+async fn interrupted() -> &'static str {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => match result {
+            Ok(()) => "SIGINT",
+            Err(_) => std::future::pending().await,
+        },
+        () = terminate => "SIGTERM",
+    }
 }
 
 /// Run `work` until it ends or the connection is given up; close the connection after.

@@ -731,3 +731,38 @@ async fn refusals_name_the_reason_exit_non_zero_and_never_show_the_token() {
     let err = fails(&out, &short);
     assert!(err.contains("token expired"), "{err}");
 }
+
+/// Issue 14, item 1: a publisher stopped with SIGTERM (or Ctrl-C) closes its session on
+/// the way out, so the relay drops its broadcast at once instead of holding it until the
+/// connection times out (while viewers stare at a frozen clock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_publisher_tells_the_relay_at_once() {
+    let (base, sessions) = relay().await;
+    let url = format!("{base}/anon");
+    for signal in ["-TERM", "-INT"] {
+        let mut publisher = moq(&["publish", "clock", &url, "--broadcast", "clock"])
+            .spawn()
+            .unwrap();
+        let path = moq_proto::Path::new("anon/clock").unwrap();
+        // (Its session is up: the signal handlers are in place by then.)
+        eventually("the clock announced", Duration::from_secs(10), || {
+            sessions.registry.len() == 1 && sessions.media.origin.consume(&path).is_some()
+        })
+        .await;
+        let status = Command::new("kill")
+            .args([signal, &publisher.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = tokio::task::spawn_blocking(move || publisher.wait().unwrap())
+            .await
+            .unwrap();
+        assert!(exit.success(), "{signal}: {exit:?}");
+        eventually(
+            &format!("the session gone after {signal}"),
+            Duration::from_secs(2),
+            || sessions.registry.len() == 0,
+        )
+        .await;
+    }
+}
