@@ -761,7 +761,7 @@ async fn a_stopped_publisher_tells_the_relay_at_once() {
         eventually(
             &format!("the session gone after {signal}"),
             Duration::from_secs(2),
-            || sessions.registry.len() == 0,
+            || sessions.registry.is_empty(),
         )
         .await;
     }
