@@ -27,9 +27,15 @@ fi
 failed=()
 for target in $(cargo fuzz list); do
     echo "=== $target (${seconds}s)"
+    # Targets with committed seeds start from them (read-only; new units go to corpus/).
+    dirs=()
+    if [[ -d "seeds/$target" ]]; then
+        mkdir -p "corpus/$target"
+        dirs=("corpus/$target" "seeds/$target")
+    fi
     # shellcheck disable=SC2086
-    if cargo fuzz run -a ${FUZZ_ARGS:-} "$target" -- \
-        -max_total_time="$seconds" -print_final_stats=1 >"$logs/$target.log" 2>&1; then
+    if cargo fuzz run -a ${FUZZ_ARGS:-} "$target" "${dirs[@]}" -- \
+        -max_total_time="$seconds" -timeout=10 -print_final_stats=1 >"$logs/$target.log" 2>&1; then
         grep -E '^(#[0-9]+[[:space:]]+DONE|Done [0-9]+ runs|stat::number_of_executed_units)' "$logs/$target.log" || true
     else
         echo "!!! $target FAILED, see $logs/$target.log and artifacts/$target/"

@@ -128,7 +128,7 @@ mkdir -p "$DIR/keys" "$DIR/issuer" "$DIR/tls" "$DIR/logs"
   --public "$DIR/keys/demo.jwk" >/dev/null
 # The cluster token: every path, publish and subscribe (links and directory sessions).
 "$CLI" token sign --key "$DIR/issuer/demo.jwk" --root "" --publish "" --subscribe "" \
-  --expires 1d >"$DIR/cluster.jwt"
+  --expires 30d >"$DIR/cluster.jwt"
 # The publisher's token: publish under public/ only.
 "$CLI" token sign --key "$DIR/issuer/demo.jwk" --root public --publish "" \
   --expires 1d >"$DIR/publisher.jwt"

@@ -1,7 +1,22 @@
-//! Shared round-trip check for the `moq-proto` fuzz targets.
+//! Shared code for the fuzz targets.
 //!
-//! Every target in `fuzz_targets/` is one call to [`round_trip`] with the
-//! message type it exercises.
+//! The codec targets in `fuzz_targets/` are each one call to [`round_trip`]
+//! (or an [`ietf`] function) with the message type they exercise. The targets
+//! beyond the codec live in their own modules: [`auth`] (`token`, `jwk`),
+//! [`gate`] (`target`) and [`session`] (`session`, with the capped allocator
+//! of [`alloc`]).
+
+pub mod alloc;
+pub mod auth;
+pub mod gate;
+pub mod session;
+
+/// Whether `MOQ_FUZZ_TRACE` is set: the stateful targets then print what they do
+/// (for replaying a crash or checking a seed).
+pub fn trace() -> bool {
+    static TRACE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TRACE.get_or_init(|| std::env::var_os("MOQ_FUZZ_TRACE").is_some())
+}
 
 use std::fmt::Debug;
 

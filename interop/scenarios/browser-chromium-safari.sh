@@ -3,7 +3,7 @@
 # relay and publishing a clock that a native moq-clock reads. For Safari the library itself
 # turns WebTransport off (bowser: safari "<0") and takes its WebSocket (qmux) fallback, so it
 # must choose WebSocket.
-# Relay: MOQ_BROWSER_RELAY=theirs (default) | ours. See engines.bash.
+# Relay: MOQ_BROWSER_RELAY=ours (default) | theirs. See engines.bash.
 set -uo pipefail
 # shellcheck source=engines.bash
 source "$(dirname "$0")/engines.bash"

@@ -3,7 +3,7 @@
 # relay and publishing a clock that a native moq-clock reads. The library races WebTransport
 # against its WebSocket fallback (500 ms head start for WebTransport), so on loopback it must
 # choose WebTransport.
-# Relay: MOQ_BROWSER_RELAY=theirs (default) | ours. See engines.bash.
+# Relay: MOQ_BROWSER_RELAY=ours (default) | theirs. See engines.bash.
 set -uo pipefail
 # shellcheck source=engines.bash
 source "$(dirname "$0")/engines.bash"

@@ -4,7 +4,7 @@
 # The library uses WebTransport for Firefox >= 153, but Firefox has no WebTransport.protocol,
 # so the library negotiates with a SETUP message on its first bidirectional stream (the
 # probe's bidi[0] bytes in the output show exactly what it sent and what came back).
-# Relay: MOQ_BROWSER_RELAY=theirs (default) | ours. See engines.bash.
+# Relay: MOQ_BROWSER_RELAY=ours (default) | theirs. See engines.bash.
 set -uo pipefail
 # shellcheck source=engines.bash
 source "$(dirname "$0")/engines.bash"

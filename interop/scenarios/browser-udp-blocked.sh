@@ -15,7 +15,7 @@
 #     clock over WebSocket and publish a clock that a native subscriber beside the relay reads;
 #   - the native `moq` client (moq-cli 0.14.10) reads the clock over WebSocket.
 # The browsers and clients run under `ip netns exec` (Chromium with --no-sandbox, as in
-# every scenario). Needs root (namespaces, nft). Relay: MOQ_BROWSER_RELAY=theirs (default) | ours.
+# every scenario). Needs root (namespaces, nft). Relay: MOQ_BROWSER_RELAY=ours (default) | theirs.
 set -uo pipefail
 # shellcheck source=engines.bash
 source "$(dirname "$0")/engines.bash"

@@ -3,7 +3,7 @@
 # by selenium-webdriver, on an Xvfb display of its own) watching a moq-clock through a relay
 # and publishing a clock that a native moq-clock reads. WebKitGTK has no WebTransport, so the
 # library must choose WebSocket.
-# Relay: MOQ_BROWSER_RELAY=theirs (default) | ours. See engines.bash.
+# Relay: MOQ_BROWSER_RELAY=ours (default) | theirs. See engines.bash.
 set -uo pipefail
 # shellcheck source=engines.bash
 source "$(dirname "$0")/engines.bash"

@@ -7,15 +7,13 @@
 # own that a native `moq-clock` subscriber must read. Lines: PASS/FAIL per check, plus what
 # was negotiated and what the library put on the wire (from interop/browser/probe.js).
 #
-#   MOQ_BROWSER_RELAY=theirs|ours  which relay the browsers talk to. Default: theirs (the
-#                                  reference moq-relay 0.17.10), because ours does not serve
-#                                  WebSocket or the Firefox SETUP path yet; set it to `ours`
-#                                  (or change the default below) once it does.
+#   MOQ_BROWSER_RELAY=ours|theirs  which relay the browsers talk to. Default: ours; `theirs`
+#                                  runs the same checks against the reference moq-relay 0.17.10.
 # shellcheck shell=bash
 # shellcheck source=common.bash
 source "$(dirname "${BASH_SOURCE[0]}")/common.bash"
 
-BROWSER_RELAY=${MOQ_BROWSER_RELAY:-theirs}
+BROWSER_RELAY=${MOQ_BROWSER_RELAY:-ours}
 BROWSER_DIR=$ROOT/interop/browser
 NPM=$UPSTREAM/npm
 CLOCK_LINES=3 # clock lines the browser, and the native subscriber of the browser's clock, must get

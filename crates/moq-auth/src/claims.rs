@@ -1,9 +1,9 @@
-//! Token claims (`root`, `put`, `get`, `exp`, `iat`, `nbf`) and what they
-//! allow at the path a client dialled.
+//! Token claims (`root`, `put`, `get`, `publish`, `subscribe`, `exp`, `iat`, `nbf`,
+//! `cluster`) and what they allow at the path a client dialled.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use moq_core::session::Permissions;
+use moq_core::{pattern::Pattern, session::Permissions};
 use moq_proto::Path;
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -40,12 +40,20 @@ pub fn unix_seconds(time: SystemTime) -> u64 {
 /// (`""`) means everything under the root, an empty list means nothing.
 /// Prefixes are segment-aware: `foo` covers `foo/bar`, never `foobar`.
 ///
+/// `publish` and `subscribe` are the newer spelling (moq-auth 0.2, relay 0.15+):
+/// [`Pattern`]s relative to `root`, exact as written (`foo` is one broadcast,
+/// `foo/**` a subtree, `**` everything). One token uses one spelling; mixing them is
+/// refused, as the ecosystem refuses it.
+///
+/// `cluster: true` (older `moq-token sign --cluster`) marks the holder as another
+/// relay of the cluster: the relay gives it a cluster peer's quota.
+///
 /// On the wire `put`/`get` may be a string or a list of strings; they are
 /// written as lists and left out when empty. Reading refuses unknown claims
 /// (an unknown claim may be a restriction we would otherwise ignore), except
 /// the bookkeeping claims `iss`, `sub` and `jti`, which are dropped.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "ClaimsIn")]
+#[serde(try_from = "ClaimsIn")]
 pub struct Claims {
     /// The path `put` and `get` are relative to (`""` = the relay root).
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -56,6 +64,18 @@ pub struct Claims {
     /// Prefixes the holder may subscribe to and discover.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub get: Vec<String>,
+    /// Patterns the holder may publish (the newer spelling of `put`).
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "crate::service::write_patterns"
+    )]
+    pub publish: Vec<Pattern>,
+    /// Patterns the holder may subscribe to (the newer spelling of `get`).
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "crate::service::write_patterns"
+    )]
+    pub subscribe: Vec<Pattern>,
     /// Expiry, Unix seconds. Enforced at verification (the relay also ends
     /// the session then).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -66,6 +86,9 @@ pub struct Claims {
     /// Not valid before, Unix seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nbf: Option<u64>,
+    /// The holder is a relay of the cluster.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cluster: bool,
 }
 
 /// The wire form, strict about what it accepts.
@@ -75,15 +98,21 @@ struct ClaimsIn {
     #[serde(default)]
     root: String,
     #[serde(default, deserialize_with = "one_or_many")]
-    put: Vec<String>,
+    put: Option<Vec<String>>,
     #[serde(default, deserialize_with = "one_or_many")]
-    get: Vec<String>,
+    get: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "crate::service::read_some_patterns")]
+    publish: Option<Vec<Pattern>>,
+    #[serde(default, deserialize_with = "crate::service::read_some_patterns")]
+    subscribe: Option<Vec<Pattern>>,
     #[serde(default)]
     exp: Option<u64>,
     #[serde(default)]
     iat: Option<u64>,
     #[serde(default)]
     nbf: Option<u64>,
+    #[serde(default)]
+    cluster: bool,
     #[serde(default, rename = "iss")]
     _iss: Option<serde::de::IgnoredAny>,
     #[serde(default, rename = "sub")]
@@ -92,21 +121,35 @@ struct ClaimsIn {
     _jti: Option<serde::de::IgnoredAny>,
 }
 
-impl From<ClaimsIn> for Claims {
-    fn from(c: ClaimsIn) -> Self {
-        Self {
+impl TryFrom<ClaimsIn> for Claims {
+    type Error = String;
+
+    fn try_from(c: ClaimsIn) -> Result<Self, String> {
+        let legacy = c.put.is_some() || c.get.is_some();
+        if legacy && (c.publish.is_some() || c.subscribe.is_some()) {
+            return Err("mixes the legacy put/get claims with publish/subscribe; use one spelling".into());
+        }
+        Ok(Self {
             root: c.root,
-            put: c.put,
-            get: c.get,
+            put: c.put.unwrap_or_default(),
+            get: c.get.unwrap_or_default(),
+            publish: c.publish.unwrap_or_default(),
+            subscribe: c.subscribe.unwrap_or_default(),
             exp: c.exp,
             iat: c.iat,
             nbf: c.nbf,
-        }
+            cluster: c.cluster,
+        })
     }
 }
 
+/// A string or a list of strings, present; `null` is refused.
+fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<String>>, D::Error> {
+    one_or_many_vec(deserializer).map(Some)
+}
+
 /// A string or a list of strings; `null` is refused.
-fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+fn one_or_many_vec<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged, expecting = "a string or a list of strings")]
     enum OneOrMany {
@@ -134,9 +177,9 @@ impl Claims {
         }
     }
 
-    /// Whether neither `put` nor `get` grants anything.
+    /// Whether no claim grants anything.
     pub fn grants_nothing(&self) -> bool {
-        self.put.is_empty() && self.get.is_empty()
+        self.put.is_empty() && self.get.is_empty() && self.publish.is_empty() && self.subscribe.is_empty()
     }
 
     /// The claims as pretty-printed JSON (for `moq token verify`).
@@ -196,15 +239,28 @@ impl Claims {
     /// The result may be empty (nothing allowed here); callers that need a
     /// refusal use [`authorize`](crate::authorize). Only authorisation:
     /// verify the token first.
+    ///
+    /// `publish`/`subscribe` patterns are re-expressed the same way (rebased below the
+    /// root, or prefixed with the missing part); prefix-shaped ones join the prefixes.
     pub fn authorize(&self, path: &Path) -> Result<Permissions> {
         let (root, put, get) = self.parsed()?;
-        match (rebase(&put, &root, path), rebase(&get, &root, path)) {
-            (Some(publish), Some(subscribe)) => Ok(Permissions { publish, subscribe }),
-            _ => Err(Error::WrongRoot {
-                root: root.to_string(),
-                path: path.to_string(),
-            }),
-        }
+        let wrong_root = || Error::WrongRoot {
+            root: root.to_string(),
+            path: path.to_string(),
+        };
+        let (Some(publish), Some(subscribe)) = (rebase(&put, &root, path), rebase(&get, &root, path)) else {
+            return Err(wrong_root());
+        };
+        let patterns = Permissions::from_patterns(
+            rebase_patterns(&self.publish, &root, path).ok_or_else(wrong_root)?,
+            rebase_patterns(&self.subscribe, &root, path).ok_or_else(wrong_root)?,
+        );
+        Ok(Permissions {
+            publish: minimise([publish, patterns.publish].concat()),
+            subscribe: minimise([subscribe, patterns.subscribe].concat()),
+            publish_patterns: patterns.publish_patterns,
+            subscribe_patterns: patterns.subscribe_patterns,
+        })
     }
 }
 
@@ -224,14 +280,14 @@ pub struct Scope {
     #[serde(
         default,
         skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "one_or_many"
+        deserialize_with = "one_or_many_vec"
     )]
     pub put: Vec<String>,
     /// Subscribe prefixes the key may grant.
     #[serde(
         default,
         skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "one_or_many"
+        deserialize_with = "one_or_many_vec"
     )]
     pub get: Vec<String>,
 }
@@ -248,7 +304,19 @@ impl Scope {
                 .iter()
                 .all(|r| absolute(&claims.root, r).is_some_and(|r| ceiling.iter().any(|c| r.has_prefix(c))))
         };
-        covers(&self.put, &claims.put) && covers(&self.get, &claims.get)
+        // A pattern lies under a ceiling prefix when its literal head does: every path it
+        // names starts with that head.
+        let covers_patterns = |ceiling: &[String], requested: &[Pattern]| {
+            let ceiling: Vec<Path> = ceiling.iter().filter_map(|g| absolute(&self.root, g)).collect();
+            requested.iter().all(|r| {
+                absolute(&claims.root, r.literal_head().as_str())
+                    .is_some_and(|head| ceiling.iter().any(|c| head.has_prefix(c)))
+            })
+        };
+        covers(&self.put, &claims.put)
+            && covers(&self.get, &claims.get)
+            && covers_patterns(&self.put, &claims.publish)
+            && covers_patterns(&self.get, &claims.subscribe)
     }
 }
 
@@ -279,6 +347,27 @@ pub(crate) fn rebase(grants: &[Path], root: &Path, session: &Path) -> Option<Vec
                 .filter_map(|g| extra.join(g.as_str()).ok())
                 .collect(),
         ))
+    } else {
+        None
+    }
+}
+
+/// Re-express `patterns` (relative to `root`) relative to `session`, or `None` when
+/// neither path contains the other.
+pub(crate) fn rebase_patterns(patterns: &[Pattern], root: &Path, session: &Path) -> Option<Vec<Pattern>> {
+    if let Some(rest) = session.strip_prefix(root) {
+        let rest = Path::new(rest).ok()?;
+        let mut out: Vec<Pattern> = Vec::new();
+        for pattern in patterns.iter().flat_map(|p| p.rebase(&rest)) {
+            if !out.contains(&pattern) {
+                out.push(pattern);
+            }
+        }
+        Some(out)
+    } else if let Some(extra) = root.strip_prefix(session) {
+        // A pattern too long to sit below `extra` names no valid path: dropping it loses nothing.
+        let extra = Path::new(extra).ok()?;
+        Some(patterns.iter().filter_map(|p| p.below(&extra)).collect())
     } else {
         None
     }
@@ -320,7 +409,10 @@ mod tests {
     fn strict_reading() {
         for bad in [
             r#"{"put":null}"#,
-            r#"{"put":"a","cluster":true}"#,
+            r#"{"put":"a","cluster":1}"#,
+            r#"{"put":"a","publish":["b/**"]}"#,
+            r#"{"publish":["a//b"]}"#,
+            r#"{"publish":null}"#,
             r#"{"put":"a","aud":"x"}"#,
             r#"{"put":"a","root":null}"#,
             r#"{"put":"a","exp":-1}"#,
@@ -332,6 +424,52 @@ mod tests {
         }
         let ok = r#"{"put":"a","iss":"me","sub":{"x":1},"jti":"1"}"#;
         assert_eq!(Claims::from_payload(ok.as_bytes()).unwrap().put, ["a"]);
+    }
+
+    #[test]
+    fn pattern_claims_and_cluster() {
+        let c = Claims::from_payload(
+            br#"{"root":"room","publish":["alice"],"subscribe":["**","*/chat"],"nbf":1,"cluster":true}"#,
+        )
+        .unwrap();
+        assert!(c.cluster && c.put.is_empty());
+        assert_eq!(c.publish.len(), 1);
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(
+            json,
+            r#"{"root":"room","publish":["alice"],"subscribe":["**","*/chat"],"nbf":1,"cluster":true}"#
+        );
+        // Exact: `alice` is one broadcast, not a prefix.
+        let at_room = c.authorize(&p("room")).unwrap();
+        assert!(at_room.can_publish(&p("alice")) && !at_room.can_publish(&p("alice/x")));
+        assert!(at_room.can_subscribe(&p("anything")));
+        // Dialled deeper: rebased below the root.
+        let at_alice = c.authorize(&p("room/alice")).unwrap();
+        assert!(at_alice.can_publish(&p("")) && !at_alice.can_publish(&p("x")));
+        // Dialled above the root: prefixed with it.
+        let at_top = c.authorize(&p("")).unwrap();
+        assert!(at_top.can_publish(&p("room/alice")) && !at_top.can_publish(&p("alice")));
+        assert!(at_top.can_subscribe(&p("room/bob/chat")));
+        assert!(c.authorize(&p("other")).is_err());
+        assert!(!c.grants_nothing());
+    }
+
+    #[test]
+    fn a_scope_bounds_pattern_claims_by_their_literal_head() {
+        let scope = Scope {
+            root: "demo".into(),
+            put: vec!["room".into()],
+            get: vec![],
+        };
+        let claims = |publish: &str| Claims {
+            root: "demo".into(),
+            publish: vec![publish.parse().unwrap()],
+            ..Claims::default()
+        };
+        assert!(scope.allows(&claims("room/*/cam")));
+        assert!(scope.allows(&claims("room")));
+        assert!(!scope.allows(&claims("*/cam")));
+        assert!(!scope.allows(&claims("roomy/**")));
     }
 
     #[test]

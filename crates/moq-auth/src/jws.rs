@@ -134,3 +134,12 @@ impl<'a> Parsed<'a> {
         }
     }
 }
+
+/// The `exp` claim of a token, read without verifying its signature: for the holder of
+/// a token to see when it stops working (only the verifier can trust it). `None` when the
+/// token is malformed or has no `exp`.
+pub fn unverified_expiry(token: &str) -> Option<u64> {
+    let parsed = Parsed::parse(token).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&parsed.payload).ok()?;
+    claims.get("exp")?.as_u64()
+}

@@ -58,6 +58,7 @@ impl Public {
         Permissions {
             publish: relative(&self.publish),
             subscribe: relative(&self.subscribe),
+            ..Permissions::default()
         }
     }
 
@@ -87,7 +88,7 @@ impl Public {
 pub fn authorize(claims: Option<&Claims>, root: &Path, public: &Public) -> Result<Permissions> {
     let anonymous = public.permissions(root);
     let Some(claims) = claims else {
-        if anonymous.publish.is_empty() && anonymous.subscribe.is_empty() {
+        if anonymous.publishes_nothing() && anonymous.subscribes_nothing() {
             return Err(Error::TokenRequired(root.to_string()));
         }
         return Ok(anonymous);
@@ -96,8 +97,10 @@ pub fn authorize(claims: Option<&Claims>, root: &Path, public: &Public) -> Resul
     let merged = Permissions {
         publish: minimise([granted.publish, anonymous.publish].concat()),
         subscribe: minimise([granted.subscribe, anonymous.subscribe].concat()),
+        publish_patterns: granted.publish_patterns,
+        subscribe_patterns: granted.subscribe_patterns,
     };
-    if merged.publish.is_empty() && merged.subscribe.is_empty() {
+    if merged.publishes_nothing() && merged.subscribes_nothing() {
         return Err(Error::NoAccess(root.to_string()));
     }
     Ok(merged)

@@ -394,7 +394,28 @@ fn cases() -> Vec<Case> {
         )
     }));
     cases.push(case("unknown claim (signed)", Deny("bad_claims"), || {
-        let payload = json!({"put": "a", "cluster": true});
+        let payload = json!({"put": "a", "scope": "all"});
+        verified(
+            forge_hmac(&hs_secret(), json!({"alg": "HS256"}), payload),
+            key(Algorithm::HS256),
+        )
+    }));
+    cases.push(case("older moq-token cluster claim", Allow, || {
+        let payload = json!({"put": "", "get": "", "cluster": true});
+        verified(
+            forge_hmac(&hs_secret(), json!({"alg": "HS256"}), payload),
+            key(Algorithm::HS256),
+        )
+    }));
+    cases.push(case("publish/subscribe pattern claims", Allow, || {
+        let payload = json!({"root": "r", "publish": ["alice/**"], "subscribe": ["**"], "nbf": 1});
+        verified(
+            forge_hmac(&hs_secret(), json!({"alg": "HS256"}), payload),
+            key(Algorithm::HS256),
+        )
+    }));
+    cases.push(case("put mixed with publish", Deny("bad_claims"), || {
+        let payload = json!({"put": "a", "publish": ["b/**"]});
         verified(
             forge_hmac(&hs_secret(), json!({"alg": "HS256"}), payload),
             key(Algorithm::HS256),

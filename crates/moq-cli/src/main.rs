@@ -1,6 +1,7 @@
 //! `moq`: publish to, subscribe from, and list broadcasts on a Media over QUIC
 //! relay (moq-lite 03–06 over raw QUIC or WebTransport).
 
+mod auth;
 mod clock;
 mod connection;
 mod frames;
@@ -92,6 +93,9 @@ enum Command {
     Announced(AnnouncedArgs),
     /// Generate keys, and sign and verify tokens.
     Token(token::TokenArgs),
+    /// Serve the auth-server contract to relays (`serve`), ask a relay to re-check its
+    /// sessions (`revalidate`), and `generate`/`sign`/`verify` as `moq token`.
+    Auth(auth::AuthArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -225,14 +229,16 @@ fn command_url(command: &mut Command) -> Option<&mut Url> {
         Command::Subscribe(args) => Some(&mut args.url),
         Command::Clock(args) => Some(&mut args.url),
         Command::Announced(args) => Some(&mut args.url),
-        Command::Token(_) => None,
+        Command::Token(_) | Command::Auth(_) => None,
     }
 }
 
-async fn run(mut cli: Cli) -> anyhow::Result<()> {
-    if let Command::Token(args) = cli.command {
-        return token::run(args);
-    }
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut cli = match cli.command {
+        Command::Token(args) => return token::run(args),
+        Command::Auth(args) => return auth::run(args).await,
+        _ => cli,
+    };
     let token = match command_url(&mut cli.command) {
         Some(url) => token_source(cli.token_file.as_ref(), url),
         None => Token::None,
@@ -262,7 +268,7 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
             Command::Subscribe(args) => subscribe(&endpoint, args).await,
             Command::Clock(args) => clock(&endpoint, args).await,
             Command::Announced(args) => announced(&endpoint, args).await,
-            Command::Token(_) => Ok(()),
+            Command::Token(_) | Command::Auth(_) => Ok(()),
         }
     };
     // Interrupted (Ctrl-C, SIGTERM): stop, but still close the session below, so the

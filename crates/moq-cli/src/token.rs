@@ -88,6 +88,10 @@ pub(crate) struct SignArgs {
     /// Issued-at time in Unix seconds (default: now).
     #[arg(long, value_name = "UNIX")]
     pub issued: Option<u64>,
+    /// Mark the holder as a relay of the cluster (the `cluster` claim older
+    /// `moq-token sign --cluster` wrote): relays give it a cluster peer's quota.
+    #[arg(long)]
+    pub cluster: bool,
 }
 
 /// Arguments of `moq token verify`.
@@ -205,6 +209,8 @@ pub(crate) fn sign(args: &SignArgs, now: SystemTime) -> anyhow::Result<String> {
             .transpose()?,
         iat: Some(args.issued.unwrap_or_else(|| unix_seconds(now))),
         nbf: None,
+        cluster: args.cluster,
+        ..Claims::default()
     };
     Ok(key.sign(&claims)?)
 }
@@ -292,6 +298,7 @@ mod tests {
             expires: Some("1h".into()),
             no_expiry: false,
             issued: None,
+            cluster: false,
         };
         let token = sign(&sign_args, SystemTime::now()).unwrap();
         let claims = verify(&public, &token).unwrap();
@@ -347,6 +354,7 @@ mod tests {
             root: String::new(),
             publish: vec![],
             subscribe: vec![String::new()],
+            cluster: false,
             expires: None,
             no_expiry: false,
             issued: None,

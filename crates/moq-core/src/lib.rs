@@ -12,6 +12,7 @@
 
 mod error;
 pub mod model;
+pub mod pattern;
 pub mod stats;
 
 pub use error::{Error, Result};

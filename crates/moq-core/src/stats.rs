@@ -234,3 +234,43 @@ mod tests {
         assert_eq!(Stats::get(&stats.bytes_sent), Batch::FRAMES * 10 + 7);
     }
 }
+
+/// A live count of upstream subscriptions, optionally feeding a parent count: a relay
+/// keeps one total and gives a link a child of it, so it can tell whether that one link
+/// is in use while the total stays exact.
+#[derive(Debug, Default)]
+pub struct Upstream {
+    count: std::sync::atomic::AtomicUsize,
+    parent: Option<std::sync::Arc<Upstream>>,
+}
+
+impl Upstream {
+    /// A count that also adds to `parent`.
+    pub fn child(parent: &std::sync::Arc<Upstream>) -> Self {
+        Self {
+            count: Default::default(),
+            parent: Some(parent.clone()),
+        }
+    }
+
+    /// Subscriptions held now.
+    pub fn get(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Count one more subscription (here and in the parents).
+    pub fn add(&self) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        if let Some(parent) = &self.parent {
+            parent.add();
+        }
+    }
+
+    /// Count one subscription less (here and in the parents).
+    pub fn remove(&self) {
+        self.count.fetch_sub(1, Ordering::Relaxed);
+        if let Some(parent) = &self.parent {
+            parent.remove();
+        }
+    }
+}

@@ -80,7 +80,7 @@ pub enum Error {
     QuicConfig(String),
 
     /// The UDP socket could not be bound.
-    #[error("cannot bind UDP {addr}: {source}")]
+    #[error("cannot bind UDP {addr}: {}", bind_reason(source))]
     Bind {
         /// The requested address.
         addr: SocketAddr,
@@ -294,6 +294,10 @@ pub enum Error {
         websocket: Box<Error>,
     },
 
+    /// The ACME certificate manager could not start (its cache, its settings).
+    #[error(transparent)]
+    Acme(crate::acme::Error),
+
     /// [`crate::server::Request::reject`] was given something that is not an HTTP status.
     #[error("invalid HTTP status {0}: expected 100..=999")]
     Status(u16),
@@ -313,4 +317,18 @@ fn chain(err: &dyn std::error::Error) -> String {
         source = err.source();
     }
     text
+}
+
+/// What a failed bind means, in words an operator can act on.
+fn bind_reason(err: &std::io::Error) -> String {
+    match err.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "the port is already in use (another relay or program listens there; pick another port)"
+                .to_string()
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            format!("{err} (ports below 1024 need CAP_NET_BIND_SERVICE or root)")
+        }
+        _ => err.to_string(),
+    }
 }

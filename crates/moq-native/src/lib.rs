@@ -22,6 +22,9 @@
 //!   `wss://` (qmux) URLs, racing every resolved address so `localhost` works whichever
 //!   family the relay listens on; `https://` and `http://` fall back to WebSocket when
 //!   WebTransport has not connected within a delay, as `@moq/net` does.
+//! - [`acme`]: certificates from an ACME CA (Let's Encrypt by default), obtained at
+//!   start, renewed at two thirds of their lifetime and swapped into the same resolver
+//!   without dropping a connection.
 //! - [`tls`]: PEM certificate and key files, short-lived self-signed development
 //!   certificates, SHA-256 fingerprints, certificate pinning, and the TLS for an
 //!   HTTPS/WSS listener on TCP sharing the QUIC server's certificates.
@@ -47,6 +50,7 @@ mod error;
 mod http;
 mod websocket;
 
+pub mod acme;
 pub mod adapter;
 pub mod client;
 pub mod qmux;

@@ -128,7 +128,16 @@ impl Config {
 pub(crate) fn bind(addr: SocketAddr, server: Option<quinn::ServerConfig>) -> Result<quinn::Endpoint, Error> {
     let socket = match socket(addr) {
         Ok(socket) => socket,
-        Err(err) if addr.is_ipv6() && addr.ip().is_unspecified() => {
+        // Only a host without IPv6 falls back; a port in use (or not ours to take) is
+        // reported as what it is.
+        Err(err)
+            if addr.is_ipv6()
+                && addr.ip().is_unspecified()
+                && !matches!(
+                    err.kind(),
+                    std::io::ErrorKind::AddrInUse | std::io::ErrorKind::PermissionDenied
+                ) =>
+        {
             let v4 = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), addr.port());
             tracing::warn!(%addr, %err, fallback = %v4, "IPv6 unavailable; binding IPv4 only");
             socket(v4).map_err(|source| Error::Bind { addr: v4, source })?

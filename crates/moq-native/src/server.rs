@@ -25,7 +25,7 @@ use web_transport_quinn::proto::ConnectResponse;
 
 use moq_proto::ALPN_IN_BAND;
 
-use crate::{Error, Session, Transport, Version, alpn_list, canonical, quic, tls};
+use crate::{Error, Session, Transport, Version, acme, alpn_list, canonical, quic, tls};
 
 /// The HTTP/3 ALPN that selects WebTransport.
 const ALPN_H3: &[u8] = b"h3";
@@ -47,6 +47,10 @@ pub struct TlsConfig {
     /// CA certificates (PEM files) for client certificates (mTLS). Empty: no client
     /// certificates are asked for. Clients without one are still accepted.
     pub root: Vec<PathBuf>,
+    /// A certificate from an ACME CA, served first and renewed by [`acme::Acme::run`]
+    /// (see [`Server::acme`]). It may be the only source: until the first one arrives
+    /// handshakes fail.
+    pub acme: Option<acme::Config>,
 }
 
 /// Server configuration.
@@ -88,6 +92,7 @@ pub struct Server {
     /// Client CAs for mTLS, for the TCP listener's TLS too.
     roots: Vec<PathBuf>,
     handshake_timeout: Duration,
+    acme: Option<acme::Acme>,
 }
 
 impl Server {
@@ -106,8 +111,13 @@ impl Server {
             &config.tls.cert,
             &config.tls.key,
             &config.tls.generate,
+            config.tls.acme.as_ref(),
             provider.clone(),
         )?);
+        let acme = match config.tls.acme.clone() {
+            Some(acme) => Some(acme::Acme::new(acme, certs.clone())?),
+            None => None,
+        };
 
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
@@ -136,7 +146,7 @@ impl Server {
 
         let endpoint = quic::bind(config.bind, Some(server))?;
         tracing::info!(
-            addr = ?endpoint.local_addr().ok(),
+            addr = %endpoint.local_addr().map_or_else(|err| err.to_string(), |a| a.to_string()),
             versions = %alpn_list(&versions),
             in_band = %crate::name_list(&in_band),
             "listening for QUIC and WebTransport"
@@ -149,7 +159,21 @@ impl Server {
             certs,
             roots: config.tls.root.clone(),
             handshake_timeout: config.quic.handshake_timeout,
+            acme,
         })
+    }
+
+    /// The certificate resolver (for tests of what it answers).
+    #[cfg(test)]
+    pub(crate) fn certs(&self) -> &Arc<tls::Certs> {
+        &self.certs
+    }
+
+    /// The ACME certificate manager, when `tls.acme` is configured. Drive it with
+    /// [`acme::Acme::run`]; it installs each certificate it obtains in this server's
+    /// resolver (and so in every [`Server::tcp_tls`]).
+    pub fn acme(&self) -> Option<&acme::Acme> {
+        self.acme.as_ref()
     }
 
     /// The bound UDP address (with the real port if the configured one was 0).
@@ -185,7 +209,8 @@ impl Server {
 
     /// TLS for an HTTPS / WSS listener on TCP serving the same certificates (and
     /// client CAs) as this QUIC server. It shares the certificate resolver, so
-    /// [`Server::reload_certificates`] swaps them there too.
+    /// [`Server::reload_certificates`] and ACME renewals swap them there too; with
+    /// TLS-ALPN-01 it also answers the CA's validation (ALPN `acme-tls/1`).
     pub fn tcp_tls(&self) -> Result<tls::TcpTls, Error> {
         tls::TcpTls::new(self.certs.clone(), self.roots.clone(), &tls::TcpTls::ALPN)
     }
@@ -214,9 +239,15 @@ impl Server {
     pub async fn accept(&self) -> Option<Incoming> {
         let incoming = self.endpoint.accept().await?;
         let remote = canonical(incoming.remote_address());
+        let port = self.endpoint.local_addr().ok().map(|addr| addr.port());
+        let local = incoming
+            .local_ip()
+            .zip(port)
+            .map(|(ip, port)| canonical(SocketAddr::new(ip, port)));
         Some(Incoming {
             incoming,
             remote,
+            local,
             versions: self.versions.clone(),
             in_band: self.in_band.clone(),
             handshake_timeout: self.handshake_timeout,
@@ -240,6 +271,7 @@ impl Server {
 pub struct Incoming {
     incoming: quinn::Incoming,
     remote: SocketAddr,
+    local: Option<SocketAddr>,
     versions: Arc<[Version]>,
     in_band: Arc<[Version]>,
     handshake_timeout: Duration,
@@ -269,6 +301,7 @@ impl Incoming {
 
     async fn handshake(self) -> Result<Request, Error> {
         let remote = self.remote;
+        let local = self.local;
         let connecting = self
             .incoming
             .accept()
@@ -305,6 +338,7 @@ impl Incoming {
             return Ok(Request {
                 conn,
                 remote,
+                local,
                 version,
                 server_name,
                 versions: self.versions,
@@ -318,6 +352,7 @@ impl Incoming {
             return Ok(Request {
                 conn,
                 remote,
+                local,
                 version: None,
                 server_name,
                 versions: self.versions,
@@ -331,6 +366,7 @@ impl Incoming {
             Some(version) => Ok(Request {
                 conn,
                 remote,
+                local,
                 version: Some(version),
                 server_name,
                 versions: self.versions,
@@ -362,10 +398,16 @@ enum Kind {
 }
 
 /// A verified client certificate (mTLS).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientCertificate {
     /// When the certificate stops being valid (`notAfter`), if it could be read.
     pub not_after: Option<std::time::SystemTime>,
+    /// SHA-256 of the leaf certificate, lowercase hex.
+    pub fingerprint: String,
+    /// The leaf's first DNS name, else its common name, if it could be read.
+    pub name: Option<String>,
+    /// The issuer's distinguished name, if it could be read.
+    pub issuer: Option<String>,
 }
 
 /// A connection that completed its handshake and awaits our decision.
@@ -374,6 +416,7 @@ pub struct ClientCertificate {
 pub struct Request {
     conn: quinn::Connection,
     remote: SocketAddr,
+    local: Option<SocketAddr>,
     version: Option<Version>,
     server_name: Option<String>,
     versions: Arc<[Version]>,
@@ -452,6 +495,11 @@ impl Request {
         self.remote
     }
 
+    /// Our address the connection arrived on, when the socket reports it.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local
+    }
+
     /// The certificate the client presented, if any. rustls refuses the handshake when a
     /// presented certificate does not chain to the configured client CAs, so a certificate
     /// here is a verified one.
@@ -464,7 +512,13 @@ impl Request {
         let not_after = tls::not_after(leaf)
             .and_then(|secs| u64::try_from(secs).ok())
             .and_then(|secs| std::time::UNIX_EPOCH.checked_add(Duration::from_secs(secs)));
-        Some(ClientCertificate { not_after })
+        let (name, issuer) = tls::names(leaf);
+        Some(ClientCertificate {
+            not_after,
+            fingerprint: tls::fingerprint(leaf),
+            name,
+            issuer,
+        })
     }
 
     /// The underlying QUIC connection, for statistics.

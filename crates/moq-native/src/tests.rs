@@ -516,6 +516,7 @@ async fn pem_files_load_and_verify_against_their_ca() {
             key: vec![key],
             generate: vec![],
             root: vec![],
+            acme: None,
         },
         ..Default::default()
     });
@@ -558,6 +559,7 @@ async fn missing_key_file_names_the_file() {
             key: vec![key.clone()],
             generate: vec![],
             root: vec![],
+            acme: None,
         },
         ..Default::default()
     })
@@ -586,6 +588,7 @@ async fn mismatched_key_and_bad_pem_are_reported_per_file() {
                 key: vec![key.to_path_buf()],
                 generate: vec![],
                 root: vec![],
+                acme: None,
             },
             ..Default::default()
         })
@@ -629,6 +632,7 @@ async fn no_certificate_says_what_to_set() {
             key: vec![],
             generate: vec![],
             root: vec![],
+            acme: None,
         },
         ..Default::default()
     })
@@ -859,6 +863,7 @@ async fn reload_picks_up_new_certificate_files() {
             key: vec![key.clone()],
             generate: vec![],
             root: vec![],
+            acme: None,
         },
         ..Default::default()
     })
@@ -895,6 +900,7 @@ async fn sni_selects_the_matching_certificate() {
             ],
             generate: vec![],
             root: vec![],
+            acme: None,
         },
         ..Default::default()
     });

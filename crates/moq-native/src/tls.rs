@@ -2,9 +2,10 @@
 //! certificate verifiers the client can use.
 
 use std::{
+    collections::HashMap,
     fmt,
     path::{Path, PathBuf},
-    sync::{Arc, PoisonError, RwLock},
+    sync::{Arc, Mutex, PoisonError, RwLock},
     time::Duration,
 };
 
@@ -186,7 +187,7 @@ pub(crate) struct Cert {
 }
 
 impl Cert {
-    fn new(
+    pub(crate) fn new(
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
         provider: &CryptoProvider,
@@ -222,8 +223,18 @@ impl Cert {
         Self::new(chain, key, provider).map_err(|err| Error::Tls(err.to_string()))
     }
 
+    /// The chain, leaf first.
+    pub(crate) fn chain(&self) -> &[CertificateDer<'static>] {
+        &self.key.cert
+    }
+
+    /// The leaf's SHA-256 fingerprint, lowercase hex.
+    pub(crate) fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
     /// Whether this certificate's leaf is valid for `name`.
-    fn serves(&self, name: &ServerName<'_>) -> bool {
+    pub(crate) fn serves(&self, name: &ServerName<'_>) -> bool {
         let Ok(leaf) = self.key.end_entity_cert() else {
             return false;
         };
@@ -233,29 +244,53 @@ impl Cert {
 }
 
 /// The server's certificates, chosen per handshake by SNI and replaceable at run time.
+///
+/// Three sources, in this order: the certificate an ACME client manages
+/// ([`Certs::set_managed`]), the PEM files (re-read by [`Certs::reload`]), and the
+/// generated development certificate. TLS-ALPN-01 challenge certificates
+/// ([`Certs::set_challenge`]) are answered only to a ClientHello whose sole ALPN is
+/// `acme-tls/1` (RFC 8737 §3), never to an ordinary client.
 #[derive(Debug)]
 pub(crate) struct Certs {
     files: Vec<(PathBuf, PathBuf)>,
     generated: Vec<Arc<Cert>>,
     provider: Arc<CryptoProvider>,
+    /// What [`Certs::reload`] and [`Certs::set_managed`] change, behind one lock so
+    /// neither loses the other's update.
+    sources: Mutex<Sources>,
+    /// The list handshakes read: managed, files, generated.
     current: RwLock<Arc<Vec<Arc<Cert>>>>,
+    challenges: RwLock<HashMap<String, Arc<CertifiedKey>>>,
+    /// Whether TLS-ALPN-01 challenges are answered (TCP listeners then offer `acme-tls/1`).
+    alpn_challenges: bool,
+}
+
+/// The replaceable certificate sources.
+#[derive(Debug, Default)]
+struct Sources {
+    managed: Option<Arc<Cert>>,
+    files: Vec<Arc<Cert>>,
 }
 
 impl Certs {
     /// Load the certificate/key files and generate the development certificate, if any.
+    /// With `acme` (an ACME client will provide the certificate) the set may start
+    /// empty: handshakes fail until [`Certs::set_managed`] installs one.
     pub(crate) fn load(
         cert: &[PathBuf],
         key: &[PathBuf],
         generate: &[String],
+        acme: Option<&crate::acme::Config>,
         provider: Arc<CryptoProvider>,
     ) -> Result<Self, Error> {
+        let managed = acme.is_some();
         if cert.len() != key.len() {
             return Err(Error::CertKeyCount {
                 certs: cert.len(),
                 keys: key.len(),
             });
         }
-        if cert.is_empty() && generate.is_empty() {
+        if cert.is_empty() && generate.is_empty() && !managed {
             return Err(Error::NoCertificate);
         }
 
@@ -277,21 +312,87 @@ impl Certs {
             files,
             generated,
             provider,
+            sources: Mutex::new(Sources::default()),
+            challenges: RwLock::new(HashMap::new()),
+            alpn_challenges: acme.is_some_and(|c| c.challenge == crate::acme::Challenge::TlsAlpn01),
         };
         certs.reload()?;
         Ok(certs)
     }
 
+    /// The crypto provider keys are loaded with.
+    pub(crate) fn provider(&self) -> &Arc<CryptoProvider> {
+        &self.provider
+    }
+
     /// Re-read the certificate and key files; on any error the old set stays in place.
-    /// Generated certificates are kept as they are, so their fingerprints do not change.
+    /// Generated certificates are kept as they are, so their fingerprints do not change,
+    /// and so is the managed (ACME) certificate.
     pub(crate) fn reload(&self) -> Result<(), Error> {
-        let mut list = Vec::with_capacity(self.files.len().saturating_add(self.generated.len()));
+        let mut files = Vec::with_capacity(self.files.len());
         for (cert, key) in &self.files {
-            list.push(Arc::new(Cert::load(cert, key, &self.provider)?));
+            files.push(Arc::new(Cert::load(cert, key, &self.provider)?));
         }
-        list.extend(self.generated.iter().cloned());
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(list);
+        let mut sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
+        sources.files = files;
+        self.publish(&sources);
         Ok(())
+    }
+
+    /// Serve `cert` (an ACME-issued certificate) in front of the file and generated
+    /// ones, replacing the previous managed certificate. New handshakes use it at once;
+    /// established connections keep the certificate they started with.
+    pub(crate) fn set_managed(&self, cert: Arc<Cert>) {
+        let mut sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
+        sources.managed = Some(cert);
+        self.publish(&sources);
+    }
+
+    /// The managed (ACME) certificate being served, if any.
+    pub(crate) fn managed(&self) -> Option<Arc<Cert>> {
+        self.sources
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .managed
+            .clone()
+    }
+
+    /// Make `sources` (plus the generated certificate) what handshakes see.
+    fn publish(&self, sources: &Sources) {
+        let list = sources
+            .managed
+            .iter()
+            .chain(&sources.files)
+            .chain(&self.generated)
+            .cloned()
+            .collect();
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(list);
+    }
+
+    /// Answer TLS-ALPN-01 validation for `domain` with `key` until
+    /// [`Certs::clear_challenge`].
+    pub(crate) fn set_challenge(&self, domain: &str, key: Arc<CertifiedKey>) {
+        self.challenges
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(domain.to_ascii_lowercase(), key);
+    }
+
+    /// Stop answering TLS-ALPN-01 validation for `domain`.
+    pub(crate) fn clear_challenge(&self, domain: &str) {
+        self.challenges
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&domain.to_ascii_lowercase());
+    }
+
+    /// The challenge certificate for a TLS-ALPN-01 validation of `domain`, if one is pending.
+    fn challenge(&self, domain: &str) -> Option<Arc<CertifiedKey>> {
+        self.challenges
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&domain.to_ascii_lowercase())
+            .cloned()
     }
 
     fn current(&self) -> Arc<Vec<Arc<Cert>>> {
@@ -327,6 +428,11 @@ impl Certs {
 
 impl ResolvesServerCert for Certs {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        // An ACME validator offers `acme-tls/1` and nothing else (RFC 8737 §3); it gets
+        // the challenge certificate for its SNI or no certificate at all.
+        if is_acme_validation(&hello) {
+            return hello.server_name().and_then(|name| self.challenge(name));
+        }
         let list = self.current();
         // Clients dialling an IP address send no SNI; they get the first certificate.
         if let Some(name) = hello.server_name().and_then(|sni| ServerName::try_from(sni).ok())
@@ -336,6 +442,14 @@ impl ResolvesServerCert for Certs {
         }
         list.first().map(|c| c.key.clone())
     }
+}
+
+/// Whether a ClientHello is an ACME TLS-ALPN-01 validation: its only ALPN is `acme-tls/1`.
+fn is_acme_validation(hello: &ClientHello<'_>) -> bool {
+    let Some(mut alpn) = hello.alpn() else {
+        return false;
+    };
+    alpn.next() == Some(crate::acme::ALPN_ACME_TLS) && alpn.next().is_none()
 }
 
 /// TLS for an HTTPS / WSS listener on TCP: the web endpoints and the qmux WebSocket
@@ -371,6 +485,7 @@ impl TcpTls {
             &config.cert,
             &config.key,
             &config.generate,
+            None,
             provider,
         )?);
         Self::new(certs, config.root.clone(), &Self::ALPN)
@@ -387,6 +502,11 @@ impl TcpTls {
         };
         let mut config = builder.with_cert_resolver(certs.clone());
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        // TLS-ALPN-01 validators connect to TCP 443 offering only `acme-tls/1`; browsers
+        // never offer it, so listing it last changes nothing for them.
+        if certs.alpn_challenges {
+            config.alpn_protocols.push(crate::acme::ALPN_ACME_TLS.to_vec());
+        }
         Ok(Self {
             certs,
             roots,
@@ -578,4 +698,26 @@ pub(crate) fn not_after(der: &[u8]) -> Option<i64> {
     x509_parser::parse_x509_certificate(der)
         .ok()
         .map(|(_, cert)| cert.validity().not_after.timestamp())
+}
+
+/// A certificate's first DNS name (else its common name) and its issuer's distinguished
+/// name, when it parses.
+pub(crate) fn names(der: &[u8]) -> (Option<String>, Option<String>) {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return (None, None);
+    };
+    let dns = cert.subject_alternative_name().ok().flatten().and_then(|san| {
+        san.value.general_names.iter().find_map(|name| match name {
+            x509_parser::extensions::GeneralName::DNSName(dns) => Some(dns.to_string()),
+            _ => None,
+        })
+    });
+    let common = || {
+        cert.subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .map(str::to_string)
+    };
+    (dns.or_else(common), Some(cert.issuer().to_string()))
 }

@@ -50,6 +50,14 @@ impl Config {
         {
             warnings.push("auth.key_dir as a URL is deprecated: use auth.url (an auth service)".to_string());
         }
+        for domain in &self.server.tls.acme.domains {
+            if !domain.contains('.') {
+                warnings.push(format!(
+                    "server.tls.acme.domains: '{domain}' has no dot; public CAs only certify registered domain \
+                     names (fine for a private CA or a test one)"
+                ));
+            }
+        }
         let https = &self.web.https;
         if https.listen.is_none() && (!https.cert.is_empty() || !https.key.is_empty()) {
             warnings
@@ -66,6 +74,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
         self.tls_problems(&mut problems);
+        self.acme_problems(&mut problems);
         self.listen_problems(&mut problems);
         self.auth_problems(&mut problems);
         quic_problems(&self.server_quic(), "server.quic", &mut problems);
@@ -172,6 +181,126 @@ impl Config {
         }
     }
 
+    /// `[server.tls.acme]`: names that a CA can certify, an https directory, a cache the
+    /// relay can write (the one check here that touches the filesystem: it creates and
+    /// removes a probe file), and a listener for the chosen challenge.
+    fn acme_problems(&self, problems: &mut Vec<String>) {
+        let tls = &self.server.tls;
+        let acme = &tls.acme;
+        if !acme.is_set() {
+            return;
+        }
+        if !acme.is_enabled() {
+            problems.push(
+                "server.tls.acme is configured but has no domains: set server.tls.acme.domains to the names \
+                 to certify, e.g. [\"relay.example.com\"], or remove the table"
+                    .to_string(),
+            );
+            return;
+        }
+        for domain in &acme.domains {
+            if let Err(why) = acme_domain(domain) {
+                problems.push(format!("server.tls.acme.domains: '{domain}' {why}"));
+            }
+        }
+        let directory = acme.directory_url();
+        match url::Url::parse(&directory) {
+            Ok(url) if url.scheme() == "https" && url.host_str().is_some() => {}
+            Ok(url) if url.scheme() == "http" => problems.push(format!(
+                "server.tls.acme.directory '{directory}' is http: ACME directories are served over https"
+            )),
+            _ => problems.push(format!(
+                "server.tls.acme.directory '{directory}' is not a directory URL: write \"letsencrypt\", \
+                 \"letsencrypt-staging\" or the CA's https:// directory URL"
+            )),
+        }
+        for contact in acme.contact_uris() {
+            let valid = contact.strip_prefix("mailto:").is_some_and(|address| {
+                address
+                    .split_once('@')
+                    .is_some_and(|(user, host)| !user.is_empty() && host.contains('.'))
+            });
+            if !valid {
+                problems.push(format!(
+                    "server.tls.acme.contact '{contact}' is not an email address: write e.g. \"ops@example.com\""
+                ));
+            }
+        }
+        let cache = acme.cache_dir();
+        if let Err(why) = moq_native::acme::probe_cache(&cache) {
+            problems.push(format!(
+                "server.tls.acme.cache_dir {}: {why}; the relay keeps its ACME account key and certificate \
+                 there (set cache_dir to a directory it may write)",
+                cache.display()
+            ));
+        }
+        match (&acme.eab_kid, &acme.eab_hmac_key) {
+            (Some(_), None) => problems.push(
+                "server.tls.acme.eab_kid is set without eab_hmac_key: set both (the CA gives them together)"
+                    .to_string(),
+            ),
+            (None, Some(_)) => problems.push(
+                "server.tls.acme.eab_hmac_key is set without eab_kid: set both (the CA gives them together)"
+                    .to_string(),
+            ),
+            (Some(kid), Some(key)) => {
+                let external = moq_native::acme::ExternalAccount {
+                    kid: kid.clone(),
+                    hmac_key: key.0.clone(),
+                };
+                if let Err(err) = external.key() {
+                    problems.push(format!("server.tls.acme.eab_hmac_key: {err}"));
+                }
+            }
+            (None, None) => {}
+        }
+        if acme.retry.is_some_and(|retry| retry < Duration::from_secs(1)) {
+            problems.push("server.tls.acme.retry must be at least 1s, e.g. \"2m\"".to_string());
+        }
+        if !tls.cert.is_empty() || !tls.generate.is_empty() {
+            problems.push(
+                "server.tls.acme and server.tls.cert/generate are both set: the ACME certificate would be \
+                 served first anyway; keep one source"
+                    .to_string(),
+            );
+        }
+        let https = &self.web.https;
+        match acme.challenge.unwrap_or_default() {
+            crate::config::AcmeChallenge::TlsAlpn01 => {
+                if https.listen.is_none() {
+                    problems.push(
+                        "server.tls.acme.challenge is tls-alpn-01, which the CA checks on TCP port 443, but \
+                         web.https.listen is not set: set web.https.listen = \"[::]:443\", or use challenge = \
+                         \"http-01\" (TCP port 80)"
+                            .to_string(),
+                    );
+                } else if !https.cert.is_empty() {
+                    problems.push(
+                        "server.tls.acme.challenge is tls-alpn-01 but web.https has certificate files of its \
+                         own, so it cannot answer the CA: remove web.https.cert/key (HTTPS then shares the \
+                         ACME certificate) or use challenge = \"http-01\""
+                            .to_string(),
+                    );
+                }
+                if acme.http_listen.is_some() {
+                    problems.push(
+                        "server.tls.acme.http_listen is only used with challenge = \"http-01\"".to_string(),
+                    );
+                }
+            }
+            crate::config::AcmeChallenge::Http01 => {
+                if let (Some(http), Some(web)) = (acme.http_address(), &self.web.http.listen)
+                    && http == *web
+                {
+                    problems.push(format!(
+                        "server.tls.acme.http_listen and web.http.listen are both {http}: the http-01 listener \
+                         needs its own port (80)"
+                    ));
+                }
+            }
+        }
+    }
+
     /// Something to listen on.
     fn listen_problems(&self, problems: &mut Vec<String>) {
         let https = &self.web.https;
@@ -200,16 +329,38 @@ impl Config {
                  client certificate"
             ));
         }
-        if auth.url.is_some() {
+        if auth.auth_api.is_some() {
             problems.push(
-                "auth.url: an external auth service is not supported by this relay yet; verify tokens with \
-                 auth.key (one JWK file) or auth.key_dir (a directory of {kid}.jwk files)"
+                "auth.auth_api (--auth-api, the 0.14 GET auth webhook) was replaced by auth.url (--auth-url): an \
+                 auth server answering one JSON POST per session event, e.g. `moq auth serve`; remove auth_api \
+                 and set url"
                     .to_string(),
             );
+        }
+        if let Some(url) = &auth.url
+            && let Err(problem) = crate::auth_service::Endpoint::parse(url)
+        {
+            problems.push(format!("auth.url {}: {problem}", redact::url(url)));
         }
         if auth.url.is_some() && (auth.key.is_some() || auth.key_dir.is_some()) {
             problems.push(
                 "auth.url (an auth service) verifies tokens itself: remove auth.key and auth.key_dir, or the url"
+                    .to_string(),
+            );
+        }
+        if auth.url.is_some() && auth.public.as_ref().is_some_and(|p| !p.is_empty()) {
+            problems.push(
+                "auth.url and auth.public are both set: the auth server decides every session, anonymous ones \
+                 included (moq auth serve --public-subscribe/--public-publish); remove auth.public, or the url"
+                    .to_string(),
+            );
+        }
+        if auth.timeout == Some(Duration::ZERO) {
+            problems.push("auth.timeout must be more than 0, e.g. \"10s\"".to_string());
+        }
+        if auth.concurrency == Some(0) {
+            problems.push(
+                "auth.concurrency is 0, which refuses every session: remove it for the default (64)"
                     .to_string(),
             );
         }
@@ -258,7 +409,15 @@ impl Config {
         match self.server.quic_bind() {
             Some(bind) => {
                 let tls = &self.server.tls;
-                let certificate = if !tls.generate.is_empty() {
+                let certificate = if tls.acme.is_enabled() {
+                    let acme = &tls.acme;
+                    format!(
+                        "ACME for {} from {} by {}",
+                        acme.domains.join(", "),
+                        acme.directory.as_deref().unwrap_or("letsencrypt"),
+                        acme.challenge.unwrap_or_default()
+                    )
+                } else if !tls.generate.is_empty() {
                     format!("self-signed for {}", tls.generate.join(", "))
                 } else {
                     format!("{} certificate(s)", tls.cert.len())
@@ -324,6 +483,36 @@ impl Config {
     }
 }
 
+/// Why `domain` cannot be certified by ACME over TLS-ALPN-01 or HTTP-01, if it cannot.
+fn acme_domain(domain: &str) -> Result<(), &'static str> {
+    let domain = domain.trim();
+    if domain.parse::<std::net::IpAddr>().is_ok() {
+        return Err("is an IP address: ACME certifies DNS names here");
+    }
+    if domain.contains('*') {
+        return Err("is a wildcard: wildcards need the DNS-01 challenge, which this relay does not do");
+    }
+    if domain.ends_with('.') {
+        return Err("ends with a dot: write the name without it");
+    }
+    if domain.len() > 253 {
+        return Err("is longer than 253 characters");
+    }
+    let labels_ok = domain.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    });
+    if !labels_ok {
+        return Err(
+            "is not a DNS name: letters, digits and hyphens in dot-separated labels (IDNs in their xn-- form)",
+        );
+    }
+    Ok(())
+}
+
 /// A certificate list and its key list must pair up one to one.
 fn pair_problems(problems: &mut Vec<String>, table: &str, cert: &[PathBuf], key: &[PathBuf]) {
     match (cert.len(), key.len()) {
@@ -379,6 +568,7 @@ fn env_warnings(vars: impl IntoIterator<Item = String>) -> Vec<String> {
         .get_arguments()
         .filter_map(|arg| arg.get_env())
         .map(|env| env.to_string_lossy().into_owned())
+        .chain(crate::config::ENV_ALIASES.iter().map(|(env, _)| env.to_string()))
         .collect();
     let vars: Vec<String> = vars.into_iter().collect();
     check_env(vars.iter().map(String::as_str), &known)

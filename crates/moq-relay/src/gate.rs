@@ -156,14 +156,17 @@ pub struct Grant {
     pub token: Option<Token>,
     /// Whether a client certificate authenticated the session.
     pub client_certificate: bool,
+    /// Whether the session is another relay of the cluster (a client certificate, a
+    /// token with `cluster: true`, or an auth server's `peer` grant): it gets a peer's quota.
+    pub peer: bool,
     /// When the token or certificate stops being valid.
     pub expires: Option<SystemTime>,
 }
 
 impl Grant {
-    /// No token and no certificate: the public prefixes only.
+    /// No token, no certificate and no peer grant: the public prefixes only.
     pub fn is_anonymous(&self) -> bool {
-        self.claims.is_none() && !self.client_certificate
+        self.claims.is_none() && !self.client_certificate && !self.peer
     }
 
     /// Time left until the grant expires, from `now`.
@@ -299,6 +302,7 @@ impl Gate {
                 claims: None,
                 token: None,
                 client_certificate: true,
+                peer: true,
                 expires: certificate.not_after,
             });
         }
@@ -314,6 +318,7 @@ impl Gate {
             root: target.root,
             permissions,
             token: claims.as_ref().and(target.token).map(|t| Token(t.into())),
+            peer: claims.as_ref().is_some_and(|c| c.cluster),
             claims,
             client_certificate: false,
             expires,
@@ -416,6 +421,7 @@ mod tests {
                 "/cluster",
                 Some(ClientCertificate {
                     not_after: Some(not_after),
+                    ..ClientCertificate::default()
                 }),
             )
             .unwrap();

@@ -11,8 +11,10 @@
 //!     │
 //!   session     one connection: admit → handshake → authenticate → configure → run
 //!     │
-//!   gate · admission · registry · media · lifecycle
+//!   gate · auth_service · admission · registry · media · lifecycle
 //!     │   gate: what a session may do, from its target, token or client certificate (pure)
+//!     │   auth_service: the same question put to an external auth server ([auth] url), and
+//!     │     the lease that re-checks a live session's grant
 //!     │   admission: per-address rate limits and session counts, refused before the handshake
 //!     │   registry: the live sessions, each removed by an RAII guard
 //!     │   media: the origin, cache, media counters and hop id that sessions and links share
@@ -28,6 +30,7 @@
 //! This crate must never log a token or a key, nor start anything while loading its config.
 
 pub mod admission;
+pub mod auth_service;
 pub mod check;
 pub mod cluster;
 pub mod config;
@@ -36,6 +39,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod media;
 pub mod metrics;
+pub mod preflight;
 pub mod redact;
 pub mod registry;
 pub mod server;

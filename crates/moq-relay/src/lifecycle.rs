@@ -30,15 +30,10 @@ impl Default for Lifecycle {
 }
 
 impl Lifecycle {
-    /// A lifecycle whose readiness gauge is registered in `metrics`.
-    pub fn new(metrics: &mut Registry) -> Self {
-        let this = Self::default();
-        metrics.register(
-            "moq_relay_ready",
-            "1 while the relay accepts sessions",
-            this.ready.clone(),
-        );
-        this
+    /// A lifecycle. (`moq_relay_ready` is exported by the readiness collector in
+    /// `http::admin`, so that it agrees with `/ready`.)
+    pub fn new(_metrics: &mut Registry) -> Self {
+        Self::default()
     }
 
     /// Start-up is done: the relay serves.

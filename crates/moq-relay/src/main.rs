@@ -19,42 +19,99 @@ fn main() -> ExitCode {
         Ok(config) => config,
         // Help, version and usage errors: clap prints them and exits 0 or 2.
         Err(ConfigError::Usage(err)) => err.exit(),
+        // The log format is not known yet: plain text.
         Err(err) => {
             eprintln!("error: {err}");
             return ExitCode::FAILURE;
         }
     };
-    for warning in config.warnings.iter().chain(&config.advice()) {
-        eprintln!("warning: config {}: {warning}", config.origin());
+    let json = matches!(config.log.format, Some(LogFormat::Json));
+    // `--check` prints for a person (or a script) on stdout/stderr, never as JSON lines.
+    if !config.check {
+        init_logging(&config);
     }
-    if let Err(err) = config.validate() {
-        eprintln!("error: {err}");
+    let as_json = json && !config.check;
+    let say = move |level: tracing::Level, message: String| match (as_json, level) {
+        (true, tracing::Level::ERROR) => tracing::error!("{message}"),
+        (true, _) => tracing::warn!("{message}"),
+        (false, tracing::Level::ERROR) => eprintln!("error: {message}"),
+        (false, _) => eprintln!("warning: {message}"),
+    };
+    let advice = config.advice().into_iter().chain(config.safety_warnings());
+    for warning in config.warnings.iter().cloned().chain(advice) {
+        say(
+            tracing::Level::WARN,
+            format!("config {}: {warning}", config.origin()),
+        );
+    }
+    // `--check` also opens every file the relay would open, and reports every problem.
+    let files = if config.check {
+        config.file_problems()
+    } else {
+        Vec::new()
+    };
+    let invalid = |problems| ConfigError::Invalid {
+        origin: config.origin(),
+        problems,
+    };
+    let problem = match config.validate() {
+        Ok(()) if files.is_empty() => None,
+        Ok(()) => Some(invalid(files)),
+        Err(ConfigError::Invalid { mut problems, .. }) => {
+            problems.extend(files);
+            Some(invalid(problems))
+        }
+        Err(err) => Some(err),
+    };
+    if let Some(problem) = problem {
+        say(tracing::Level::ERROR, problem.to_string());
         return ExitCode::FAILURE;
     }
     if config.check {
         println!("{}", config.summary());
         return ExitCode::SUCCESS;
     }
-
-    init_logging(&config);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("error: cannot start the async runtime: {err}");
+            say(
+                tracing::Level::ERROR,
+                format!("cannot start the async runtime: {err}"),
+            );
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            say(tracing::Level::ERROR, describe(&err));
             ExitCode::FAILURE
         }
     }
 }
 
+/// An error and its causes on one line, each cause only once: our errors often say
+/// their cause already (`cannot bind UDP [::]:443: the port is already in use`).
+fn describe(err: &anyhow::Error) -> String {
+    let mut out = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !out.contains(&cause) {
+            out.push_str(": ");
+            out.push_str(&cause);
+        }
+    }
+    out
+}
+
 fn init_logging(config: &Config) {
-    let level = config.log.level.clone().unwrap_or_else(|| "info".to_string());
+    // A plain level also quiets a dependency that warns on every normal session end
+    // (web-transport-quinn's "failed to read capsule"); RUST_LOG and filters are kept.
+    let level = match config.log.level.clone() {
+        Some(level) if level.contains(['=', ',']) => level,
+        Some(level) => format!("{level},web_transport_quinn=error"),
+        None => "info,web_transport_quinn=error".to_string(),
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     // Colour only for a person at a terminal: files and journald get plain text.
@@ -94,17 +151,21 @@ fn check_udp_buffers() {
 }
 
 /// The banner of the development relay: where it listens and how to use it.
-fn print_development_banner(relay: &Relay, port: u16) {
+fn print_development_banner(relay: &Relay) {
     let versions: Vec<&str> = relay.quic.versions().iter().map(|v| v.name()).collect();
     let fingerprint = relay.quic.fingerprints().first().cloned().unwrap_or_default();
+    let Ok(quic) = relay.quic_addr() else { return };
+    let port = quic.port();
     println!("moq-relay: development relay (self-signed certificate, anonymous access)");
     println!(
-        "  QUIC + WebTransport  udp [::]:{port}   versions {}",
+        "  QUIC + WebTransport  udp {quic}   versions {}",
         versions.join(", ")
     );
-    println!(
-        "  HTTP                 tcp [::]:{port}   /certificate.sha256 /announced /fetch/<broadcast>/<track>"
-    );
+    if let Some(web) = relay.web_addr() {
+        println!(
+            "  HTTP + WebSocket     tcp {web}   /certificate.sha256 /announced /fetch/<broadcast>/<track>"
+        );
+    }
     println!("  certificate sha256   {fingerprint}");
     println!();
     println!("  publish a clock:  moq publish clock http://localhost:{port}/anon --broadcast clock");
@@ -129,7 +190,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!(%internal, "listening for ops (metrics, health, readiness)");
     }
     if development {
-        print_development_banner(&relay, quic.port());
+        print_development_banner(&relay);
     }
 
     let handle = relay.handle();

@@ -5,15 +5,14 @@
 //! Also here: the memory the cache's budget is sized from, and the task that sweeps the
 //! cache so quiet tracks age out too.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
-use moq_core::{Origin, model::cache::Cache, session, stats::Stats};
+use moq_core::{
+    Origin,
+    model::cache::Cache,
+    session,
+    stats::{Stats, Upstream},
+};
 
 /// How often the cache is swept (groups past their age, and the byte budget).
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -25,7 +24,7 @@ pub struct Media {
     /// The broadcast table.
     pub origin: Origin,
     /// Upstream subscriptions held now, across every session and link.
-    pub upstream: Arc<AtomicUsize>,
+    pub upstream: Arc<Upstream>,
     /// Media counters, updated by the session drivers.
     pub stats: Arc<Stats>,
     /// This relay's hop id: announcements carrying it are loops and are dropped.
@@ -45,7 +44,7 @@ impl Media {
 
     /// Upstream subscriptions held now (one per track in use).
     pub fn upstream_subscriptions(&self) -> usize {
-        self.upstream.load(Ordering::Relaxed)
+        self.upstream.get()
     }
 
     /// A session configuration wired to this plane: our hop id, the shared counters and

@@ -94,6 +94,12 @@ impl Builder {
         }));
     }
 
+    /// Export the served certificate's expiry and, with ACME, the certificate manager's
+    /// state (read at scrape time, so a renewal shows at once).
+    pub fn tls(&mut self, quic: Arc<moq_native::server::Server>) {
+        self.registry.register_collector(Box::new(TlsCollector { quic }));
+    }
+
     /// Freeze the registry.
     pub fn finish(self) -> Metrics {
         Metrics {
@@ -221,7 +227,12 @@ fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> Res
     metric.encode(e.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 
-fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, value: i64) -> Result<(), std::fmt::Error> {
+pub(crate) fn gauge(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: i64,
+) -> Result<(), std::fmt::Error> {
     let metric = ConstGauge::new(value);
     metric.encode(e.encode_descriptor(name, help, None, metric.metric_type())?)
 }
@@ -321,6 +332,76 @@ impl Collector for MediaCollector {
         ];
         for (name, help, value) in gauges {
             gauge(&mut e, name, help, value)?;
+        }
+        Ok(())
+    }
+}
+
+/// Labels of the ACME order counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+/// The certificate and ACME metrics.
+#[derive(Debug)]
+struct TlsCollector {
+    quic: Arc<moq_native::server::Server>,
+}
+
+/// Seconds since the Unix epoch (negative before it).
+fn unix_seconds(at: std::time::SystemTime) -> i64 {
+    match at.duration_since(std::time::UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+        Err(before) => i64::try_from(before.duration().as_secs()).map_or(i64::MIN, |s| -s),
+    }
+}
+
+impl Collector for TlsCollector {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        if let Some(expiry) = self.quic.certificate_expiry() {
+            let at = unix_seconds(expiry);
+            gauge(
+                &mut e,
+                "moq_relay_tls_certificate_expiry_timestamp_seconds",
+                "Unix time at which the served certificate expires",
+                at,
+            )?;
+            gauge(
+                &mut e,
+                "moq_relay_certificate_expiry_seconds",
+                "Seconds until the served certificate expires (negative once it has)",
+                at.saturating_sub(unix_seconds(std::time::SystemTime::now())),
+            )?;
+        }
+        let Some(acme) = self.quic.acme() else {
+            return Ok(());
+        };
+        let status = acme.status();
+        let mut orders = e.encode_descriptor(
+            "moq_relay_acme_orders",
+            "ACME orders finished, by result: issued, or why they failed",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(status.issued).encode(orders.encode_family(&ResultLabels { result: "issued" })?)?;
+        for reason in moq_native::acme::Error::REASONS {
+            let value = status.failures.get(reason).copied().unwrap_or(0);
+            ConstCounter::new(value).encode(orders.encode_family(&ResultLabels { result: reason })?)?;
+        }
+        gauge(
+            &mut e,
+            "moq_relay_acme_consecutive_failures",
+            "ACME orders failed in a row (0 after a success)",
+            i64::from(status.consecutive_failures),
+        )?;
+        if let Some(next) = status.next_attempt {
+            gauge(
+                &mut e,
+                "moq_relay_acme_next_attempt_timestamp_seconds",
+                "Unix time of the next planned ACME order (renewal or retry)",
+                unix_seconds(next),
+            )?;
         }
         Ok(())
     }

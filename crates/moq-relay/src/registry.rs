@@ -57,6 +57,17 @@ pub struct SessionInfo {
     pub grant: Arc<crate::gate::Grant>,
     /// Cancelled to end the session (its grant was revoked).
     pub revoke: tokio_util::sync::CancellationToken,
+    /// Notified to have the auth server re-check the session, when one admitted it.
+    pub nudge: Option<Arc<tokio::sync::Notify>>,
+    /// The id the auth server knows the session by, when one admitted it.
+    pub service_id: Option<String>,
+}
+
+impl SessionInfo {
+    /// How an operator names the session: the auth server's id, else the connection id.
+    pub fn label(&self) -> String {
+        self.service_id.clone().unwrap_or_else(|| self.id.to_string())
+    }
 }
 
 /// Every live session.
@@ -163,9 +174,12 @@ mod tests {
                 claims: None,
                 token: None,
                 client_certificate: false,
+                peer: false,
                 expires: None,
             }),
             revoke: Default::default(),
+            nudge: None,
+            service_id: None,
         }
     }
 

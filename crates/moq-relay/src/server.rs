@@ -61,6 +61,9 @@ pub struct Relay {
     pub https: Option<(TcpListener, moq_native::tls::TcpTls)>,
     /// The internal ops listener (metrics, health, readiness).
     pub admin: Option<TcpListener>,
+    /// The ACME HTTP-01 listener (`[server.tls.acme] http_listen`, TCP 80): challenge
+    /// responses, and a redirect to HTTPS for everything else.
+    pub acme_http: Option<TcpListener>,
     quic_metrics: QuicMetrics,
     tls_metrics: TlsMetrics,
 }
@@ -104,12 +107,19 @@ impl Handle {
 
     /// Re-read the certificate and key files (keeping the old ones if the new are bad).
     pub fn reload_certificates(&self) -> anyhow::Result<()> {
-        self.quic.reload_certificates()?;
-        if let Some(tls) = &self.https_tls {
-            tls.reload()?;
+        let reloaded = self
+            .quic
+            .reload_certificates()
+            .map_err(anyhow::Error::from)
+            .and_then(|()| match &self.https_tls {
+                Some(tls) => Ok(tls.reload()?),
+                None => Ok(()),
+            });
+        if reloaded.is_err() {
+            self.tls_metrics.reload_failures.inc();
         }
-        self.tls_metrics.record(&self.quic);
-        Ok(())
+        warn_if_expiring(&self.quic);
+        reloaded
     }
 
     /// Re-read `[auth] key` / `key_dir` (keeping the old keys if the new are bad) and end
@@ -148,6 +158,7 @@ fn bind_quic(config: &Config) -> anyhow::Result<server::Server> {
             key: tls.key.clone(),
             generate: tls.generate.clone(),
             root: tls.root.clone(),
+            acme: tls.acme.native(),
         },
         versions: config.server.version.clone(),
         quic: config.server_quic().apply(Default::default()),
@@ -166,6 +177,7 @@ fn https_tls(config: &Config, quic: &server::Server) -> anyhow::Result<moq_nativ
             key: https.key.clone(),
             generate: Vec::new(),
             root: https.root.clone(),
+            acme: None,
         }),
     };
     tls.context("cannot load the [web.https] certificate")
@@ -191,6 +203,33 @@ fn media(config: &Config) -> anyhow::Result<Media> {
     // Every relay has a hop id, so announcements can never loop back to it.
     let hop = config.cluster.id.unwrap_or_else(cluster::random_id);
     Ok(Media::new(cache, linger, hop))
+}
+
+/// The client of the auth server `[auth] url` names, if any. Requests carry the node name
+/// `[cluster] node` (empty without one), as the reference relay's do.
+fn auth_service(
+    config: &Config,
+    metrics: &mut Metrics,
+) -> anyhow::Result<Option<Arc<crate::auth_service::Service>>> {
+    let Some(url) = &config.auth.url else {
+        return Ok(None);
+    };
+    let settings = crate::auth_service::Settings {
+        url: url.clone(),
+        node: config.cluster.node.clone().unwrap_or_default(),
+        timeout: config
+            .auth
+            .timeout
+            .unwrap_or(crate::auth_service::DEFAULT_TIMEOUT),
+        cache: config.auth.cache.unwrap_or(crate::auth_service::DEFAULT_CACHE),
+        concurrency: config
+            .auth
+            .concurrency
+            .unwrap_or(crate::auth_service::DEFAULT_CONCURRENCY),
+    };
+    crate::auth_service::Service::new(&settings, metrics)
+        .map(Some)
+        .map_err(|err| anyhow::anyhow!("[auth] url {}: {err}", crate::redact::url(url)))
 }
 
 /// The per-session quota handed to the session driver, from `[limits]`.
@@ -240,21 +279,24 @@ impl Relay {
         let lifecycle = Lifecycle::new(builder.registry());
         let cluster = Cluster::new(config.cluster.node.clone(), builder.registry());
         let quic_metrics = QuicMetrics::register(builder.registry());
+        builder.tls(quic.clone());
         let tls_metrics = TlsMetrics::register(builder.registry());
-        tls_metrics.record(&quic);
+        warn_if_expiring(&quic);
 
         let gate = Arc::new(Gate::from_config(&config.auth)?);
+        let service = auth_service(&config, builder.registry())?;
         let quota = session_quota(&config.limits);
         let peer_quota = cluster::link_quota(&quota);
         let hook = DirectoryHook::new(
             cluster.clone(),
             media.hop,
-            gate.verifies_tokens(),
+            gate.verifies_tokens() || service.is_some(),
             peer_quota.clone(),
         );
         let sessions = Arc::new(Sessions {
             media,
             gate,
+            service,
             admission: Admission::new(Policy::from_config(&config.limits)),
             registry,
             refusals,
@@ -288,7 +330,25 @@ impl Relay {
             Some(listen) => Some(http::bind(resolve(listen, "[internal] listen")?, "[internal]").await?),
             None => None,
         };
-        sessions.lifecycle.set_ready();
+        builder
+            .registry()
+            .register_collector(Box::new(http::admin::Readiness {
+                lifecycle: sessions.lifecycle.clone(),
+                cluster: cluster.clone(),
+                admission: sessions.admission.clone(),
+                acme: quic.acme().cloned(),
+            }));
+        let acme_http = match config.server.tls.acme.http_address() {
+            Some(listen) => {
+                Some(http::bind(resolve(&listen, "[server.tls.acme] http_listen")?, "ACME http-01").await?)
+            }
+            None => None,
+        };
+        // With ACME and nothing cached yet, readiness waits for the first certificate
+        // (see `follow_acme`).
+        if quic.acme().is_none_or(|acme| acme.status().certificate.is_some()) {
+            sessions.lifecycle.set_ready();
+        }
         Ok(Self {
             config,
             sessions,
@@ -298,6 +358,7 @@ impl Relay {
             public,
             https,
             admin,
+            acme_http,
             quic_metrics,
             tls_metrics,
         })
@@ -337,6 +398,11 @@ impl Relay {
         self.https.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
+    /// The ACME HTTP-01 listener's address, if there is one.
+    pub fn acme_http_addr(&self) -> Option<SocketAddr> {
+        self.acme_http.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// Serve until the QUIC listener closes (after [`Handle::drain`] or
     /// [`Handle::shutdown`]); every task it started has ended when this returns.
     pub async fn run(mut self) -> anyhow::Result<()> {
@@ -345,6 +411,10 @@ impl Relay {
         lifecycle.spawn(watch_files(handle.clone()));
         lifecycle.spawn(self.quic_metrics.clone().sample(self.sessions.registry.clone()));
         lifecycle.spawn(media::sweep(self.sessions.media.origin.cache().clone()));
+        if let Some(acme) = self.quic.acme() {
+            lifecycle.spawn(acme.clone().run());
+            lifecycle.spawn(follow_acme(acme.clone(), lifecycle.clone(), self.quic.clone()));
+        }
         self.spawn_http();
         self.spawn_cluster()?;
         while let Some(incoming) = self.quic.accept().await {
@@ -376,6 +446,8 @@ impl Relay {
         let public = http::public::router(http::public::PublicState {
             media: self.sessions.media.clone(),
             gate: self.sessions.gate.clone(),
+            service: self.sessions.service.clone(),
+            lifecycle: self.sessions.lifecycle.clone(),
             refusals: self.sessions.refusals.clone(),
             fingerprints: Arc::new(self.quic.fingerprints()),
             fetches: Arc::new(tokio::sync::Semaphore::new(http::public::MAX_FETCHES)),
@@ -392,6 +464,17 @@ impl Relay {
         if let Some((tcp, tls)) = self.https.take() {
             lifecycle.spawn_graceful(http::serve(listener(tcp, Some(tls), public), shutdown.clone()));
         }
+        if let (Some(tcp), Some(acme)) = (self.acme_http.take(), self.quic.acme()) {
+            let https_port = self
+                .config
+                .web
+                .https
+                .listen
+                .as_ref()
+                .map_or(443, |listen| listen.port);
+            let router = http::acme::router(acme.clone(), https_port);
+            lifecycle.spawn_graceful(http::serve(listener(tcp, None, router), shutdown.clone()));
+        }
         if let Some(tcp) = self.admin.take() {
             let router = http::admin::router(http::admin::AdminState {
                 metrics: self.metrics.clone(),
@@ -400,6 +483,8 @@ impl Relay {
                 media: self.sessions.media.clone(),
                 cluster: self.cluster.clone(),
                 lifecycle: lifecycle.clone(),
+                acme: self.quic.acme().cloned(),
+                sessions: Some(self.sessions.clone()),
             });
             lifecycle.spawn_graceful(http::serve(listener(tcp, None, router), shutdown));
         }
@@ -495,39 +580,64 @@ impl QuicMetrics {
     }
 }
 
-/// The served certificate's expiry.
+/// Certificate reload failures (the expiry is read at scrape time by the TLS collector).
 #[derive(Debug, Clone)]
 struct TlsMetrics {
-    expiry: Gauge,
+    reload_failures: Counter,
 }
 
 impl TlsMetrics {
     fn register(registry: &mut Metrics) -> Self {
-        let expiry = Gauge::default();
+        let reload_failures = Counter::default();
         registry.register(
-            "moq_relay_tls_certificate_expiry_timestamp_seconds",
-            "Unix time at which the served certificate expires",
-            expiry.clone(),
+            "moq_relay_tls_certificate_reload_failures",
+            "Certificate reloads (SIGHUP or changed files) that failed; the old certificate stays in use",
+            reload_failures.clone(),
         );
-        Self { expiry }
+        Self { reload_failures }
     }
+}
 
-    /// Export the certificate's expiry and warn when it is close.
-    fn record(&self, quic: &server::Server) {
-        let Some(expiry) = quic.certificate_expiry() else {
-            return;
-        };
-        let unix = expiry
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        self.expiry.set(unix as i64);
-        let left = expiry.duration_since(SystemTime::now()).unwrap_or_default();
-        if left < Duration::from_secs(7 * 86_400) {
-            tracing::warn!(
-                days = left.as_secs() / 86_400,
-                "TLS certificate expires within 7 days"
-            );
+/// Warn when the served certificate expires within a week (the metrics carry the exact
+/// time: `moq_relay_certificate_expiry_seconds`).
+fn warn_if_expiring(quic: &server::Server) {
+    let Some(expiry) = quic.certificate_expiry() else {
+        return;
+    };
+    let left = expiry.duration_since(SystemTime::now()).unwrap_or_default();
+    if left < Duration::from_secs(7 * 86_400) {
+        tracing::warn!(
+            days = left.as_secs() / 86_400,
+            "TLS certificate expires within 7 days"
+        );
+    }
+}
+
+/// Follow the ACME certificate manager: the relay becomes ready when its first
+/// certificate is in place, and every new certificate is checked for a close expiry.
+/// (The manager logs each order and failure itself.)
+async fn follow_acme(acme: moq_native::acme::Acme, lifecycle: Lifecycle, quic: Arc<server::Server>) {
+    let mut status = acme.subscribe();
+    let mut served = status
+        .borrow()
+        .certificate
+        .as_ref()
+        .map(|c| c.fingerprint.clone());
+    while status.changed().await.is_ok() {
+        let now = status
+            .borrow_and_update()
+            .certificate
+            .as_ref()
+            .map(|c| c.fingerprint.clone());
+        if now == served {
+            continue;
         }
+        served = now;
+        if !lifecycle.is_ready() && !lifecycle.is_draining() {
+            lifecycle.set_ready();
+            tracing::info!("ACME certificate in place: serving and ready");
+        }
+        warn_if_expiring(&quic);
     }
 }
 

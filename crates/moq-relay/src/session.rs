@@ -18,7 +18,8 @@ use moq_proto::message::Setup;
 
 use crate::{
     admission::{Admission, Denied, Ticket},
-    gate::{Gate, Grant, Refusal, RefusalKind},
+    auth_service::{Change, Facts, Lease, Service},
+    gate::{Gate, Grant, Refusal, RefusalKind, Target},
     lifecycle::Lifecycle,
     media::Media,
     metrics::Refusals,
@@ -42,6 +43,8 @@ pub struct Sessions {
     pub media: Media,
     /// Decides what each session may do.
     pub gate: Arc<Gate>,
+    /// The external auth server (`[auth] url`), which then decides instead of the gate.
+    pub service: Option<Arc<Service>>,
     /// Rate and session limits.
     pub admission: Arc<Admission>,
     /// Live sessions.
@@ -81,6 +84,35 @@ pub struct Accepted<S: moq_core::transport::Session> {
     pub connection: Option<quinn::Connection>,
     /// The in-band negotiation (moq-lite-01/02), whose Session stream the driver keeps.
     pub in_band: Option<session::Negotiated<S>>,
+    /// The auth server's hold on the grant, when one decided it.
+    pub lease: Option<Lease>,
+}
+
+/// The auth server's name for how a session arrived (WebTransport is `quic` there).
+pub fn service_transport(transport: Transport) -> moq_auth::service::Transport {
+    match transport {
+        Transport::Quic | Transport::WebTransport => moq_auth::service::Transport::Quic,
+        Transport::WebSocket => moq_auth::service::Transport::WebSocket,
+    }
+}
+
+/// The auth server's name for a SETUP role.
+fn service_role(role: Option<moq_proto::Role>) -> Option<moq_auth::service::Role> {
+    match role? {
+        moq_proto::Role::Publisher => Some(moq_auth::service::Role::Publisher),
+        moq_proto::Role::Subscriber => Some(moq_auth::service::Role::Subscriber),
+    }
+}
+
+/// The counted reason for a session the auth server's lease ended.
+fn lease_reason(reason: &str) -> &'static str {
+    match reason {
+        "expired" => "expired",
+        "refused" => "service_refused",
+        "root_changed" => "service_root_changed",
+        "peer_changed" => "service_peer_changed",
+        _ => "service_invalid",
+    }
 }
 
 impl Sessions {
@@ -94,6 +126,29 @@ impl Sessions {
             return;
         };
         self.run(accepted, ticket, id).await;
+    }
+
+    /// Step 3: what the session may do, from the gate, or from the auth server when
+    /// `[auth] url` is set (then with the lease that keeps the grant up to date).
+    pub async fn decide(&self, facts: Facts) -> Result<(Grant, Option<Lease>), Refusal> {
+        let Some(service) = &self.service else {
+            let grant = self.gate.decide_async(facts.target, facts.certificate).await?;
+            return Ok((grant, None));
+        };
+        let target =
+            Target::parse(&facts.target).map_err(|detail| Refusal::request("bad_path", detail, 400, 0x3))?;
+        let lease = service.connect(service.request(&facts), target.root).await?;
+        let granted = lease.grant();
+        let grant = Grant {
+            root: lease.root().clone(),
+            permissions: granted.permissions(),
+            claims: None,
+            token: None,
+            client_certificate: facts.certificate.is_some(),
+            peer: granted.peer,
+            expires: granted.expires_at(),
+        };
+        Ok((grant, Some(lease)))
     }
 
     /// A new connection id, for the log span and `/sessions`.
@@ -161,8 +216,18 @@ impl Sessions {
             Some(q) => format!("{}?{q}", url.path()),
             None => url.path().to_string(),
         };
-        match self.gate.decide_async(target, request.client_certificate()).await {
-            Ok(grant) => match request.ok().await {
+        let facts = Facts {
+            transport: Some(service_transport(transport)),
+            target,
+            remote: Some(peer),
+            local: request.local_addr(),
+            server_name: request.server_name().map(str::to_string),
+            alpn: Some(version.alpn().to_string()),
+            role: None,
+            certificate: request.client_certificate(),
+        };
+        match self.decide(facts).await {
+            Ok((grant, lease)) => match request.ok().await {
                 Ok(session) => Some(Accepted {
                     session: MoqSession::with_config(session, transport, &self.quic),
                     peer,
@@ -172,6 +237,7 @@ impl Sessions {
                     peer_setup: None,
                     connection: Some(connection),
                     in_band: None,
+                    lease,
                 }),
                 Err(err) => {
                     tracing::debug!(%err, "accept failed");
@@ -197,6 +263,8 @@ impl Sessions {
         let transport = request.transport();
         let connection = request.connection().clone();
         let certificate = request.client_certificate();
+        let local = request.local_addr();
+        let server_name = request.server_name().map(str::to_string);
         let session = match request.ok().await {
             Ok(session) => MoqSession::with_config(session, transport, &self.quic),
             Err(err) => {
@@ -216,8 +284,18 @@ impl Sessions {
             .as_ref()
             .and_then(|s| s.path.clone())
             .unwrap_or_default();
-        match self.gate.decide_async(target, certificate).await {
-            Ok(grant) => Some(Accepted {
+        let facts = Facts {
+            transport: Some(service_transport(transport)),
+            target,
+            remote: Some(peer),
+            local,
+            server_name,
+            alpn: Some(version.alpn().to_string()),
+            role: service_role(peer_setup.as_ref().and_then(|s| s.role)),
+            certificate,
+        };
+        match self.decide(facts).await {
+            Ok((grant, lease)) => Some(Accepted {
                 session,
                 peer,
                 version,
@@ -226,6 +304,7 @@ impl Sessions {
                 peer_setup,
                 connection: Some(connection),
                 in_band: None,
+                lease,
             }),
             Err(refusal) => {
                 self.record(&refusal, peer);
@@ -242,6 +321,8 @@ impl Sessions {
         let transport = request.transport();
         let connection = request.connection().clone();
         let certificate = request.client_certificate();
+        let local = request.local_addr();
+        let server_name = request.server_name().map(str::to_string);
         let url_target = request.url().map(|url| match url.query() {
             Some(q) => format!("{}?{q}", url.path()),
             None => url.path().to_string(),
@@ -268,8 +349,18 @@ impl Sessions {
         let target = url_target
             .or_else(|| negotiated.parameters().path.clone())
             .unwrap_or_default();
-        match self.gate.decide_async(target, certificate).await {
-            Ok(grant) => Some(Accepted {
+        let facts = Facts {
+            transport: Some(service_transport(transport)),
+            target,
+            remote: Some(peer),
+            local,
+            server_name,
+            alpn: Some(version.alpn().to_string()),
+            role: None,
+            certificate,
+        };
+        match self.decide(facts).await {
+            Ok((grant, lease)) => Some(Accepted {
                 session,
                 peer,
                 version,
@@ -278,6 +369,7 @@ impl Sessions {
                 peer_setup: None,
                 connection: Some(connection),
                 in_band: Some(negotiated),
+                lease,
             }),
             Err(refusal) => {
                 self.record(&refusal, peer);
@@ -332,30 +424,50 @@ impl Sessions {
 
     /// Re-check every live session's token against the current keys; end those whose key
     /// is gone. Returns how many were ended.
+    ///
+    /// Sessions an auth server admitted are asked about again instead (in the
+    /// background: the server's answer applies as on their cadence).
     pub fn revalidate(&self) -> usize {
-        let mut ended = 0;
-        for session in self.registry.list() {
+        self.revalidate_matching(|_| true).ended
+    }
+
+    /// [`Sessions::revalidate`] for the live sessions `select` picks.
+    pub fn revalidate_matching(&self, select: impl Fn(&SessionInfo) -> bool) -> Revalidated {
+        let mut done = Revalidated::default();
+        for session in self.registry.list().into_iter().filter(|s| select(s)) {
+            done.ids.push(session.label());
+            if let Some(nudge) = &session.nudge {
+                nudge.notify_one();
+                done.asked += 1;
+                continue;
+            }
             if let Err(refusal) = self.gate.revalidate(&session.grant) {
                 tracing::info!(peer = %session.peer, id = session.id, reason = refusal.reason, detail = %refusal.detail, "session's token no longer valid");
                 self.refusals.auth_failed("revoked");
                 session.revoke.cancel();
-                ended += 1;
+                done.ended += 1;
             }
         }
-        ended
+        done
     }
 
     /// Step 4: what the session driver may publish and consume.
     pub fn configure(&self, grant: &Grant, version: Version) -> Result<session::Config, Refusal> {
+        self.configure_claimed(grant, version).map(|(config, _)| config)
+    }
+
+    /// [`Sessions::configure`], and whether a hook claimed the session (its permissions
+    /// are then the hook's, not the grant's).
+    fn configure_claimed(&self, grant: &Grant, version: Version) -> Result<(session::Config, bool), Refusal> {
         let mut config = self.media.session_config(version);
         config.shutdown = Some(self.lifecycle.draining());
         for hook in &self.hooks {
             if let Some(result) = hook.configure(grant, &mut config) {
-                return result.map(|()| config);
+                return result.map(|()| (config, true));
             }
         }
         let permissions: &Permissions = &grant.permissions;
-        config.publish = (!permissions.subscribe.is_empty()).then(|| self.media.origin.clone());
+        config.publish = (!permissions.subscribes_nothing()).then(|| self.media.origin.clone());
         // Every session is asked for its broadcasts, even one that may publish nothing: a
         // publisher in a subscribe-only prefix is then refused (UNAUTHORIZED, logged,
         // counted in moq_relay_announcements_forbidden) instead of vanishing unnoticed.
@@ -363,12 +475,12 @@ impl Sessions {
         config.consume = Some(self.media.origin.clone());
         config.root = grant.root.clone();
         config.permissions = grant.permissions.clone();
-        // Relays of the cluster (peers with a cluster certificate) carry every broadcast.
-        config.quota = match grant.client_certificate {
+        // Relays of the cluster (a cluster certificate, token or grant) carry every broadcast.
+        config.quota = match grant.client_certificate || grant.peer {
             true => self.peer_quota.clone(),
             false => self.quota.clone(),
         };
-        Ok(config)
+        Ok((config, false))
     }
 
     /// Steps 4 and 5: register the session, configure it and drive it to its end.
@@ -382,22 +494,37 @@ impl Sessions {
             peer_setup,
             connection,
             in_band,
+            mut lease,
         } = accepted;
         tracing::Span::current().record("path", grant.root.as_str());
-        let mut config = match self.configure(&grant, version) {
-            Ok(config) => config,
+        let (mut config, claimed) = match self.configure_claimed(&grant, version) {
+            Ok(configured) => configured,
             Err(refusal) => {
                 self.record(&refusal, peer);
+                if let Some(lease) = lease {
+                    self.report_end(lease, "refused".to_string(), connection.as_ref());
+                }
                 return session.close(refusal.code, &refusal.close_reason());
             }
         };
         config.peer_setup = peer_setup;
+        // An auth server may change the grant while the session runs: the driver then
+        // follows its permissions (a session a hook claimed keeps the hook's).
+        let permissions = match (&lease, claimed) {
+            (Some(_), false) => {
+                let (sender, receiver) = tokio::sync::watch::channel(config.permissions.clone());
+                config.live_permissions = Some(receiver);
+                Some(sender)
+            }
+            _ => None,
+        };
         tracing::info!(
             %version,
             %transport,
             path = %grant.root,
             token = grant.claims.is_some(),
             mtls = grant.client_certificate,
+            service = lease.as_ref().map(Lease::id),
             "session accepted"
         );
         let grant = Arc::new(grant);
@@ -409,17 +536,21 @@ impl Sessions {
             version,
             transport,
             since: std::time::Instant::now(),
-            connection,
+            connection: connection.clone(),
             grant: grant.clone(),
             revoke: revoke.clone(),
+            nudge: lease.as_ref().map(Lease::nudge),
+            service_id: lease.as_ref().map(|lease| lease.id().to_string()),
         });
         let _ticket = ticket;
 
-        // A token (or client certificate) is good for the whole session, until it expires.
+        // A token (or client certificate) is good for the whole session, until it expires;
+        // an auth server's grant is followed by its lease instead.
+        let leased = lease.is_some();
         let expiry = async {
             match grant.remaining(std::time::SystemTime::now()) {
-                Some(left) => tokio::time::sleep(left).await,
-                None => std::future::pending().await,
+                Some(left) if !leased => tokio::time::sleep(left).await,
+                _ => std::future::pending().await,
             }
         };
         let driver = async {
@@ -428,24 +559,85 @@ impl Sessions {
                 None => session::run(session.clone(), config).await,
             }
         };
-        let result = tokio::select! {
-            result = driver => result,
-            () = expiry => {
-                tracing::info!(%peer, "token or certificate expired; closing the session");
-                self.refusals.auth_failed("expired");
-                return session.close(0x2, "unauthorized: token expired");
-            }
-            () = revoke.cancelled() => {
-                tracing::info!(%peer, "the key behind this session's token is gone; closing the session");
-                return session.close(0x2, "unauthorized: token revoked");
-            }
-            () = self.lifecycle.shutdown_token().cancelled() => {
-                return session.close(0, "relay shutting down");
+        tokio::pin!(expiry, driver);
+        let ended = loop {
+            tokio::select! {
+                result = &mut driver => {
+                    match &result {
+                        Ok(()) => tracing::info!("session closed"),
+                        Err(err) => tracing::info!(%err, "session ended"),
+                    }
+                    break match result {
+                        Ok(()) => "closed".to_string(),
+                        Err(err) => err.to_string(),
+                    };
+                }
+                () = &mut expiry => {
+                    tracing::info!(%peer, "token or certificate expired; closing the session");
+                    self.refusals.auth_failed("expired");
+                    session.close(0x2, "unauthorized: token expired");
+                    break "expired".to_string();
+                }
+                change = lease_changed(&mut lease) => match change {
+                    Change::Permissions(now) => {
+                        tracing::info!(%peer, permissions = ?now, "the auth server changed the grant; applied");
+                        if let Some(permissions) = &permissions {
+                            permissions.send_replace(now);
+                        }
+                    }
+                    Change::End(reason, detail) => {
+                        tracing::info!(%peer, reason, %detail, "the auth server's grant ended; closing the session");
+                        self.refusals.auth_failed(lease_reason(reason));
+                        session.close(0x2, &format!("unauthorized: {detail}"));
+                        break reason.to_string();
+                    }
+                },
+                () = revoke.cancelled() => {
+                    tracing::info!(%peer, "the key behind this session's token is gone; closing the session");
+                    session.close(0x2, "unauthorized: token revoked");
+                    break "revoked".to_string();
+                }
+                () = self.lifecycle.shutdown_token().cancelled() => {
+                    session.close(0, "relay shutting down");
+                    break "shutdown".to_string();
+                }
             }
         };
-        match result {
-            Ok(()) => tracing::info!("session closed"),
-            Err(err) => tracing::info!(%err, "session ended"),
+        if let Some(lease) = lease {
+            self.report_end(lease, ended, connection.as_ref());
         }
+    }
+
+    /// Tell the auth server the session ended (in the background, bounded by its timeout).
+    fn report_end(&self, lease: Lease, reason: String, connection: Option<&quinn::Connection>) {
+        let bytes = connection
+            .map(|c| {
+                let stats = c.stats();
+                moq_auth::service::Bytes {
+                    sent: stats.udp_tx.bytes,
+                    received: stats.udp_rx.bytes,
+                }
+            })
+            .unwrap_or_default();
+        self.lifecycle.spawn_graceful(lease.end(reason, bytes));
+    }
+}
+
+/// What [`Sessions::revalidate_matching`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Revalidated {
+    /// Every session re-checked ([`SessionInfo::label`]).
+    pub ids: Vec<String>,
+    /// Sessions whose token the current keys no longer verify: ended.
+    pub ended: usize,
+    /// Sessions an auth server admitted: asked about again in the background.
+    pub asked: usize,
+}
+
+/// The next change to a session's grant, or never without an auth server's lease.
+async fn lease_changed(lease: &mut Option<Lease>) -> Change {
+    match lease {
+        Some(lease) => lease.changed().await,
+        None => std::future::pending().await,
     }
 }

@@ -304,7 +304,7 @@ fn listen_and_server_spellings_give_the_same_config() {
         [internal]
         listen = "127.0.0.1:9090"
         [auth]
-        auth_api = "http://auth/"
+        url = "http://auth/"
     "#;
     let new = r#"
         [listen]
@@ -347,6 +347,121 @@ fn both_spellings_at_once_is_an_error() {
         err.contains("server.bind: set twice: 'bind' and 'listen'"),
         "{err}"
     );
+}
+
+#[test]
+fn listen_and_connect_flags_are_the_server_and_client_flags() {
+    let fp = "ab".repeat(32);
+    let new = load(&[
+        "--listen=[::]:4443",
+        "--listen-tls-generate=localhost",
+        "--listen-tls-root=ca.pem",
+        "--listen-version=moq-lite-04",
+        "--connect-bind=[::]:0",
+        "--connect-version=moq-lite-03",
+        "--connect-tls-root=peers.pem",
+        "--connect-tls-system-roots=false",
+        &format!("--connect-tls-fingerprint={fp}"),
+        "--connect-tls-cert=me.pem",
+        "--connect-tls-key=me.key",
+        "--connect-tls-insecure",
+        "--auth-public=",
+    ])
+    .unwrap();
+    let old = load(&[
+        "--server-bind=[::]:4443",
+        "--server-tls-generate=localhost",
+        "--server-tls-root=ca.pem",
+        "--server-version=moq-lite-04",
+        "--client-bind=[::]:0",
+        "--client-version=moq-lite-03",
+        "--client-tls-root=peers.pem",
+        "--client-tls-system-roots=false",
+        &format!("--client-tls-fingerprint={fp}"),
+        "--client-tls-cert=me.pem",
+        "--client-tls-key=me.key",
+        "--client-tls-disable-verify",
+        "--auth-public=",
+    ])
+    .unwrap();
+    assert_eq!(new, old);
+    assert_eq!(new.server.bind, addr("[::]:4443"));
+    assert_eq!(new.server.tls.root, [PathBuf::from("ca.pem")]);
+    assert_eq!(new.client.bind, addr("[::]:0"));
+    assert_eq!(new.client.tls.system_roots, Some(false));
+    assert_eq!(new.client.tls.key, Some(PathBuf::from("me.key")));
+    assert_eq!(new.client.tls.disable_verify, Some(true));
+}
+
+#[test]
+fn removed_keys_stop_with_the_ecosystems_renamed_message() {
+    let err = error(
+        "[auth]\npublic = \"\"\ndomains = [\"cdn.example.com\"]\nmtls_tier = \"peer\"\n\
+         [auth.tls]\nroot = [\"ca.pem\"]\n[connect]\nreconnect = false\nconnect = \"https://x/\"\n",
+    );
+    assert_eq!(
+        err,
+        "config relay.toml: these settings were renamed and are no longer applied; update them and try again:\n  \
+         line 3: [auth] domains -> an auth server that reads `server_name`\n  \
+         line 4: [auth] mtls_tier -> [auth] url to `moq auth serve --tier`\n  \
+         line 5: [auth.tls] -> [connect.tls], which an https:// [auth] url presents (this relay speaks only \
+         http:// on loopback to its auth server for now)\n  \
+         line 8: [connect] reconnect -> once (inverted: reconnect = false is once = true)\n  \
+         line 9: [connect] connect -> url"
+    );
+    // The older [client] spelling of the table is the same table.
+    let err = error("[client]\nfailover_delay = \"250ms\"\n");
+    assert!(
+        err.ends_with("\n  line 2: [connect] failover_delay -> race"),
+        "{err}"
+    );
+    // Their replacements, which this relay does not act on, load with a warning.
+    let config = Config::from_toml(
+        "[connect]\nurl = \"https://x/\"\nrace = \"1s\"\nonce = true\n",
+        Path::new("relay.toml"),
+    )
+    .unwrap();
+    assert_eq!(config.warnings.len(), 3, "{:?}", config.warnings);
+}
+
+#[test]
+fn removed_flags_stop_with_the_ecosystems_renamed_message() {
+    let err = load(&[
+        "--auth-public=",
+        "--auth-domain",
+        "cdn.example.com",
+        "--client-failover-delay=1s",
+        "--auth-tls-root=ca.pem",
+    ])
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        err,
+        "config (flags and environment): these settings were renamed and are no longer applied; update them \
+         and try again:\n  \
+         --auth-domain / MOQ_AUTH_DOMAIN -> an auth server that reads `server_name`\n  \
+         --auth-tls-root / MOQ_AUTH_TLS_ROOT -> --connect-tls-*, which an https:// --auth-url presents\n  \
+         --client-failover-delay / MOQ_CLIENT_FAILOVER_DELAY -> --connect-race / MOQ_CONNECT_RACE"
+    );
+    // Hidden: they are not offered in --help.
+    let help = Config::command().render_long_help().to_string();
+    assert!(!help.contains("auth-domain"), "{help}");
+}
+
+#[test]
+fn inert_keys_are_found_under_listen_and_connect() {
+    let config = load_text(
+        "[listen]\nbind = \"[::]:4443\"\ntls.generate = [\"localhost\"]\nbackend = \"quinn\"\n\
+         [listen.quic]\nqlog = \"/tmp/q\"\n[connect]\nbackoff = \"1s\"\n[auth]\npublic = \"\"\n",
+        &[],
+    )
+    .unwrap();
+    config.validate().unwrap();
+    let warnings = config.warnings.join("\n");
+    for key in ["'listen.backend'", "'listen.quic.qlog'", "'connect.backoff'"] {
+        assert!(warnings.contains(key), "{key}: {warnings}");
+    }
+    assert_eq!(config.warnings.len(), 3, "{warnings}");
 }
 
 // ---- flags and env over the file ---------------------------------------------------------
@@ -499,21 +614,32 @@ fn public_forms_normalise() {
 }
 
 #[test]
-fn public_api_moves_to_auth_url() {
-    let config =
-        Config::from_toml("[auth.public]\napi = \"http://auth/\"\n", Path::new("relay.toml")).unwrap();
-    assert_eq!(config.auth.url.as_deref(), Some("http://auth/"));
-    assert!(
-        config.warnings[0].contains("write url = \"http://auth/\" under [auth]"),
-        "{:?}",
-        config.warnings
-    );
+fn the_014_auth_webhook_is_refused_with_its_replacement() {
+    // `[auth.public] api` and `[auth] auth_api` named a GET webhook: sending its URL the
+    // POST contract instead would fail every session, so both are refused saying what to set.
+    let err = error("[auth.public]\napi = \"http://auth/\"\n");
+    assert!(err.contains("replaced by auth.url"), "{err}");
+    let config = Config::from_toml("[auth]\nauth_api = \"http://auth/\"\n", Path::new("relay.toml")).unwrap();
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.contains("auth.auth_api") && err.contains("auth.url"), "{err}");
+}
 
-    let err = error("[auth]\nurl = \"http://a/\"\n[auth.public]\napi = \"http://b/\"\n");
-    assert!(
-        err.contains("'auth.public.api' and 'auth.url' are both set"),
-        "{err}"
+#[test]
+fn public_subscribe_and_public_publish_load() {
+    let config = Config::from_toml(
+        "[auth]\npublic_subscribe = [\"anon/**\", \"demo/**\"]\npublic_publish = \"anon/**\"\n",
+        Path::new("relay.toml"),
+    )
+    .unwrap();
+    assert_eq!(
+        config.auth.public,
+        Some(Public {
+            subscribe: vec!["anon/**".into(), "demo/**".into()],
+            publish: vec!["anon/**".into()],
+        })
     );
+    let err = error("[auth]\npublic_subscribe = \"a/**\"\n[auth.public]\nsubscribe = [\"b\"]\n");
+    assert!(err.contains("keep one spelling"), "{err}");
 }
 
 #[test]
@@ -923,12 +1049,30 @@ fn validate_someone_can_connect() {
             .validate()
             .unwrap_or_else(|e| panic!("{extra}: {e}"));
     }
-    // An external auth service is not implemented: refused rather than silently ignored.
+    // An external auth server on loopback is a way in too; a remote one over plain HTTP is not.
+    for url in [
+        "http://127.0.0.1:4440",
+        "http://[::1]:4440/auth",
+        "http://localhost:4440",
+    ] {
+        load_text(&format!("{base}[auth]\nurl = \"{url}\"\n"), &[])
+            .unwrap()
+            .validate()
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+    }
     let err = problems(&format!("{base}[auth]\nurl = \"http://auth/\"\n"));
+    assert!(err.contains("only on a loopback address"), "{err}");
+    let err = problems(&format!("{base}[auth]\nurl = \"https://auth.example/\"\n"));
     assert!(
-        err.contains("auth.url: an external auth service is not supported"),
+        err.contains("https:// auth servers are not supported yet"),
         "{err}"
     );
+    let err = problems(&format!(
+        "{base}[auth]\nurl = \"http://127.0.0.1:4440\"\npublic = \"anon\"\ntimeout = \"0s\"\nconcurrency = 0\n"
+    ));
+    assert!(err.contains("auth.url and auth.public are both set"), "{err}");
+    assert!(err.contains("auth.timeout must be more than 0"), "{err}");
+    assert!(err.contains("auth.concurrency is 0"), "{err}");
 }
 
 #[test]
@@ -1069,7 +1213,11 @@ fn full_keys() -> BTreeSet<String> {
 }
 
 fn flag_for(key: &str) -> String {
-    key.replace(['.', '_'], "-")
+    match key {
+        // The 0.14 key and flag were spelled this way; kept so both are refused by name.
+        "auth.auth_api" => "auth-api".to_string(),
+        key => key.replace(['.', '_'], "-"),
+    }
 }
 
 /// Flags that are not a TOML key: the file itself, `--check`, and `--auth-public`, which
@@ -1123,6 +1271,8 @@ fn full_fixture_sets_every_field() {
         "public_flag",
         "public_subscribe_flag",
         "public_publish_flag",
+        "public_subscribe_file",
+        "public_publish_file",
         "mesh_file",
         "advertise",
         "prefix",
@@ -1156,6 +1306,11 @@ fn every_flag_overrides_full_fixture() {
     let values: &[(&str, &str)] = &[
         ("server-bind", "[::]:1"),
         ("server-tls-cert", "z.crt"),
+        ("server-tls-acme-domains", "z.example.com"),
+        ("server-tls-acme-challenge", "tls-alpn-01"),
+        ("server-tls-acme-eab-hmac-key", "AAAA"),
+        ("server-tls-acme-retry", "1s"),
+        ("server-tls-acme-http-listen", "[::]:8080"),
         ("server-quic-max-streams", "1"),
         ("server-quic-idle-timeout", "1s"),
         ("client-tls-disable-verify", "true"),
@@ -1185,4 +1340,255 @@ fn every_flag_overrides_full_fixture() {
         let config = load(&[path.to_str().unwrap(), &flag_arg]).unwrap();
         assert_ne!(config, base, "{flag_arg} changed nothing");
     }
+}
+
+// ---- [server.tls.acme] -------------------------------------------------------------------
+
+/// An ACME relay caching in `cache`: `[server.tls.acme]` with `acme` (and a domain
+/// unless it names some), `[web.https]` listening with `https` keys unless `None`, then
+/// `more` TOML.
+fn acme_config(cache: &Path, acme: &str, https: Option<&str>, more: &str) -> String {
+    let domains = match acme.contains("domains") {
+        true => "",
+        false => "domains = [\"relay.example.com\"]\n",
+    };
+    let https = https
+        .map(|keys| format!("[web.https]\nlisten = \"[::]:443\"\n{keys}\n"))
+        .unwrap_or_default();
+    format!(
+        "[server.tls.acme]\n{domains}cache_dir = \"{}\"\n{acme}\n{https}{more}\n{OK_AUTH}",
+        cache.display()
+    )
+}
+
+/// [`acme_config`] with a plain HTTPS listener.
+fn acme_text(cache: &Path, acme: &str, more: &str) -> String {
+    acme_config(cache, acme, Some(""), more)
+}
+
+#[test]
+fn acme_defaults_names_and_spellings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = load_text(&acme_text(tmp.path(), "", ""), &[]).unwrap();
+    config.validate().unwrap();
+    // QUIC defaults to [::]:443 once a certificate source exists.
+    assert_eq!(config.server.quic_bind(), addr("[::]:443"));
+    let native = config.server.tls.acme.native().unwrap();
+    assert_eq!(native.domains, strings(&["relay.example.com"]));
+    assert_eq!(native.directory, moq_native::acme::LETS_ENCRYPT);
+    assert_eq!(native.challenge, moq_native::acme::Challenge::TlsAlpn01);
+    assert_eq!(native.retry, moq_native::acme::DEFAULT_RETRY);
+    assert_eq!(native.cache, tmp.path());
+    assert!(native.external_account.is_none());
+    assert_eq!(
+        Acme::default().cache_dir(),
+        PathBuf::from("/var/lib/moq-relay/acme")
+    );
+
+    let acme = |text: &str| {
+        load_text(&acme_text(tmp.path(), text, ""), &[])
+            .unwrap()
+            .server
+            .tls
+            .acme
+    };
+    assert_eq!(
+        acme("directory = \"letsencrypt-staging\"").directory_url(),
+        moq_native::acme::LETS_ENCRYPT_STAGING
+    );
+    assert_eq!(
+        acme("directory = \"https://acme.example/dir\"").directory_url(),
+        "https://acme.example/dir"
+    );
+    assert_eq!(
+        acme("contact = \"ops@example.com\"").contact_uris(),
+        strings(&["mailto:ops@example.com"])
+    );
+    let http = acme("challenge = \"http-01\"");
+    assert_eq!(http.http_address(), addr("[::]:80"));
+    assert_eq!(
+        http.native().unwrap().challenge,
+        moq_native::acme::Challenge::Http01
+    );
+    // Flags override the file, lists take commas.
+    let config = load_text(
+        &acme_text(tmp.path(), "", ""),
+        &[
+            "--server-tls-acme-domains",
+            "a.example.com,b.example.com",
+            "--server-tls-acme-retry",
+            "30s",
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        config.server.tls.acme.domains,
+        strings(&["a.example.com", "b.example.com"])
+    );
+    assert_eq!(config.server.tls.acme.retry, Some(Duration::from_secs(30)));
+    // An unknown value names the choices; the HMAC key never shows in Debug output.
+    let err = error("[server.tls.acme]\nchallenge = \"dns-01\"");
+    assert!(err.contains("'tls-alpn-01', 'http-01'"), "{err}");
+    let config = load_text(
+        &acme_text(
+            tmp.path(),
+            "eab_kid = \"k\"\neab_hmac_key = \"c2VjcmV0LWhtYWMta2V5\"",
+            "",
+        ),
+        &[],
+    )
+    .unwrap();
+    config.validate().unwrap();
+    assert!(!format!("{config:?}").contains("c2VjcmV0LWhtYWMta2V5"));
+    let native = config.server.tls.acme.native().unwrap();
+    assert_eq!(
+        native.external_account.unwrap().key().unwrap(),
+        b"secret-hmac-key"
+    );
+}
+
+#[test]
+fn validate_acme() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases: &[(&str, Option<&str>, &str, &str)] = &[
+        (
+            "domains = [\"10.0.0.1\"]",
+            Some(""),
+            "",
+            "'10.0.0.1' is an IP address",
+        ),
+        ("domains = [\"*.example.com\"]", Some(""), "", "is a wildcard"),
+        (
+            "domains = [\"relay.example.com.\"]",
+            Some(""),
+            "",
+            "ends with a dot",
+        ),
+        (
+            "domains = [\"bad_name.example.com\"]",
+            Some(""),
+            "",
+            "is not a DNS name",
+        ),
+        (
+            "domains = [\"-x.example.com\"]",
+            Some(""),
+            "",
+            "is not a DNS name",
+        ),
+        ("directory = \"http://acme.example/dir\"", Some(""), "", "is http"),
+        (
+            "directory = \"lets-encrypt\"",
+            Some(""),
+            "",
+            "is not a directory URL",
+        ),
+        (
+            "contact = \"mailto:nobody\"",
+            Some(""),
+            "",
+            "is not an email address",
+        ),
+        (
+            "eab_kid = \"k\"",
+            Some(""),
+            "",
+            "eab_kid is set without eab_hmac_key",
+        ),
+        (
+            "eab_hmac_key = \"AAAA\"",
+            Some(""),
+            "",
+            "eab_hmac_key is set without eab_kid",
+        ),
+        (
+            "eab_kid = \"k\"\neab_hmac_key = \"!!\"",
+            Some(""),
+            "",
+            "not base64url",
+        ),
+        ("retry = \"0s\"", Some(""), "", "retry must be at least 1s"),
+        (
+            "http_listen = \"[::]:80\"",
+            Some(""),
+            "",
+            "only used with challenge = \"http-01\"",
+        ),
+        (
+            "",
+            Some(""),
+            "[server.tls]\ngenerate = [\"localhost\"]",
+            "both set",
+        ),
+        ("", None, "", "web.https.listen is not set"),
+        (
+            "",
+            Some("cert = \"a.crt\"\nkey = \"a.key\""),
+            "",
+            "has certificate files of its own",
+        ),
+        (
+            "challenge = \"http-01\"\nhttp_listen = \"[::]:8080\"",
+            None,
+            "[web.http]\nlisten = \"[::]:8080\"",
+            "needs its own port",
+        ),
+    ];
+    for (acme, https, more, expected) in cases {
+        let err = problems(&acme_config(tmp.path(), acme, *https, more));
+        assert!(
+            err.contains(expected),
+            "{acme} / {https:?} / {more}: expected {expected:?} in {err}"
+        );
+    }
+    // http-01 needs no HTTPS listener.
+    load_text(&acme_config(tmp.path(), "challenge = \"http-01\"", None, ""), &[])
+        .unwrap()
+        .validate()
+        .unwrap();
+
+    // Half configured: keys but no domains.
+    let err = problems(&format!(
+        "[server.tls.acme]\ncontact = \"ops@example.com\"\n[web.http]\nlisten = \"[::]:80\"\n{OK_AUTH}"
+    ));
+    assert!(err.contains("has no domains"), "{err}");
+    // A cache where nothing can be written.
+    let file = tmp.path().join("file");
+    std::fs::write(&file, b"").unwrap();
+    let err = problems(&acme_text(&file, "", ""));
+    assert!(err.contains("server.tls.acme.cache_dir"), "{err}");
+    assert!(err.contains("not a directory"), "{err}");
+    let err = problems(&acme_text(&file.join("below"), "", ""));
+    assert!(err.contains("server.tls.acme.cache_dir"), "{err}");
+}
+
+#[test]
+fn acme_summary_and_advice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = load_text(
+        &acme_text(tmp.path(), "directory = \"letsencrypt-staging\"", ""),
+        &[],
+    )
+    .unwrap();
+    let summary = config.summary();
+    assert!(
+        summary
+            .contains("quic [::]:443 (ACME for relay.example.com from letsencrypt-staging by tls-alpn-01)"),
+        "{summary}"
+    );
+    assert!(config.advice().iter().all(|w| !w.contains("has no dot")));
+    let config = load_text(
+        &acme_text(tmp.path(), "", ""),
+        &["--server-tls-acme-domains", "localhost"],
+    )
+    .unwrap();
+    config.validate().unwrap();
+    assert!(
+        config
+            .advice()
+            .iter()
+            .any(|w| w.contains("'localhost' has no dot")),
+        "{:?}",
+        config.advice()
+    );
 }

@@ -188,6 +188,16 @@ async fn certificate_swap_keeps_sessions_and_serves_the_new_certificate() {
     // ... and sessions opened before the swap keep receiving.
     write_group(&publisher.track, 1, 1, 10);
     assert_eq!(read_groups(&mut track, 1).await[0].0, 1);
+
+    // A broken file is refused, counted, and the last good certificate stays.
+    std::fs::write(&cert, "not a certificate").unwrap();
+    assert!(handle.reload_certificates().is_err());
+    let metrics = new.metrics_text().await;
+    assert!(
+        metrics.contains("moq_relay_tls_certificate_reload_failures_total 1"),
+        "{metrics}"
+    );
+    assert!(new.client(&[]).connect(&new.url("https", "anon")).await.is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,6 +255,16 @@ async fn ready_turns_false_when_full_and_true_again() {
     .await;
     relay.wait_sessions(1).await;
     assert_eq!(http_get(&ready).await, (503, "not ready: full\n".to_string()));
+    // The reason is a metric too, every reason present (0 or 1).
+    let metrics = relay.metrics_text().await;
+    assert!(
+        metrics.contains("moq_relay_not_ready{reason=\"full\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("moq_relay_not_ready{reason=\"draining\"} 0"),
+        "{metrics}"
+    );
     session.close(0, "bye");
     eventually("ready again", Duration::from_secs(5), async || {
         http_get(&ready).await.0 == 200

@@ -32,6 +32,7 @@ use std::{
 use moq_proto::{DataStream, Hops, Path, Setup, Version};
 use tokio::{sync::watch, task::JoinSet};
 
+pub use crate::pattern::Pattern;
 use crate::{
     Error, Origin, Result,
     stats::{Limit, Stats},
@@ -41,15 +42,20 @@ pub use in_band::{ClientParameters, Negotiated, accept_in_band, connect_in_band}
 use stream::{Reader, Writer};
 use usage::{Header, Usage};
 
-/// What the peer may do, as path prefixes relative to the session root.
-/// A path is allowed when one of the prefixes is a prefix of it
-/// (segment-aware). An empty list allows nothing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the peer may do, relative to the session root: path prefixes (a path is
+/// allowed when one of them is a prefix of it, segment-aware) and, for grants a prefix
+/// cannot say (`alice` exactly, `*/chat`), [`Pattern`]s. A path is allowed when a prefix
+/// or a pattern of the role allows it. Both empty allows nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Permissions {
     /// Where the peer may publish.
     pub publish: Vec<Path>,
     /// What the peer may subscribe to and discover.
     pub subscribe: Vec<Path>,
+    /// Further paths the peer may publish, as patterns.
+    pub publish_patterns: Vec<Pattern>,
+    /// Further paths the peer may subscribe to and discover, as patterns.
+    pub subscribe_patterns: Vec<Pattern>,
 }
 
 impl Permissions {
@@ -58,21 +64,46 @@ impl Permissions {
         Self {
             publish: vec![Path::empty()],
             subscribe: vec![Path::empty()],
+            ..Self::default()
         }
     }
 
-    fn allows(prefixes: &[Path], path: &Path) -> bool {
-        prefixes.iter().any(|p| path.has_prefix(p))
+    /// Permissions from pattern unions: prefix-shaped patterns (`foo/**`, `**`) become
+    /// prefixes, the others stay patterns.
+    pub fn from_patterns(publish: Vec<Pattern>, subscribe: Vec<Pattern>) -> Self {
+        fn split(patterns: Vec<Pattern>) -> (Vec<Path>, Vec<Pattern>) {
+            let mut prefixes = Vec::new();
+            let mut rest = Vec::new();
+            for pattern in patterns {
+                match pattern.as_prefix() {
+                    Some(prefix) => prefixes.push(prefix),
+                    None => rest.push(pattern),
+                }
+            }
+            (prefixes, rest)
+        }
+        let (publish, publish_patterns) = split(publish);
+        let (subscribe, subscribe_patterns) = split(subscribe);
+        Self {
+            publish,
+            subscribe,
+            publish_patterns,
+            subscribe_patterns,
+        }
+    }
+
+    fn allows(prefixes: &[Path], patterns: &[Pattern], path: &Path) -> bool {
+        prefixes.iter().any(|p| path.has_prefix(p)) || patterns.iter().any(|p| p.matches(path))
     }
 
     /// Whether the peer may publish at `path` (relative to the root).
     pub fn can_publish(&self, path: &Path) -> bool {
-        Self::allows(&self.publish, path)
+        Self::allows(&self.publish, &self.publish_patterns, path)
     }
 
     /// Whether the peer may subscribe to `path` (relative to the root).
     pub fn can_subscribe(&self, path: &Path) -> bool {
-        Self::allows(&self.subscribe, path)
+        Self::allows(&self.subscribe, &self.subscribe_patterns, path)
     }
 
     /// Whether anything under `prefix` could be subscribed to.
@@ -80,6 +111,17 @@ impl Permissions {
         self.subscribe
             .iter()
             .any(|p| p.has_prefix(prefix) || prefix.has_prefix(p))
+            || self.subscribe_patterns.iter().any(|p| p.reaches_under(prefix))
+    }
+
+    /// Whether the peer may publish nothing at all.
+    pub fn publishes_nothing(&self) -> bool {
+        self.publish.is_empty() && self.publish_patterns.is_empty()
+    }
+
+    /// Whether the peer may subscribe to nothing at all.
+    pub fn subscribes_nothing(&self) -> bool {
+        self.subscribe.is_empty() && self.subscribe_patterns.is_empty()
     }
 }
 
@@ -145,6 +187,12 @@ pub struct Config {
     pub root: Path,
     /// What the peer may do.
     pub permissions: Permissions,
+    /// What the peer may do from now on, when it can change while the session runs (an
+    /// auth service re-checked the grant). When set, its value replaces `permissions`;
+    /// each change applies at once: new requests are checked against it, and what the
+    /// peer may no longer have ends (its broadcasts outside the publish grant are
+    /// withdrawn, its subscriptions and announcements outside the subscribe grant end).
+    pub live_permissions: Option<watch::Receiver<Permissions>>,
     /// Our hop id (0 for none). Sent in SETUP (lite-05+) and added to the
     /// hop list of every broadcast we announce.
     pub hop: u64,
@@ -154,7 +202,7 @@ pub struct Config {
     pub cost: u64,
     /// Upstream subscriptions this session holds on the peer, live count
     /// (shared by a relay across sessions to prove deduplication).
-    pub upstream: Arc<std::sync::atomic::AtomicUsize>,
+    pub upstream: Arc<crate::stats::Upstream>,
     /// The SETUP we send (lite-05+): a raw-QUIC client puts its path here.
     pub setup: Setup,
     /// The peer's SETUP when the caller already read it (a raw-QUIC server
@@ -265,6 +313,7 @@ impl Config {
             consume: None,
             root: Path::empty(),
             permissions: Permissions::all(),
+            live_permissions: None,
             hop: 0,
             cost: 0,
             upstream: Arc::default(),
@@ -285,12 +334,29 @@ impl Config {
 #[derive(Debug)]
 pub(crate) struct SessionState {
     pub config: Config,
+    /// The permissions in force: `config.live_permissions`, or a fixed `config.permissions`.
+    pub permissions: watch::Receiver<Permissions>,
     pub peer_setup: Mutex<Option<Setup>>,
     pub subscriptions: subscriber::Subscriptions,
     pub usage: Arc<Usage>,
 }
 
 impl SessionState {
+    /// Whether the peer may subscribe to `path` now.
+    pub(crate) fn can_subscribe(&self, path: &Path) -> bool {
+        self.permissions.borrow().can_subscribe(path)
+    }
+
+    /// Whether the peer may publish at `path` now.
+    pub(crate) fn can_publish(&self, path: &Path) -> bool {
+        self.permissions.borrow().can_publish(path)
+    }
+
+    /// Whether the peer may discover anything under `prefix` now.
+    pub(crate) fn can_discover(&self, prefix: &Path) -> bool {
+        self.permissions.borrow().can_discover(prefix)
+    }
+
     /// Admit a stream the peer just opened: its type and first message are due within
     /// the quota's header timeout, and it holds a pending slot until they arrive.
     async fn header(&self) -> Result<Header> {
@@ -380,7 +446,13 @@ async fn drive<S: Session>(
     mut session_stream: Option<in_band::SessionStream<S>>,
 ) -> Result<()> {
     let version = config.version;
+    let permissions = match &config.live_permissions {
+        Some(live) => live.clone(),
+        // The sender goes at once: the value never changes.
+        None => watch::channel(config.permissions.clone()).1,
+    };
     let shared = Arc::new(SessionState {
+        permissions,
         peer_setup: Mutex::new(config.peer_setup.clone()),
         usage: Usage::new(config.stats.clone()),
         config,
@@ -490,6 +562,13 @@ fn ended<S: Session>(session: &S, err: TransportError) -> Error {
     match session.peer_close() {
         Some((code, reason)) => Error::Closed { code, reason },
         None => Error::from(err),
+    }
+}
+
+/// Resolves when the permissions in force change; never when they cannot change.
+pub(crate) async fn permissions_changed(permissions: &mut watch::Receiver<Permissions>) {
+    if permissions.changed().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

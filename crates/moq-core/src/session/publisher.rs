@@ -14,7 +14,7 @@ use moq_proto::{
 };
 use tokio::task::{AbortHandle, JoinSet};
 
-use super::{Reader, SessionState, Writer, reject};
+use super::{Reader, SessionState, Writer, permissions_changed, reject};
 use crate::{
     Announced, BroadcastConsumer, Error, GroupConsumer, OriginEvent, Result,
     stats::{ActiveSubscription, Batch, Limit, Stats},
@@ -103,7 +103,7 @@ fn origin(shared: &SessionState) -> Result<&crate::Origin> {
 
 /// Resolve a wire path (relative to the root) after checking permission.
 fn resolve(shared: &SessionState, relative: &Path) -> Result<Path> {
-    if !shared.config.permissions.can_subscribe(relative) {
+    if !shared.can_subscribe(relative) {
         return Err(Error::Unauthorized(format!("may not subscribe to '{relative}'")));
     }
     shared
@@ -134,7 +134,7 @@ async fn serve_announce<S: SendStream, R: RecvStream>(
         .root
         .join(request.prefix.as_str())
         .map_err(|e| Error::Protocol(e.to_string()))?;
-    if !shared.config.permissions.can_discover(&request.prefix) {
+    if !shared.can_discover(&request.prefix) {
         return Err(Error::Unauthorized(format!(
             "may not discover '{}'",
             request.prefix
@@ -142,10 +142,18 @@ async fn serve_announce<S: SendStream, R: RecvStream>(
     }
     let mut announced = origin.announced(full);
     let mut feed = AnnounceFeed::new(shared, &request);
+    let mut permissions = shared.permissions.clone();
     feed.send_initial(writer, &mut announced)?;
     writer.flush().await?;
     loop {
         tokio::select! {
+            () = permissions_changed(&mut permissions) => {
+                if !shared.can_discover(&request.prefix) {
+                    return Err(Error::Unauthorized(format!("may no longer discover '{}'", request.prefix)));
+                }
+                feed.withdraw_forbidden(writer)?;
+                writer.flush().await?;
+            }
             event = announced.next() => {
                 let Some(event) = event else { break };
                 feed.announce(writer, event)?;
@@ -226,8 +234,7 @@ impl<'a> AnnounceFeed<'a> {
         let Ok(relative) = self.request.prefix.join(suffix.as_str()) else {
             return false;
         };
-        self.shared.config.permissions.can_subscribe(&relative)
-            && self.excluded_hop().is_none_or(|hop| !hops.contains(hop))
+        self.shared.can_subscribe(&relative) && self.excluded_hop().is_none_or(|hop| !hops.contains(hop))
     }
 
     /// Queue the initial set, filtered, after an ANNOUNCE_OK whose count is exact
@@ -295,6 +302,26 @@ impl<'a> AnnounceFeed<'a> {
             true => self.activate(writer, event),
             false => self.withdraw(writer, event.suffix),
         }
+    }
+
+    /// Withdraw every broadcast announced on this stream that the peer may no longer
+    /// subscribe to (its permissions narrowed).
+    fn withdraw_forbidden<S: SendStream>(&mut self, writer: &mut Writer<S>) -> Result<()> {
+        let forbidden: Vec<Path> = self
+            .ids
+            .keys()
+            .filter(|suffix| {
+                self.request
+                    .prefix
+                    .join(suffix.as_str())
+                    .map_or(true, |relative| !self.shared.can_subscribe(&relative))
+            })
+            .cloned()
+            .collect();
+        for suffix in forbidden {
+            self.withdraw(writer, suffix)?;
+        }
+        Ok(())
     }
 
     fn withdraw<S: SendStream>(&mut self, writer: &mut Writer<S>, suffix: Path) -> Result<()> {
@@ -399,8 +426,18 @@ async fn serve_subscribe<S: Session>(
     }
 
     let mut delivery = Delivery::new(session, shared, &subscribe);
+    let mut permissions = shared.permissions.clone();
     let ended = loop {
         tokio::select! {
+            () = permissions_changed(&mut permissions) => {
+                if !shared.can_subscribe(&subscribe.broadcast) {
+                    delivery.groups.shutdown().await;
+                    return Err(Error::Unauthorized(format!(
+                        "may no longer subscribe to '{}'",
+                        subscribe.broadcast
+                    )));
+                }
+            }
             group = track.next_group() => {
                 let group = match group {
                     Ok(Some(group)) => group,

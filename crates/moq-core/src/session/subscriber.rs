@@ -6,7 +6,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex, MutexGuard,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicU64, Ordering},
     },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -19,7 +19,7 @@ use moq_proto::{
 };
 use tokio::task::{AbortHandle, JoinSet};
 
-use super::{Reader, SessionState, Writer};
+use super::{Reader, SessionState, Writer, permissions_changed};
 use crate::{
     BroadcastProducer, Error, Frame, GroupProducer, Origin, Result, TrackInfo, TrackProducer,
     model::Publication,
@@ -55,7 +55,7 @@ impl Subscriptions {
 struct Registered<'a> {
     subscriptions: &'a Subscriptions,
     id: u64,
-    upstream: &'a AtomicUsize,
+    upstream: &'a crate::stats::Upstream,
 }
 
 impl<'a> Registered<'a> {
@@ -65,7 +65,7 @@ impl<'a> Registered<'a> {
         let id = subscriptions.next.fetch_add(1, Ordering::Relaxed);
         subscriptions.lock().insert(id, track);
         let upstream = &*shared.config.upstream;
-        upstream.fetch_add(1, Ordering::Relaxed);
+        upstream.add();
         Self {
             subscriptions,
             id,
@@ -77,7 +77,7 @@ impl<'a> Registered<'a> {
 impl Drop for Registered<'_> {
     fn drop(&mut self) {
         self.subscriptions.lock().remove(&self.id);
-        self.upstream.fetch_sub(1, Ordering::Relaxed);
+        self.upstream.remove();
     }
 }
 
@@ -138,10 +138,15 @@ pub(crate) async fn announced<S: Session>(session: S, shared: Arc<SessionState>)
             })?;
         }
     }
+    let mut permissions = mirror.shared.permissions.clone();
     let result = loop {
         let msg = tokio::select! {
             msg = reader.decode_maybe::<Announce>() => msg,
             Some(_) = mirror.tasks.join_next() => continue,
+            () = permissions_changed(&mut permissions) => {
+                mirror.withdraw_forbidden();
+                continue;
+            }
         };
         let msg = match msg {
             Ok(Some(msg)) => msg,
@@ -288,6 +293,21 @@ impl<S: Session> Mirror<S> {
             .refuse(Limit::Announcements, format_args!("'{suffix}' ignored"));
     }
 
+    /// Withdraw the peer's broadcasts it may no longer publish (its permissions
+    /// narrowed). They stay withdrawn until the peer announces them again.
+    fn withdraw_forbidden(&mut self) {
+        let forbidden: Vec<Path> = self
+            .active
+            .keys()
+            .filter(|suffix| !self.shared.can_publish(suffix))
+            .cloned()
+            .collect();
+        for suffix in forbidden {
+            tracing::info!(%suffix, "no longer allowed to publish; withdrawn");
+            self.withdraw(&suffix);
+        }
+    }
+
     fn withdraw(&mut self, suffix: &Path) {
         if let Some(old) = self.active.remove(suffix) {
             old.end();
@@ -330,13 +350,12 @@ impl<S: Session> Mirror<S> {
             self.withdraw(&suffix);
             return Ok(());
         }
-        let permissions = &self.shared.config.permissions;
-        if !permissions.can_publish(&relative) {
+        if !self.shared.can_publish(&relative) {
             Stats::add(&self.shared.config.stats.announcements_forbidden, 1);
             // A peer that may publish nothing at all is told so: its Announce stream is
             // refused with UNAUTHORIZED (no other broadcast of it could be taken anyway),
             // and the session goes on.
-            if permissions.publish.is_empty() {
+            if self.shared.permissions.borrow().publishes_nothing() {
                 tracing::info!(path = %relative, "peer announced a broadcast but may publish nothing here; refused");
                 return Err(Error::Unauthorized(format!("may not publish '{relative}'")));
             }

@@ -264,6 +264,7 @@ async fn permission_denied_subscribe_is_refused() {
     relay_side.permissions = Permissions {
         publish: vec![],
         subscribe: vec![path("public")],
+        ..Permissions::default()
     };
     let viewer = Origin::default();
     connect(relay_side, client(version, None, Some(viewer.clone())));
@@ -286,6 +287,133 @@ async fn permission_denied_subscribe_is_refused() {
             .await
             .is_some()
     );
+}
+
+/// Poll `done` until it holds, for at most five seconds.
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn patterns(list: &[&str]) -> Vec<Pattern> {
+    list.iter().map(|p| p.parse().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn pattern_permissions_are_exact() {
+    for version in [Version::Lite04, Version::Lite06] {
+        let publisher = publisher("alice/chat");
+        let _video = publisher.origin.publish(
+            path("alice/video"),
+            BroadcastProducer::new(Cache::default()).consume(),
+            moq_proto::Hops::new(),
+        );
+        let mut relay_side = client(version, Some(publisher.origin.clone()), None);
+        relay_side.permissions = Permissions::from_patterns(vec![], patterns(&["*/chat"]));
+        let viewer = Origin::default();
+        connect(relay_side, client(version, None, Some(viewer.clone())));
+        assert!(
+            viewer
+                .wait_for(&path("alice/chat"), Duration::from_secs(5))
+                .await
+                .is_some()
+        );
+        assert!(viewer.consume(&path("alice/video")).is_none(), "{version}");
+    }
+}
+
+#[tokio::test]
+async fn narrowed_publish_permissions_withdraw_the_peers_broadcasts() {
+    for version in [Version::Lite03, Version::Lite05, Version::Lite06] {
+        let cam = publisher("cam");
+        let _mic = cam.origin.publish(
+            path("mic"),
+            BroadcastProducer::new(Cache::default()).consume(),
+            moq_proto::Hops::new(),
+        );
+        let relay = Origin::default();
+        let granted = Permissions::from_patterns(patterns(&["cam", "mic"]), vec![]);
+        let (grants, live) = watch::channel(granted.clone());
+        let mut relay_side = client(version, None, Some(relay.clone()));
+        relay_side.permissions = granted;
+        relay_side.live_permissions = Some(live);
+        let (_peer, relay_session) = connect(client(version, Some(cam.origin.clone()), None), relay_side);
+        assert!(
+            relay
+                .wait_for(&path("cam"), Duration::from_secs(5))
+                .await
+                .is_some()
+        );
+        assert!(
+            relay
+                .wait_for(&path("mic"), Duration::from_secs(5))
+                .await
+                .is_some()
+        );
+
+        grants.send_replace(Permissions::from_patterns(patterns(&["mic"]), vec![]));
+        eventually("cam to be withdrawn", || relay.consume(&path("cam")).is_none()).await;
+        assert!(
+            relay.consume(&path("mic")).is_some(),
+            "{version}: mic is still allowed"
+        );
+        assert!(
+            relay_session.close_reason().is_none(),
+            "{version}: the session goes on"
+        );
+    }
+}
+
+#[tokio::test]
+async fn narrowed_subscribe_permissions_end_subscriptions_and_announcements() {
+    for version in [Version::Lite04, Version::Lite05, Version::Lite06] {
+        let a = publisher("a/x");
+        let b = publisher("b/y");
+        let relay = Origin::default();
+        let _a = relay.publish(path("a/x"), a._broadcast.consume(), moq_proto::Hops::new());
+        let _b = relay.publish(path("b/y"), b._broadcast.consume(), moq_proto::Hops::new());
+        let granted = Permissions::from_patterns(vec![], patterns(&["a/**", "b/**"]));
+        let (grants, live) = watch::channel(granted.clone());
+        let mut relay_side = client(version, Some(relay.clone()), None);
+        relay_side.permissions = granted;
+        relay_side.live_permissions = Some(live);
+        let viewer = Origin::default();
+        let (relay_session, _viewer) = connect(relay_side, client(version, None, Some(viewer.clone())));
+        let watched = within(viewer.wait_for(&path("b/y"), Duration::from_secs(5)))
+            .await
+            .expect("b/y announced");
+        assert!(
+            viewer
+                .wait_for(&path("a/x"), Duration::from_secs(5))
+                .await
+                .is_some()
+        );
+        let mut track = watched.subscribe("seconds").unwrap();
+        write_group(&b.track, 0, &["first"]);
+        let got = read_frames(&mut track, 1).await;
+        assert_eq!(got[0].1[0].payload, Bytes::from_static(b"first"));
+
+        grants.send_replace(Permissions::from_patterns(vec![], patterns(&["a/**"])));
+        eventually("b/y to be withdrawn", || viewer.consume(&path("b/y")).is_none()).await;
+        write_group(&b.track, 1, &["second"]);
+        // The subscription ends instead of delivering the next group.
+        let next = within(track.next_group()).await;
+        assert!(!matches!(next, Ok(Some(_))), "{version}: {next:?}");
+        assert!(
+            viewer.consume(&path("a/x")).is_some(),
+            "{version}: a/x is still allowed"
+        );
+        assert!(
+            relay_session.close_reason().is_none(),
+            "{version}: the session goes on"
+        );
+    }
 }
 
 #[tokio::test]

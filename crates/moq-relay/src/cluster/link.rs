@@ -1,10 +1,14 @@
 //! One link to another relay: dial, run the session both ways, redial with backoff.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
 
 use moq_core::{
     Error as CoreError,
     session::{Events, Permissions},
+    stats::Upstream,
     transport::Session as _,
 };
 use moq_native::adapter::MoqSession;
@@ -22,6 +26,13 @@ const MIN_BACKOFF: Duration = Duration::from_millis(250);
 /// A link that stayed up this long resets the backoff.
 const STABLE: Duration = Duration::from_secs(5);
 
+/// The price of a route over an on-demand link: dearer than any static path through the
+/// tiers (so routes move back to them once they recover), cheaper than a placeholder.
+pub(super) const ON_DEMAND_COST: u64 = 1000;
+
+/// An on-demand link with no upstream subscription for this long closes.
+pub(super) const ON_DEMAND_IDLE: Duration = Duration::from_secs(30);
+
 /// After a GOAWAY, how long the old session keeps serving once the new one is up, so
 /// the new one learns the peer's broadcasts before the old routes go.
 const HANDOVER: Duration = Duration::from_millis(500);
@@ -34,10 +45,12 @@ const GOAWAY_GRACE: Duration = Duration::from_secs(2);
 /// may not answer at all.
 const GOAWAY_DIAL: Duration = Duration::from_secs(3);
 
-/// How a link's session ended.
+/// How a link session ended without an error.
 enum Ended {
-    /// The session ended (cleanly or with this error).
-    Closed(Result<(), String>),
+    /// The peer or the relay closed it.
+    Closed,
+    /// An on-demand link nobody used.
+    Idle,
     /// The peer sent GOAWAY: dial again at once (its new URI, or the same URL) while
     /// the old session keeps serving until `leaving` is released (or dropped).
     GoingAway { uri: String, leaving: Leaving },
@@ -68,6 +81,20 @@ fn leave(
         let _ = driver.await;
     });
     release
+}
+
+/// Resolves once `count` has been zero for `idle` straight (checked every second).
+async fn unused_for(count: &Upstream, idle: Duration) {
+    let mut unused_since = tokio::time::Instant::now();
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        ticker.tick().await;
+        if count.get() > 0 {
+            unused_since = tokio::time::Instant::now();
+        } else if unused_since.elapsed() >= idle {
+            return;
+        }
+    }
 }
 
 /// A link and how to redial it.
@@ -104,7 +131,8 @@ impl Link {
                 kind: self.kind,
                 cost: match self.kind {
                     LinkKind::Root => 0,
-                    _ => prepare(&self.url, None).map_or(DEFAULT_LINK_COST, |(_, c)| c),
+                    LinkKind::OnDemand => ON_DEMAND_COST,
+                    LinkKind::Static => prepare(&self.url, None).map_or(DEFAULT_LINK_COST, |(_, c)| c),
                 },
                 state: LinkState::Connecting,
                 since: SystemTime::now(),
@@ -118,7 +146,7 @@ impl Link {
         while !self.context.lifecycle.is_draining() {
             let started = Instant::now();
             let error = match self.session(moving.take()).await {
-                Ended::GoingAway { uri, leaving } => {
+                Ok(Ended::GoingAway { uri, leaving }) => {
                     tracing::info!(url = %shown, kind = self.kind.as_str(), to = %redact(&uri), "peer is going away; redialling at once");
                     cluster.update(&self.key, |s| {
                         s.state = LinkState::Connecting;
@@ -127,8 +155,12 @@ impl Link {
                     moving = Some((uri, leaving));
                     continue;
                 }
-                Ended::Closed(Ok(())) => "session closed".to_string(),
-                Ended::Closed(Err(err)) => err,
+                Ok(Ended::Closed) => "session closed".to_string(),
+                Ok(Ended::Idle) => {
+                    tracing::info!(url = %shown, "on-demand link idle; closed (dialled again when a viewer needs it)");
+                    break;
+                }
+                Err(err) => err,
             };
             tracing::warn!(url = %shown, kind = self.kind.as_str(), error = %error, "cluster link down; will retry");
             cluster.update(&self.key, |s| {
@@ -156,14 +188,7 @@ impl Link {
     /// One dial and, if it works, the session until it ends or the peer sends GOAWAY.
     /// `moving`: the GOAWAY we follow (its URI) and the old session, released once this
     /// one is up (dropped, so closed at once, when this dial fails).
-    async fn session(&self, moving: Option<(String, Leaving)>) -> Ended {
-        match self.dial_and_run(moving).await {
-            Ok(ended) => ended,
-            Err(err) => Ended::Closed(Err(err)),
-        }
-    }
-
-    async fn dial_and_run(&self, moving: Option<(String, Leaving)>) -> Result<Ended, String> {
+    async fn session(&self, moving: Option<(String, Leaving)>) -> Result<Ended, String> {
         let Context {
             cluster,
             media,
@@ -174,6 +199,7 @@ impl Link {
             ..
         } = &self.context;
         let token = token(token_file.as_deref())?;
+        cluster.token_read(token.as_deref());
         let (mut url, cost) = prepare(&self.url, token.as_deref())?;
         let (uri, leaving) = match moving {
             Some((uri, leaving)) => (Some(uri), Some(leaving)),
@@ -213,11 +239,16 @@ impl Link {
         config.permissions = Permissions::all();
         config.cost = match self.kind {
             LinkKind::Root => 0,
-            _ => cost,
+            LinkKind::OnDemand => cost.max(ON_DEMAND_COST),
+            LinkKind::Static => cost,
         };
         config.shutdown = Some(lifecycle.draining());
         config.quota = quota.clone();
         config.setup.path = connected.setup_path(&url);
+        // An on-demand link counts its own upstream subscriptions (into the total), so it
+        // can close once nothing uses it.
+        let in_use = Arc::new(Upstream::child(&media.upstream));
+        config.upstream = in_use.clone();
         let events: Events = config.events.clone();
         let session = MoqSession::new(connected.session, connected.transport);
         let version = connected.version;
@@ -232,20 +263,30 @@ impl Link {
         if let Some(leaving) = leaving {
             let _ = leaving.send(());
         }
+        let idle = async {
+            match self.kind {
+                LinkKind::OnDemand => unused_for(&in_use, ON_DEMAND_IDLE).await,
+                _ => std::future::pending().await,
+            }
+        };
         let mut driver = tokio::spawn(moq_core::session::run(session.clone(), config));
         let result = tokio::select! {
             joined = &mut driver => joined.unwrap_or(Err(CoreError::Cancelled)),
+            () = idle => {
+                session.close(0, "idle");
+                return Ok(Ended::Idle);
+            }
             uri = events.goaway() => {
                 let leaving = leave(session, driver, redact(url.as_str()));
                 return Ok(Ended::GoingAway { uri, leaving });
             }
         };
         session.close(0, "link closed");
-        Ok(Ended::Closed(match result {
-            Ok(()) => Ok(()),
+        match result {
+            Ok(()) => Ok(Ended::Closed),
             Err(CoreError::Transport(detail)) => Err(detail),
             Err(err) => Err(err.to_string()),
-        }))
+        }
     }
 }
 
@@ -350,5 +391,31 @@ mod tests {
                 .unwrap_err()
                 .contains("invalid URI")
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unused_on_demand_link_is_noticed_after_the_idle_time() {
+        let total = Arc::new(Upstream::default());
+        let link = Upstream::child(&total);
+        // In use for a while: not idle.
+        let watch = unused_for(&link, Duration::from_secs(30));
+        tokio::pin!(watch);
+        link.add();
+        assert_eq!(total.get(), 1, "the total counts the link's subscription");
+        assert!(
+            tokio::time::timeout(Duration::from_secs(60), &mut watch)
+                .await
+                .is_err()
+        );
+        // Released: idle 30 s later, not before.
+        link.remove();
+        let released = tokio::time::Instant::now();
+        watch.await;
+        let waited = released.elapsed();
+        assert!(
+            waited >= Duration::from_secs(29) && waited <= Duration::from_secs(32),
+            "{waited:?}"
+        );
+        assert_eq!(total.get(), 0);
     }
 }

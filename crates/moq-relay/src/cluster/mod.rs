@@ -181,6 +181,10 @@ pub struct Cluster {
     refused: Family<crate::metrics::ReasonLabels, prometheus_client::metrics::counter::Counter>,
     /// Which directory session writes each relay id's entries (while it lives).
     claims: Mutex<HashMap<u64, std::sync::Weak<()>>>,
+    /// When the cluster token in use expires (Unix seconds; 0 without one or an `exp`).
+    token_expiry: Gauge,
+    /// Links that went down, by kind: a link flapping shows as a fast-growing count.
+    downs: Family<LinkLabels, prometheus_client::metrics::counter::Counter>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -203,6 +207,18 @@ impl Cluster {
             "Cluster directory entries refused, by reason",
             refused.clone(),
         );
+        let token_expiry = Gauge::default();
+        metrics.register(
+            "moq_relay_cluster_token_expiry_timestamp_seconds",
+            "When the cluster token the relay dials with expires (Unix seconds; 0: none or no exp)",
+            token_expiry.clone(),
+        );
+        let downs = Family::default();
+        metrics.register(
+            "moq_relay_cluster_link_downs",
+            "Cluster links that went down (a session ended or a dial failed), by kind",
+            downs.clone(),
+        );
         let this = Self {
             directory: Origin::new(Cache::default(), Duration::ZERO),
             node,
@@ -211,7 +227,17 @@ impl Cluster {
             gauge,
             refused,
             claims: Mutex::default(),
+            token_expiry,
+            downs,
         };
+        for kind in LinkKind::ALL {
+            this.downs
+                .get_or_create(&LinkLabels {
+                    kind: kind.as_str(),
+                    state: LinkState::Down.as_str(),
+                })
+                .inc_by(0);
+        }
         this.recount(&BTreeMap::new());
         this.refuse_count("url_not_allowed", 0);
         this.refuse_count("not_the_writer", 0);
@@ -230,16 +256,15 @@ impl Cluster {
         nodes
     }
 
-    /// Whether this relay can reach the rest of the cluster: false when it has
-    /// static links and none is up (an edge cut off from every upstream
-    /// should be taken out of rotation).
+    /// Whether this relay can reach the rest of the cluster: true without configured
+    /// links, or while *some* link is up (a static one, a root, or an on-demand link to an
+    /// origin), so losing one tier does not take every edge out of rotation at once.
     pub fn connected(&self) -> bool {
         let links = lock(&self.links);
-        let mut configured = links.values().filter(|l| l.kind == LinkKind::Static).peekable();
-        configured.peek().is_none()
-            || links
-                .values()
-                .any(|l| l.kind == LinkKind::Static && l.state == LinkState::Up)
+        let configured = links
+            .values()
+            .any(|l| matches!(l.kind, LinkKind::Static | LinkKind::Root));
+        !configured || links.values().any(|l| l.state == LinkState::Up)
     }
 
     /// Whether the directory session `session` may write entries for relay `id`: it may
@@ -279,9 +304,24 @@ impl Cluster {
     fn update(&self, key: &str, f: impl FnOnce(&mut LinkStatus)) {
         let mut links = lock(&self.links);
         if let Some(status) = links.get_mut(key) {
+            let before = status.state;
             f(status);
+            if status.state == LinkState::Down && before != LinkState::Down {
+                self.downs
+                    .get_or_create(&LinkLabels {
+                        kind: status.kind.as_str(),
+                        state: LinkState::Down.as_str(),
+                    })
+                    .inc();
+            }
         }
         self.recount(&links);
+    }
+
+    /// Record the expiry of the cluster token just read.
+    fn token_read(&self, token: Option<&str>) {
+        let exp = token.and_then(moq_auth::unverified_expiry).unwrap_or(0);
+        self.token_expiry.set(i64::try_from(exp).unwrap_or(i64::MAX));
     }
 
     fn recount(&self, links: &BTreeMap<String, LinkStatus>) {
@@ -461,6 +501,23 @@ mod tests {
         );
         assert!(cluster.connected());
         cluster.update("static x", |s| s.state = LinkState::Down);
+        assert!(!cluster.connected());
+        // An on-demand link that carries media keeps the relay in rotation (issue 14: a
+        // regional outage must not pull every edge out at once).
+        cluster.insert(
+            "node 9",
+            LinkStatus {
+                url: "y".into(),
+                kind: LinkKind::OnDemand,
+                cost: 1000,
+                state: LinkState::Up,
+                since: SystemTime::now(),
+                connects: 1,
+                last_error: None,
+            },
+        );
+        assert!(cluster.connected());
+        cluster.remove("node 9");
         assert!(!cluster.connected());
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();

@@ -1,12 +1,15 @@
 //! `[auth]`: who may publish and subscribe where.
 
-use std::{fmt, path::PathBuf};
+use std::{fmt, path::PathBuf, time::Duration};
 
 use clap::Args;
 use serde::{Deserialize, Deserializer, de};
 use serde_with::{DisplayFromStr, OneOrMany};
 
+use super::value::{HumanDuration, parse_duration};
+
 /// `[auth]`: token verification keys, anonymous prefixes, or an external auth service.
+#[serde_with::serde_as]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Args)]
 #[serde(default, deny_unknown_fields)]
 pub struct Auth {
@@ -23,16 +26,54 @@ pub struct Auth {
     )]
     pub key_dir: Option<String>,
 
-    /// Auth service base URL, asked about every session (key also spelled `auth_api`).
-    #[arg(
-        id = "auth-url",
-        long = "auth-url",
-        env = "MOQ_AUTH_URL",
-        value_name = "URL",
-        alias = "auth-api"
-    )]
-    #[serde(alias = "auth_api")]
+    /// Auth server asked about every session (one JSON POST per connect, revalidate and
+    /// end, the contract `moq auth serve` answers): `http://` on a loopback address.
+    #[arg(id = "auth-url", long = "auth-url", env = "MOQ_AUTH_URL", value_name = "URL")]
     pub url: Option<String>,
+
+    /// How long the auth server has to answer before the session is refused (default 10s).
+    #[arg(
+        id = "auth-timeout",
+        long = "auth-timeout",
+        env = "MOQ_AUTH_TIMEOUT",
+        value_name = "DURATION",
+        value_parser = parse_duration
+    )]
+    #[serde_as(as = "Option<HumanDuration>")]
+    pub timeout: Option<Duration>,
+
+    /// How long an auth server's answer to a `connect` is reused for the same facts (path,
+    /// query, address, certificate...), default 2s; "0s" asks every time.
+    #[arg(
+        id = "auth-cache",
+        long = "auth-cache",
+        env = "MOQ_AUTH_CACHE",
+        value_name = "DURATION",
+        value_parser = parse_duration
+    )]
+    #[serde_as(as = "Option<HumanDuration>")]
+    pub cache: Option<Duration>,
+
+    /// Requests to the auth server in flight at once (default 64); a session arriving
+    /// when all are taken is refused at once rather than queued behind a slow server.
+    #[arg(
+        id = "auth-concurrency",
+        long = "auth-concurrency",
+        env = "MOQ_AUTH_CONCURRENCY",
+        value_name = "N"
+    )]
+    pub concurrency: Option<u32>,
+
+    /// The 0.14 GET webhook (`auth_api`, `--auth-api`), replaced by `url`: refused with
+    /// that said, never sent the new contract silently.
+    #[arg(
+        id = "auth-api",
+        long = "auth-api",
+        env = "MOQ_AUTH_API",
+        value_name = "URL",
+        hide = true
+    )]
+    pub auth_api: Option<String>,
 
     /// Anonymous access, normalised from the file's `public` (a prefix, a list, or a
     /// `{ subscribe, publish }` table) and the `--auth-public*` flags.
@@ -44,6 +85,18 @@ pub struct Auth {
     #[arg(skip)]
     #[serde(rename = "public")]
     public_file: Option<PublicValue>,
+
+    /// `public_subscribe` as written in the file (the 0.15+ spelling).
+    #[arg(skip)]
+    #[serde(rename = "public_subscribe")]
+    #[serde_as(as = "Option<OneOrMany<DisplayFromStr>>")]
+    public_subscribe_file: Option<Vec<String>>,
+
+    /// `public_publish` as written in the file (the 0.15+ spelling).
+    #[arg(skip)]
+    #[serde(rename = "public_publish")]
+    #[serde_as(as = "Option<OneOrMany<DisplayFromStr>>")]
+    public_publish_file: Option<Vec<String>>,
 
     /// Path prefix(es) anyone may subscribe to and publish under ("" = everything).
     #[arg(
@@ -90,6 +143,30 @@ impl Auth {
 
     /// Fold the file's spellings into the normalised fields (before flags apply).
     pub(super) fn migrate(&mut self, warnings: &mut Vec<String>) -> Result<(), String> {
+        let subscribe = self.public_subscribe_file.take();
+        let publish = self.public_publish_file.take();
+        if (subscribe.is_some() || publish.is_some())
+            && matches!(self.public_file, Some(PublicValue::Table(_)))
+        {
+            return Err(
+                "'auth.public' is a table and 'auth.public_subscribe'/'auth.public_publish' are set: \
+                 they say the same thing, keep one spelling"
+                    .to_string(),
+            );
+        }
+        let _ = warnings;
+        self.migrate_public()?;
+        // The 0.15+ keys add to `public` (a pattern both ways), as theirs do.
+        if let Some(subscribe) = subscribe {
+            self.public.get_or_insert_default().subscribe.extend(subscribe);
+        }
+        if let Some(publish) = publish {
+            self.public.get_or_insert_default().publish.extend(publish);
+        }
+        Ok(())
+    }
+
+    fn migrate_public(&mut self) -> Result<(), String> {
         let Some(value) = self.public_file.take() else {
             return Ok(());
         };
@@ -103,18 +180,12 @@ impl Auth {
                 publish: list,
             },
             PublicValue::Table(table) => {
-                if let Some(api) = table.api {
-                    if self.url.as_ref().is_some_and(|url| *url != api) {
-                        return Err(
-                            "'auth.public.api' and 'auth.url' are both set: they are the same \
-                                    setting, keep only 'auth.url'"
-                                .to_string(),
-                        );
-                    }
-                    warnings.push(format!(
-                        "'auth.public.api' is deprecated: write url = \"{api}\" under [auth] instead"
-                    ));
-                    self.url = Some(api);
+                if table.api.is_some() {
+                    return Err(
+                        "'auth.public.api' (the 0.14 GET auth webhook) was replaced by auth.url, an auth server \
+                         answering the POST contract (e.g. `moq auth serve`): remove it and set url"
+                            .to_string(),
+                    );
                 }
                 Public {
                     subscribe: table.subscribe,

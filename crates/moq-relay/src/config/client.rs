@@ -21,7 +21,8 @@ pub struct Client {
         id = "client-bind",
         long = "client-bind",
         env = "MOQ_CLIENT_BIND",
-        value_name = "ADDR"
+        value_name = "ADDR",
+        alias = "connect-bind"
     )]
     #[serde(alias = "listen")]
     pub bind: Option<Address>,
@@ -33,7 +34,8 @@ pub struct Client {
         env = "MOQ_CLIENT_VERSION",
         value_name = "VERSION",
         value_delimiter = ',',
-        value_parser = parse_version
+        value_parser = parse_version,
+        alias = "connect-version",
     )]
     #[serde_as(as = "OneOrMany<DisplayFromStr>")]
     pub version: Vec<moq_proto::Version>,
@@ -94,7 +96,8 @@ pub struct ClientTls {
         long = "client-tls-root",
         env = "MOQ_CLIENT_TLS_ROOT",
         value_name = "FILE",
-        value_delimiter = ','
+        value_delimiter = ',',
+        alias = "connect-tls-root"
     )]
     #[serde_as(as = "OneOrMany<DisplayFromStr>")]
     pub root: Vec<PathBuf>,
@@ -108,7 +111,8 @@ pub struct ClientTls {
         num_args = 0..=1,
         require_equals = true,
         default_missing_value = "true",
-        value_parser = clap::builder::BoolishValueParser::new()
+        value_parser = clap::builder::BoolishValueParser::new(),
+        alias = "connect-tls-system-roots",
     )]
     pub system_roots: Option<bool>,
 
@@ -118,7 +122,8 @@ pub struct ClientTls {
         long = "client-tls-fingerprint",
         env = "MOQ_CLIENT_TLS_FINGERPRINT",
         value_name = "SHA256",
-        value_delimiter = ','
+        value_delimiter = ',',
+        alias = "connect-tls-fingerprint"
     )]
     #[serde_as(as = "OneOrMany<DisplayFromStr>")]
     pub fingerprint: Vec<Fingerprint>,
@@ -128,7 +133,8 @@ pub struct ClientTls {
         id = "client-tls-cert",
         long = "client-tls-cert",
         env = "MOQ_CLIENT_TLS_CERT",
-        value_name = "FILE"
+        value_name = "FILE",
+        alias = "connect-tls-cert"
     )]
     pub cert: Option<PathBuf>,
 
@@ -137,7 +143,8 @@ pub struct ClientTls {
         id = "client-tls-key",
         long = "client-tls-key",
         env = "MOQ_CLIENT_TLS_KEY",
-        value_name = "FILE"
+        value_name = "FILE",
+        alias = "connect-tls-key"
     )]
     pub key: Option<PathBuf>,
 
@@ -152,7 +159,8 @@ pub struct ClientTls {
         num_args = 0..=1,
         require_equals = true,
         default_missing_value = "true",
-        value_parser = clap::builder::BoolishValueParser::new()
+        value_parser = clap::builder::BoolishValueParser::new(),
+        alias = "connect-tls-insecure",
     )]
     #[serde(alias = "insecure")]
     pub disable_verify: Option<bool>,

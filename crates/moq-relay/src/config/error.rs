@@ -99,6 +99,16 @@ pub enum ConfigError {
         message: String,
     },
 
+    /// Settings the ecosystem's relay has removed (and this one does not read): each line
+    /// names the old spelling, where it is, and its replacement.
+    #[error("config {origin}: {}{}", super::renamed::HEADING, renamed_lines(.settings))]
+    Renamed {
+        /// The file, or "(flags and environment)".
+        origin: String,
+        /// `old -> new (note)`, prefixed with the line in the file when known.
+        settings: Vec<String>,
+    },
+
     /// The merged configuration contradicts itself or lets nobody connect (`Config::validate`).
     #[error("config {origin}: {}", list(.problems))]
     Invalid {
@@ -115,6 +125,10 @@ fn suffix(suggestion: &Option<String>, hint: &Option<&'static str>) -> String {
         (Some(suggestion), None) => format!(" (did you mean '{suggestion}'?)"),
         (None, None) => String::new(),
     }
+}
+
+fn renamed_lines(settings: &[String]) -> String {
+    settings.iter().map(|setting| format!("\n  {setting}")).collect()
 }
 
 fn list(problems: &[String]) -> String {

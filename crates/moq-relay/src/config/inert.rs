@@ -34,13 +34,11 @@ pub const INERT: &[(&str, &str)] = &[
     ),
     ("server.tcp", "plaintext qmux over TCP is not served"),
     ("server.unix", "plaintext qmux over a Unix socket is not served"),
-    ("client.connect", "the relay dials only its cluster peers"),
+    ("client.url", "the relay dials only its cluster peers"),
+    ("client.once", "cluster links always reconnect"),
     ("client.backend", "this relay always runs on quinn"),
     ("client.timeout", "cluster dials use the QUIC handshake timeout"),
-    (
-        "client.failover_delay",
-        "cluster dials race every resolved address at once",
-    ),
+    ("client.race", "cluster dials race every resolved address at once"),
     (
         "client.resolution_delay",
         "cluster dials race every resolved address at once",
@@ -56,8 +54,6 @@ pub const INERT: &[(&str, &str)] = &[
     ("quic.gso", "GSO is used whenever the kernel supports it"),
     ("quic.mtu_discovery", "path MTU discovery is not configurable"),
     ("quic.qlog", "qlog output is not supported"),
-    ("auth.domains", "subdomain routing is not supported"),
-    ("auth.mtls_tier", "stats tiers are not supported"),
     (
         "cluster.connect_api",
         "peers come from 'cluster.connect' and the directory of 'cluster.root'",
@@ -72,12 +68,32 @@ pub const INERT: &[(&str, &str)] = &[
     ("runtime", "the runtime uses every core it is given"),
 ];
 
-/// The inert entry covering `key` (a dotted path), if any.
+/// The inert entry covering `key` (a dotted path, `[listen]` and `[connect]` spellings
+/// included), if any.
 pub(super) fn lookup(key: &str) -> Option<(&'static str, &'static str)> {
+    let key = canonical(key);
     INERT
         .iter()
         .copied()
         .find(|(inert, _)| key == *inert || key.strip_prefix(inert).is_some_and(|rest| rest.starts_with('.')))
+}
+
+/// `key` with its table written the way this relay's tables are named: `listen.x` is
+/// `server.x` and `connect.x` is `client.x` (the 0.15+ spellings of the same tables).
+pub(super) fn canonical(key: &str) -> std::borrow::Cow<'_, str> {
+    let (first, rest) = match key.split_once('.') {
+        Some((first, rest)) => (first, Some(rest)),
+        None => (key, None),
+    };
+    let table = match first {
+        "listen" => "server",
+        "connect" => "client",
+        _ => return std::borrow::Cow::Borrowed(key),
+    };
+    match rest {
+        Some(rest) => std::borrow::Cow::Owned(format!("{table}.{rest}")),
+        None => std::borrow::Cow::Borrowed(table),
+    }
 }
 
 /// The warning for an inert key found at `place` (`file:line` or an env var name).
@@ -136,6 +152,27 @@ mod tests {
             found.iter().find(|(k, _)| k == "server.backend").unwrap().1,
             text.find("backend").unwrap()
         );
+    }
+
+    #[test]
+    fn listen_and_connect_spellings_are_the_same_tables() {
+        assert_eq!(lookup("listen.backend"), lookup("server.backend"));
+        assert!(lookup("listen.quic.qlog").is_some());
+        assert!(lookup("connect.backoff").is_some());
+        assert!(
+            lookup("connect.websocket.delay").is_none(),
+            "[client.websocket] acts"
+        );
+        assert!(lookup("connect.tls.host_name").is_some());
+        assert!(lookup("listen.bind").is_none());
+        assert!(lookup("listener.backend").is_none());
+        assert_eq!(canonical("connect"), "client");
+        assert_eq!(canonical("cluster.connect"), "cluster.connect");
+
+        let text = "[listen]\nbackend = \"quinn\"\nbind = \"[::]:443\"\n[connect]\nrace = \"1s\"\n";
+        let mut table = DeTable::parse(text).unwrap().into_inner();
+        let keys: Vec<String> = strip(&mut table).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["connect.race", "listen.backend"]);
     }
 
     #[test]

@@ -8,20 +8,23 @@ use serde_path_to_error::Segment;
 use super::{Config, ConfigError, Location};
 
 /// Keys that are accepted only for migration, as (table, key): never suggest them for a typo.
-const LEGACY_KEYS: [(&str, &str); 2] = [("cluster", "advertise"), ("cluster", "prefix")];
+const LEGACY_KEYS: [(&str, &str); 3] = [
+    ("cluster", "advertise"),
+    ("cluster", "prefix"),
+    ("auth", "auth_api"),
+];
 
 /// Two spellings of one key, for "set twice" messages: (canonical, other).
-const SPELLINGS: [(&str, &str); 6] = [
+const SPELLINGS: [(&str, &str); 5] = [
     ("server", "listen"),
     ("client", "connect"),
     ("bind", "listen"),
     ("listen", "bind"),
     ("disable_verify", "insecure"),
-    ("url", "auth_api"),
 ];
 
 /// Keys that moved: where they live now.
-const MOVED: [(&str, &str); 5] = [
+const MOVED: [(&str, &str); 4] = [
     (
         "tls",
         "TLS settings live under [server.tls], or [client.tls] for dialing",
@@ -32,7 +35,6 @@ const MOVED: [(&str, &str); 5] = [
     ),
     ("server.tls.insecure", "insecure belongs under [client.tls]"),
     ("web.listen", "write listen under [web.http] or [web.https]"),
-    ("auth.tls", "client certificate CAs are set with server.tls.root"),
 ];
 
 /// Parse `text` (the contents of `file`) into a config, without applying flags. Inert
@@ -49,6 +51,16 @@ pub(super) fn parse(text: &str, file: &Path) -> Result<(Config, Vec<String>), Co
             message: one_line(err.message()),
         }
     })?;
+    let renamed = super::renamed::find(table.get_ref());
+    if !renamed.is_empty() {
+        return Err(ConfigError::Renamed {
+            origin: file.display().to_string(),
+            settings: renamed
+                .into_iter()
+                .map(|(line, offset)| format!("line {}: {line}", line_col(text, offset).0))
+                .collect(),
+        });
+    }
     let warnings = super::inert::strip(table.get_mut())
         .into_iter()
         .filter_map(|(key, offset)| {

@@ -10,14 +10,18 @@
 //! or `[listen]`, `[client]` or `[connect]`, `bind` or `listen`, `tls.disable_verify` or
 //! `tls.insecure`. Unknown keys are rejected with the file, line and a "did you mean";
 //! legacy keys (`cluster.advertise`, `cluster.prefix`, `cluster.mesh = "<url>"`,
-//! `auth.public.api`) are migrated with a warning saying what to write instead.
+//! `auth.public.api`) are migrated with a warning saying what to write instead. Keys and
+//! flags the ecosystem has removed and this relay does not read either (`[auth] domains`,
+//! `--auth-mtls-tier`, `[connect] reconnect`...) stop loading with the ecosystem's
+//! "renamed" message naming each replacement (see [`renamed`]).
 //!
 //! Flag `--SECTION-KEY` and env var `MOQ_SECTION_KEY` for `[section] key`, nested tables
 //! joined the same way: `[server.tls] cert` is `--server-tls-cert` / `MOQ_SERVER_TLS_CERT`.
 //! Lists take repeated flags or commas; booleans take `--flag` or `--flag=false`.
 //!
 //! Loading never touches the network or the certificate files: it only reads the config
-//! file. [`Config::validate`] is pure as well.
+//! file. [`Config::validate`] reads nothing either, except that with `[server.tls.acme]`
+//! it checks that the cache directory is writable (a probe file, created and removed).
 
 mod auth;
 mod cache;
@@ -29,6 +33,7 @@ mod limits;
 mod load;
 mod log;
 mod quic;
+pub mod renamed;
 mod server;
 mod value;
 mod web;
@@ -62,7 +67,10 @@ pub use quic::{
     ClientQuic, CongestionControl, DEFAULT_IDLE_TIMEOUT, DEFAULT_KEEP_ALIVE, DEFAULT_MAX_STREAMS,
     MAX_STREAMS_LIMIT, Quic, QuicSettings, ServerQuic,
 };
-pub use server::{DEFAULT_BIND, Server, ServerTls};
+pub use server::{
+    Acme, AcmeChallenge, DEFAULT_ACME_CACHE, DEFAULT_ACME_HTTP_LISTEN, DEFAULT_BIND, Secret, Server,
+    ServerTls,
+};
 pub use value::{
     Address, Fingerprint, MemoryLimit, format_bytes, format_duration, parse_bytes, parse_duration,
 };
@@ -178,7 +186,22 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let matches = Self::command().try_get_matches_from(args)?;
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let mut matches = with_renamed_flags(Self::command()).try_get_matches_from(&args)?;
+        // The 0.15+ env spellings (`MOQ_LISTEN_*`, `MOQ_CONNECT_*`) become the flags they
+        // stand for, unless the flag or the canonical env var is given: parse again.
+        let aliased = env_alias_args(&matches, |name| std::env::var_os(name));
+        if !aliased.is_empty() {
+            matches =
+                with_renamed_flags(Self::command()).try_get_matches_from(args.iter().chain(&aliased))?;
+        }
+        let renamed = renamed_flags(&matches);
+        if !renamed.is_empty() {
+            return Err(ConfigError::Renamed {
+                origin: "(flags and environment)".to_string(),
+                settings: renamed,
+            });
+        }
         let file = matches.get_one::<PathBuf>("file").cloned();
         let mut config = match &file {
             Some(path) => Self::from_file(path)?,
@@ -188,6 +211,13 @@ impl Config {
         config.update_from_arg_matches(&matches)?;
         config.auth.apply_flags();
         config.apply_defaults();
+        // A development relay moved to another address keeps HTTP on the QUIC port.
+        if config.development
+            && flag_given(&matches, "server-bind")
+            && !flag_given(&matches, "web-http-listen")
+        {
+            config.web.http.listen = config.server.bind.clone();
+        }
         Ok(config)
     }
 
@@ -268,18 +298,166 @@ impl Config {
     }
 }
 
-/// Whether any flag or env var other than the file and `[log]` settings was given: those
-/// turn off the development defaults, so that a deployment configured only by env vars
-/// never ends up with a self-signed certificate and anonymous access.
+/// The env var spellings of the 0.15+ flags, which clap (one env var per flag) cannot
+/// carry: (env var, the flag it sets). `MOQ_LISTEN` is `--listen`, i.e. `--server-bind`.
+pub const ENV_ALIASES: &[(&str, &str)] = &[
+    ("MOQ_LISTEN", "server-bind"),
+    ("MOQ_LISTEN_VERSION", "server-version"),
+    ("MOQ_LISTEN_TLS_CERT", "server-tls-cert"),
+    ("MOQ_LISTEN_TLS_KEY", "server-tls-key"),
+    ("MOQ_LISTEN_TLS_GENERATE", "server-tls-generate"),
+    ("MOQ_LISTEN_TLS_ROOT", "server-tls-root"),
+    ("MOQ_CONNECT_BIND", "client-bind"),
+    ("MOQ_CONNECT_VERSION", "client-version"),
+    ("MOQ_CONNECT_TLS_ROOT", "client-tls-root"),
+    ("MOQ_CONNECT_TLS_SYSTEM_ROOTS", "client-tls-system-roots"),
+    ("MOQ_CONNECT_TLS_FINGERPRINT", "client-tls-fingerprint"),
+    ("MOQ_CONNECT_TLS_CERT", "client-tls-cert"),
+    ("MOQ_CONNECT_TLS_KEY", "client-tls-key"),
+    ("MOQ_CONNECT_TLS_INSECURE", "client-tls-disable-verify"),
+];
+
+/// `--flag=value` for each [`ENV_ALIASES`] variable that `env` holds (non-empty) whose
+/// flag was given neither on the command line nor by its canonical env var, which win.
+fn env_alias_args(matches: &clap::ArgMatches, env: impl Fn(&str) -> Option<OsString>) -> Vec<OsString> {
+    ENV_ALIASES
+        .iter()
+        .filter(|(_, flag)| {
+            !matches!(
+                matches.value_source(flag),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            )
+        })
+        .filter_map(|(name, flag)| {
+            let value = env(name).filter(|value| !value.is_empty())?;
+            let mut arg = OsString::from(format!("--{flag}="));
+            arg.push(value);
+            Some(arg)
+        })
+        .collect()
+}
+
+/// `command` with the flags the ecosystem has removed (see [`renamed::RENAMED_FLAGS`])
+/// accepted but hidden, so that giving one names its replacement.
+fn with_renamed_flags(command: clap::Command) -> clap::Command {
+    renamed::RENAMED_FLAGS
+        .iter()
+        .fold(command, |command, (flag, env, _)| {
+            command.arg(
+                clap::Arg::new(*flag)
+                    .long(*flag)
+                    .env(*env)
+                    .hide(true)
+                    .num_args(0..=1)
+                    .action(clap::ArgAction::Append),
+            )
+        })
+}
+
+/// The removed flags (or their env vars) that were given, each with its replacement.
+fn renamed_flags(matches: &clap::ArgMatches) -> Vec<String> {
+    renamed::RENAMED_FLAGS
+        .iter()
+        .filter(|(flag, ..)| {
+            matches!(
+                matches.value_source(flag),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            )
+        })
+        .map(|(flag, env, new)| renamed::entry(&format!("--{flag} / {env}"), new, None))
+        .collect()
+}
+
+/// Whether any flag or env var other than the file, `[log]` and listen addresses was given:
+/// those turn off the development defaults, so that a deployment configured only by env
+/// vars never ends up with a self-signed certificate and anonymous access.
 fn configures_relay(matches: &clap::ArgMatches) -> bool {
     Config::command()
         .get_arguments()
         .map(|arg| arg.get_id().as_str().to_string())
-        .any(|id| {
-            !matches!(id.as_str(), "file" | "check" | "log-level" | "log-format")
-                && matches!(
-                    matches.value_source(&id),
-                    Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-                )
-        })
+        .any(|id| !KEEPS_DEVELOPMENT.contains(&id.as_str()) && flag_given(matches, &id))
+}
+
+/// Flags that leave a relay without a config file a development relay: where it listens
+/// and how it logs (`moq-relay --server-bind [::]:5000` is the development relay on 5000).
+const KEEPS_DEVELOPMENT: [&str; 6] = [
+    "file",
+    "check",
+    "log-level",
+    "log-format",
+    "server-bind",
+    "web-http-listen",
+];
+
+/// Whether the flag (or its env var) with this id was given.
+fn flag_given(matches: &clap::ArgMatches, id: &str) -> bool {
+    matches!(
+        matches.value_source(id),
+        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // Test code.
+
+    use super::*;
+
+    fn matches(args: &[&str]) -> clap::ArgMatches {
+        Config::command()
+            .try_get_matches_from(std::iter::once("moq-relay").chain(args.iter().copied()))
+            .unwrap()
+    }
+
+    fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<OsString> {
+        move |name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| OsString::from(v))
+        }
+    }
+
+    #[test]
+    fn listen_and_connect_env_vars_stand_for_their_flags() {
+        let args = env_alias_args(
+            &matches(&[]),
+            env(&[
+                ("MOQ_LISTEN", "[::]:5000"),
+                ("MOQ_LISTEN_TLS_GENERATE", "localhost"),
+                ("MOQ_CONNECT_TLS_INSECURE", "true"),
+                ("MOQ_CONNECT_TLS_ROOT", ""),
+                ("MOQ_LISTENER", "x"),
+            ]),
+        );
+        assert_eq!(
+            args,
+            [
+                "--server-bind=[::]:5000",
+                "--server-tls-generate=localhost",
+                "--client-tls-disable-verify=true"
+            ]
+        );
+        // Every alias names a flag the relay has.
+        let ids: Vec<String> = Config::command()
+            .get_arguments()
+            .map(|arg| arg.get_id().to_string())
+            .collect();
+        for (name, flag) in ENV_ALIASES {
+            assert!(ids.iter().any(|id| id == flag), "{name}: --{flag}");
+        }
+    }
+
+    #[test]
+    fn the_flag_wins_over_the_alias() {
+        let given = matches(&["--listen=[::]:6000", "--server-tls-generate=a"]);
+        let args = env_alias_args(
+            &given,
+            env(&[
+                ("MOQ_LISTEN", "[::]:5000"),
+                ("MOQ_LISTEN_TLS_GENERATE", "b"),
+                ("MOQ_LISTEN_TLS_CERT", "c.pem"),
+            ]),
+        );
+        assert_eq!(args, ["--server-tls-cert=c.pem"]);
+    }
 }

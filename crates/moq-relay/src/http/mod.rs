@@ -1,12 +1,14 @@
 //! The relay's HTTP listeners, each a plain `axum` router built from narrow state:
 //! [`public`] (on the QUIC address and on `[web.https]`: certificate fingerprint,
-//! announced, fetch, and the WebSocket fallback of [`websocket`]) and [`admin`] (the
-//! internal ops listener: metrics, health, readiness, nodes, sessions).
+//! announced, fetch, and the WebSocket fallback of [`websocket`]), [`admin`] (the
+//! internal ops listener: metrics, health, readiness, nodes, sessions) and [`acme`]
+//! (ACME HTTP-01 challenges on port 80, redirecting everything else to HTTPS).
 //!
 //! Routers are tested without sockets. [`serve`] runs one on a TCP listener, with TLS
 //! or without, bounded for hostile clients: a cap on open connections, a deadline for
 //! the TLS handshake and for the request headers (slowloris), and graceful shutdown.
 
+pub mod acme;
 pub mod admin;
 pub mod public;
 pub mod websocket;
@@ -85,7 +87,9 @@ pub async fn serve(listener: Listener, shutdown: CancellationToken) {
         limits,
         refusals,
     } = listener;
-    let addr = tcp.local_addr().ok();
+    let addr = tcp
+        .local_addr()
+        .map_or_else(|err| err.to_string(), |a| a.to_string());
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -100,7 +104,7 @@ pub async fn serve(listener: Listener, shutdown: CancellationToken) {
             accepted = tcp.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
-                    tracing::debug!(?addr, %err, "HTTP accept failed");
+                    tracing::debug!(%addr, %err, "HTTP accept failed");
                     continue;
                 }
             },
@@ -136,6 +140,11 @@ pub async fn serve(listener: Listener, shutdown: CancellationToken) {
                         tracing::debug!(%peer, "TLS handshake failed or timed out");
                         return;
                     };
+                    // An ACME TLS-ALPN-01 validation ends with the handshake (RFC 8737 §3).
+                    if stream.get_ref().1.alpn_protocol() == Some(moq_native::acme::ALPN_ACME_TLS) {
+                        tracing::debug!(%peer, "ACME tls-alpn-01 validation answered");
+                        return;
+                    }
                     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     watcher.watch(connection.into_owned()).await
                 }
@@ -160,7 +169,7 @@ pub async fn serve(listener: Listener, shutdown: CancellationToken) {
         .await
         .is_err()
     {
-        tracing::debug!(?addr, "HTTP connections still open at shutdown");
+        tracing::debug!(%addr, "HTTP connections still open at shutdown");
     }
 }
 

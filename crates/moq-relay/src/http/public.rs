@@ -1,14 +1,16 @@
 //! The public HTTP endpoints, on TCP at the QUIC listener's address:
 //! `GET /certificate.sha256`, `/health`, `/announced[/prefix]`,
 //! `/fetch/<broadcast>/<track>[?group=N]`. Every one that reads media obeys `?jwt=`
-//! and the public prefixes exactly as a session would.
+//! and the public prefixes exactly as a session would; with `[auth] url` each request is
+//! a one-shot session of its own for the auth server (transport `http`, the path it
+//! reads as the dialled path), reported `end` when it is answered.
 
 use std::{sync::Arc, time::Duration};
 
 use axum::{
     Router,
     body::Body,
-    extract::{FromRef, Path as UrlPath, Query, State},
+    extract::{FromRef, Path as UrlPath, Query, RawQuery, State},
     http::{StatusCode, header},
     response::{IntoResponse, Response},
     routing::{any, get},
@@ -19,7 +21,13 @@ use moq_proto::Path;
 use tokio::sync::Semaphore;
 
 use super::websocket::{self, Upgrades};
-use crate::{gate::Gate, media::Media, metrics::Refusals};
+use crate::{
+    auth_service::{Facts, Lease, Service},
+    gate::Gate,
+    lifecycle::Lifecycle,
+    media::Media,
+    metrics::Refusals,
+};
 
 /// How long `/fetch` waits for a broadcast to be announced and a group to arrive.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -79,6 +87,10 @@ pub struct PublicState {
     pub media: Media,
     /// Who may read what.
     pub gate: Arc<Gate>,
+    /// The auth server (`[auth] url`), which then decides instead of the gate.
+    pub service: Option<Arc<Service>>,
+    /// Owns the `end` reports sent to the auth server.
+    pub lifecycle: Lifecycle,
     /// Authentication failures are counted with the sessions'.
     pub refusals: Refusals,
     /// SHA-256 fingerprints of the served certificates, hex.
@@ -135,53 +147,134 @@ struct TokenQuery {
     jwt: Option<String>,
 }
 
-/// What the request may read: its `?jwt=` token (if any) plus the public prefixes,
-/// as absolute paths. Failures are counted like session authentication failures.
-fn permissions(state: &PublicState, jwt: Option<&str>) -> Result<Permissions, Box<Response>> {
-    let jwt = jwt.filter(|t| !t.is_empty());
-    match state.gate.authorize(&Path::empty(), jwt) {
-        Ok((permissions, _)) => Ok(permissions),
-        Err(err) => {
-            if state.refusals.may_log() {
-                tracing::warn!(reason = err.reason(), "HTTP authentication failed");
-            }
-            state.refusals.auth_failed(err.reason());
-            Err(Box::new(error(StatusCode::UNAUTHORIZED, err.to_string())))
+/// What one request may read.
+struct Access {
+    /// Where `permissions` are rooted: the relay root for the gate, the requested path
+    /// (or the grant's alias for it) for the auth server.
+    root: Path,
+    permissions: Permissions,
+    lease: Option<Lease>,
+}
+
+impl Access {
+    /// Whether the absolute `path` may be read.
+    fn can_subscribe(&self, path: &Path) -> bool {
+        path.strip_prefix(&self.root)
+            .and_then(|relative| Path::new(relative).ok())
+            .is_some_and(|relative| self.permissions.can_subscribe(&relative))
+    }
+
+    /// Report the request's end to the auth server, if one admitted it.
+    fn end(self, state: &PublicState, reason: &str) {
+        if let Some(lease) = self.lease {
+            state
+                .lifecycle
+                .spawn_graceful(lease.end(reason.to_string(), Default::default()));
         }
     }
 }
 
-async fn announced_root(state: State<PublicState>, query: Query<TokenQuery>) -> Response {
-    list(state, "", query)
+/// What the request may read: its `?jwt=` token (if any) plus the public prefixes, or
+/// what the auth server grants at `path`. Failures are counted like session
+/// authentication failures.
+async fn authorize(
+    state: &PublicState,
+    path: &Path,
+    jwt: Option<&str>,
+    query: Option<String>,
+    peer: Option<std::net::SocketAddr>,
+) -> Result<Access, Box<Response>> {
+    let refused = |reason: &'static str, status: StatusCode, detail: String| {
+        if state.refusals.may_log() {
+            tracing::warn!(reason, "HTTP authentication failed");
+        }
+        state.refusals.auth_failed(reason);
+        Box::new(error(status, detail))
+    };
+    let Some(service) = &state.service else {
+        let jwt = jwt.filter(|t| !t.is_empty());
+        return match state.gate.authorize(&Path::empty(), jwt) {
+            Ok((permissions, _)) => Ok(Access {
+                root: Path::empty(),
+                permissions,
+                lease: None,
+            }),
+            Err(err) => Err(refused(err.reason(), StatusCode::UNAUTHORIZED, err.to_string())),
+        };
+    };
+    let facts = Facts {
+        transport: Some(moq_auth::service::Transport::Http),
+        target: match &query {
+            Some(query) => format!("/{path}?{query}"),
+            None => format!("/{path}"),
+        },
+        remote: peer,
+        ..Facts::default()
+    };
+    match service.connect(service.request(&facts), path.clone()).await {
+        Ok(lease) => Ok(Access {
+            root: lease.root().clone(),
+            permissions: lease.grant().permissions(),
+            lease: Some(lease),
+        }),
+        Err(refusal) => {
+            let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::UNAUTHORIZED);
+            Err(refused(refusal.reason, status, refusal.detail))
+        }
+    }
+}
+
+async fn announced_root(
+    state: State<PublicState>,
+    peer: Option<axum::Extension<super::Peer>>,
+    query: Query<TokenQuery>,
+    raw: RawQuery,
+) -> Response {
+    list(state, peer, "", query, raw).await
 }
 
 async fn announced(
     state: State<PublicState>,
+    peer: Option<axum::Extension<super::Peer>>,
     UrlPath(prefix): UrlPath<String>,
     query: Query<TokenQuery>,
+    raw: RawQuery,
 ) -> Response {
-    list(state, &prefix, query)
+    list(state, peer, &prefix, query, raw).await
 }
 
-fn list(State(state): State<PublicState>, prefix: &str, Query(query): Query<TokenQuery>) -> Response {
+async fn list(
+    State(state): State<PublicState>,
+    peer: Option<axum::Extension<super::Peer>>,
+    prefix: &str,
+    Query(query): Query<TokenQuery>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let Ok(prefix) = Path::new(prefix) else {
         return error(StatusCode::BAD_REQUEST, "bad prefix");
     };
-    let permissions = match permissions(&state, query.jwt.as_deref()) {
-        Ok(p) => p,
+    let peer = peer.map(|axum::Extension(super::Peer(peer))| peer);
+    let access = match authorize(&state, &prefix, query.jwt.as_deref(), raw, peer).await {
+        Ok(access) => access,
         Err(response) => return *response,
+    };
+    // An alias the auth server granted lists the aliased broadcasts.
+    let listed = match access.lease.is_some() {
+        true => access.root.clone(),
+        false => prefix,
     };
     // One path per line, relative to the prefix (as the reference relay lists them).
     let mut body = String::new();
     for path in state.media.origin.paths() {
-        if !permissions.can_subscribe(&path) {
+        if !access.can_subscribe(&path) {
             continue;
         }
-        if let Some(suffix) = path.strip_prefix(&prefix) {
+        if let Some(suffix) = path.strip_prefix(&listed) {
             body.push_str(suffix);
             body.push('\n');
         }
     }
+    access.end(&state, "done");
     ([(header::CONTENT_TYPE, "text/plain")], body).into_response()
 }
 
@@ -196,6 +289,7 @@ async fn fetch(
     peer: Option<axum::Extension<super::Peer>>,
     UrlPath(path): UrlPath<String>,
     Query(query): Query<FetchQuery>,
+    RawQuery(raw): RawQuery,
 ) -> Response {
     let Some((broadcast, track)) = path.trim_end_matches('/').rsplit_once('/') else {
         return error(StatusCode::BAD_REQUEST, "expected /fetch/<broadcast>/<track>");
@@ -203,10 +297,29 @@ async fn fetch(
     let Ok(broadcast) = Path::new(broadcast) else {
         return error(StatusCode::BAD_REQUEST, "bad broadcast path");
     };
-    let permissions = match permissions(&state, query.jwt.as_deref()) {
-        Ok(p) => p,
+    let remote = peer.as_ref().map(|axum::Extension(super::Peer(peer))| *peer);
+    let access = match authorize(&state, &broadcast, query.jwt.as_deref(), raw, remote).await {
+        Ok(access) => access,
         Err(response) => return *response,
     };
+    // The auth server's grant is scoped to the broadcast, which it may alias.
+    let broadcast = match access.lease.is_some() {
+        true => access.root.clone(),
+        false => broadcast,
+    };
+    let response = serve_fetch(&state, peer, &broadcast, track, query.group, &access).await;
+    access.end(&state, response.status().as_str());
+    response
+}
+
+async fn serve_fetch(
+    state: &PublicState,
+    peer: Option<axum::Extension<super::Peer>>,
+    broadcast: &Path,
+    track: &str,
+    wanted: Option<u64>,
+    access: &Access,
+) -> Response {
     let slot = match peer {
         Some(axum::Extension(super::Peer(peer))) => match state.fetch_sources.take(peer.ip()) {
             Some(slot) => Some(slot),
@@ -228,14 +341,14 @@ async fn fetch(
         );
     };
     let _permit = (permit, slot);
-    if !permissions.can_subscribe(&broadcast) {
+    if !access.can_subscribe(broadcast) {
         state.refusals.auth_failed("no_access");
         return error(
             StatusCode::UNAUTHORIZED,
             format!("not allowed to read '{broadcast}'"),
         );
     }
-    let Some(consumer) = state.media.origin.wait_for(&broadcast, FETCH_TIMEOUT).await else {
+    let Some(consumer) = state.media.origin.wait_for(broadcast, FETCH_TIMEOUT).await else {
         return error(
             StatusCode::NOT_FOUND,
             format!("broadcast '{broadcast}' not found"),
@@ -246,7 +359,6 @@ async fn fetch(
         Ok(track) => track,
         Err(err) => return error(StatusCode::NOT_FOUND, format!("track '{track_name}': {err}")),
     };
-    let wanted = query.group;
     let find = async {
         loop {
             if let Some(seq) = wanted
@@ -315,6 +427,8 @@ mod tests {
                 Public::from_prefixes(&[public], &[public]).unwrap(),
                 None,
             )),
+            service: None,
+            lifecycle: Lifecycle::default(),
             refusals: Refusals::default(),
             fingerprints: Arc::new(vec!["ab".repeat(32)]),
             fetches: Arc::new(Semaphore::new(2)),

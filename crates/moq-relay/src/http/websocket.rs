@@ -66,8 +66,18 @@ pub async fn upgrade(
         }
     };
     let target = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
-    let grant = match sessions.gate.decide_async(target, None).await {
-        Ok(grant) => grant,
+    let facts = crate::auth_service::Facts {
+        transport: Some(moq_auth::service::Transport::WebSocket),
+        target,
+        remote: Some(peer),
+        local: None,
+        server_name: host(&headers),
+        alpn: Some(negotiated.subprotocol.clone()),
+        role: None,
+        certificate: None,
+    };
+    let (grant, lease) = match sessions.decide(facts).await {
+        Ok(decided) => decided,
         Err(refusal) => {
             sessions.record(&refusal, peer);
             let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::UNAUTHORIZED);
@@ -100,9 +110,17 @@ pub async fn upgrade(
                     peer_setup: None,
                     connection: None,
                     in_band: None,
+                    lease,
                 };
                 sessions.run(accepted, ticket, id).await;
             }
             .instrument(span)
         })
+}
+
+/// The host the request addressed (`Host`), without its port, lowercased.
+fn host(headers: &HeaderMap) -> Option<String> {
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    let authority: axum::http::uri::Authority = host.parse().ok()?;
+    Some(authority.host().trim_matches(['[', ']']).to_ascii_lowercase()).filter(|h| !h.is_empty())
 }
