@@ -27,6 +27,9 @@ pub struct Stats {
     pub subscriptions_total: AtomicU64,
     /// Subscriptions peers hold on us now.
     pub subscriptions_active: AtomicI64,
+    /// Broadcasts peers announced where they may not publish (an anonymous publisher in
+    /// a subscribe-only prefix, ...): refused or ignored, never mirrored.
+    pub announcements_forbidden: AtomicU64,
     /// Refusals by the limit that caused them (see [`Limit`]).
     refused: [AtomicU64; Limit::ALL.len()],
 }

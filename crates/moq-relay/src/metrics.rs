@@ -255,6 +255,11 @@ impl Collector for MediaCollector {
         let get = Stats::get;
         let counters = [
             (
+                "moq_relay_announcements_forbidden",
+                "Broadcasts sessions announced where they may not publish (e.g. anonymous publishing into a subscribe-only prefix); refused, never relayed",
+                get(&s.announcements_forbidden),
+            ),
+            (
                 "moq_relay_bytes_received",
                 "Frame payload bytes received",
                 get(&s.bytes_received),

@@ -493,7 +493,11 @@ impl Sessions {
         }
         let permissions: &Permissions = &grant.permissions;
         config.publish = (!permissions.subscribes_nothing()).then(|| self.media.origin.clone());
-        config.consume = (!permissions.publishes_nothing()).then(|| self.media.origin.clone());
+        // Every session is asked for its broadcasts, even one that may publish nothing: a
+        // publisher in a subscribe-only prefix is then refused (UNAUTHORIZED, logged,
+        // counted in moq_relay_announcements_forbidden) instead of vanishing unnoticed.
+        // Its broadcasts are never taken (moq-core checks every announcement).
+        config.consume = Some(self.media.origin.clone());
         config.root = grant.root.clone();
         config.permissions = grant.permissions.clone();
         // Relays of the cluster (a cluster certificate, token or grant) carry every broadcast.

@@ -1000,3 +1000,100 @@ async fn a_link_over_moq_transport_carries_media() {
         up.stop();
     }
 }
+
+/// Issue 14, item 1: a rolling restart of a relay in the middle of a cluster. On SIGTERM
+/// it sends GOAWAY; the link that dialled it leaves at once (redialling without backoff),
+/// so the drain ends far inside drain_timeout (10 s by default); once the relay is back
+/// on the same address the link resubscribes from where it stood and the viewer at the
+/// edge loses no group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_relay_loses_its_links_at_once_and_viewers_lose_nothing() {
+    let mut c = Cluster::new();
+    let origin = c.node(121, "", "").await;
+    let mut middle = c.node(122, &links(&[&origin]), "").await;
+    let edge = c
+        .node(123, &format!("{}\nlinger = \"20s\"", links(&[&middle])), "")
+        .await;
+    middle.links_up("static", 1).await;
+    edge.links_up("static", 1).await;
+
+    // A publisher numbering its groups 0, 1, 2, ... (one every 50 ms), kept 30 s.
+    let client = test_client();
+    let publish = Origin::default();
+    let broadcast = BroadcastProducer::new(Cache::default());
+    let info = TrackInfo {
+        max_latency: Duration::from_secs(30),
+        ..TrackInfo::default()
+    };
+    let track = broadcast.create_track(TrackProducer::with_info("video", info, Cache::default()));
+    let _publication = publish.publish(Path::new("counted").unwrap(), broadcast.consume(), Hops::new());
+    let _session = connect(&client, &origin, Some(publish.clone()), None).await;
+    let running = Arc::new(AtomicBool::new(true));
+    let writer = tokio::spawn({
+        let running = running.clone();
+        async move {
+            let _broadcast = broadcast;
+            let mut seq = 0u64;
+            while running.load(Ordering::Relaxed) {
+                let mut group = track.create_group(seq).unwrap();
+                group.write(Frame {
+                    timestamp: seq,
+                    payload: Bytes::from(format!("n:{seq}:0")),
+                });
+                group.finish();
+                seq += 1;
+                // Pacing, not waiting: a live source.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    });
+    let viewer = Viewer::start(&client, &edge, "counted").await;
+    viewer.more(10).await;
+
+    let child = middle.child.as_mut().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = std::time::Instant::now();
+    let deadline = started + Duration::from_secs(15);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(std::time::Instant::now() < deadline, "the relay did not exit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let drained = started.elapsed();
+    assert_eq!(exit.code(), Some(0), "{}", middle.log());
+    assert!(
+        drained < Duration::from_secs(5),
+        "the drain took {drained:?} of its 10 s: the link did not leave on GOAWAY\n{}",
+        edge.log()
+    );
+    assert!(
+        edge.log().contains("peer is going away; redialling at once"),
+        "{}",
+        edge.log()
+    );
+    middle.child = None;
+    middle.start().await;
+    edge.links_up("static", 1).await;
+    viewer.more(20).await;
+    running.store(false, Ordering::Relaxed);
+    writer.await.unwrap();
+
+    let mut seqs: Vec<u64> = viewer.groups().iter().map(|(seq, _)| *seq).collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    for pair in seqs.windows(2) {
+        assert_eq!(
+            pair[1],
+            pair[0] + 1,
+            "group {} lost across the restart: {seqs:?}\n{}",
+            pair[0] + 1,
+            edge.log()
+        );
+    }
+}

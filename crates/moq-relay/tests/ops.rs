@@ -107,6 +107,10 @@ async fn drain_turns_ready_off_and_sends_goaway() {
     eventually("the drain to start", SOON, async || lifecycle.is_draining()).await;
     let (status, body) = http_get(&format!("http://{internal}/ready")).await;
     assert_eq!((status, body.as_str()), (503, "not ready: draining\n"));
+    // No new sessions over WebSocket either: a client moving on GOAWAY must not land here.
+    let ws = url::Url::parse(&format!("ws://localhost:{}/anon", test.web.port())).unwrap();
+    let err = client.connect(&ws).await.map(|_| ()).unwrap_err();
+    assert!(format!("{err:#}").contains("503"), "{err:#}");
 
     // The relay opens an Announce stream (pull model) and then a Goaway stream.
     let mut saw_goaway = false;
@@ -305,4 +309,46 @@ async fn logs_to_a_file_carry_no_colour_escapes() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(!text.contains('\u{1b}'), "escape codes in the log file: {text:?}");
+}
+
+/// Issue 14, item 5: an anonymous publisher in a prefix anonymous users may only watch is
+/// refused where it can see it (its Announce stream ends UNAUTHORIZED), and the relay logs
+/// and counts it instead of letting the broadcast vanish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anonymous_publish_into_a_subscribe_only_prefix_is_refused_and_counted() {
+    let relay = start_relay("[auth]\npublic = { subscribe = [\"anon\"] }").await;
+    let client = relay.client(&[]);
+    let origin = Origin::default();
+    let broadcast = moq_core::BroadcastProducer::new(moq_core::model::cache::Cache::default());
+    let _publication = origin.publish(
+        moq_proto::Path::new("live").unwrap(),
+        broadcast.consume(),
+        moq_proto::Hops::new(),
+    );
+    let connected = client.connect(&relay.url("moqt", "anon")).await.unwrap();
+    let mut config = moq_core::session::Config::new(connected.version.lite().unwrap());
+    config.publish = Some(origin);
+    config.setup.path = Some("/anon".to_string());
+    let events = config.events.clone();
+    let session = MoqSession::new(connected.session, connected.transport);
+    tokio::spawn(moq_core::session::run(session.clone(), config));
+
+    let mut rx = events.subscribe();
+    let refused = tokio::time::timeout(SOON, rx.wait_for(|e| e.publish_refused.is_some()))
+        .await
+        .expect("the publisher is told it may not publish")
+        .unwrap()
+        .publish_refused
+        .clone();
+    assert!(refused.is_some());
+    let text = relay.metrics_text().await;
+    assert_eq!(
+        sample(&text, "moq_relay_announcements_forbidden_total"),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        relay.state().sessions.media.origin.paths().is_empty(),
+        "nothing was relayed"
+    );
 }

@@ -5,8 +5,14 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use moq_core::{Error as CoreError, session::Permissions, stats::Upstream, transport::Session as _};
+use moq_core::{
+    Error as CoreError,
+    session::{Events, Permissions},
+    stats::Upstream,
+    transport::Session as _,
+};
 use moq_native::adapter::MoqSession;
+use tokio::sync::oneshot;
 use url::Url;
 
 use super::{
@@ -27,12 +33,54 @@ pub(super) const ON_DEMAND_COST: u64 = 1000;
 /// An on-demand link with no upstream subscription for this long closes.
 pub(super) const ON_DEMAND_IDLE: Duration = Duration::from_secs(30);
 
+/// After a GOAWAY, how long the old session keeps serving once the new one is up, so
+/// the new one learns the peer's broadcasts before the old routes go.
+const HANDOVER: Duration = Duration::from_millis(500);
+
+/// After a GOAWAY, how long the old session waits for the new one before leaving anyway
+/// (the draining relay is waiting for us to go).
+const GOAWAY_GRACE: Duration = Duration::from_secs(2);
+
+/// How long the dial that follows a GOAWAY may take: a relay that stopped accepting
+/// may not answer at all.
+const GOAWAY_DIAL: Duration = Duration::from_secs(3);
+
 /// How a link session ended without an error.
 enum Ended {
     /// The peer or the relay closed it.
     Closed,
     /// An on-demand link nobody used.
     Idle,
+    /// The peer sent GOAWAY: dial again at once (its new URI, or the same URL) while
+    /// the old session keeps serving until `leaving` is released (or dropped).
+    GoingAway { uri: String, leaving: Leaving },
+}
+
+/// The old session after a GOAWAY: released (sent) when the new session is up; dropped
+/// when the dial failed.
+type Leaving = oneshot::Sender<()>;
+
+/// Keep `session` (driven by `driver`) serving until `release` fires (plus
+/// [`HANDOVER`]), is dropped, or [`GOAWAY_GRACE`] passes; then close it.
+fn leave(
+    session: MoqSession,
+    driver: tokio::task::JoinHandle<Result<(), CoreError>>,
+    shown: String,
+) -> Leaving {
+    let (release, released) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        tokio::select! {
+            result = released => if result.is_ok() {
+                tokio::time::sleep(HANDOVER).await;
+            },
+            () = tokio::time::sleep(GOAWAY_GRACE) => {
+                tracing::info!(url = %shown, "the new link is slow to come up; leaving the old one now");
+            }
+        }
+        session.close(0, "going away");
+        let _ = driver.await;
+    });
+    release
 }
 
 /// Resolves once `count` has been zero for `idle` straight (checked every second).
@@ -93,9 +141,20 @@ impl Link {
             },
         );
         let mut backoff = MIN_BACKOFF;
+        // After a GOAWAY: where to dial at once, and the old session to release.
+        let mut moving: Option<(String, Leaving)> = None;
         while !self.context.lifecycle.is_draining() {
             let started = Instant::now();
-            let error = match self.session().await {
+            let error = match self.session(moving.take()).await {
+                Ok(Ended::GoingAway { uri, leaving }) => {
+                    tracing::info!(url = %shown, kind = self.kind.as_str(), to = %redact(&uri), "peer is going away; redialling at once");
+                    cluster.update(&self.key, |s| {
+                        s.state = LinkState::Connecting;
+                        s.since = SystemTime::now();
+                    });
+                    moving = Some((uri, leaving));
+                    continue;
+                }
                 Ok(Ended::Closed) => "session closed".to_string(),
                 Ok(Ended::Idle) => {
                     tracing::info!(url = %shown, "on-demand link idle; closed (dialled again when a viewer needs it)");
@@ -126,8 +185,10 @@ impl Link {
         cluster.remove(&self.key);
     }
 
-    /// One dial and, if it works, the session until it ends.
-    async fn session(&self) -> Result<Ended, String> {
+    /// One dial and, if it works, the session until it ends or the peer sends GOAWAY.
+    /// `moving`: the GOAWAY we follow (its URI) and the old session, released once this
+    /// one is up (dropped, so closed at once, when this dial fails).
+    async fn session(&self, moving: Option<(String, Leaving)>) -> Result<Ended, String> {
         let Context {
             cluster,
             media,
@@ -140,6 +201,19 @@ impl Link {
         let token = token(token_file.as_deref())?;
         cluster.token_read(token.as_deref());
         let (mut url, cost) = prepare(&self.url, token.as_deref())?;
+        let (uri, leaving) = match moving {
+            Some((uri, leaving)) => (Some(uri), Some(leaving)),
+            None => (None, None),
+        };
+        if let Some(uri) = uri.as_deref() {
+            url = redirect(&url, uri)?;
+            if !self.context.allow.allows(&url) {
+                return Err(format!(
+                    "GOAWAY named {}, outside [cluster] allow: not dialled",
+                    redact(url.as_str())
+                ));
+            }
+        }
         if self.kind == LinkKind::Root {
             url.set_path(&format!("/{DIRECTORY_PATH}"));
         }
@@ -147,10 +221,14 @@ impl Link {
             s.state = LinkState::Connecting;
             s.since = SystemTime::now();
         });
-        let connected = client
-            .connect(&url)
-            .await
-            .map_err(|e| format!("cannot connect: {e}"))?;
+        let connected = if leaving.is_some() {
+            tokio::time::timeout(GOAWAY_DIAL, client.connect(&url))
+                .await
+                .map_err(|_| format!("cannot connect: no answer within {GOAWAY_DIAL:?}"))?
+        } else {
+            client.connect(&url).await
+        }
+        .map_err(|e| format!("cannot connect: {e}"))?;
         let mut config = media.session_config(connected.version);
         let origin = match self.kind {
             LinkKind::Root => cluster.directory.clone(),
@@ -171,6 +249,7 @@ impl Link {
         // can close once nothing uses it.
         let in_use = Arc::new(Upstream::child(&media.upstream));
         config.upstream = in_use.clone();
+        let events: Events = config.events.clone();
         let session = MoqSession::new(connected.session, connected.transport);
         let version = connected.version;
         tracing::info!(url = %redact(url.as_str()), kind = self.kind.as_str(), %version, "cluster link up");
@@ -180,18 +259,27 @@ impl Link {
             s.connects += 1;
             s.last_error = None;
         });
+        // The new session is up: the old one (if we are moving) may go after a handover.
+        if let Some(leaving) = leaving {
+            let _ = leaving.send(());
+        }
         let idle = async {
             match self.kind {
                 LinkKind::OnDemand => unused_for(&in_use, ON_DEMAND_IDLE).await,
                 _ => std::future::pending().await,
             }
         };
+        // moq-lite, or moq-transport with a relay that speaks only that.
+        let mut driver = tokio::spawn(moq_core::ietf::run_client(session.clone(), version, config));
         let result = tokio::select! {
-            // moq-lite, or moq-transport with a relay that speaks only that.
-            result = moq_core::ietf::run_client(session.clone(), version, config) => result,
+            joined = &mut driver => joined.unwrap_or(Err(CoreError::Cancelled)),
             () = idle => {
                 session.close(0, "idle");
                 return Ok(Ended::Idle);
+            }
+            uri = events.goaway() => {
+                let leaving = leave(session, driver, redact(url.as_str()));
+                return Ok(Ended::GoingAway { uri, leaving });
             }
         };
         session.close(0, "link closed");
@@ -201,6 +289,22 @@ impl Link {
             Err(err) => Err(err.to_string()),
         }
     }
+}
+
+/// Where a GOAWAY sends a link: its URI resolved against the link's URL (empty: the same
+/// URL again, where DNS or a load balancer may now point elsewhere), keeping the link's
+/// query (its token) when the URI names none.
+fn redirect(url: &Url, uri: &str) -> Result<Url, String> {
+    if uri.is_empty() {
+        return Ok(url.clone());
+    }
+    let mut target = url
+        .join(uri)
+        .map_err(|e| format!("GOAWAY named an invalid URI '{}': {e}", redact(uri)))?;
+    if target.query().is_none() {
+        target.set_query(url.query());
+    }
+    Ok(target)
 }
 
 /// A link's URL: its `?cost=` removed (and returned), and the cluster token
@@ -265,6 +369,29 @@ mod tests {
                 .contains("whole number")
         );
         assert!(prepare("not a url", None).is_err());
+    }
+
+    #[test]
+    fn goaway_sends_a_link_to_the_same_url_or_the_uri_named() {
+        let url = Url::parse("https://old:4443/?jwt=tok").unwrap();
+        assert_eq!(redirect(&url, "").unwrap(), url);
+        assert_eq!(
+            redirect(&url, "https://new:4443/").unwrap().as_str(),
+            "https://new:4443/?jwt=tok"
+        );
+        assert_eq!(
+            redirect(&url, "https://new:4443/?jwt=other").unwrap().as_str(),
+            "https://new:4443/?jwt=other"
+        );
+        assert_eq!(
+            redirect(&url, "//other:4443/").unwrap().as_str(),
+            "https://other:4443/?jwt=tok"
+        );
+        assert!(
+            redirect(&url, "https://[bad/")
+                .unwrap_err()
+                .contains("invalid URI")
+        );
     }
 
     #[tokio::test(start_paused = true)]
