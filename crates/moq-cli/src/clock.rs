@@ -79,16 +79,21 @@ pub(crate) async fn publish(track: TrackProducer) -> anyhow::Result<()> {
 pub(crate) async fn subscribe(track: TrackConsumer, count: Option<u64>) -> anyhow::Result<()> {
     let mut printed = 0u64;
     let mut frames = crate::frames::Frames::new(track);
-    // The first frame of a group is the minute; the others are its seconds.
-    let mut base = None;
+    // The first frame of a group is the minute; the others are its seconds. A few
+    // minutes are remembered: after a reconnect, the rest of a minute may arrive after
+    // the next minute began.
+    let mut minutes = std::collections::BTreeMap::new();
     while let Some((sequence, index, frame)) = frames.next().await? {
         let text = String::from_utf8_lossy(&frame.payload).into_owned();
         if index == 0 {
-            base = Some((sequence, text));
+            minutes.insert(sequence, text);
+            while minutes.len() > 4 {
+                minutes.pop_first();
+            }
             continue;
         }
-        // A group joined mid-way (or replayed after a failover) without its minute.
-        let Some((_, minute)) = base.as_ref().filter(|(seq, _)| *seq == sequence) else {
+        // A group joined mid-way, without its minute.
+        let Some(minute) = minutes.get(&sequence) else {
             continue;
         };
         println!("{minute}{text}");

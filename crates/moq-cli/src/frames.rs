@@ -1,11 +1,17 @@
 //! Reading a track frame by frame, across relay failovers.
 //!
-//! When a relay on the path dies, the group in flight is cut off; the relay
-//! that takes over may deliver the same group again, whole. A reader wants
-//! neither an error nor the frames it already has: [`Frames`] skips a cut-off
-//! group's tail (with a warning) and the replayed frames of a group.
+//! When a relay on the path dies (or drains), the group in flight is cut off;
+//! the relay that takes over may deliver the same group again, whole, possibly
+//! after a newer one (newer groups are sent first). A reader wants neither an
+//! error nor the frames it already has: [`Frames`] skips a cut-off group's tail
+//! (with a warning) and the replayed frames of every recent group.
+
+use std::collections::BTreeMap;
 
 use moq_core::{Frame, GroupConsumer, TrackConsumer};
+
+/// How many recent groups remember how many of their frames were returned.
+const REMEMBERED: usize = 64;
 
 /// The frames of a track, each once.
 pub(crate) struct Frames {
@@ -13,8 +19,9 @@ pub(crate) struct Frames {
     group: Option<GroupConsumer>,
     /// Frames read of the current group.
     index: usize,
-    /// The furthest frame returned: group sequence and frames of it.
-    shown: Option<(u64, usize)>,
+    /// Frames returned per recent group (by sequence), so a replayed group only
+    /// yields what is new.
+    shown: BTreeMap<u64, usize>,
 }
 
 impl Frames {
@@ -24,7 +31,7 @@ impl Frames {
             track,
             group: None,
             index: 0,
-            shown: None,
+            shown: BTreeMap::new(),
         }
     }
 
@@ -59,13 +66,14 @@ impl Frames {
             };
             let index = self.index;
             self.index += 1;
-            if self
-                .shown
-                .is_some_and(|(seq, seen)| seq == sequence && index < seen)
-            {
+            let seen = self.shown.entry(sequence).or_default();
+            if index < *seen {
                 continue;
             }
-            self.shown = Some((sequence, index + 1));
+            *seen = index + 1;
+            while self.shown.len() > REMEMBERED {
+                self.shown.pop_first();
+            }
             return Ok(Some((sequence, index, frame)));
         }
     }
@@ -114,5 +122,31 @@ mod tests {
         assert_eq!(rest, [(1, 2, Bytes::from("c")), (2, 0, Bytes::from("d"))]);
         track.finish();
         assert!(frames.next().await.unwrap().is_none());
+    }
+
+    /// After a reconnect the new route may send a newer group before the replay of the
+    /// one that was cut off: the replay still yields only its missing frames.
+    #[tokio::test]
+    async fn a_replay_arriving_after_a_newer_group_yields_only_what_is_missing() {
+        let track = TrackProducer::with_info("t", TrackInfo::default(), Cache::default());
+        let mut frames = Frames::new(track.consume());
+        let mut cut = track.create_group(1).unwrap();
+        cut.write(frame("a"));
+        assert_eq!(frames.next().await.unwrap().unwrap().2.payload, "a");
+        cut.abort(Error::Cancelled);
+        let mut newer = track.create_group(2).unwrap();
+        newer.write(frame("c"));
+        newer.finish();
+        let (mut again, copy) = GroupProducer::new(1);
+        track.insert_group(copy).unwrap();
+        again.write(frame("a"));
+        again.write(frame("b"));
+        again.finish();
+        track.finish();
+        let mut rest = Vec::new();
+        while let Some((seq, index, f)) = frames.next().await.unwrap() {
+            rest.push((seq, index, f.payload));
+        }
+        assert_eq!(rest, [(2, 0, Bytes::from("c")), (1, 1, Bytes::from("b"))]);
     }
 }

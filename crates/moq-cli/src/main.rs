@@ -2,25 +2,25 @@
 //! relay (moq-lite 03–06 over raw QUIC or WebTransport).
 
 mod clock;
+mod connection;
 mod frames;
+mod redact;
 mod token;
 
 use std::{
     io::{BufRead, Read, Write},
     path::PathBuf,
+    sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use moq_core::{
-    BroadcastProducer, Frame, Origin, TrackInfo, TrackProducer,
-    model::cache::Cache,
-    session::{self, Config as SessionConfig},
-};
-use moq_native::{Version, adapter::MoqSession, client};
-use moq_proto::{Hops, Path, Role};
+use connection::{Connection, Endpoint, Roles, Token};
+use moq_core::{BroadcastProducer, Frame, Origin, TrackInfo, TrackProducer, model::cache::Cache};
+use moq_native::{Version, client};
+use moq_proto::{Hops, Path};
 use url::Url;
 
 #[derive(Parser, Debug)]
@@ -50,6 +50,16 @@ struct Cli {
     /// Log level (or set RUST_LOG).
     #[arg(long, global = true, default_value = "warn")]
     log_level: String,
+    /// Read the token (a JWT) from this file; it is sent as the URL's `?jwt=` (in SETUP
+    /// over raw QUIC) and re-read at every reconnection, so replacing the file rotates it.
+    /// Without it the MOQ_TOKEN environment variable is used, if set. (A token in the URL
+    /// works too, but anyone on the machine can read it with `ps`.)
+    #[arg(long = "token-file", global = true, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// How long to keep trying to reach a relay again after losing it (a restart, a
+    /// network change), e.g. `30s`; `0s` gives up at once. GOAWAY is followed at once.
+    #[arg(long = "reconnect-timeout", global = true, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    reconnect_timeout: Duration,
     #[command(subcommand)]
     command: Command,
 }
@@ -168,25 +178,65 @@ struct AnnouncedArgs {
     watch: bool,
 }
 
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    moq_units::parse_duration(text)
+}
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log_level));
+    // web-transport-quinn warns about every session a relay ends without its capsule;
+    // that is not news to someone watching a clock.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{},web_transport_quinn=error", cli.log_level))
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| redact::Stderr)
         .init();
     if let Err(err) = run(cli).await {
-        eprintln!("moq: {err:#}");
+        // One line, with every token hidden.
+        let message = format!("{err:#}").replace('\n', " ");
+        eprintln!("moq: {}", redact::text(&message));
         std::process::exit(1);
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Where the token comes from, given the URL (whose own `?jwt=` is taken out of it).
+fn token_source(cli_file: Option<&PathBuf>, url: &mut Url) -> Token {
+    if let Some(token) = connection::take_inline_token(url) {
+        return Token::Inline(token);
+    }
+    if let Some(file) = cli_file {
+        return Token::File(file.clone());
+    }
+    match std::env::var("MOQ_TOKEN") {
+        Ok(token) if !token.trim().is_empty() => Token::Env(token),
+        _ => Token::None,
+    }
+}
+
+/// The URL a command dials.
+fn command_url(command: &mut Command) -> Option<&mut Url> {
+    match command {
+        Command::Publish {
+            source: Source::Clock { url, .. } | Source::Stdin { url, .. },
+        } => Some(url),
+        Command::Subscribe(args) => Some(&mut args.url),
+        Command::Clock(args) => Some(&mut args.url),
+        Command::Announced(args) => Some(&mut args.url),
+        Command::Token(_) => None,
+    }
+}
+
+async fn run(mut cli: Cli) -> anyhow::Result<()> {
     if let Command::Token(args) = cli.command {
         return token::run(args);
     }
+    let token = match command_url(&mut cli.command) {
+        Some(url) => token_source(cli.token_file.as_ref(), url),
+        None => Token::None,
+    };
     let client = client::Client::new(client::Config {
         tls: client::ClientTls {
             roots: cli.tls.roots.clone(),
@@ -201,61 +251,40 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         ..Default::default()
     })?;
+    let endpoint = Arc::new(Endpoint {
+        client,
+        token,
+        reconnect: cli.reconnect_timeout,
+    });
     let result = match cli.command {
-        Command::Publish { source } => publish(&client, source).await,
-        Command::Subscribe(args) => subscribe(&client, args).await,
-        Command::Clock(args) => {
-            let track = open_track(&client, &args.url, &args.broadcast, clock::TRACK, 10).await?;
-            clock::subscribe(track, args.count).await
-        }
-        Command::Announced(args) => announced(&client, args).await,
+        Command::Publish { source } => publish(&endpoint, source).await,
+        Command::Subscribe(args) => subscribe(&endpoint, args).await,
+        Command::Clock(args) => clock(&endpoint, args).await,
+        Command::Announced(args) => announced(&endpoint, args).await,
         Command::Token(_) => Ok(()),
     };
     // Tell the relay we are gone rather than leaving it to time the session out.
-    client.close_and_wait(Duration::from_millis(500)).await;
+    endpoint.client.close_and_wait(Duration::from_millis(500)).await;
     result
 }
 
-/// A connected session: its driver runs in the background.
-struct Connection {
-    session: MoqSession,
-    driver: tokio::task::JoinHandle<moq_core::Result<()>>,
-}
-
-impl Connection {
-    /// Wait for the session to end; an error if it ended badly.
-    async fn closed(&mut self) -> anyhow::Result<()> {
-        match (&mut self.driver).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(err)) => Err(err).context("session ended"),
-            Err(err) => Err(err).context("session task failed"),
-        }
-    }
-}
-
-async fn connect(
-    client: &client::Client,
-    url: &Url,
-    publish: Option<Origin>,
-    consume: Option<Origin>,
-) -> anyhow::Result<Connection> {
-    let connected = client
-        .connect(url)
-        .await
-        .with_context(|| format!("could not connect to {url}"))?;
-    tracing::info!(version = %connected.version, transport = ?connected.transport, "connected");
-    let mut config = SessionConfig::new(connected.version);
-    config.setup.role = match (&publish, &consume) {
-        (Some(_), None) => Some(Role::Publisher),
-        (None, Some(_)) => Some(Role::Subscriber),
-        _ => None,
+/// Run `work` until it ends or the connection is given up; close the connection after.
+async fn until_failed<T>(
+    mut connection: Connection,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let result = tokio::select! {
+        result = work => result,
+        err = connection.failed() => return Err(err),
     };
-    config.publish = publish;
-    config.consume = consume;
-    config.setup.path = connected.setup_path(url);
-    let session = MoqSession::new(connected.session, connected.transport);
-    let driver = tokio::spawn(session::run(session.clone(), config));
-    Ok(Connection { session, driver })
+    connection.close().await;
+    result
+}
+
+/// An origin for what the relay announces to a viewer: a broadcast whose session was
+/// lost stays (and its tracks wait) while we reconnect.
+fn viewer_origin(endpoint: &Endpoint) -> Origin {
+    Origin::new(Cache::default(), endpoint.reconnect)
 }
 
 fn broadcast_path(name: &str) -> anyhow::Result<Path> {
@@ -266,14 +295,28 @@ fn broadcast_path(name: &str) -> anyhow::Result<Path> {
     Ok(path)
 }
 
-async fn publish(client: &client::Client, source: Source) -> anyhow::Result<()> {
+/// The parent of a broadcast path: the prefix a viewer asks the relay to list, so a
+/// relay that will not show it says so at once.
+fn parent(path: &Path) -> Path {
+    path.as_str()
+        .rsplit_once('/')
+        .and_then(|(parent, _)| Path::new(parent).ok())
+        .unwrap_or_else(Path::empty)
+}
+
+async fn publish(endpoint: &Arc<Endpoint>, source: Source) -> anyhow::Result<()> {
     let (url, name) = match &source {
         Source::Clock { url, broadcast } | Source::Stdin { url, broadcast, .. } => (url, broadcast),
     };
     let origin = Origin::default();
     let broadcast = BroadcastProducer::new(Cache::default());
     let _publication = origin.publish(broadcast_path(name)?, broadcast.consume(), Hops::new());
-    let mut connection = connect(client, url, Some(origin), None).await?;
+    let roles = Roles {
+        publish: Some(origin),
+        consume: None,
+        discover: Path::empty(),
+    };
+    let connection = Connection::open(endpoint.clone(), roles, url).await?;
     let work = async {
         match source {
             Source::Clock { .. } => {
@@ -299,16 +342,13 @@ async fn publish(client: &client::Client, source: Source) -> anyhow::Result<()> 
             }
         }
     };
-    tokio::select! {
-        result = work => {
-            result?;
-            // Let subscribers drain what is buffered before closing.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            moq_core::transport::Session::close(&connection.session, 0, "done");
-            Ok(())
-        }
-        result = connection.closed() => result.and_then(|()| bail!("the relay closed the session")),
-    }
+    until_failed(connection, async {
+        work.await?;
+        // Let subscribers drain what is buffered before closing.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        Ok(())
+    })
+    .await
 }
 
 fn micros() -> u64 {
@@ -388,29 +428,42 @@ async fn publish_stdin(track: TrackProducer, format: Format, group_size: u64) ->
 
 /// Connect, wait for the broadcast to be announced, and subscribe to one track.
 async fn open_track(
-    client: &client::Client,
+    endpoint: &Arc<Endpoint>,
     url: &Url,
     name: &str,
     track: &str,
     wait: u64,
-) -> anyhow::Result<moq_core::TrackConsumer> {
-    let origin = Origin::default();
-    let mut connection = connect(client, url, None, Some(origin.clone())).await?;
+) -> anyhow::Result<(moq_core::TrackConsumer, Connection)> {
+    let origin = viewer_origin(endpoint);
     let path = broadcast_path(name)?;
+    let roles = Roles {
+        publish: None,
+        consume: Some(origin.clone()),
+        discover: parent(&path),
+    };
+    let mut connection = Connection::open(endpoint.clone(), roles, url).await?;
     let broadcast = tokio::select! {
         b = origin.wait_for(&path, Duration::from_secs(wait)) => b,
-        result = connection.closed() => {
-            result?;
-            bail!("the relay closed the session");
-        }
+        err = connection.failed() => return Err(err),
     };
-    let broadcast =
-        broadcast.with_context(|| format!("broadcast '{name}' was not announced at {url} within {wait}s"))?;
-    Ok(broadcast.subscribe(track)?)
+    let shown = redact::text(url.as_str());
+    let broadcast = broadcast
+        .with_context(|| format!("broadcast '{name}' was not announced at {shown} within {wait}s"))?;
+    Ok((broadcast.subscribe(track)?, connection))
 }
 
-async fn subscribe(client: &client::Client, args: SubscribeArgs) -> anyhow::Result<()> {
-    let track = open_track(client, &args.url, &args.broadcast, &args.track, args.wait).await?;
+async fn clock(endpoint: &Arc<Endpoint>, args: ClockArgs) -> anyhow::Result<()> {
+    let (track, connection) = open_track(endpoint, &args.url, &args.broadcast, clock::TRACK, 10).await?;
+    until_failed(connection, clock::subscribe(track, args.count)).await
+}
+
+async fn subscribe(endpoint: &Arc<Endpoint>, args: SubscribeArgs) -> anyhow::Result<()> {
+    let (track, connection) =
+        open_track(endpoint, &args.url, &args.broadcast, &args.track, args.wait).await?;
+    until_failed(connection, write_frames(track, &args)).await
+}
+
+async fn write_frames(track: moq_core::TrackConsumer, args: &SubscribeArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     let mut written = 0u64;
     let mut frames = frames::Frames::new(track);
@@ -434,13 +487,22 @@ async fn subscribe(client: &client::Client, args: SubscribeArgs) -> anyhow::Resu
     Ok(())
 }
 
-async fn announced(client: &client::Client, args: AnnouncedArgs) -> anyhow::Result<()> {
-    let origin = Origin::default();
-    let mut connection = connect(client, &args.url, None, Some(origin.clone())).await?;
+async fn announced(endpoint: &Arc<Endpoint>, args: AnnouncedArgs) -> anyhow::Result<()> {
+    let origin = viewer_origin(endpoint);
     let prefix = Path::new(&args.prefix).context("invalid prefix")?;
+    // Asking for the prefix itself lets a relay that will not show it say so.
+    let roles = Roles {
+        publish: None,
+        consume: Some(origin.clone()),
+        discover: prefix.clone(),
+    };
+    let mut connection = Connection::open(endpoint.clone(), roles, &args.url).await?;
     let mut announced = origin.announced(prefix);
     // The relay sends its current set right after the session starts.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        err = connection.failed() => return Err(err),
+    }
     let mut out = std::io::stdout().lock();
     while let Some(event) = announced.try_next() {
         if event.broadcast.is_some() {
@@ -450,17 +512,15 @@ async fn announced(client: &client::Client, args: AnnouncedArgs) -> anyhow::Resu
     out.flush()?;
     drop(out);
     if !args.watch {
-        moq_core::transport::Session::close(&connection.session, 0, "done");
+        connection.close().await;
         return Ok(());
     }
-    loop {
-        tokio::select! {
-            event = announced.next() => {
-                let Some(event) = event else { return Ok(()) };
-                let sign = if event.broadcast.is_some() { '+' } else { '-' };
-                println!("{sign}{}", event.suffix);
-            }
-            result = connection.closed() => return result,
+    until_failed(connection, async {
+        while let Some(event) = announced.next().await {
+            let sign = if event.broadcast.is_some() { '+' } else { '-' };
+            println!("{sign}{}", event.suffix);
         }
-    }
+        Ok(())
+    })
+    .await
 }

@@ -34,8 +34,10 @@ pub(crate) enum TokenCommand {
 /// Arguments of `moq token generate`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct GenerateArgs {
-    /// HS256, HS384, HS512, ES256, ES384, RS256, RS384, RS512, PS256, PS384, PS512 or EdDSA.
-    #[arg(long, default_value = "HS256", value_name = "ALG")]
+    /// EdDSA (the default), ES256, ES384, RS256, RS384, RS512, PS256, PS384, PS512, or the
+    /// shared-secret HS256, HS384, HS512. An asymmetric key lets relays hold only the
+    /// public half: a relay that leaks it cannot mint tokens.
+    #[arg(long, default_value = "EdDSA", value_name = "ALG")]
     pub algorithm: Algorithm,
     /// Key id (A-Z, a-z, 0-9, '-', '_'); a random one if not given. A key
     /// directory holds each key as `{id}.jwk`.
@@ -77,8 +79,12 @@ pub(crate) struct SignArgs {
     #[arg(long, value_name = "PREFIX")]
     pub subscribe: Vec<String>,
     /// Expiry: a duration from now (`1h`, `30m`, `15s`, `7d`, `1h30m`) or Unix seconds.
+    /// Required, unless --no-expiry says the token is meant to last forever.
     #[arg(long, value_name = "DURATION|UNIX")]
     pub expires: Option<String>,
+    /// Mint a token that never expires (only revoking its key ends it).
+    #[arg(long, conflicts_with = "expires")]
+    pub no_expiry: bool,
     /// Issued-at time in Unix seconds (default: now).
     #[arg(long, value_name = "UNIX")]
     pub issued: Option<u64>,
@@ -184,6 +190,9 @@ pub(crate) fn sign(args: &SignArgs, now: SystemTime) -> anyhow::Result<String> {
             "the token would grant nothing: give --publish and/or --subscribe (\"\" means everything under --root)"
         );
     }
+    if args.expires.is_none() && !args.no_expiry {
+        bail!("give --expires (e.g. --expires 1h), or --no-expiry for a token that never expires");
+    }
     let key = Key::from_file(&args.key)?;
     let claims = Claims {
         root: args.root.clone(),
@@ -281,6 +290,7 @@ mod tests {
             publish: vec!["room".into()],
             subscribe: vec![String::new()],
             expires: Some("1h".into()),
+            no_expiry: false,
             issued: None,
         };
         let token = sign(&sign_args, SystemTime::now()).unwrap();
@@ -313,6 +323,42 @@ mod tests {
                 .to_string()
                 .contains("(expired)")
         );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A token that never expires is minted only when asked for in so many words.
+    #[test]
+    fn sign_needs_an_expiry_or_an_explicit_no_expiry() {
+        let dir = scratch("expiry");
+        let key = dir.join("k.jwk");
+        generate(&GenerateArgs {
+            algorithm: Algorithm::EdDSA,
+            id: Some("k".into()),
+            out: key.clone(),
+            public: None,
+            force: false,
+            root: String::new(),
+            publish: vec![],
+            subscribe: vec![],
+        })
+        .unwrap();
+        let args = SignArgs {
+            key: key.clone(),
+            root: String::new(),
+            publish: vec![],
+            subscribe: vec![String::new()],
+            expires: None,
+            no_expiry: false,
+            issued: None,
+        };
+        let err = sign(&args, SystemTime::now()).unwrap_err().to_string();
+        assert!(err.contains("--expires") && err.contains("--no-expiry"), "{err}");
+        let forever = SignArgs {
+            no_expiry: true,
+            ..args
+        };
+        let token = sign(&forever, SystemTime::now()).unwrap();
+        assert_eq!(verify(&key, &token).unwrap().exp, None);
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -52,7 +52,8 @@ async fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bo
 
 fn moq(args: &[&str]) -> Command {
     let mut cmd = Command::new(MOQ);
-    cmd.args(args).env("RUST_LOG", "warn");
+    cmd.args(args)
+        .env("RUST_LOG", std::env::var("MOQ_TEST_LOG").unwrap_or("warn".into()));
     cmd
 }
 
@@ -335,4 +336,222 @@ public = ""
     let _ = publisher.wait();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "over\nwebsocket\n");
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 14: clients that move on GOAWAY and say why
+// ---------------------------------------------------------------------------------------
+
+/// An in-process relay we can drain, as SIGTERM does.
+struct Running {
+    port: u16,
+    handle: moq_relay::Handle,
+    sessions: Arc<Sessions>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// A relay (self-signed, HTTP on the QUIC port) at `addr` with `extra` TOML; retries
+    /// for a while when the address is still held by a relay that is going away.
+    async fn start(addr: &str, extra: &str) -> Self {
+        let text = format!(
+            "[server]\nlisten = \"{addr}\"\ntls.generate = [\"localhost\"]\n[web.http]\nlisten = \"{addr}\"\n{extra}"
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let relay = loop {
+            let config = Config::from_toml(&text, std::path::Path::new("test.toml")).unwrap();
+            match Relay::bind(config).await {
+                Ok(relay) => break relay,
+                Err(err) if tokio::time::Instant::now() < deadline => {
+                    eprintln!("bind {addr}: {err:#}; retrying");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(err) => panic!("bind {addr}: {err:#}"),
+            }
+        };
+        let port = relay.quic_addr().unwrap().port();
+        Self {
+            port,
+            handle: relay.handle(),
+            sessions: relay.sessions.clone(),
+            task: tokio::spawn(relay.run()),
+        }
+    }
+
+    /// Drain as SIGTERM does (GOAWAY, wait up to `timeout` for sessions to leave), wait
+    /// for the relay to stop and free its address; how long the drain took and how many
+    /// sessions were still there at its end.
+    async fn drain(self, timeout: Duration) -> (Duration, usize) {
+        let started = std::time::Instant::now();
+        let left = self.handle.drain(timeout).await;
+        let took = started.elapsed();
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("the relay stopped after its drain")
+            .unwrap()
+            .unwrap();
+        (took, left)
+    }
+
+    fn announced(&self, path: &str) -> bool {
+        self.sessions
+            .media
+            .origin
+            .consume(&moq_proto::Path::new(path).unwrap())
+            .is_some()
+    }
+}
+
+/// Seconds since midnight of a clock line `YYYY-MM-DD HH:MM:SS` (and its day).
+fn clock_seconds(line: &str) -> (String, u32) {
+    let (day, time) = line.split_once(' ').unwrap();
+    let parts: Vec<u32> = time.split(':').map(|p| p.parse().unwrap()).collect();
+    (day.to_string(), parts[0] * 3600 + parts[1] * 60 + parts[2])
+}
+
+/// `values` hold every number from the smallest to the largest once: nothing lost,
+/// nothing twice (the order may differ after a reconnect: newer groups are sent first).
+fn assert_contiguous(what: &str, mut values: Vec<u64>) {
+    assert!(!values.is_empty(), "{what}: nothing received");
+    values.sort_unstable();
+    for pair in values.windows(2) {
+        assert_eq!(pair[1], pair[0] + 1, "{what}: a gap or a repeat in {values:?}");
+    }
+}
+
+/// Issue 14, item 1: a rolling restart (SIGTERM's drain, then a new relay on the same
+/// address) under load: two publishers and four viewers. Every client leaves the
+/// draining relay at once, so the drain ends far inside drain_timeout; they reconnect to
+/// the new relay and resume where they stood: no clock second and no numbered line lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_restart_moves_every_client_and_viewers_lose_nothing() {
+    if let Ok(filter) = std::env::var("MOQ_RELAY_LOG") {
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    }
+    let auth = "[auth]\npublic = \"\"";
+    let first = Running::start("127.0.0.1:0", auth).await;
+    let port = first.port;
+    let url = format!("http://localhost:{port}/anon");
+
+    let mut clock_publisher = moq(&["publish", "clock", &url, "--broadcast", "clock"])
+        .spawn()
+        .unwrap();
+    let mut lines_publisher = moq(&[
+        "publish",
+        "stdin",
+        &url,
+        "--broadcast",
+        "numbers",
+        "--track",
+        "n",
+        "--group-size",
+        "5",
+    ])
+    .stdin(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut stdin = lines_publisher.stdin.take().unwrap();
+    let writing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let writer = {
+        let writing = writing.clone();
+        // 50 lines a second: load, and a fine-grained check for losses.
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                if writeln!(stdin, "{n}").is_err() {
+                    break;
+                }
+                n += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    eventually("both broadcasts announced", Duration::from_secs(10), || {
+        first.announced("anon/clock") && first.announced("anon/numbers")
+    })
+    .await;
+
+    let viewer = |args: &[&str]| {
+        let mut cmd = moq(args);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        tokio::task::spawn_blocking(move || cmd.output().unwrap())
+    };
+    let clocks: Vec<_> = (0..2)
+        .map(|_| viewer(&["clock", &url, "--broadcast", "clock", "--count", "7"]))
+        .collect();
+    let subscribers: Vec<_> = (0..2)
+        .map(|_| {
+            viewer(&[
+                "subscribe",
+                &url,
+                "--broadcast",
+                "numbers",
+                "--track",
+                "n",
+                "--count",
+                "300",
+            ])
+        })
+        .collect();
+    let sessions = first.sessions.clone();
+    eventually("six sessions", Duration::from_secs(10), || {
+        sessions.registry.len() >= 6
+    })
+    .await;
+    // Pacing, not waiting: let the viewers receive for a while before the restart.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let (took, left) = first.drain(Duration::from_secs(20)).await;
+    assert_eq!(left, 0, "every session left on its own");
+    assert!(
+        took < Duration::from_secs(4),
+        "the drain took {took:?} with drain_timeout 20s: clients did not move on GOAWAY"
+    );
+    let second = Running::start(&format!("127.0.0.1:{port}"), auth).await;
+
+    for (i, clock) in clocks.into_iter().enumerate() {
+        let out = tokio::time::timeout(Duration::from_secs(40), clock)
+            .await
+            .expect("the clock viewer finished")
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "clock {i}: {}\n{text}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let times: Vec<(String, u32)> = text.lines().map(clock_seconds).collect();
+        assert_eq!(times.len(), 7, "clock {i}: {text}");
+        // (A test that runs across midnight compares seconds of two days; it fails loudly.)
+        assert!(times.iter().all(|(day, _)| *day == times[0].0), "{text}");
+        assert_contiguous(
+            &format!("clock {i}"),
+            times.iter().map(|(_, s)| u64::from(*s)).collect(),
+        );
+    }
+    for (i, subscriber) in subscribers.into_iter().enumerate() {
+        let out = tokio::time::timeout(Duration::from_secs(40), subscriber)
+            .await
+            .expect("the subscriber finished")
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "subscriber {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let numbers: Vec<u64> = text.lines().map(|l| l.parse().unwrap()).collect();
+        assert_eq!(numbers.len(), 300, "subscriber {i}");
+        assert_contiguous(&format!("subscriber {i}"), numbers);
+    }
+    assert!(
+        second.announced("anon/clock") && second.announced("anon/numbers"),
+        "the publishers reconnected to the new relay"
+    );
+    writing.store(false, std::sync::atomic::Ordering::Relaxed);
+    let _ = clock_publisher.kill();
+    let _ = lines_publisher.kill();
+    let _ = clock_publisher.wait();
+    let _ = lines_publisher.wait();
+    let _ = writer.join();
 }

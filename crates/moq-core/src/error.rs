@@ -55,6 +55,15 @@ pub enum Error {
     /// A stream the peer opened did not deliver its type and first message in time.
     #[error("no request within the stream header timeout")]
     RequestTimeout,
+    /// The peer closed the session with this application code and reason (a refusal
+    /// says why here: `unauthorized: token expired`).
+    #[error("closed by the peer with code {code:#x}: {reason}")]
+    Closed {
+        /// The moq-lite session error code (0 for a clean close, 0x2 unauthorized, ...).
+        code: u32,
+        /// The peer's reason, as it sent it.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -65,7 +74,7 @@ impl Error {
         match self {
             Self::Cancelled => 0x1,
             Self::Timeout => 0x2,
-            Self::Transport(_) => 0x3,
+            Self::Transport(_) | Self::Closed { .. } => 0x3,
             Self::GoingAway => 0x4,
             Self::TooFarBehind => 0x5,
             Self::Protocol(_) | Self::Decode(_) | Self::Duplicate(_) => 0x12,
@@ -89,6 +98,7 @@ impl Error {
             Self::Protocol(_) | Self::Decode(_) | Self::Duplicate(_) => 0x3,
             Self::Timeout | Self::RequestTimeout => 0x11,
             Self::Version(_) => 0x15,
+            Self::Closed { code, .. } => *code,
             _ => 0x1,
         }
     }

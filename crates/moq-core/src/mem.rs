@@ -31,12 +31,17 @@ struct Link {
     datagrams: mpsc::UnboundedSender<Bytes>,
 }
 
+/// How a connection was closed: by which end (0 or 1), with what code and reason.
+type Closed = Option<(u8, u32, String)>;
+
 /// One end of an in-memory connection.
 #[derive(Debug, Clone)]
 pub struct MemSession {
+    /// Which end this is (0 or 1), to tell our close from the peer's.
+    end: u8,
     side: Arc<Side>,
     peer: Arc<Link>,
-    closed: watch::Sender<Option<(u32, String)>>,
+    closed: watch::Sender<Closed>,
 }
 
 /// Two connected sessions.
@@ -49,6 +54,7 @@ pub fn pair() -> (MemSession, MemSession) {
     let (b_dg_tx, b_dg_rx) = mpsc::unbounded_channel();
     let (closed, _) = watch::channel(None);
     let a = MemSession {
+        end: 0,
         side: Arc::new(Side {
             bi: Mutex::new(a_bi_rx),
             uni: Mutex::new(a_uni_rx),
@@ -62,6 +68,7 @@ pub fn pair() -> (MemSession, MemSession) {
         closed: closed.clone(),
     };
     let b = MemSession {
+        end: 1,
         side: Arc::new(Side {
             bi: Mutex::new(b_bi_rx),
             uni: Mutex::new(b_uni_rx),
@@ -103,7 +110,7 @@ impl MemSession {
         let mut rx = self.closed.subscribe();
         match rx.wait_for(|c| c.is_some()).await {
             Ok(c) => match c.as_ref() {
-                Some((code, reason)) => TransportError::new(format!("closed with code {code}: {reason}")),
+                Some((_, code, reason)) => TransportError::new(format!("closed with code {code}: {reason}")),
                 None => closed_error(),
             },
             Err(_) => closed_error(),
@@ -117,7 +124,10 @@ impl MemSession {
 
     /// How the connection was closed, if it was.
     pub fn close_reason(&self) -> Option<(u32, String)> {
-        self.closed.borrow().clone()
+        self.closed
+            .borrow()
+            .as_ref()
+            .map(|(_, code, reason)| (*code, reason.clone()))
     }
 }
 
@@ -173,13 +183,20 @@ impl Session for MemSession {
             if c.is_some() {
                 return false;
             }
-            *c = Some((code, reason.to_string()));
+            *c = Some((self.end, code, reason.to_string()));
             true
         });
     }
 
     async fn closed(&self) -> TransportError {
         self.wait_closed().await
+    }
+
+    fn peer_close(&self) -> Option<(u32, String)> {
+        match self.closed.borrow().as_ref() {
+            Some((by, code, reason)) if *by != self.end => Some((*code, reason.clone())),
+            _ => None,
+        }
     }
 }
 

@@ -60,6 +60,12 @@ pub trait Session: Clone + Send + Sync + 'static {
     fn close(&self, code: u32, reason: &str);
     /// Resolves when the connection is closed, with why.
     fn closed(&self) -> impl Future<Output = TransportError> + Send;
+    /// The application code and reason the peer closed the connection with, once it has;
+    /// `None` while it is open, or when it ended any other way (locally, idle, lost).
+    /// Lets a caller tell a refusal (`0x2 unauthorized: token expired`) from a lost link.
+    fn peer_close(&self) -> Option<(u32, String)> {
+        None
+    }
 }
 
 /// The sending half of a stream.

@@ -420,6 +420,21 @@ impl transport::Session for MoqSession {
             Inner::Quic { session, .. } => session_error(session.closed().await),
         }
     }
+
+    fn peer_close(&self) -> Option<(u32, String)> {
+        use web_transport_quinn::{SessionError, WebTransportError};
+        match &self.inner {
+            Inner::WebSocket(session) => session.peer_close(),
+            // WebTransport's CLOSE_WEBTRANSPORT_SESSION, or a raw QUIC application close
+            // (web-transport-quinn reports both this way; our own close reads as local).
+            Inner::Quic { session, .. } => match session.close_reason()? {
+                SessionError::WebTransportError(WebTransportError::Closed(code, reason)) => {
+                    Some((code, reason))
+                }
+                _ => None,
+            },
+        }
+    }
 }
 
 impl transport::SendStream for SendStream {

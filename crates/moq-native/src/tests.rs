@@ -1140,3 +1140,47 @@ async fn stream_credit_stops_growing_at_the_maximum() {
     );
     assert!(counts.try_recv().is_err());
 }
+
+/// A peer's close code and reason reach the moq-core session as they were sent, over raw
+/// QUIC and WebTransport (how a client tells "token expired" from a lost link); our own
+/// close is not reported as the peer's.
+#[tokio::test]
+async fn the_peers_close_code_and_reason_reach_the_session() {
+    use moq_core::transport::Session as _;
+
+    use crate::adapter::MoqSession;
+
+    let server = Arc::new(server::Server::bind(dev_config("127.0.0.1:0", &[])).unwrap());
+    let port = server.local_addr().unwrap().port();
+    let client = pinned(&server.fingerprints(), &[]);
+    let accepting = server.clone();
+    tokio::spawn(async move {
+        while let Some(incoming) = accepting.accept().await {
+            tokio::spawn(async move {
+                let request = incoming.accept().await.unwrap();
+                let transport = request.transport();
+                let session = MoqSession::new(request.ok().await.unwrap(), transport);
+                session.close(0x2, "unauthorized: token expired");
+            });
+        }
+    });
+    for scheme in ["moqt", "https"] {
+        let connected = bounded(client.connect(&url(&format!("{scheme}://localhost:{port}/anon"))))
+            .await
+            .unwrap();
+        let session = MoqSession::new(connected.session, connected.transport);
+        bounded(session.closed()).await;
+        assert_eq!(
+            session.peer_close(),
+            Some((0x2, "unauthorized: token expired".to_string())),
+            "{scheme}"
+        );
+    }
+    let connected = bounded(client.connect(&url(&format!("moqt://localhost:{port}/anon"))))
+        .await
+        .unwrap();
+    let session = MoqSession::new(connected.session, connected.transport);
+    session.close(0, "done");
+    assert_eq!(session.peer_close(), None, "a local close is ours");
+    server.close();
+}

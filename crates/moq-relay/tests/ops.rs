@@ -107,6 +107,10 @@ async fn drain_turns_ready_off_and_sends_goaway() {
     eventually("the drain to start", SOON, async || lifecycle.is_draining()).await;
     let (status, body) = http_get(&format!("http://{internal}/ready")).await;
     assert_eq!((status, body.as_str()), (503, "not ready: draining\n"));
+    // No new sessions over WebSocket either: a client moving on GOAWAY must not land here.
+    let ws = url::Url::parse(&format!("ws://localhost:{}/anon", test.web.port())).unwrap();
+    let err = client.connect(&ws).await.map(|_| ()).unwrap_err();
+    assert!(format!("{err:#}").contains("503"), "{err:#}");
 
     // The relay opens an Announce stream (pull model) and then a Goaway stream.
     let mut saw_goaway = false;

@@ -156,18 +156,32 @@ impl BroadcastConsumer {
     /// Subscribe to a track, starting at its latest group. Every subscriber of
     /// the same name shares one track (and so one upstream subscription).
     pub fn subscribe(&self, name: &str) -> Result<TrackConsumer> {
+        self.subscribe_from(name, None)
+    }
+
+    /// Subscribe to a track starting at group `start` (the first cached group at or after
+    /// it), or at the latest group with `None`. A track requested from a dynamic broadcast
+    /// carries `start` to its producer ([`TrackProducer::start`]), which asks its own
+    /// source for the same; a track that already exists serves what it has cached.
+    pub fn subscribe_from(&self, name: &str, start: Option<u64>) -> Result<TrackConsumer> {
         if self.is_closed() {
             return Err(Error::NotFound);
         }
         let mut state = self.shared.lock();
-        if let Some(consumer) = state.tracks.get(name).and_then(|t| t.consume()) {
+        if let Some(mut consumer) = state.tracks.get(name).and_then(|t| t.consume()) {
+            if let Some(start) = start {
+                consumer.start_at(start);
+            }
             return Ok(consumer);
         }
         let Some(requests) = state.requests.clone() else {
             return Err(Error::NotFound);
         };
-        let track = TrackProducer::new(name, self.shared.cache.clone());
-        let consumer = track.consume();
+        let track = TrackProducer::requested(name, self.shared.cache.clone(), start);
+        let mut consumer = track.consume();
+        if let Some(start) = start {
+            consumer.start_at(start);
+        }
         state.tracks.insert(name.to_string(), track.shared().clone());
         drop(state);
         if requests.send(track).is_err() {

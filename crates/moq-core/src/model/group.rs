@@ -268,6 +268,15 @@ impl GroupConsumer {
         self.state.borrow().end.is_some()
     }
 
+    /// Wait until the group ends; whether it was aborted (a producer gone counts).
+    pub(crate) async fn ended(&self) -> bool {
+        let mut state = self.state.clone();
+        match state.wait_for(|s| s.end.is_some()).await {
+            Ok(s) => matches!(s.end, Some(Err(_))),
+            Err(_) => true,
+        }
+    }
+
     /// Bytes the group holds against its cache's budget (payload, per-frame overhead and
     /// a frame still arriving).
     pub(crate) fn held(&self) -> u64 {

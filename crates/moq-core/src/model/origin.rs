@@ -24,11 +24,15 @@ use std::{
 };
 
 use moq_proto::{Hops, Path};
-use tokio::sync::{Notify, watch};
+use tokio::{
+    sync::{Notify, watch},
+    task::JoinSet,
+};
 
 use super::{
     broadcast::{BroadcastConsumer, BroadcastProducer},
     cache::Cache,
+    group::GroupConsumer,
     track::{TrackConsumer, TrackProducer},
 };
 use crate::Error;
@@ -405,7 +409,9 @@ async fn pipe(track: TrackProducer, mut active: watch::Receiver<Option<Source>>,
             }
             continue;
         };
-        let upstream = match source.broadcast.subscribe(track.name()) {
+        // A re-bound track resumes where this one stands, so nothing between the old
+        // source's last group and the new source's latest is skipped.
+        let upstream = match source.broadcast.subscribe_from(track.name(), track.resume_from()) {
             Ok(upstream) => upstream,
             Err(err) => return track.abort(err),
         };
@@ -450,10 +456,26 @@ async fn forward(track: &TrackProducer, mut upstream: TrackConsumer) -> Result<(
     if track.info().is_none() {
         track.set_info(upstream.info().await?);
     }
-    while let Some(group) = upstream.next_group().await? {
-        match track.insert_group(group) {
+    // The new source's copies of groups the previous source is still delivering: if the
+    // previous copy is cut off (its route closing, as after a GOAWAY), this one replaces it.
+    let mut standby: JoinSet<Option<GroupConsumer>> = JoinSet::new();
+    loop {
+        let group = tokio::select! {
+            group = upstream.next_group() => match group? {
+                Some(group) => group,
+                None => break,
+            },
+            Some(Ok(Some(copy))) = standby.join_next() => copy,
+        };
+        let sequence = group.sequence();
+        match track.insert_group(group.clone()) {
+            Ok(()) => {}
             // A re-bound publisher may repeat a sequence we still cache.
-            Ok(()) | Err(Error::Duplicate(_)) => {}
+            Err(Error::Duplicate(_)) => {
+                if let Some(live) = track.get_group(sequence).filter(|g| !g.is_done()) {
+                    standby.spawn(async move { live.ended().await.then_some(group) });
+                }
+            }
             Err(err) => return Err(err),
         }
     }
@@ -586,6 +608,16 @@ mod tests {
 
     async fn timeout<F: std::future::Future>(f: F) -> F::Output {
         tokio::time::timeout(Duration::from_secs(2), f).await.unwrap()
+    }
+
+    /// Wait (at most 2 s) until `track` has `n` readers: the origin's pipe subscribed.
+    async fn read_by(track: &TrackProducer, n: usize) {
+        timeout(async {
+            while track.consumers() < n {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
     }
 
     #[tokio::test]
@@ -746,6 +778,80 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         write(&standby_track, 2);
         assert_eq!(timeout(viewer.next_group()).await.unwrap().unwrap().sequence(), 2);
+    }
+
+    /// A track re-bound to another source (a reconnect, a failover) resumes after the
+    /// last group it completed, not at the new source's latest: nothing in between is lost.
+    #[tokio::test]
+    async fn a_re_bound_track_resumes_after_its_last_complete_group() {
+        let origin = Origin::new(Cache::default(), Duration::from_secs(5));
+        let (first, first_track) = publisher();
+        let p1 = origin.publish(path("b"), first.consume(), Hops::new());
+        let mut viewer = origin.consume(&path("b")).unwrap().subscribe("t").unwrap();
+        read_by(&first_track, 1).await;
+        for seq in [1, 2] {
+            write(&first_track, seq);
+            assert_eq!(
+                timeout(viewer.next_group()).await.unwrap().unwrap().sequence(),
+                seq
+            );
+        }
+        // The first source goes; the next one already holds groups 2 to 4.
+        drop(p1);
+        drop(first_track);
+        drop(first);
+        let (next, next_track) = publisher();
+        for seq in [2, 3, 4] {
+            write(&next_track, seq);
+        }
+        let _p2 = origin.publish(path("b"), next.consume(), Hops::new());
+        let got = [
+            timeout(viewer.next_group()).await.unwrap().unwrap().sequence(),
+            timeout(viewer.next_group()).await.unwrap().unwrap().sequence(),
+        ];
+        assert_eq!(got, [3, 4], "group 3 is not skipped");
+    }
+
+    /// Make before break: the new route becomes active while the old one still delivers a
+    /// group; when the old copy is then cut off, the new route's copy replaces it whole.
+    #[tokio::test]
+    async fn a_group_cut_off_after_a_switch_is_replaced_by_the_new_routes_copy() {
+        let origin = Origin::default();
+        let (old, old_track) = publisher();
+        let p1 = origin.publish_route(path("b"), old.consume(), Hops::from_ids(vec![1]).unwrap(), 5);
+        let mut viewer = origin.consume(&path("b")).unwrap().subscribe("t").unwrap();
+        read_by(&old_track, 1).await;
+        let mut live = old_track.create_group(1).unwrap();
+        live.write(Frame {
+            timestamp: 0,
+            payload: Bytes::from_static(b"a"),
+        });
+        let mut group = timeout(viewer.next_group()).await.unwrap().unwrap();
+        assert_eq!(timeout(group.next_frame()).await.unwrap().unwrap().payload, "a");
+
+        // A cheaper route arrives with group 1 complete: it takes over at once.
+        let (new, new_track) = publisher();
+        let mut copy = new_track.create_group(1).unwrap();
+        for text in ["a", "b"] {
+            copy.write(Frame {
+                timestamp: 0,
+                payload: Bytes::from_static(text.as_bytes()),
+            });
+        }
+        copy.finish();
+        let _p2 = origin.publish_route(path("b"), new.consume(), Hops::from_ids(vec![2]).unwrap(), 1);
+        read_by(&new_track, 1).await;
+        // Then the old route closes, cutting its group 1 short.
+        live.abort(Error::Cancelled);
+        drop(p1);
+        assert!(timeout(group.next_frame()).await.is_err());
+        let mut again = timeout(viewer.next_group()).await.unwrap().unwrap();
+        assert_eq!(again.sequence(), 1);
+        let mut frames = Vec::new();
+        while let Some(frame) = timeout(again.next_frame()).await.unwrap() {
+            frames.push(frame.payload);
+        }
+        assert_eq!(frames, ["a", "b"]);
     }
 
     /// A viewer leaving just as another arrives must not hand the newcomer a

@@ -68,6 +68,9 @@ pub(crate) struct TrackShared {
     name: String,
     state: watch::Sender<TrackState>,
     cache: Cache,
+    /// The group the consumer that asked for this track wants to start at (see
+    /// [`TrackProducer::start`]).
+    start: Option<u64>,
 }
 
 /// Writes groups into a track. Dropping it without [`finish`](Self::finish)
@@ -80,11 +83,17 @@ pub struct TrackProducer {
 impl TrackProducer {
     /// A new track with no info yet (set it with [`set_info`](Self::set_info)).
     pub fn new(name: impl Into<String>, cache: Cache) -> Self {
+        Self::requested(name, cache, None)
+    }
+
+    /// A track a consumer asked for, wanting to start at group `start` if it said.
+    pub(crate) fn requested(name: impl Into<String>, cache: Cache, start: Option<u64>) -> Self {
         let (tx, _) = watch::channel(TrackState::default());
         let shared = Arc::new(TrackShared {
             name: name.into(),
             state: tx,
             cache,
+            start,
         });
         shared.cache.register(&shared);
         Self { shared }
@@ -114,6 +123,28 @@ impl TrackProducer {
     /// The track's properties, if known.
     pub fn info(&self) -> Option<TrackInfo> {
         self.shared.state.borrow().info
+    }
+
+    /// The group the consumer that requested this track asked to start at (through
+    /// [`BroadcastConsumer::subscribe_from`](super::BroadcastConsumer::subscribe_from)),
+    /// so whoever fills it can ask its own source for the same: a viewer resuming after a
+    /// reconnect gets the groups it missed, from every relay on the way that still has them.
+    pub fn start(&self) -> Option<u64> {
+        self.shared.start
+    }
+
+    /// Where to resume this track from another source: the latest group again if it did
+    /// not end cleanly here (the new source may deliver it whole), else the one after
+    /// it; with no group yet, where it was asked to start.
+    pub fn resume_from(&self) -> Option<u64> {
+        let s = self.shared.state.borrow();
+        match s.latest {
+            Some(latest) => match get_group(&s, latest) {
+                Some(group) if group.is_done() && !group.is_aborted() => latest.checked_add(1),
+                _ => Some(latest),
+            },
+            None => self.shared.start,
+        }
     }
 
     /// A consumer starting at the latest group.

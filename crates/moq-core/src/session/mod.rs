@@ -35,7 +35,7 @@ use tokio::{sync::watch, task::JoinSet};
 use crate::{
     Error, Origin, Result,
     stats::{Limit, Stats},
-    transport::{RecvStream, SendStream, Session},
+    transport::{RecvStream, SendStream, Session, TransportError},
 };
 pub use in_band::{ClientParameters, Negotiated, accept_in_band, connect_in_band};
 use stream::{Reader, Writer};
@@ -170,6 +170,70 @@ pub struct Config {
     /// Which of the peer's announcements to take: called with the path (relative to the
     /// root) and the route's hops (the peer's own hop id last); `None` takes every one.
     pub accept: Option<AnnounceFilter>,
+    /// Which of the peer's broadcasts to ask for (with `consume`): a prefix relative to
+    /// the root; empty asks for all. A peer that may not show us this prefix refuses at
+    /// once (see [`PeerEvents::discover_refused`]) instead of showing nothing.
+    pub discover: Path,
+    /// What the peer tells us while the session runs (GOAWAY, refusals), for the caller
+    /// to act on: keep a clone before [`run`].
+    pub events: Events,
+}
+
+/// What the peer has told us about the session so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeerEvents {
+    /// The peer sent GOAWAY (lite-04+) with this new session URI; empty means "the same
+    /// URI again". It keeps serving until we leave: connect anew, then close this one.
+    pub goaway: Option<String>,
+    /// The peer refused our request for its broadcasts (the Announce stream we opened),
+    /// with the error it reset the stream with.
+    pub discover_refused: Option<Error>,
+    /// The peer refused the broadcasts we announce (it ended the Announce stream it opened
+    /// to us with UNAUTHORIZED): we may not publish there.
+    pub publish_refused: Option<Error>,
+    /// The peer asked for our broadcasts (opened an Announce stream to us). A relay that
+    /// never does will take none of them: a publisher can say so instead of going quiet.
+    pub announce_requested: bool,
+}
+
+/// A shared, watchable [`PeerEvents`]: the session driver records, the caller watches.
+/// Clones share the same state.
+#[derive(Debug, Clone)]
+pub struct Events(Arc<watch::Sender<PeerEvents>>);
+
+impl Default for Events {
+    fn default() -> Self {
+        Self(Arc::new(watch::channel(PeerEvents::default()).0))
+    }
+}
+
+impl Events {
+    /// What the peer has told us so far.
+    pub fn get(&self) -> PeerEvents {
+        self.0.borrow().clone()
+    }
+
+    /// A receiver that sees every change.
+    pub fn subscribe(&self) -> watch::Receiver<PeerEvents> {
+        self.0.subscribe()
+    }
+
+    /// Wait for the peer's GOAWAY; its new session URI (empty: the same one again).
+    pub async fn goaway(&self) -> String {
+        let mut rx = self.subscribe();
+        // The sender lives in `self`, so the channel cannot close while we wait.
+        let uri = rx
+            .wait_for(|e| e.goaway.is_some())
+            .await
+            .ok()
+            .and_then(|e| e.goaway.clone());
+        uri.unwrap_or_default()
+    }
+
+    fn update(&self, change: impl FnOnce(&mut PeerEvents)) {
+        self.0.send_modify(change);
+    }
 }
 
 /// A predicate over the peer's announcements (see [`Config::accept`]).
@@ -210,6 +274,8 @@ impl Config {
             stats: Arc::default(),
             shutdown: None,
             accept: None,
+            discover: Path::empty(),
+            events: Events::default(),
         }
     }
 }
@@ -357,7 +423,7 @@ async fn drive<S: Session>(
             stream = session.accept_bi() => {
                 let (mut send, mut recv) = match stream {
                     Ok(stream) => stream,
-                    Err(err) => break Err(Error::from(err)),
+                    Err(err) => break Err(ended(&session, err)),
                 };
                 match shared.header().await {
                     Ok(header) => {
@@ -373,7 +439,7 @@ async fn drive<S: Session>(
             stream = session.accept_uni() => {
                 let mut recv = match stream {
                     Ok(stream) => stream,
-                    Err(err) => break Err(Error::from(err)),
+                    Err(err) => break Err(ended(&session, err)),
                 };
                 match shared.header().await {
                     Ok(header) => {
@@ -391,7 +457,7 @@ async fn drive<S: Session>(
             datagram = session.recv_datagram(), if version.has_datagrams() => {
                 match datagram {
                     Ok(datagram) => subscriber::datagram(&shared, datagram),
-                    Err(err) => break Err(Error::from(err)),
+                    Err(err) => break Err(ended(&session, err)),
                 }
             }
             Some(done) = tasks.join_next() => {
@@ -409,12 +475,22 @@ async fn drive<S: Session>(
     };
     if let Err(err) = &result {
         match err {
-            Error::Transport(_) | Error::Reset(_) => {}
+            Error::Transport(_) | Error::Reset(_) | Error::Closed { .. } => {}
             err => session.close(err.session_code(), &err.to_string()),
         }
     }
     tasks.shutdown().await;
     result
+}
+
+/// Why the connection under a session ended: the peer's close code and reason when it
+/// closed it ([`Error::Closed`], so a caller can tell a refusal from a lost link), else
+/// the transport's error.
+fn ended<S: Session>(session: &S, err: TransportError) -> Error {
+    match session.peer_close() {
+        Some((code, reason)) => Error::Closed { code, reason },
+        None => Error::from(err),
+    }
 }
 
 /// Reset both halves of a control stream with an error's code.

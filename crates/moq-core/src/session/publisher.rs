@@ -60,6 +60,10 @@ pub(crate) async fn serve_control_stream<S: Session>(
         ControlStream::Goaway => {
             let goaway = reader.decode::<moq_proto::Goaway>().await?;
             tracing::info!(uri = %goaway.uri, "peer is going away");
+            // The caller moves (make before break); we keep serving until it does.
+            shared.config.events.update(|e| {
+                e.goaway.get_or_insert(goaway.uri);
+            });
             Ok(())
         }
         // lite-01/02: the Session stream is the first one, read by the negotiation.
@@ -72,6 +76,18 @@ pub(crate) async fn serve_control_stream<S: Session>(
         Err(err @ (Error::Decode(_) | Error::Protocol(_))) => {
             reject(&mut writer, &mut reader, &err);
             Err(err)
+        }
+        // The peer ended the Announce stream it opened to learn our broadcasts with
+        // UNAUTHORIZED: it will take none of them from this session.
+        Err(Error::Reset(code))
+            if kind == ControlStream::Announce
+                && code == Error::Unauthorized(String::new()).stream_code() =>
+        {
+            tracing::warn!(code, "the peer refused our broadcasts: we may not publish there");
+            shared.config.events.update(|e| {
+                e.publish_refused.get_or_insert(Error::Reset(code));
+            });
+            Ok(())
         }
         Err(err) => {
             tracing::debug!(?kind, %err, "control stream ended");
@@ -109,6 +125,7 @@ async fn serve_announce<S: SendStream, R: RecvStream>(
 ) -> Result<()> {
     let request = reader.decode::<AnnounceRequest>().await?;
     let _slot = shared.admit(Limit::AnnounceRequests)?;
+    shared.config.events.update(|e| e.announce_requested = true);
     let Some(origin) = shared.config.publish.as_ref() else {
         return announce_nothing(shared, writer, reader).await;
     };
@@ -360,11 +377,15 @@ async fn serve_subscribe<S: Session>(
     let _slot = shared.admit(Limit::Subscriptions)?;
     let _active = ActiveSubscription::new(&shared.config.stats);
     let broadcast = broadcast(shared, &subscribe.broadcast)?;
-    let mut track = broadcast.subscribe(&subscribe.track)?;
-    if let Some(start) = subscribe.range.start_group {
-        track.start_at(start);
-    }
-    tracing::debug!(id = subscribe.id, broadcast = %subscribe.broadcast, track = %subscribe.track, "subscribed");
+    // A start group reaches our own source too when the track is new here.
+    let mut track = broadcast.subscribe_from(&subscribe.track, subscribe.range.start_group)?;
+    tracing::debug!(
+        id = subscribe.id,
+        broadcast = %subscribe.broadcast,
+        track = %subscribe.track,
+        start = ?subscribe.range.start_group,
+        "subscribed"
+    );
 
     if !version.has_track_stream() {
         // lite-01..04 acknowledge explicitly, echoing the subscriber's priority

@@ -30,6 +30,10 @@ use crate::{
 /// How long a non-latest group may be before the upstream publisher skips it.
 const UPSTREAM_MAX_LATENCY: Duration = Duration::from_secs(10);
 
+/// How long a resuming subscription waits for its SUBSCRIBE to be answered before it
+/// asks for the track's properties anyway.
+const RESUME_INFO_DELAY: Duration = Duration::from_millis(200);
+
 /// Live upstream subscriptions by id, so group streams find their track.
 #[derive(Debug, Default)]
 pub(crate) struct Subscriptions {
@@ -103,7 +107,7 @@ pub(crate) async fn announced<S: Session>(session: S, shared: Arc<SessionState>)
         return Ok(());
     };
     // The writer stays open while we listen: dropping it would reset the stream.
-    let Some((_writer, mut reader, peer_hop)) = request_announcements(&session, &shared).await? else {
+    let Some((mut writer, mut reader, peer_hop)) = request_announcements(&session, &shared).await? else {
         return Ok(());
     };
     let mut mirror = Mirror {
@@ -121,7 +125,7 @@ pub(crate) async fn announced<S: Session>(session: S, shared: Arc<SessionState>)
         let init = match reader.decode::<AnnounceInit>().await {
             Ok(init) => init,
             Err(Error::Reset(code)) => {
-                tracing::debug!(code, "peer refused announce interest");
+                discover_refused(&mirror.shared, code);
                 return Ok(());
             }
             Err(err) => return Err(err),
@@ -142,6 +146,11 @@ pub(crate) async fn announced<S: Session>(session: S, shared: Arc<SessionState>)
         let msg = match msg {
             Ok(Some(msg)) => msg,
             Ok(None) => break Ok(()),
+            // lite-03/04 have no ANNOUNCE_OK: a refusal comes as a reset instead of news.
+            Err(Error::Reset(code)) if code == Error::Unauthorized(String::new()).stream_code() => {
+                discover_refused(&mirror.shared, code);
+                break Ok(());
+            }
             Err(Error::Reset(code)) => {
                 tracing::debug!(code, "peer ended announcements");
                 break Ok(());
@@ -152,6 +161,10 @@ pub(crate) async fn announced<S: Session>(session: S, shared: Arc<SessionState>)
             break Err(err);
         }
     };
+    // Say why we stop listening, so the peer can tell its user.
+    if let Err(err @ Error::Unauthorized(_)) = &result {
+        super::reject(&mut writer, &mut reader, err);
+    }
     // Abrupt end (session gone): publications drop without finish, so paths linger.
     drop(mirror.active);
     mirror.tasks.shutdown().await;
@@ -178,7 +191,7 @@ async fn request_announcements<S: Session>(
     writer.queue(&ControlStream::Announce)?;
     writer
         .encode(&AnnounceRequest {
-            prefix: Path::empty(),
+            prefix: shared.config.discover.clone(),
             exclude_hop: shared.config.hop,
         })
         .await?;
@@ -189,11 +202,19 @@ async fn request_announcements<S: Session>(
         Ok(ok) => Ok(Some((writer, reader, ok.origin))),
         // A peer that publishes nothing may simply refuse announce interest.
         Err(Error::Reset(code)) => {
-            tracing::debug!(code, "peer refused announce interest");
+            discover_refused(shared, code);
             Ok(None)
         }
         Err(err) => Err(err),
     }
+}
+
+/// The peer reset our Announce stream: record why, for the caller.
+fn discover_refused(shared: &SessionState, code: u32) {
+    tracing::debug!(code, prefix = %shared.config.discover, "peer refused announce interest");
+    shared.config.events.update(|e| {
+        e.discover_refused.get_or_insert(Error::Reset(code));
+    });
 }
 
 /// The peer's announced broadcasts, mirrored into the `consume` origin.
@@ -273,9 +294,22 @@ impl<S: Session> Mirror<S> {
         }
     }
 
+    /// The path (relative to the root) of the peer's broadcast at `suffix` of the prefix
+    /// we asked for.
+    fn relative(&self, suffix: &Path) -> Result<Path> {
+        let prefix = &self.shared.config.discover;
+        if prefix.is_empty() {
+            return Ok(suffix.clone());
+        }
+        prefix
+            .join(suffix.as_str())
+            .map_err(|err| Error::Protocol(err.to_string()))
+    }
+
     /// A route to the peer's broadcast at `suffix`: mirror it if it is usable and
     /// allowed.
     fn route(&mut self, suffix: Path, mut hops: Hops, cost: Cost) -> Result<()> {
+        let relative = self.relative(&suffix)?;
         // A route that is no longer usable also withdraws the peer's previous
         // route for the path: keeping the old one would keep a broadcast the
         // peer no longer offers that way.
@@ -290,15 +324,23 @@ impl<S: Session> Mirror<S> {
                     .config
                     .accept
                     .as_ref()
-                    .is_some_and(|accept| !accept.allows(&suffix, &hops))
+                    .is_some_and(|accept| !accept.allows(&relative, &hops))
         };
         if unusable {
             self.withdraw(&suffix);
             return Ok(());
         }
-        if !self.shared.config.permissions.can_publish(&suffix) {
+        let permissions = &self.shared.config.permissions;
+        if !permissions.can_publish(&relative) {
+            // A peer that may publish nothing at all is told so: its Announce stream is
+            // refused with UNAUTHORIZED (no other broadcast of it could be taken anyway),
+            // and the session goes on.
+            if permissions.publish.is_empty() {
+                tracing::info!(path = %relative, "peer announced a broadcast but may publish nothing here; refused");
+                return Err(Error::Unauthorized(format!("may not publish '{relative}'")));
+            }
             // Debug only: a peer repeating this must not flood the log.
-            tracing::debug!(%suffix, "peer announced a broadcast it may not publish; ignored");
+            tracing::debug!(path = %relative, "peer announced a broadcast it may not publish; ignored");
             return Ok(());
         }
         if !self.active.contains_key(&suffix)
@@ -313,9 +355,10 @@ impl<S: Session> Mirror<S> {
     /// Publish the peer's broadcast locally and serve its track requests upstream.
     fn mirror(&mut self, suffix: Path, hops: Hops, cost: Cost) -> Result<()> {
         let config = &self.shared.config;
+        let relative = self.relative(&suffix)?;
         let path = config
             .root
-            .join(suffix.as_str())
+            .join(relative.as_str())
             .map_err(|err| Error::Protocol(err.to_string()))?;
         let broadcast = BroadcastProducer::dynamic(self.origin.cache().clone());
         // The peer's advertised cost (lite-06; 0 before) plus the price of this
@@ -330,7 +373,7 @@ impl<S: Session> Mirror<S> {
         let task = self.tasks.spawn(subscribe_on_request(
             self.session.clone(),
             self.shared.clone(),
-            suffix.clone(),
+            relative,
             broadcast,
         ));
         // A restart replaces the old mirror after the new one is attached.
@@ -381,19 +424,31 @@ async fn run_subscription<S: Session>(
         let version = shared.config.version;
         let (mut writer, mut reader) =
             open_subscription(&session, version, registered.id, &broadcast, &track).await?;
-        // lite-05+: the track's fixed properties come from a Track stream.
+        // lite-05+: the track's fixed properties come from a Track stream. A resuming
+        // subscription lets its SUBSCRIBE reach the peer first: a relay that sees the
+        // Track request first opens its own upstream at the latest group, and the groups
+        // we asked to resume from would never come.
+        let (answered, first_answer) = tokio::sync::oneshot::channel::<()>();
+        let mut answered = Some(answered);
+        let resuming = track.start().is_some();
         let _info = AbortOnDrop(version.has_track_stream().then(|| {
-            tokio::spawn(request_track_info(
-                session.clone(),
-                version,
-                broadcast,
-                track.clone(),
-            ))
+            let (session, track) = (session.clone(), track.clone());
+            tokio::spawn(async move {
+                if resuming {
+                    let _ = tokio::time::timeout(RESUME_INFO_DELAY, first_answer).await;
+                }
+                request_track_info(session, version, broadcast, track).await;
+            })
         }));
         loop {
             tokio::select! {
                 msg = reader.decode_maybe::<SubscribeResponse>() => match msg? {
-                    Some(response) => on_subscribe_response(&track, response),
+                    Some(response) => {
+                        if let Some(answered) = answered.take() {
+                            let _ = answered.send(());
+                        }
+                        on_subscribe_response(&track, response);
+                    }
                     // The publisher finished: every group is accounted for.
                     None => return Ok(()),
                 },
@@ -424,6 +479,7 @@ async fn open_subscription<S: Session>(
     let (send, recv) = session.open_bi().await?;
     let mut writer = Writer::new(send, version);
     let reader = Reader::new(recv, version);
+    tracing::debug!(%broadcast, track = %track.name(), start = ?track.start(), "subscribing upstream");
     writer.queue(&ControlStream::Subscribe)?;
     writer
         .encode(&Subscribe {
@@ -433,7 +489,11 @@ async fn open_subscription<S: Session>(
             priority: 0,
             ordered: false,
             max_latency: UPSTREAM_MAX_LATENCY,
-            range: Range::default(),
+            // A consumer resuming (after a reconnect or a failover) asks for what it missed.
+            range: Range {
+                start_group: track.start(),
+                ..Range::default()
+            },
         })
         .await?;
     Ok((writer, reader))

@@ -741,3 +741,213 @@ async fn announce_init_overflow_follows_as_announces() {
     .await;
     assert!(viewer.consume(&path(&format!("b{}", count - 1))).is_some());
 }
+
+/// Wait (at most 5 s) until `check` holds, polling.
+async fn until(mut check: impl FnMut() -> bool) {
+    within(async {
+        while !check() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}
+
+/// GOAWAY reaches the caller with its new session URI, and the session keeps serving
+/// meanwhile (the caller connects anew before it lets this one go).
+#[tokio::test]
+async fn goaway_reaches_the_caller_and_the_session_keeps_serving() {
+    for version in [Version::Lite04, Version::Lite05, Version::Lite06] {
+        let publisher = publisher("clock");
+        let (ours, peer) = mem::pair();
+        let viewer = Origin::default();
+        let config = client(version, None, Some(viewer.clone()));
+        let events = config.events.clone();
+        tokio::spawn(run(ours, config));
+        tokio::spawn(run(
+            peer.clone(),
+            client(version, Some(publisher.origin.clone()), None),
+        ));
+        let broadcast = within(viewer.wait_for(&path("clock"), Duration::from_secs(5)))
+            .await
+            .unwrap();
+        let mut track = broadcast.subscribe("seconds").unwrap();
+        until(|| publisher.track.consumers() > 0).await;
+        assert_eq!(events.get().goaway, None);
+
+        // The peer says where to go next.
+        let (send, _recv) = peer.open_bi().await.unwrap();
+        let mut writer = stream::Writer::new(send, version);
+        writer.queue(&ControlStream::Goaway).unwrap();
+        writer
+            .queue(&moq_proto::Goaway {
+                uri: "https://next.example/anon".into(),
+            })
+            .unwrap();
+        within(writer.finish()).await.unwrap();
+        assert_eq!(
+            within(events.goaway()).await,
+            "https://next.example/anon",
+            "{version}"
+        );
+
+        write_group(&publisher.track, 7, &["still", "here"]);
+        let got = read_frames(&mut track, 1).await;
+        assert_eq!(got[0].0, 7, "{version}: served after GOAWAY");
+    }
+}
+
+/// A session the peer closes ends with its code and reason, so a client can say why
+/// (`unauthorized: token expired`) instead of "connection closed"; our own close does not
+/// look like the peer's.
+#[tokio::test]
+async fn a_peer_close_ends_the_session_with_its_code_and_reason() {
+    for version in [Version::Lite03, Version::Lite06] {
+        let (ours, peer) = mem::pair();
+        let driver = tokio::spawn(run(ours, client(version, None, Some(Origin::default()))));
+        peer.close(0x2, "unauthorized: token expired");
+        let err = within(driver).await.unwrap().unwrap_err();
+        assert_eq!(
+            err,
+            Error::Closed {
+                code: 0x2,
+                reason: "unauthorized: token expired".into()
+            }
+        );
+        assert_eq!(err.session_code(), 0x2);
+
+        let (ours, _peer) = mem::pair();
+        let driver = tokio::spawn(run(ours.clone(), client(version, None, Some(Origin::default()))));
+        ours.close(0, "done");
+        let err = within(driver).await.unwrap().unwrap_err();
+        assert!(matches!(err, Error::Transport(_)), "{err:?}");
+    }
+}
+
+/// `discover` asks the peer for one prefix: broadcasts under it arrive at their full path
+/// and can be subscribed to; a prefix the peer may not show us is refused at once, and the
+/// caller learns so instead of seeing an empty list.
+#[tokio::test]
+async fn discover_asks_for_one_prefix_and_learns_of_a_refusal() {
+    for version in [Version::Lite02, Version::Lite04, Version::Lite06] {
+        let publisher = publisher("anon/clock");
+        let mut relay = client(version, Some(publisher.origin.clone()), None);
+        relay.permissions.subscribe = vec![path("anon")];
+
+        let viewer = Origin::default();
+        let mut allowed = client(version, None, Some(viewer.clone()));
+        allowed.discover = path("anon");
+        let events = allowed.events.clone();
+        connect(allowed, relay.clone());
+        let broadcast = within(viewer.wait_for(&path("anon/clock"), Duration::from_secs(5)))
+            .await
+            .expect("the broadcast under the prefix, at its full path");
+        let mut track = broadcast.subscribe("seconds").unwrap();
+        until(|| publisher.track.consumers() > 0).await;
+        write_group(&publisher.track, 1, &["x"]);
+        assert_eq!(read_frames(&mut track, 1).await[0].0, 1, "{version}");
+        assert_eq!(events.get().discover_refused, None);
+
+        let mut refused = client(version, None, Some(Origin::default()));
+        refused.discover = path("secret");
+        let events = refused.events.clone();
+        connect(refused, relay);
+        let mut rx = events.subscribe();
+        let got = within(rx.wait_for(|e| e.discover_refused.is_some()))
+            .await
+            .unwrap()
+            .discover_refused
+            .clone();
+        let unauthorized = Error::Unauthorized(String::new()).stream_code();
+        assert_eq!(got, Some(Error::Reset(unauthorized)), "{version}");
+    }
+}
+
+/// A peer that may publish nothing but announces a broadcast is told so (its Announce
+/// stream is refused with UNAUTHORIZED) and its caller learns it; one that may publish
+/// elsewhere keeps its session quiet about a broadcast outside its rights.
+#[tokio::test]
+async fn announcing_without_publish_rights_is_refused_and_reported() {
+    for version in [Version::Lite04, Version::Lite05, Version::Lite06] {
+        for (rights, refused) in [(vec![], true), (vec![path("other")], false)] {
+            let publisher = publisher("clock");
+            let ours = client(version, Some(publisher.origin.clone()), None);
+            let events = ours.events.clone();
+            let relay_origin = Origin::default();
+            let mut relay = client(version, None, Some(relay_origin.clone()));
+            relay.permissions.publish = rights;
+            // A second broadcast the relay may serve, to show the session goes on.
+            let (sa, sb) = mem::pair();
+            tokio::spawn(run(sa, ours));
+            tokio::spawn(run(sb, relay));
+            if refused {
+                let mut rx = events.subscribe();
+                let got = within(rx.wait_for(|e| e.publish_refused.is_some()))
+                    .await
+                    .unwrap()
+                    .publish_refused
+                    .clone();
+                let unauthorized = Error::Unauthorized(String::new()).stream_code();
+                assert_eq!(got, Some(Error::Reset(unauthorized)), "{version}");
+            } else {
+                // Give the announcement time to arrive and be ignored.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                assert_eq!(events.get().publish_refused, None, "{version}");
+            }
+            assert!(relay_origin.paths().is_empty(), "{version}: nothing taken");
+        }
+    }
+}
+
+/// A subscription with a start group asks the publisher for it, and a relay between them
+/// passes it on: a viewer resuming after a reconnect gets the groups it missed, not only
+/// the latest.
+#[tokio::test]
+async fn a_start_group_reaches_the_publisher_through_a_relay() {
+    for version in [Version::Lite04, Version::Lite06] {
+        let publisher = publisher("clock");
+        for seq in [1, 2, 3] {
+            write_group(&publisher.track, seq, &["f"]);
+        }
+        let relay = Origin::default();
+        let relay_side = client(version, Some(relay.clone()), Some(relay.clone()));
+        connect(
+            client(version, Some(publisher.origin.clone()), None),
+            relay_side.clone(),
+        );
+        let viewer = Origin::default();
+        connect(relay_side, client(version, None, Some(viewer.clone())));
+        let broadcast = within(viewer.wait_for(&path("clock"), Duration::from_secs(5)))
+            .await
+            .unwrap();
+        let mut track = broadcast.subscribe_from("seconds", Some(2)).unwrap();
+        let got: Vec<u64> = read_frames(&mut track, 2).await.iter().map(|g| g.0).collect();
+        assert_eq!(got, [2, 3], "{version}");
+    }
+}
+
+/// A publisher learns whether the peer asked for its broadcasts at all: a relay that
+/// takes nothing from the session never opens the Announce stream.
+#[tokio::test]
+async fn a_publisher_learns_whether_the_peer_asked_for_its_broadcasts() {
+    for version in [Version::Lite03, Version::Lite06] {
+        for asks in [true, false] {
+            let ours_origin = publisher("mine").origin;
+            let theirs = publisher("theirs");
+            let seen = Origin::default();
+            let ours = client(version, Some(ours_origin), Some(seen.clone()));
+            let events = ours.events.clone();
+            let relay_consume = asks.then(Origin::default);
+            connect(ours, client(version, Some(theirs.origin.clone()), relay_consume));
+            // Once we see the peer's broadcast the session is up both ways.
+            within(seen.wait_for(&path("theirs"), Duration::from_secs(5)))
+                .await
+                .unwrap();
+            if asks {
+                let mut rx = events.subscribe();
+                within(rx.wait_for(|e| e.announce_requested)).await.unwrap();
+            } else {
+                assert!(!events.get().announce_requested, "{version}");
+            }
+        }
+    }
+}

@@ -1247,6 +1247,15 @@ impl Session {
         self.shared.lock().error()
     }
 
+    /// The code and reason the peer closed the session with (APPLICATION_CLOSE), once it
+    /// has; `None` while open or when it ended any other way.
+    pub fn peer_close(&self) -> Option<(u32, String)> {
+        match &self.shared.lock().ended.as_ref()?.error {
+            Error::PeerClosed { code, reason } => Some((super::decode_code(*code), reason.clone())),
+            _ => None,
+        }
+    }
+
     /// A handle that can close the session without keeping it alive.
     pub(crate) fn closer(&self) -> Closer {
         Closer(self.shared.clone())
@@ -1377,6 +1386,10 @@ impl transport::Session for Session {
 
     fn close(&self, code: u32, reason: &str) {
         Session::close(self, code, reason);
+    }
+
+    fn peer_close(&self) -> Option<(u32, String)> {
+        Session::peer_close(self)
     }
 
     async fn closed(&self) -> TransportError {

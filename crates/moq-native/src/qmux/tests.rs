@@ -130,6 +130,19 @@ async fn close_reaches_the_peer_with_code_and_reason() {
 }
 
 #[tokio::test]
+async fn the_peers_close_is_told_apart_from_ours() {
+    let (client, server) = pair(Wire::Qmux01, Config::default());
+    bounded(client.established()).await.unwrap();
+    client.close(0x2, "unauthorized: token expired");
+    bounded(server.closed()).await;
+    assert_eq!(
+        server.peer_close(),
+        Some((0x2, "unauthorized: token expired".to_string()))
+    );
+    assert_eq!(client.peer_close(), None, "our own close");
+}
+
+#[tokio::test]
 async fn dropping_every_handle_closes_the_session() {
     let (client, server) = pair(Wire::Qmux00, Config::default());
     bounded(server.established()).await.unwrap();

@@ -45,6 +45,10 @@ pub async fn upgrade(
         return (StatusCode::NOT_FOUND, "not found\n").into_response();
     };
     let sessions = upgrades.sessions.clone();
+    // Draining: as over QUIC, no new sessions (a client moving on GOAWAY must not land here).
+    if sessions.lifecycle.is_draining() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response();
+    }
     let Some(ticket) = sessions.admit(peer) else {
         return (StatusCode::SERVICE_UNAVAILABLE, "too many sessions\n").into_response();
     };
