@@ -93,6 +93,7 @@ impl GroupProducer {
             state: rx,
             index: 0,
             shared: Arc::downgrade(&shared),
+            splice: None,
         };
         (
             Self {
@@ -202,6 +203,9 @@ pub struct GroupConsumer {
     index: usize,
     /// The producer's side, so the cache can end a group it evicts while it grows.
     shared: Weak<GroupShared>,
+    /// For a group a relay took from a route that may die (see [`GroupConsumer::spliceable`]):
+    /// the copy its readers continue from if it is cut off; `None` inside while undecided.
+    splice: Option<watch::Receiver<Option<GroupConsumer>>>,
 }
 
 impl Clone for GroupConsumer {
@@ -211,7 +215,32 @@ impl Clone for GroupConsumer {
             state: self.state.clone(),
             index: 0,
             shared: self.shared.clone(),
+            splice: self.splice.clone(),
         }
+    }
+}
+
+/// Decides where the readers of a cut-off group continue (see [`GroupConsumer::spliceable`]).
+/// Dropping it undecided lets them see the error that cut the group.
+#[derive(Debug)]
+pub(crate) struct Splicer {
+    sequence: u64,
+    next: watch::Sender<Option<GroupConsumer>>,
+}
+
+impl Splicer {
+    /// Readers that were cut off at frame `i` continue at frame `i` of `copy` (another
+    /// route's copy of the same group): frames they already have are not repeated.
+    pub(crate) fn continue_with(self, copy: GroupConsumer) {
+        self.next.send_replace(Some(copy));
+    }
+
+    /// Readers end the group cleanly where they stand: no route has the rest of it, but
+    /// the track goes on, so the viewer moves to the next group instead of seeing a reset.
+    pub(crate) fn finish(self) {
+        let (producer, rest) = GroupProducer::new(self.sequence);
+        producer.finish();
+        self.continue_with(rest);
     }
 }
 
@@ -226,8 +255,68 @@ impl GroupConsumer {
         self.index = index;
     }
 
+    /// A reader of this group whose readers, should the group be cut off (end with an
+    /// error), wait for the returned [`Splicer`] to name a copy to continue from instead
+    /// of seeing the error. A relay wraps the groups it takes from a route this way, so a
+    /// route dying under a group in flight is invisible downstream.
+    pub(crate) fn spliceable(&self) -> (GroupConsumer, Splicer) {
+        let (next, rx) = watch::channel(None);
+        let mut reader = self.clone();
+        reader.splice = Some(rx);
+        (
+            reader,
+            Splicer {
+                sequence: self.sequence,
+                next,
+            },
+        )
+    }
+
+    /// Where a cut-off group stands: `None` if it did not end with an error, else the copy
+    /// its readers continue from (`Some(Some(copy))`), or `Some(None)` if they see the
+    /// error (no splicer, or it gave up). `Err(())` while a splicer is still deciding.
+    fn cut(&self) -> Result<Option<Option<GroupConsumer>>, ()> {
+        if !matches!(self.state.borrow().end, Some(Err(_))) {
+            return Ok(None);
+        }
+        let Some(splice) = &self.splice else {
+            return Ok(Some(None));
+        };
+        if let Some(copy) = splice.borrow().clone() {
+            return Ok(Some(Some(copy)));
+        }
+        // The splicer dropped undecided: the error stands.
+        if splice.has_changed().is_err() {
+            return Ok(Some(None));
+        }
+        Err(())
+    }
+
     /// The next frame; `Ok(None)` once the group finished.
     pub async fn next_frame(&mut self) -> Result<Option<Frame>> {
+        loop {
+            let err = match self.read_frame().await {
+                Err(err) => err,
+                other => return other,
+            };
+            let Some(mut splice) = self.splice.clone() else {
+                return Err(err);
+            };
+            // Cut off: wait for the relay to name the copy to continue from.
+            let copy = match splice.wait_for(Option::is_some).await {
+                Ok(copy) => copy.clone(),
+                Err(_) => None,
+            };
+            let Some(copy) = copy else { return Err(err) };
+            // Same index: the frames already read are not read again.
+            self.state = copy.state;
+            self.shared = copy.shared;
+            self.splice = copy.splice;
+        }
+    }
+
+    /// The next frame of this copy (without following a splice).
+    async fn read_frame(&mut self) -> Result<Option<Frame>> {
         let index = self.index;
         let state = self
             .state
@@ -258,22 +347,34 @@ impl GroupConsumer {
     }
 
     /// Whether the group ended with an error (its producer aborted or went
-    /// away), so a copy from another route may replace it.
+    /// away), so a copy from another route may replace it. A cut-off group whose relay
+    /// is still finding the rest, or found it, is not aborted (see [`Self::spliceable`]).
     pub fn is_aborted(&self) -> bool {
-        matches!(self.state.borrow().end, Some(Err(_)))
+        match self.cut() {
+            Ok(None) | Err(()) => false,
+            Ok(Some(Some(copy))) => copy.is_aborted(),
+            Ok(Some(None)) => true,
+        }
     }
 
-    /// Whether the producer finished or aborted the group.
+    /// Whether the group ended: finished, or aborted for good (a cut-off group whose
+    /// relay is still finding the rest is not done; one continued is done with its copy).
     pub fn is_done(&self) -> bool {
-        self.state.borrow().end.is_some()
+        match self.cut() {
+            Ok(None) => self.state.borrow().end.is_some(),
+            Err(()) => false,
+            Ok(Some(Some(copy))) => copy.is_done(),
+            Ok(Some(None)) => true,
+        }
     }
 
-    /// Wait until the group ends; whether it was aborted (a producer gone counts).
-    pub(crate) async fn ended(&self) -> bool {
+    /// Wait until this copy of the group ends (without following a splice); how it ended
+    /// (a producer gone counts as cancelled).
+    pub(crate) async fn outcome(&self) -> Result<()> {
         let mut state = self.state.clone();
         match state.wait_for(|s| s.end.is_some()).await {
-            Ok(s) => matches!(s.end, Some(Err(_))),
-            Err(_) => true,
+            Ok(s) => s.end.clone().unwrap_or(Err(Error::Cancelled)),
+            Err(_) => Err(Error::Cancelled),
         }
     }
 
@@ -321,6 +422,81 @@ mod tests {
             assert_eq!(reader.next_frame().await.unwrap(), Some(frame(2)));
             assert_eq!(reader.next_frame().await.unwrap(), None);
         }
+    }
+
+    async fn soon<F: std::future::Future>(f: F) -> F::Output {
+        tokio::time::timeout(std::time::Duration::from_secs(2), f)
+            .await
+            .unwrap()
+    }
+
+    /// A group cut off with its route: its readers wait, then continue from another
+    /// route's copy at the frame where each stood; a reader cloned later reads it whole.
+    #[tokio::test]
+    async fn a_cut_off_group_continues_from_a_copy_where_each_reader_stood() {
+        let (mut producer, upstream) = GroupProducer::new(3);
+        let (mut reader, splicer) = upstream.spliceable();
+        producer.write(frame(1));
+        producer.write(frame(2));
+        assert_eq!(soon(reader.next_frame()).await.unwrap(), Some(frame(1)));
+        assert_eq!(soon(reader.next_frame()).await.unwrap(), Some(frame(2)));
+        producer.abort(Error::Transport("route gone".into()));
+        // Undecided: neither done nor aborted, and the reader waits.
+        assert!(!reader.is_done() && !reader.is_aborted());
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(50), reader.next_frame())
+                .await
+                .is_err()
+        );
+        let (mut copy, rest) = GroupProducer::new(3);
+        for n in 1..=3 {
+            copy.write(frame(n));
+        }
+        splicer.continue_with(rest);
+        assert_eq!(soon(reader.next_frame()).await.unwrap(), Some(frame(3)));
+        assert!(!reader.is_done(), "the copy still grows");
+        copy.write(frame(4));
+        copy.finish();
+        assert_eq!(soon(reader.next_frame()).await.unwrap(), Some(frame(4)));
+        assert_eq!(soon(reader.next_frame()).await.unwrap(), None);
+        assert!(reader.is_done() && !reader.is_aborted());
+        let mut late = reader.clone();
+        let mut all = Vec::new();
+        while let Some(f) = soon(late.next_frame()).await.unwrap() {
+            all.push(f);
+        }
+        assert_eq!(all, (1..=4).map(frame).collect::<Vec<_>>());
+    }
+
+    /// With no copy to be had, a cut-off group ends cleanly where its readers stand
+    /// (`finish`), or they see the error that cut it (the splicer dropped).
+    #[tokio::test]
+    async fn a_cut_off_group_ends_cleanly_or_with_its_error_when_no_copy_comes() {
+        let (mut producer, upstream) = GroupProducer::new(4);
+        let (mut finished, splicer) = upstream.spliceable();
+        let (mut dropped, other) = upstream.spliceable();
+        producer.write(frame(1));
+        producer.abort(Error::Transport("route gone".into()));
+        for reader in [&mut finished, &mut dropped] {
+            assert_eq!(soon(reader.next_frame()).await.unwrap(), Some(frame(1)));
+        }
+        splicer.finish();
+        assert_eq!(soon(finished.next_frame()).await.unwrap(), None);
+        assert!(finished.is_done() && !finished.is_aborted());
+        drop(other);
+        assert_eq!(
+            soon(dropped.next_frame()).await,
+            Err(Error::Transport("route gone".into()))
+        );
+        assert!(dropped.is_done() && dropped.is_aborted());
+        // A group that ends cleanly never waits on its splicer.
+        let (mut producer, upstream) = GroupProducer::new(5);
+        let (mut reader, _undecided) = upstream.spliceable();
+        producer.write(frame(1));
+        producer.finish();
+        assert_eq!(soon(reader.next_frame()).await.unwrap(), Some(frame(1)));
+        assert_eq!(soon(reader.next_frame()).await.unwrap(), None);
+        assert!(reader.is_done());
     }
 
     #[tokio::test]

@@ -18,7 +18,7 @@
 //! tokio runtime; they end with the path or track.
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::{Arc, Mutex, MutexGuard, Weak},
     time::Duration,
 };
@@ -32,7 +32,7 @@ use tokio::{
 use super::{
     broadcast::{BroadcastConsumer, BroadcastProducer},
     cache::Cache,
-    group::GroupConsumer,
+    group::{GroupConsumer, Splicer},
     track::{TrackConsumer, TrackProducer},
 };
 use crate::Error;
@@ -399,6 +399,9 @@ async fn retired(track: &TrackProducer, relay: &BroadcastConsumer) {
 /// Fill a relay track from whichever source is active, re-binding when the
 /// active source changes, until nobody reads the track or the path is gone.
 async fn pipe(track: TrackProducer, mut active: watch::Receiver<Option<Source>>, relay: BroadcastConsumer) {
+    // Outlives each binding: a group cut off by a dying route continues from the next
+    // route's copy. Dropped with the pipe, so readers see the cut when nothing is left.
+    let mut splices = Splices::default();
     loop {
         let source = active.borrow_and_update().clone();
         let Some(source) = source else {
@@ -415,23 +418,25 @@ async fn pipe(track: TrackProducer, mut active: watch::Receiver<Option<Source>>,
             Ok(upstream) => upstream,
             Err(err) => return track.abort(err),
         };
+        let watching = active.clone();
         tokio::select! {
-            result = forward(&track, upstream) => match result {
+            result = forward(&track, upstream, &source, &watching, &mut splices) => match result {
                 // The publisher ended the track.
                 Ok(()) => return track.finish(),
-                // The publisher refused the subscription: tell our subscribers, and
-                // forget the track so a later request asks again.
-                Err(err @ (Error::NotFound | Error::Unauthorized(_) | Error::Reset(_) | Error::Protocol(_))) => {
-                    return track.abort(err);
-                }
-                // The publisher went away; wait for the next one (linger, failover).
-                Err(_) if source.broadcast.is_closed() => {
+                // The publisher went away, or its relay is draining: wait for the next
+                // one (linger, failover). Our subscribers keep their track.
+                Err(err) if source.broadcast.is_closed() || going_away(&err) => {
                     if active.borrow().as_ref().map(|s| s.id) == Some(source.id) {
                         tokio::select! {
                             changed = active.changed() => if changed.is_err() { return track.finish() },
                             _ = retired(&track, &relay) => return,
                         }
                     }
+                }
+                // The publisher refused the subscription: tell our subscribers, and
+                // forget the track so a later request asks again.
+                Err(err @ (Error::NotFound | Error::Unauthorized(_) | Error::Reset(_) | Error::Protocol(_))) => {
+                    return track.abort(err);
                 }
                 // The source lives but its track went away under us (it was
                 // being retired as we subscribed): subscribe again.
@@ -449,33 +454,203 @@ async fn pipe(track: TrackProducer, mut active: watch::Receiver<Option<Source>>,
     }
 }
 
+/// Whether a group ended with `err` because the way it came went away (the session or
+/// the relay that delivered it died, drained or cancelled it), rather than for what it is.
+fn route_lost(err: &Error) -> bool {
+    let lost = [
+        Error::Cancelled,
+        Error::Timeout,
+        Error::Transport(String::new()),
+        Error::GoingAway,
+    ];
+    match err {
+        Error::Cancelled | Error::Timeout | Error::Transport(_) | Error::GoingAway => true,
+        Error::Reset(code) => lost.iter().any(|e| e.stream_code() == *code),
+        _ => false,
+    }
+}
+
+/// Whether `err` ended a subscription because the relay serving it is going away (a
+/// drain): a route change, not the track's end.
+fn going_away(err: &Error) -> bool {
+    match err {
+        Error::GoingAway => true,
+        Error::Reset(code) => *code == Error::GoingAway.stream_code(),
+        _ => false,
+    }
+}
+
 /// Pause before subscribing again to a live source whose track ended under us.
 const RESUBSCRIBE: Duration = Duration::from_millis(50);
 
-async fn forward(track: &TrackProducer, mut upstream: TrackConsumer) -> Result<(), Error> {
+/// How long the readers of a cut-off group wait for another route's copy once that route
+/// delivers newer groups without it; then the group ends cleanly where they stand.
+const SPLICE_GRACE: Duration = Duration::from_millis(500);
+
+/// The route a guarded group came by, and the origin's choice of route.
+#[derive(Debug)]
+struct Route {
+    id: u64,
+    broadcast: BroadcastConsumer,
+    active: watch::Receiver<Option<Source>>,
+}
+
+/// A relay track's groups in flight, each guarded so that a route dying under it is
+/// invisible downstream: its readers wait, then continue from the next route's copy of
+/// the same group at the frame where they stood (see [`GroupConsumer::spliceable`]).
+#[derive(Debug)]
+struct Splices {
+    /// Where copies from other routes go, by the sequence of the group they stand in for.
+    copies: Arc<Mutex<HashMap<u64, watch::Sender<Option<GroupConsumer>>>>>,
+    /// The source of the newest group inserted, and its sequence.
+    newest: watch::Sender<(u64, u64)>,
+    guards: JoinSet<()>,
+}
+
+impl Default for Splices {
+    fn default() -> Self {
+        Self {
+            copies: Arc::default(),
+            newest: watch::channel((u64::MAX, 0)).0,
+            guards: JoinSet::new(),
+        }
+    }
+}
+
+impl Splices {
+    /// Hand `group` to the guard of a group with the same sequence still in flight or cut
+    /// off; whether there was one (then `group` is not a new group of the track).
+    fn offer(&self, group: &GroupConsumer) -> bool {
+        let copies = self.copies.lock().unwrap_or_else(|e| e.into_inner());
+        match copies.get(&group.sequence()) {
+            Some(slot) => {
+                slot.send_if_modified(|copy| {
+                    let first = copy.is_none();
+                    copy.get_or_insert_with(|| group.clone());
+                    first
+                });
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Guard `group` (as taken from `source`, while `active` is the route in use) until
+    /// it ends; `splicer` decides for the readers of the copy the track holds.
+    fn guard(
+        &mut self,
+        group: GroupConsumer,
+        splicer: Splicer,
+        source: &Source,
+        active: &watch::Receiver<Option<Source>>,
+    ) {
+        let route = Route {
+            id: source.id,
+            broadcast: source.broadcast.clone(),
+            active: active.clone(),
+        };
+        let source = source.id;
+        while self.guards.try_join_next().is_some() {}
+        let sequence = group.sequence();
+        let (slot, copy) = watch::channel(None);
+        self.copies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(sequence, slot);
+        self.newest.send_if_modified(|newest| {
+            let newer = newest.0 != source || sequence > newest.1;
+            if newer {
+                *newest = (source, sequence);
+            }
+            newer
+        });
+        let copies = self.copies.clone();
+        let newest = self.newest.subscribe();
+        self.guards.spawn(async move {
+            guard(group, splicer, copy, newest, route).await;
+            copies.lock().unwrap_or_else(|e| e.into_inner()).remove(&sequence);
+        });
+    }
+}
+
+/// Wait for `group` to end. Cut off with its route (see [`route_lost`]),
+/// its readers continue from the first copy another route offers, or end cleanly once
+/// another route delivers newer groups without one ([`SPLICE_GRACE`]).
+async fn guard(
+    group: GroupConsumer,
+    splicer: Splicer,
+    mut copy: watch::Receiver<Option<GroupConsumer>>,
+    mut newest: watch::Receiver<(u64, u64)>,
+    mut route: Route,
+) {
+    let sequence = group.sequence();
+    let source = route.id;
+    match group.outcome().await {
+        Err(err) if route_lost(&err) => {}
+        // Finished, or ended for what it is (too large, evicted, malformed): no copy
+        // would differ, so its readers see how it ended.
+        _ => return,
+    }
+    // A route that dies takes its broadcast with it (or is replaced) at once; one that
+    // lives on cut this group itself, and its readers see that.
+    let gone = async {
+        tokio::select! {
+            _ = route.broadcast.closed() => {}
+            _ = route.active.wait_for(|a| a.as_ref().map(|s| s.id) != Some(source)) => {}
+        }
+    };
+    if tokio::time::timeout(SPLICE_GRACE, gone).await.is_err() {
+        return;
+    }
+    let offered = async {
+        let offered = copy
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|copy| copy.clone());
+        match offered {
+            Some(copy) => copy,
+            None => std::future::pending().await,
+        }
+    };
+    let moved_on = async {
+        if newest
+            .wait_for(|&(from, newer)| from != source && newer > sequence)
+            .await
+            .is_err()
+        {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(SPLICE_GRACE).await;
+    };
+    tokio::select! {
+        biased;
+        copy = offered => splicer.continue_with(copy),
+        () = moved_on => splicer.finish(),
+    }
+}
+
+async fn forward(
+    track: &TrackProducer,
+    mut upstream: TrackConsumer,
+    source: &Source,
+    active: &watch::Receiver<Option<Source>>,
+    splices: &mut Splices,
+) -> Result<(), Error> {
     if track.info().is_none() {
         track.set_info(upstream.info().await?);
     }
-    // The new source's copies of groups the previous source is still delivering: if the
-    // previous copy is cut off (its route closing, as after a GOAWAY), this one replaces it.
-    let mut standby: JoinSet<Option<GroupConsumer>> = JoinSet::new();
-    loop {
-        let group = tokio::select! {
-            group = upstream.next_group() => match group? {
-                Some(group) => group,
-                None => break,
-            },
-            Some(Ok(Some(copy))) = standby.join_next() => copy,
-        };
-        let sequence = group.sequence();
-        match track.insert_group(group.clone()) {
-            Ok(()) => {}
+    while let Some(group) = upstream.next_group().await? {
+        // Another route's copy of a group in flight or cut off: it stands in for the
+        // rest of that group if need be, and is not a new group.
+        if splices.offer(&group) {
+            continue;
+        }
+        let (reader, splicer) = group.spliceable();
+        match track.insert_group(reader) {
+            Ok(()) => splices.guard(group, splicer, source, active),
             // A re-bound publisher may repeat a sequence we still cache.
-            Err(Error::Duplicate(_)) => {
-                if let Some(live) = track.get_group(sequence).filter(|g| !g.is_done()) {
-                    standby.spawn(async move { live.ended().await.then_some(group) });
-                }
-            }
+            Err(Error::Duplicate(_)) => {}
             Err(err) => return Err(err),
         }
     }
@@ -813,7 +988,8 @@ mod tests {
     }
 
     /// Make before break: the new route becomes active while the old one still delivers a
-    /// group; when the old copy is then cut off, the new route's copy replaces it whole.
+    /// group; when the old copy is then cut off, its readers continue from the new route's
+    /// copy where they stood, and the group is not delivered a second time.
     #[tokio::test]
     async fn a_group_cut_off_after_a_switch_is_replaced_by_the_new_routes_copy() {
         let origin = Origin::default();
@@ -844,14 +1020,123 @@ mod tests {
         // Then the old route closes, cutting its group 1 short.
         live.abort(Error::Cancelled);
         drop(p1);
-        assert!(timeout(group.next_frame()).await.is_err());
-        let mut again = timeout(viewer.next_group()).await.unwrap().unwrap();
-        assert_eq!(again.sequence(), 1);
+        assert_eq!(timeout(group.next_frame()).await.unwrap().unwrap().payload, "b");
+        assert_eq!(timeout(group.next_frame()).await.unwrap(), None);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), viewer.next_group())
+                .await
+                .is_err(),
+            "group 1 is not delivered twice"
+        );
+    }
+
+    fn text(track_group: &mut crate::model::GroupProducer, text: &'static str) {
+        track_group.write(Frame {
+            timestamp: 0,
+            payload: Bytes::from_static(text.as_bytes()),
+        });
+    }
+
+    async fn rest(group: &mut GroupConsumer) -> Result<Vec<Bytes>, Error> {
         let mut frames = Vec::new();
-        while let Some(frame) = timeout(again.next_frame()).await.unwrap() {
+        while let Some(frame) = timeout(group.next_frame()).await? {
             frames.push(frame.payload);
         }
-        assert_eq!(frames, ["a", "b"]);
+        Ok(frames)
+    }
+
+    /// The route carrying a group dies mid-group (a relay killed): the viewer's group stays
+    /// open, and continues from the next route's copy at the frame where it stood.
+    #[tokio::test]
+    async fn a_route_dying_mid_group_is_invisible_to_the_viewer() {
+        let origin = Origin::new(Cache::default(), Duration::from_secs(5));
+        let (old, old_track) = publisher();
+        let (next, next_track) = publisher();
+        let p1 = origin.publish_route(path("b"), old.consume(), Hops::from_ids(vec![1]).unwrap(), 1);
+        let _p2 = origin.publish_route(path("b"), next.consume(), Hops::from_ids(vec![2]).unwrap(), 5);
+        let mut viewer = origin.consume(&path("b")).unwrap().subscribe("t").unwrap();
+        read_by(&old_track, 1).await;
+        let mut live = old_track.create_group(7).unwrap();
+        text(&mut live, "a");
+        text(&mut live, "b");
+        let mut group = timeout(viewer.next_group()).await.unwrap().unwrap();
+        for want in ["a", "b"] {
+            assert_eq!(timeout(group.next_frame()).await.unwrap().unwrap().payload, want);
+        }
+        // The old route dies under group 7; the next one holds it, further along.
+        let mut copy = next_track.create_group(7).unwrap();
+        for t in ["a", "b", "c"] {
+            text(&mut copy, t);
+        }
+        live.abort(Error::Transport("idle timeout".into()));
+        drop((p1, old_track, old));
+        assert_eq!(timeout(group.next_frame()).await.unwrap().unwrap().payload, "c");
+        text(&mut copy, "d");
+        copy.finish();
+        assert_eq!(rest(&mut group).await.unwrap(), ["d"]);
+        write(&next_track, 8);
+        assert_eq!(timeout(viewer.next_group()).await.unwrap().unwrap().sequence(), 8);
+    }
+
+    /// The next route has no copy of the cut group (it starts later): the viewer's group
+    /// ends cleanly where it stood, and the next group follows.
+    #[tokio::test]
+    async fn a_cut_group_no_route_has_ends_cleanly() {
+        let origin = Origin::new(Cache::default(), Duration::from_secs(5));
+        let (old, old_track) = publisher();
+        let (next, next_track) = publisher();
+        let p1 = origin.publish_route(path("b"), old.consume(), Hops::from_ids(vec![1]).unwrap(), 1);
+        let _p2 = origin.publish_route(path("b"), next.consume(), Hops::from_ids(vec![2]).unwrap(), 5);
+        let mut viewer = origin.consume(&path("b")).unwrap().subscribe("t").unwrap();
+        read_by(&old_track, 1).await;
+        let mut live = old_track.create_group(7).unwrap();
+        text(&mut live, "a");
+        let mut group = timeout(viewer.next_group()).await.unwrap().unwrap();
+        live.abort(Error::Transport("idle timeout".into()));
+        drop((p1, old_track, old));
+        read_by(&next_track, 1).await;
+        write(&next_track, 8);
+        assert_eq!(timeout(viewer.next_group()).await.unwrap().unwrap().sequence(), 8);
+        assert_eq!(rest(&mut group).await.unwrap(), ["a"]);
+    }
+
+    /// A publisher that cuts a group itself on a live route (it gave up on it): the
+    /// viewer sees that, after a short wait for the route to prove alive.
+    #[tokio::test]
+    async fn a_group_cancelled_on_a_live_route_is_cancelled_for_the_viewer() {
+        let origin = Origin::default();
+        let (broadcast, track) = publisher();
+        let _p = origin.publish(path("b"), broadcast.consume(), Hops::new());
+        let mut viewer = origin.consume(&path("b")).unwrap().subscribe("t").unwrap();
+        read_by(&track, 1).await;
+        let mut live = track.create_group(7).unwrap();
+        text(&mut live, "a");
+        let mut group = timeout(viewer.next_group()).await.unwrap().unwrap();
+        live.abort(Error::Cancelled);
+        assert_eq!(timeout(group.next_frame()).await.unwrap().unwrap().payload, "a");
+        assert_eq!(timeout(group.next_frame()).await, Err(Error::Cancelled));
+        assert!(group.is_aborted());
+    }
+
+    /// No route returns within the linger: the broadcast is gone, and the viewer sees the
+    /// group cut off.
+    #[tokio::test]
+    async fn a_cut_group_fails_when_the_broadcast_is_gone() {
+        let origin = Origin::new(Cache::default(), Duration::from_millis(200));
+        let (old, old_track) = publisher();
+        let p1 = origin.publish(path("b"), old.consume(), Hops::new());
+        let mut viewer = origin.consume(&path("b")).unwrap().subscribe("t").unwrap();
+        read_by(&old_track, 1).await;
+        let mut live = old_track.create_group(7).unwrap();
+        text(&mut live, "a");
+        let mut group = timeout(viewer.next_group()).await.unwrap().unwrap();
+        live.abort(Error::Transport("idle timeout".into()));
+        drop((p1, old_track, old));
+        assert_eq!(timeout(group.next_frame()).await.unwrap().unwrap().payload, "a");
+        assert_eq!(
+            timeout(group.next_frame()).await,
+            Err(Error::Transport("idle timeout".into()))
+        );
     }
 
     /// A viewer leaving just as another arrives must not hand the newcomer a

@@ -349,25 +349,14 @@ impl<'a> AnnounceFeed<'a> {
             let _ = hops.push(hop);
         }
         match self.ids.get(&suffix) {
+            // A new route to a broadcast the peer already has: lite-06 says so with
+            // RESTART (relays need the new hops to avoid loops and to pick routes).
             Some(&id) if version.has_announce_ids() => writer.queue(&Announce::Restart { id, hops, cost }),
-            // lite-05 treats a repeated active as a restart.
-            Some(_) if version.has_announce_ok() => writer.queue(&Announce::Active {
-                suffix,
-                hops,
-                cost: Cost::UNKNOWN,
-            }),
-            // lite-01..04 have no restart: end it, then announce it again.
-            Some(_) => {
-                writer.queue(&Announce::Ended {
-                    suffix: suffix.clone(),
-                    hops: Hops::new(),
-                })?;
-                writer.queue(&Announce::Active {
-                    suffix,
-                    hops,
-                    cost: Cost::UNKNOWN,
-                })
-            }
+            // Before lite-06 the only way to say it is to announce the broadcast again,
+            // which receivers read as a restart (lite-05) or an end and a new broadcast
+            // (lite-01..04): their viewers' subscriptions are dropped. A route change
+            // must be invisible to viewers, so it is not told.
+            Some(_) => Ok(()),
             None => {
                 self.ids.insert(suffix.clone(), self.next_id);
                 self.next_id = self.next_id.wrapping_add(1);

@@ -60,11 +60,14 @@ pub const PLACEHOLDER_COST: u64 = 1 << 40;
 /// The price of a link without `?cost=`: one per link, like a hop count.
 pub const DEFAULT_LINK_COST: u64 = 1;
 
-/// A link silent this long is dead (`[client.quic] idle_timeout` overrides).
-pub const LINK_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
+/// A link silent this long is dead (`[client.quic] idle_timeout` overrides): a killed
+/// peer is noticed within a second, so viewers downstream barely pause.
+pub const LINK_IDLE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Links ping after this much quiet (`[client.quic] keep_alive` overrides).
-pub const LINK_KEEP_ALIVE: Duration = Duration::from_millis(750);
+/// Links ping after this much quiet (`[client.quic] keep_alive` overrides): five pings,
+/// each retransmitted on loss, per idle timeout, so lossy paths (5%) are not declared
+/// dead by a few unlucky packets.
+pub const LINK_KEEP_ALIVE: Duration = Duration::from_millis(200);
 
 /// Longest wait between two dials of the same peer.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
