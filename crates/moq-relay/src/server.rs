@@ -84,7 +84,9 @@ impl Handle {
     /// endpoint to deliver its closes. Returns how many sessions were still open.
     pub async fn drain(&self, timeout: Duration) -> usize {
         let lifecycle = &self.sessions.lifecycle;
-        self.quic.stop_accepting();
+        // New connection attempts are refused from now on (see `Sessions::serve_quic`):
+        // a refusal tells a client at once to try elsewhere, where silence would leave it
+        // waiting for its handshake timeout.
         lifecycle.drain();
         let registry = &self.sessions.registry;
         let _ = tokio::time::timeout(timeout, registry.emptied()).await;

@@ -123,6 +123,10 @@ impl Sessions {
     /// Serve one QUIC connection attempt (raw QUIC or WebTransport) to its end.
     pub async fn serve_quic(self: Arc<Self>, incoming: server::Incoming, id: u64) {
         let peer = incoming.remote_addr();
+        if self.lifecycle.is_draining() {
+            self.refusals.refused("draining");
+            return incoming.refuse();
+        }
         if !incoming.validated() && self.admission.needs_retry(peer.ip()) {
             self.refusals.retried();
             incoming.retry();

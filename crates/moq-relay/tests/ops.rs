@@ -228,6 +228,17 @@ async fn sigterm_sends_goaway_to_connected_clients_and_exits_within_the_drain_ti
         }
     }
     assert!(saw_goaway, "GOAWAY on SIGTERM");
+    // A new connection while draining is refused at once, not left to time out, so a
+    // client following GOAWAY to the same name moves on to another relay without waiting.
+    let attempt = Instant::now();
+    let refused = client.connect(&relay.url("moqt", "anon")).await;
+    assert!(refused.is_err(), "a draining relay admitted a new session");
+    assert!(
+        attempt.elapsed() < Duration::from_secs(1),
+        "the refusal took {:?}: {:?}",
+        attempt.elapsed(),
+        refused.err()
+    );
     let exit = process.exit_status(Duration::from_secs(10)).await;
     assert_eq!(exit.code(), Some(0));
     let took = started.elapsed();
