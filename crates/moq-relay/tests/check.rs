@@ -93,6 +93,7 @@ fn check_accepts_every_example() {
         "dev/leaf0.toml",
         "compat/advertise.toml",
         "compat/v017.toml",
+        "compat/auth-server.toml",
     ] {
         // prod.toml names files under /etc: point it at ours.
         let files = example_files();
