@@ -59,7 +59,12 @@ pub(crate) fn sign(
     let message = format!("{}.{}", B64.encode(header), B64.encode(claims));
     let signature = jsonwebtoken::crypto::sign(message.as_bytes(), key, alg.jwt())
         .map_err(|e| Error::Crypto(e.to_string()))?;
-    Ok(format!("{message}.{signature}"))
+    let token = format!("{message}.{signature}");
+    // Never hand out a token that every verifier (ours included) refuses as too large.
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(Error::Malformed("longer than 8 KiB"));
+    }
+    Ok(token)
 }
 
 /// A token split and decoded, signature not yet checked.

@@ -994,6 +994,28 @@ mod tests {
         assert!(!format!("{key:?}").contains(k));
     }
 
+    /// Found by the `jwk` fuzz target: a key signed claims into a token longer than
+    /// every verifier accepts (8 KiB), and then refused its own token.
+    #[test]
+    fn a_token_too_large_to_verify_is_not_signed() {
+        let key = Key::generate(Algorithm::HS256, None).unwrap();
+        let claims = Claims {
+            get: (0..1000).map(|i| format!("room-{i:04}")).collect(),
+            ..Default::default()
+        };
+        let err = key.sign(&claims).unwrap_err();
+        assert!(matches!(err, Error::Malformed("longer than 8 KiB")), "{err}");
+        let small = Claims {
+            get: vec!["room".into()],
+            ..Default::default()
+        };
+        let token = key.sign(&small).unwrap();
+        assert!(
+            key.verify_at(&token, SystemTime::now(), &Validation::default())
+                .is_ok()
+        );
+    }
+
     #[test]
     fn public_half_cannot_sign() {
         let key = Key::generate(Algorithm::ES256, KeyId::new("a").ok()).unwrap();
