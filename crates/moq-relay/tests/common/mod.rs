@@ -272,7 +272,18 @@ listen = "127.0.0.1:0"
         config.auth.public = Some(moq_relay::config::Public::everything());
     }
     config.validate().unwrap();
-    let relay = Relay::bind(config).await.unwrap();
+    // HTTP on port 0 takes the QUIC port's number over TCP, which another test's client
+    // may hold as its ephemeral port at that moment: draw again (rare, and only in tests).
+    let mut attempts = 0;
+    let relay = loop {
+        match Relay::bind(config.clone()).await {
+            Ok(relay) => break relay,
+            Err(err) if attempts < 5 && format!("{err:#}").contains("Address already in use") => {
+                attempts += 1
+            }
+            Err(err) => panic!("{err:#}"),
+        }
+    };
     let test = TestRelay::of(&relay);
     tokio::spawn(relay.run());
     test
