@@ -198,7 +198,18 @@ pub(crate) async fn subscribe<S: Session>(
     };
     // Let the groups in flight complete before saying the subscription is over.
     while delivery.groups.join_next().await.is_some() {}
-    let (status, reason) = match &ended {
+    publish_done(channel, id, &ended, delivery.opened).await
+}
+
+/// Say a subscription is over: PUBLISH_DONE with how it `ended` and the streams it
+/// `opened`, then the end of its request stream.
+async fn publish_done<S: Session>(
+    mut channel: Channel<S>,
+    id: u64,
+    ended: &Result<()>,
+    opened: u64,
+) -> Result<()> {
+    let (status, reason) = match ended {
         Ok(()) => (status::TRACK_ENDED, "track ended".to_string()),
         Err(Error::Unauthorized(_)) => (status::UNAUTHORIZED, "unauthorized".to_string()),
         Err(err) => (status::INTERNAL_ERROR, err.to_string()),
@@ -207,7 +218,7 @@ pub(crate) async fn subscribe<S: Session>(
         .send(Message::PublishDone(PublishDone {
             request_id: id,
             status,
-            stream_count: delivery.opened,
+            stream_count: opened,
             reason,
         }))
         .await?;
