@@ -337,69 +337,74 @@ async fn publisher(shared: Arc<Shared>, client: Arc<client::Client>, n: usize, p
         Err(e) => return shared.error(format!("publisher: {e:#}")),
     };
     shared.pubs_up.fetch_add(1, Relaxed);
-    let work = async {
-        let Some(plan) = plan else {
-            // A quiet broadcast: announced, never a frame.
-            return std::future::pending::<()>().await;
-        };
-        // Spread the publishers' frames over the frame period.
-        let phase = plan.period.mul_f64(n as f64 / cli.publishers.max(1) as f64);
-        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + phase, plan.period);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut frame = 0u64;
-        let mut sequence = 0u64;
-        let mut group = None;
-        let mut index = 0u32;
-        while !shared.stopping() {
-            ticks.tick().await;
-            if group.is_none() {
-                match track.create_group(sequence) {
-                    Ok(g) => group = Some(g),
-                    Err(e) => return shared.error(format!("publisher: create group: {e}")),
-                }
-                index = 0;
-            }
-            let sent = unix_micros();
-            let header = Header {
-                sent_micros: sent,
-                frame,
-                group: sequence,
-                index,
-                group_len: plan.group_len,
-            };
-            let size = if index == 0 {
-                plan.key_size
-            } else {
-                plan.delta_size
-            };
-            if let Some(g) = group.as_mut() {
-                g.write(Frame {
-                    timestamp: sent,
-                    payload: payload::encode(&header, size),
-                });
-            }
-            shared.sent_total.fetch_add(1, Relaxed);
-            if shared.in_window(sent) {
-                shared.sent_window.fetch_add(1, Relaxed);
-                if index == 0 {
-                    shared.groups_sent_window.fetch_add(1, Relaxed);
-                }
-            }
-            frame += 1;
-            index += 1;
-            if index >= plan.group_len {
-                if let Some(g) = group.take() {
-                    g.finish();
-                }
-                sequence += 1;
-            }
-        }
-    };
+    let work = publish(&shared, &track, plan, n);
     tokio::select! {
         () = work => {}
         why = connection.closed() => shared.error(format!("publisher: {why}")),
     }
     shared.pubs_up.fetch_sub(1, Relaxed);
+}
+
+/// Publisher `n`'s frames, by `plan` (none: a quiet broadcast, announced and never a
+/// frame), in groups of `plan.group_len`, until the bench stops.
+async fn publish(shared: &Shared, track: &TrackProducer, plan: Option<Plan>, n: usize) {
+    let cli = &shared.cli;
+    let Some(plan) = plan else {
+        // A quiet broadcast: announced, never a frame.
+        return std::future::pending::<()>().await;
+    };
+    // Spread the publishers' frames over the frame period.
+    let phase = plan.period.mul_f64(n as f64 / cli.publishers.max(1) as f64);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + phase, plan.period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut frame = 0u64;
+    let mut sequence = 0u64;
+    let mut group = None;
+    let mut index = 0u32;
+    while !shared.stopping() {
+        ticks.tick().await;
+        if group.is_none() {
+            match track.create_group(sequence) {
+                Ok(g) => group = Some(g),
+                Err(e) => return shared.error(format!("publisher: create group: {e}")),
+            }
+            index = 0;
+        }
+        let sent = unix_micros();
+        let header = Header {
+            sent_micros: sent,
+            frame,
+            group: sequence,
+            index,
+            group_len: plan.group_len,
+        };
+        let size = if index == 0 {
+            plan.key_size
+        } else {
+            plan.delta_size
+        };
+        if let Some(g) = group.as_mut() {
+            g.write(Frame {
+                timestamp: sent,
+                payload: payload::encode(&header, size),
+            });
+        }
+        shared.sent_total.fetch_add(1, Relaxed);
+        if shared.in_window(sent) {
+            shared.sent_window.fetch_add(1, Relaxed);
+            if index == 0 {
+                shared.groups_sent_window.fetch_add(1, Relaxed);
+            }
+        }
+        frame += 1;
+        index += 1;
+        if index >= plan.group_len {
+            if let Some(g) = group.take() {
+                g.finish();
+            }
+            sequence += 1;
+        }
+    }
 }
 
 /// Connect, wait for the broadcast, subscribe. Returns the setup time too.
@@ -423,19 +428,7 @@ async fn open(
 
 /// Read one group; `state` is set for steady subscribers (which measure).
 async fn read_group(shared: Arc<Shared>, mut group: GroupConsumer, state: Option<Arc<Mutex<SubState>>>) {
-    let mut next_index = 0u32;
-    let mut group_len = 0u32;
-    let mut counted: Option<bool> = None;
-    // Whether this group's first frame was sent inside the window (estimated from the first
-    // frame that arrives: its send time minus its index times the frame period).
-    let mut group_in_window: Option<bool> = None;
-    let mut frames_got = 0u32;
-    let period_us = if shared.cli.fps > 0.0 {
-        1e6 / shared.cli.fps
-    } else {
-        0.0
-    };
-    let mut samples = Vec::new();
+    let mut tally = Tally::new(&shared);
     loop {
         match group.next_frame().await {
             Ok(Some(frame)) => {
@@ -448,64 +441,7 @@ async fn read_group(shared: Arc<Shared>, mut group: GroupConsumer, state: Option
                     shared.error("a frame too short for the bench header");
                     continue;
                 };
-                let latency = now.saturating_sub(header.sent_micros);
-                let in_window = shared.in_window(header.sent_micros);
-                shared
-                    .second
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .record(latency);
-                if in_window {
-                    shared
-                        .latency
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .record(latency);
-                    shared.frames_window.fetch_add(1, Relaxed);
-                    shared.bytes_window.fetch_add(len, Relaxed);
-                }
-                let counts = *counted.get_or_insert_with(|| {
-                    if in_window {
-                        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
-                        s.window_min = Some(s.window_min.map_or(header.group, |m| m.min(header.group)));
-                        s.window_max = s.window_max.max(header.group);
-                        s.window_groups += 1;
-                    }
-                    in_window
-                });
-                if counts && header.index > next_index {
-                    shared
-                        .gaps
-                        .fetch_add(u64::from(header.index - next_index), Relaxed);
-                }
-                next_index = next_index.max(header.index.saturating_add(1));
-                group_len = header.group_len;
-                let whole = *group_in_window.get_or_insert_with(|| {
-                    let start = header
-                        .sent_micros
-                        .saturating_sub((f64::from(header.index) * period_us) as u64);
-                    let inside = shared.in_window(start);
-                    if inside {
-                        shared.groups_received.fetch_add(1, Relaxed);
-                    }
-                    inside
-                });
-                frames_got += 1;
-                if whole && frames_got == group_len {
-                    shared.groups_complete.fetch_add(1, Relaxed);
-                }
-                {
-                    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
-                    if let Some(behind) = s.behind.as_mut() {
-                        behind.frame(now, header.sent_micros, &mut |v| samples.push(v));
-                    }
-                }
-                if !samples.is_empty() {
-                    let mut h = shared.behind.lock().unwrap_or_else(|e| e.into_inner());
-                    for v in samples.drain(..) {
-                        h.record(v);
-                    }
-                }
+                tally.frame(&shared, state, &header, now, len);
             }
             Ok(None) => break,
             // The relay gave up on this group (a slow viewer skips to newer groups): not an
@@ -524,8 +460,110 @@ async fn read_group(shared: Arc<Shared>, mut group: GroupConsumer, state: Option
             }
         }
     }
-    if counted == Some(true) && next_index < group_len && !shared.stopping() {
-        shared.gaps.fetch_add(u64::from(group_len - next_index), Relaxed);
+    if tally.counted == Some(true) && tally.next_index < tally.group_len && !shared.stopping() {
+        shared
+            .gaps
+            .fetch_add(u64::from(tally.group_len - tally.next_index), Relaxed);
+    }
+}
+
+/// What a steady subscriber has measured of one group so far.
+struct Tally {
+    next_index: u32,
+    group_len: u32,
+    /// Whether the group counts for gaps (its first frame to arrive was sent inside the
+    /// window).
+    counted: Option<bool>,
+    /// Whether this group's first frame was sent inside the window (estimated from the first
+    /// frame that arrives: its send time minus its index times the frame period).
+    group_in_window: Option<bool>,
+    frames_got: u32,
+    /// The frame period, in microseconds (0 without a frame rate).
+    period_us: f64,
+    /// How-far-behind samples, kept to reuse the allocation.
+    samples: Vec<u64>,
+}
+
+impl Tally {
+    fn new(shared: &Shared) -> Self {
+        Self {
+            next_index: 0,
+            group_len: 0,
+            counted: None,
+            group_in_window: None,
+            frames_got: 0,
+            period_us: if shared.cli.fps > 0.0 {
+                1e6 / shared.cli.fps
+            } else {
+                0.0
+            },
+            samples: Vec::new(),
+        }
+    }
+
+    /// Measure one frame (`len` bytes, arrived at `now`): latency, the window's counts,
+    /// gaps, whole groups and how far behind the subscriber is.
+    fn frame(&mut self, shared: &Shared, state: &Mutex<SubState>, header: &Header, now: u64, len: u64) {
+        let latency = now.saturating_sub(header.sent_micros);
+        let in_window = shared.in_window(header.sent_micros);
+        shared
+            .second
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(latency);
+        if in_window {
+            shared
+                .latency
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .record(latency);
+            shared.frames_window.fetch_add(1, Relaxed);
+            shared.bytes_window.fetch_add(len, Relaxed);
+        }
+        let counts = *self.counted.get_or_insert_with(|| {
+            if in_window {
+                let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+                s.window_min = Some(s.window_min.map_or(header.group, |m| m.min(header.group)));
+                s.window_max = s.window_max.max(header.group);
+                s.window_groups += 1;
+            }
+            in_window
+        });
+        if counts && header.index > self.next_index {
+            shared
+                .gaps
+                .fetch_add(u64::from(header.index - self.next_index), Relaxed);
+        }
+        self.next_index = self.next_index.max(header.index.saturating_add(1));
+        self.group_len = header.group_len;
+        let period_us = self.period_us;
+        let whole = *self.group_in_window.get_or_insert_with(|| {
+            let start = header
+                .sent_micros
+                .saturating_sub((f64::from(header.index) * period_us) as u64);
+            let inside = shared.in_window(start);
+            if inside {
+                shared.groups_received.fetch_add(1, Relaxed);
+            }
+            inside
+        });
+        self.frames_got += 1;
+        if whole && self.frames_got == self.group_len {
+            shared.groups_complete.fetch_add(1, Relaxed);
+        }
+        let samples = &mut self.samples;
+        {
+            let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(behind) = s.behind.as_mut() {
+                behind.frame(now, header.sent_micros, &mut |v| samples.push(v));
+            }
+        }
+        if !samples.is_empty() {
+            let mut h = shared.behind.lock().unwrap_or_else(|e| e.into_inner());
+            for v in samples.drain(..) {
+                h.record(v);
+            }
+        }
     }
 }
 
@@ -899,10 +937,9 @@ fn progress(shared: &Shared, t0: Instant, last: &mut (u64, u64, Instant)) {
     *last = (frames, bytes, now);
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    anyhow::ensure!(cli.publishers > 0, "--publishers must be at least 1");
-    let plan = Plan::new(&cli);
-    let sessions = cli.publishers * (cli.subscribers + 1);
+/// The QUIC clients the sessions share (`--endpoints`, at least one, at most one a
+/// session).
+fn clients(cli: &Cli, sessions: usize) -> anyhow::Result<Vec<Arc<client::Client>>> {
     let mut clients = Vec::new();
     for _ in 0..cli.endpoints.clamp(1, sessions.max(1)) {
         let client = client::Client::new(client::Config {
@@ -921,6 +958,60 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         })?;
         clients.push(Arc::new(client));
     }
+    Ok(clients)
+}
+
+/// Churning subscribers (`--churn` a second), from `start` until `until` or the stop,
+/// spread over `clients`.
+fn spawn_churn(
+    shared: Arc<Shared>,
+    clients: Vec<Arc<client::Client>>,
+    start: tokio::time::Instant,
+    until: Instant,
+) {
+    tokio::spawn(async move {
+        let period = Duration::from_secs_f64(1.0 / shared.cli.churn);
+        let mut ticks = tokio::time::interval_at(start, period);
+        let mut k = 0usize;
+        loop {
+            ticks.tick().await;
+            if Instant::now() >= until || shared.stopping() {
+                break;
+            }
+            let client = clients[k % clients.len()].clone();
+            tokio::spawn(churner(shared.clone(), client, k % shared.cli.publishers));
+            k += 1;
+        }
+    });
+}
+
+/// Print progress each second (unless `--quiet`) until `end` or Ctrl-C.
+async fn wait_for_end(shared: &Shared, t0: Instant, end: Instant) {
+    let cli = &shared.cli;
+    let mut last = (0, 0, Instant::now());
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {
+                if !cli.quiet {
+                    progress(shared, t0, &mut last);
+                }
+            }
+            () = tokio::time::sleep_until(end.into()) => break,
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("moq-bench: interrupted; summarizing what was measured");
+                break;
+            }
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    anyhow::ensure!(cli.publishers > 0, "--publishers must be at least 1");
+    let plan = Plan::new(&cli);
+    let sessions = cli.publishers * (cli.subscribers + 1);
+    let clients = clients(&cli, sessions)?;
     let t0 = Instant::now();
     let unix0 = unix_micros();
     // Publishers first; subscribers after 0.5 s, spread over the ramp; the
@@ -957,41 +1048,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         });
     }
     if cli.churn > 0.0 {
-        let shared = shared.clone();
         let churn_clients: Vec<_> = (0..clients.len()).map(|_| pick()).collect();
-        tokio::spawn(async move {
-            let period = Duration::from_secs_f64(1.0 / shared.cli.churn);
-            let mut ticks = tokio::time::interval_at((t0 + lead + shared.cli.ramp).into(), period);
-            let mut k = 0usize;
-            loop {
-                ticks.tick().await;
-                if t0.elapsed() >= window_end || shared.stopping() {
-                    break;
-                }
-                let client = churn_clients[k % churn_clients.len()].clone();
-                tokio::spawn(churner(shared.clone(), client, k % shared.cli.publishers));
-                k += 1;
-            }
-        });
+        spawn_churn(
+            shared.clone(),
+            churn_clients,
+            (t0 + lead + cli.ramp).into(),
+            t0 + window_end,
+        );
     }
     let end = t0 + window_end + cli.grace;
-    let mut last = (0, 0, Instant::now());
-    let mut ticks = tokio::time::interval(Duration::from_secs(1));
-    ticks.tick().await;
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {
-                if !cli.quiet {
-                    progress(&shared, t0, &mut last);
-                }
-            }
-            () = tokio::time::sleep_until(end.into()) => break,
-            _ = tokio::signal::ctrl_c() => {
-                eprintln!("moq-bench: interrupted; summarizing what was measured");
-                break;
-            }
-        }
-    }
+    wait_for_end(&shared, t0, end).await;
     let summary = summarize(&shared, t0.elapsed());
     shared.stopping.store(true, Relaxed);
     let text = serde_json::to_string_pretty(&summary)?;

@@ -465,42 +465,10 @@ async fn supervise(
                     redact::text(live.url.as_str())
                 ));
             }
-            uri = goaway.goaway() => {
-                let target = goaway_target(&live.url, &uri).unwrap_or_else(|err| {
-                    tracing::warn!("{err:#}; reconnecting to the same URL");
-                    live.url.clone()
-                });
-                let shown = redact::text(target.as_str());
-                tracing::info!(to = %shown, "the relay is going away; moving");
-                let attempt = attempt(&endpoint, &roles, &target);
-                tokio::pin!(attempt);
-                // Make before break, but the draining relay waits for us to leave: past
-                // GOAWAY_GRACE the old session goes while the new one is still dialling.
-                let result = match tokio::time::timeout(GOAWAY_GRACE, &mut attempt).await {
-                    Ok(result) => result,
-                    Err(_) => {
-                        tracing::info!(to = %shown, "the new session is slow to come up; leaving the old one now");
-                        live.close("going away");
-                        attempt.await
-                    }
-                };
-                match result {
-                    Ok(next) => {
-                        handover(live, &next).await;
-                        live = next;
-                        continue;
-                    }
-                    Err(err) if err.refused => {
-                        live.close("going away");
-                        return Err(err.error.context("the relay went away (GOAWAY)"));
-                    }
-                    Err(err) => {
-                        // Let the draining relay finish; find a relay again below.
-                        live.close("going away");
-                        (target.clone(), format!("the relay went away (GOAWAY) and {:#}", err.error))
-                    }
-                }
-            }
+            uri = goaway.goaway() => match follow_goaway(&endpoint, &roles, &mut live, &uri).await? {
+                None => continue,
+                Some(lost) => lost,
+            },
             result = &mut live.driver => match ended(result) {
                 Ended::Fatal(err) => match rotated(&endpoint, &live) {
                     // An expired token replaced in its file: carry on with the new one.
@@ -511,6 +479,54 @@ async fn supervise(
             },
         };
         live = reconnect(&endpoint, &roles, lost, &mut stop).await?;
+    }
+}
+
+/// Follow the relay's GOAWAY to `uri` (or the same URL): dial the new session and hand
+/// over to it (`live` then is the new one), or close the old one and say where to find a
+/// relay again and why. A refusal of the new session is final.
+async fn follow_goaway(
+    endpoint: &Endpoint,
+    roles: &Roles,
+    live: &mut Live,
+    uri: &str,
+) -> anyhow::Result<Option<(Url, String)>> {
+    let target = goaway_target(&live.url, uri).unwrap_or_else(|err| {
+        tracing::warn!("{err:#}; reconnecting to the same URL");
+        live.url.clone()
+    });
+    let shown = redact::text(target.as_str());
+    tracing::info!(to = %shown, "the relay is going away; moving");
+    let attempt = attempt(endpoint, roles, &target);
+    tokio::pin!(attempt);
+    // Make before break, but the draining relay waits for us to leave: past
+    // GOAWAY_GRACE the old session goes while the new one is still dialling.
+    let result = match tokio::time::timeout(GOAWAY_GRACE, &mut attempt).await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::info!(to = %shown, "the new session is slow to come up; leaving the old one now");
+            live.close("going away");
+            attempt.await
+        }
+    };
+    match result {
+        Ok(next) => {
+            let old = std::mem::replace(live, next);
+            handover(old, live).await;
+            Ok(None)
+        }
+        Err(err) if err.refused => {
+            live.close("going away");
+            Err(err.error.context("the relay went away (GOAWAY)"))
+        }
+        Err(err) => {
+            // Let the draining relay finish; find a relay again below.
+            live.close("going away");
+            Ok(Some((
+                target.clone(),
+                format!("the relay went away (GOAWAY) and {:#}", err.error),
+            )))
+        }
     }
 }
 

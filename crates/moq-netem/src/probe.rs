@@ -126,73 +126,18 @@ pub async fn probe(config: &ProbeConfig) -> io::Result<ProbeReport> {
     let total = (config.duration.as_secs_f64() / per_packet).floor() as u64;
     let send_end = t0 + config.duration;
 
-    let sender = async {
-        let mut packet = vec![0u8; config.size];
-        packet[..4].copy_from_slice(MAGIC);
-        let mut seq = 0u64;
-        while seq < total {
-            let due = ((Instant::now() - t0).as_secs_f64() / per_packet).floor() as u64 + 1;
-            while seq < due.min(total) {
-                packet[4..12].copy_from_slice(&seq.to_be_bytes());
-                let sent = (Instant::now() - t0).as_micros() as u64;
-                packet[12..20].copy_from_slice(&sent.to_be_bytes());
-                // A refused send (ICMP from an earlier packet) still counts as sent and lost.
-                let _ = socket.send(&packet).await;
-                seq += 1;
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        seq
-    };
-    let receiver = async {
-        let mut seen = HashSet::new();
-        let mut rtts = Vec::new();
-        let (mut duplicates, mut reordered, mut invalid) = (0, 0, 0);
-        let mut highest: Option<u64> = None;
-        let (mut first, mut last) = (None, None);
-        let mut buf = vec![0u8; 2048];
-        let end = send_end + config.wait;
-        loop {
-            let n = match tokio::time::timeout_at(end, socket.recv(&mut buf)).await {
-                Err(_) => break,
-                Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
-                Ok(Err(e)) => return Err(e),
-                Ok(Ok(n)) => n,
-            };
-            let now = Instant::now();
-            let Some((seq, sent)) = buf.get(..n).and_then(parse_ack) else {
-                invalid += 1;
-                continue;
-            };
-            if seq >= total {
-                invalid += 1;
-                continue;
-            }
-            if !seen.insert(seq) {
-                duplicates += 1;
-                continue;
-            }
-            if highest.is_some_and(|h| seq < h) {
-                reordered += 1;
-            }
-            highest = Some(highest.map_or(seq, |h| h.max(seq)));
-            let rtt = (now - t0).as_micros() as f64 - sent as f64;
-            rtts.push(rtt / 1000.0);
-            first.get_or_insert(now);
-            last = Some(now);
-        }
-        Ok((
-            seen.len() as u64,
-            duplicates,
-            reordered,
-            invalid,
-            rtts,
-            first,
-            last,
-        ))
-    };
+    let sender = send_paced(&socket, config.size, t0, per_packet, total);
+    let receiver = receive_acks(&socket, t0, total, send_end + config.wait);
     let (sent, received) = tokio::join!(sender, receiver);
-    let (acked, duplicates, reordered, invalid, mut rtts, first, last) = received?;
+    let Acks {
+        acked,
+        duplicates,
+        reordered,
+        invalid,
+        mut rtts,
+        first,
+        last,
+    } = received?;
     rtts.sort_by(f64::total_cmp);
     let bits = config.size as f64 * 8.0;
     let acked_bps = match (first, last) {
@@ -218,6 +163,91 @@ pub async fn probe(config: &ProbeConfig) -> io::Result<ProbeReport> {
         },
         sent_bps: sent as f64 * bits / config.duration.as_secs_f64().max(1e-9),
         acked_bps,
+    })
+}
+
+/// Send `total` probe packets of `size` bytes, one every `per_packet` seconds from `t0`
+/// (caught up in bursts, checked every millisecond). Returns how many were sent.
+async fn send_paced(socket: &UdpSocket, size: usize, t0: Instant, per_packet: f64, total: u64) -> u64 {
+    let mut packet = vec![0u8; size];
+    packet[..4].copy_from_slice(MAGIC);
+    let mut seq = 0u64;
+    while seq < total {
+        let due = ((Instant::now() - t0).as_secs_f64() / per_packet).floor() as u64 + 1;
+        while seq < due.min(total) {
+            packet[4..12].copy_from_slice(&seq.to_be_bytes());
+            let sent = (Instant::now() - t0).as_micros() as u64;
+            packet[12..20].copy_from_slice(&sent.to_be_bytes());
+            // A refused send (ICMP from an earlier packet) still counts as sent and lost.
+            let _ = socket.send(&packet).await;
+            seq += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    seq
+}
+
+/// What came back from the echo.
+struct Acks {
+    /// Distinct probe packets acknowledged.
+    acked: u64,
+    duplicates: u64,
+    /// Acknowledgements older than one already seen.
+    reordered: u64,
+    /// Datagrams that are no acknowledgement of ours.
+    invalid: u64,
+    /// Round-trip times, milliseconds, in arrival order.
+    rtts: Vec<f64>,
+    /// When the first and the last acknowledgement arrived.
+    first: Option<Instant>,
+    last: Option<Instant>,
+}
+
+/// Collect the echo's acknowledgements of the `total` packets sent from `t0`, until `end`.
+async fn receive_acks(socket: &UdpSocket, t0: Instant, total: u64, end: Instant) -> io::Result<Acks> {
+    let mut seen = HashSet::new();
+    let mut rtts = Vec::new();
+    let (mut duplicates, mut reordered, mut invalid) = (0, 0, 0);
+    let mut highest: Option<u64> = None;
+    let (mut first, mut last) = (None, None);
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let n = match tokio::time::timeout_at(end, socket.recv(&mut buf)).await {
+            Err(_) => break,
+            Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(n)) => n,
+        };
+        let now = Instant::now();
+        let Some((seq, sent)) = buf.get(..n).and_then(parse_ack) else {
+            invalid += 1;
+            continue;
+        };
+        if seq >= total {
+            invalid += 1;
+            continue;
+        }
+        if !seen.insert(seq) {
+            duplicates += 1;
+            continue;
+        }
+        if highest.is_some_and(|h| seq < h) {
+            reordered += 1;
+        }
+        highest = Some(highest.map_or(seq, |h| h.max(seq)));
+        let rtt = (now - t0).as_micros() as f64 - sent as f64;
+        rtts.push(rtt / 1000.0);
+        first.get_or_insert(now);
+        last = Some(now);
+    }
+    Ok(Acks {
+        acked: seen.len() as u64,
+        duplicates,
+        reordered,
+        invalid,
+        rtts,
+        first,
+        last,
     })
 }
 

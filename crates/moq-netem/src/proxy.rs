@@ -208,23 +208,7 @@ impl Proxy {
         } = self;
         let stats = handle.stats.clone();
         let mut tasks = JoinSet::new();
-        let (up_tx, up_rx) = mpsc::channel(CHANNEL);
-        let (down_tx, down_rx) = mpsc::channel(CHANNEL);
-        tasks.spawn(shaper::run(
-            up,
-            up_rx,
-            stats.up.clone(),
-            ToUpstream(stats.clone()),
-        ));
-        tasks.spawn(shaper::run(
-            down,
-            down_rx,
-            stats.down.clone(),
-            ToClient {
-                socket: socket.clone(),
-                stats: stats.clone(),
-            },
-        ));
+        let (up_tx, down_tx) = spawn_shapers(&mut tasks, up, down, &socket, &stats);
 
         let epoch = Instant::now();
         let mut clients: HashMap<SocketAddr, Client> = HashMap::new();
@@ -264,22 +248,62 @@ impl Proxy {
                     }
                 }
                 _ = reap.tick() => {
-                    let now = Instant::now();
-                    clients.retain(|_, c| {
-                        let down = epoch + Duration::from_micros(c.last_down.load(Relaxed));
-                        let alive = now.duration_since(c.last_up.max(down)) < config.idle;
-                        if !alive {
-                            c.reader.abort();
-                            stats.clients_active.fetch_sub(1, Relaxed);
-                        }
-                        alive
-                    });
+                    reap_idle(&mut clients, epoch, config.idle, &stats);
                     // Collect finished reader tasks.
                     while tasks.try_join_next().is_some() {}
                 }
             }
         }
     }
+}
+
+/// A datagram towards the upstream: the client's upstream socket and the payload.
+type UpPacket = (Arc<UdpSocket>, Bytes);
+
+/// A datagram towards a client: its address and the payload.
+type DownPacket = (SocketAddr, Bytes);
+
+/// Start the two shapers (towards the upstream, towards the clients) as tasks of `tasks`.
+/// Returns their inputs.
+fn spawn_shapers(
+    tasks: &mut JoinSet<()>,
+    up: Link,
+    down: Link,
+    socket: &Arc<UdpSocket>,
+    stats: &Arc<Stats>,
+) -> (mpsc::Sender<Arrival<UpPacket>>, mpsc::Sender<Arrival<DownPacket>>) {
+    let (up_tx, up_rx) = mpsc::channel(CHANNEL);
+    let (down_tx, down_rx) = mpsc::channel(CHANNEL);
+    tasks.spawn(shaper::run(
+        up,
+        up_rx,
+        stats.up.clone(),
+        ToUpstream(stats.clone()),
+    ));
+    tasks.spawn(shaper::run(
+        down,
+        down_rx,
+        stats.down.clone(),
+        ToClient {
+            socket: socket.clone(),
+            stats: stats.clone(),
+        },
+    ));
+    (up_tx, down_tx)
+}
+
+/// Forget the clients quiet both ways for `idle` (stopping their readers).
+fn reap_idle(clients: &mut HashMap<SocketAddr, Client>, epoch: Instant, idle: Duration, stats: &Stats) {
+    let now = Instant::now();
+    clients.retain(|_, c| {
+        let down = epoch + Duration::from_micros(c.last_down.load(Relaxed));
+        let alive = now.duration_since(c.last_up.max(down)) < idle;
+        if !alive {
+            c.reader.abort();
+            stats.clients_active.fetch_sub(1, Relaxed);
+        }
+        alive
+    });
 }
 
 /// Errors a UDP socket reports for an earlier datagram (ICMP unreachable), not for itself.

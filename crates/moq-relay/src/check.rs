@@ -7,8 +7,8 @@ use std::{collections::BTreeSet, path::PathBuf, time::Duration};
 use clap::CommandFactory;
 
 use crate::config::{
-    Config, ConfigError, DEFAULT_CACHE_SHARE, DEFAULT_IDLE_TIMEOUT, INERT, LEVELS, MAX_ID, MAX_JS_SAFE_ID,
-    MAX_STREAMS_LIMIT, MemoryLimit, QuicSettings, closest, inert_warning, peer_url,
+    Acme, Config, ConfigError, DEFAULT_CACHE_SHARE, DEFAULT_IDLE_TIMEOUT, INERT, LEVELS, MAX_ID,
+    MAX_JS_SAFE_ID, MAX_STREAMS_LIMIT, MemoryLimit, QuicSettings, closest, inert_warning, peer_url,
 };
 use crate::redact;
 
@@ -203,60 +203,7 @@ impl Config {
                 problems.push(format!("server.tls.acme.domains: '{domain}' {why}"));
             }
         }
-        let directory = acme.directory_url();
-        match url::Url::parse(&directory) {
-            Ok(url) if url.scheme() == "https" && url.host_str().is_some() => {}
-            Ok(url) if url.scheme() == "http" => problems.push(format!(
-                "server.tls.acme.directory '{directory}' is http: ACME directories are served over https"
-            )),
-            _ => problems.push(format!(
-                "server.tls.acme.directory '{directory}' is not a directory URL: write \"letsencrypt\", \
-                 \"letsencrypt-staging\" or the CA's https:// directory URL"
-            )),
-        }
-        for contact in acme.contact_uris() {
-            let valid = contact.strip_prefix("mailto:").is_some_and(|address| {
-                address
-                    .split_once('@')
-                    .is_some_and(|(user, host)| !user.is_empty() && host.contains('.'))
-            });
-            if !valid {
-                problems.push(format!(
-                    "server.tls.acme.contact '{contact}' is not an email address: write e.g. \"ops@example.com\""
-                ));
-            }
-        }
-        let cache = acme.cache_dir();
-        if let Err(why) = moq_native::acme::probe_cache(&cache) {
-            problems.push(format!(
-                "server.tls.acme.cache_dir {}: {why}; the relay keeps its ACME account key and certificate \
-                 there (set cache_dir to a directory it may write)",
-                cache.display()
-            ));
-        }
-        match (&acme.eab_kid, &acme.eab_hmac_key) {
-            (Some(_), None) => problems.push(
-                "server.tls.acme.eab_kid is set without eab_hmac_key: set both (the CA gives them together)"
-                    .to_string(),
-            ),
-            (None, Some(_)) => problems.push(
-                "server.tls.acme.eab_hmac_key is set without eab_kid: set both (the CA gives them together)"
-                    .to_string(),
-            ),
-            (Some(kid), Some(key)) => {
-                let external = moq_native::acme::ExternalAccount {
-                    kid: kid.clone(),
-                    hmac_key: key.0.clone(),
-                };
-                if let Err(err) = external.key() {
-                    problems.push(format!("server.tls.acme.eab_hmac_key: {err}"));
-                }
-            }
-            (None, None) => {}
-        }
-        if acme.retry.is_some_and(|retry| retry < Duration::from_secs(1)) {
-            problems.push("server.tls.acme.retry must be at least 1s, e.g. \"2m\"".to_string());
-        }
+        acme_account_problems(acme, problems);
         if !tls.cert.is_empty() || !tls.generate.is_empty() {
             problems.push(
                 "server.tls.acme and server.tls.cert/generate are both set: the ACME certificate would be \
@@ -264,6 +211,11 @@ impl Config {
                     .to_string(),
             );
         }
+        self.acme_challenge_problems(acme, problems);
+    }
+
+    /// `[server.tls.acme]`'s challenge: a listener the CA can reach for it, free to answer.
+    fn acme_challenge_problems(&self, acme: &Acme, problems: &mut Vec<String>) {
         let https = &self.web.https;
         match acme.challenge.unwrap_or_default() {
             crate::config::AcmeChallenge::TlsAlpn01 => {
@@ -480,6 +432,66 @@ impl Config {
             None => parts.push(cache),
         }
         format!("{}: ok: {}", self.origin(), parts.join(", "))
+    }
+}
+
+/// `[server.tls.acme]`'s account: an https directory, email contacts, a cache the relay can
+/// write (it creates and removes a probe file), a complete external account binding and a
+/// sane retry.
+fn acme_account_problems(acme: &Acme, problems: &mut Vec<String>) {
+    let directory = acme.directory_url();
+    match url::Url::parse(&directory) {
+        Ok(url) if url.scheme() == "https" && url.host_str().is_some() => {}
+        Ok(url) if url.scheme() == "http" => problems.push(format!(
+            "server.tls.acme.directory '{directory}' is http: ACME directories are served over https"
+        )),
+        _ => problems.push(format!(
+            "server.tls.acme.directory '{directory}' is not a directory URL: write \"letsencrypt\", \
+             \"letsencrypt-staging\" or the CA's https:// directory URL"
+        )),
+    }
+    for contact in acme.contact_uris() {
+        let valid = contact.strip_prefix("mailto:").is_some_and(|address| {
+            address
+                .split_once('@')
+                .is_some_and(|(user, host)| !user.is_empty() && host.contains('.'))
+        });
+        if !valid {
+            problems.push(format!(
+                "server.tls.acme.contact '{contact}' is not an email address: write e.g. \"ops@example.com\""
+            ));
+        }
+    }
+    let cache = acme.cache_dir();
+    if let Err(why) = moq_native::acme::probe_cache(&cache) {
+        problems.push(format!(
+            "server.tls.acme.cache_dir {}: {why}; the relay keeps its ACME account key and certificate \
+             there (set cache_dir to a directory it may write)",
+            cache.display()
+        ));
+    }
+    match (&acme.eab_kid, &acme.eab_hmac_key) {
+        (Some(_), None) => problems.push(
+            "server.tls.acme.eab_kid is set without eab_hmac_key: set both (the CA gives them together)"
+                .to_string(),
+        ),
+        (None, Some(_)) => problems.push(
+            "server.tls.acme.eab_hmac_key is set without eab_kid: set both (the CA gives them together)"
+                .to_string(),
+        ),
+        (Some(kid), Some(key)) => {
+            let external = moq_native::acme::ExternalAccount {
+                kid: kid.clone(),
+                hmac_key: key.0.clone(),
+            };
+            if let Err(err) = external.key() {
+                problems.push(format!("server.tls.acme.eab_hmac_key: {err}"));
+            }
+        }
+        (None, None) => {}
+    }
+    if acme.retry.is_some_and(|retry| retry < Duration::from_secs(1)) {
+        problems.push("server.tls.acme.retry must be at least 1s, e.g. \"2m\"".to_string());
     }
 }
 

@@ -249,11 +249,12 @@ pub(crate) fn gauge(
     metric.encode(e.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 
-impl Collector for MediaCollector {
-    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+impl MediaCollector {
+    /// The media counters: name, help, value.
+    fn counters(&self) -> [(&'static str, &'static str, u64); 11] {
         let s = &self.stats;
         let get = Stats::get;
-        let counters = [
+        [
             (
                 "moq_relay_announcements_forbidden",
                 "Broadcasts sessions announced where they may not publish (e.g. anonymous publishing into a subscribe-only prefix); refused, never relayed",
@@ -301,10 +302,12 @@ impl Collector for MediaCollector {
                 "Groups ended while still being written, to keep the cache's byte budget (EVICTED)",
                 self.cache.aborted_groups(),
             ),
-        ];
-        for (name, help, value) in counters {
-            counter(&mut e, name, help, value)?;
-        }
+        ]
+    }
+
+    /// `moq_relay_limit_refusals`, one sample per [`Limit`].
+    fn encode_limit_refusals(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = &self.stats;
         let mut refusals = e.encode_descriptor(
             "moq_relay_limit_refusals",
             "Streams, groups and announcements refused because a session reached a [limits] limit, by limit",
@@ -315,7 +318,13 @@ impl Collector for MediaCollector {
             let value = ConstCounter::new(s.refused(limit));
             value.encode(refusals.encode_family(&LimitLabels { limit: limit.name() })?)?;
         }
-        let gauges = [
+        Ok(())
+    }
+
+    /// The media gauges: name, help, value.
+    fn gauges(&self) -> [(&'static str, &'static str, i64); 5] {
+        let s = &self.stats;
+        [
             (
                 "moq_relay_subscriptions_active",
                 "Subscriptions served now",
@@ -341,8 +350,17 @@ impl Collector for MediaCollector {
                 "The byte budget of the cache (0: unbounded)",
                 self.budget.unwrap_or(0) as i64,
             ),
-        ];
-        for (name, help, value) in gauges {
+        ]
+    }
+}
+
+impl Collector for MediaCollector {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for (name, help, value) in self.counters() {
+            counter(&mut e, name, help, value)?;
+        }
+        self.encode_limit_refusals(&mut e)?;
+        for (name, help, value) in self.gauges() {
             gauge(&mut e, name, help, value)?;
         }
         Ok(())

@@ -269,6 +269,91 @@ fn session_quota(limits: &config::Limits) -> moq_core::session::Quota {
     }
 }
 
+/// The listeners besides QUIC's, each bound when its setting is there.
+struct Listeners {
+    public: Option<TcpListener>,
+    https: Option<(TcpListener, moq_native::tls::TcpTls)>,
+    admin: Option<TcpListener>,
+    acme_http: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Bind `[web.http]`, `[web.https]`, `[internal]` and `[server.tls.acme] http_listen`.
+    async fn bind(config: &Config, quic: &server::Server) -> anyhow::Result<Self> {
+        let public = match &config.web.http.listen {
+            Some(listen) => {
+                let mut addr = resolve(listen, "[web.http] listen")?;
+                // Port 0 follows the QUIC port, so one ephemeral port serves both.
+                if addr.port() == 0 {
+                    addr.set_port(quic.local_addr()?.port());
+                }
+                Some(http::bind(addr, "HTTP").await?)
+            }
+            None => None,
+        };
+        let https = match &config.web.https.listen {
+            Some(listen) => Some((
+                http::bind(resolve(listen, "[web.https] listen")?, "HTTPS").await?,
+                https_tls(config, quic)?,
+            )),
+            None => None,
+        };
+        let admin = match &config.internal.listen {
+            Some(listen) => Some(http::bind(resolve(listen, "[internal] listen")?, "[internal]").await?),
+            None => None,
+        };
+        let acme_http = match config.server.tls.acme.http_address() {
+            Some(listen) => {
+                Some(http::bind(resolve(&listen, "[server.tls.acme] http_listen")?, "ACME http-01").await?)
+            }
+            None => None,
+        };
+        Ok(Self {
+            public,
+            https,
+            admin,
+            acme_http,
+        })
+    }
+}
+
+/// The client sessions' handles: the gate and auth server `[auth]` describes, the limits
+/// of `[limits]`, and the cluster directory's hook. Registers the auth server's metrics.
+fn sessions(
+    config: &Config,
+    media: Media,
+    cluster: Arc<Cluster>,
+    lifecycle: Lifecycle,
+    registry: Arc<Registry>,
+    refusals: Refusals,
+    builder: &mut metrics::Builder,
+) -> anyhow::Result<Sessions> {
+    let gate = Arc::new(Gate::from_config(&config.auth)?);
+    let service = auth_service(config, builder.registry())?;
+    let quota = session_quota(&config.limits);
+    let peer_quota = cluster::link_quota(&quota);
+    let hook = DirectoryHook::new(
+        cluster,
+        media.hop,
+        gate.verifies_tokens() || service.is_some(),
+        peer_quota.clone(),
+    );
+    Ok(Sessions {
+        media,
+        gate,
+        service,
+        admission: Admission::new(Policy::from_config(&config.limits)),
+        registry,
+        refusals,
+        quota,
+        peer_quota,
+        lifecycle,
+        hooks: vec![Arc::new(hook) as Arc<dyn Hook>],
+        quic: config.server_quic().apply(Default::default()),
+        ids: Default::default(),
+    })
+}
+
 impl Relay {
     /// Bind the listeners described by `config`.
     pub async fn bind(config: Config) -> anyhow::Result<Self> {
@@ -285,53 +370,22 @@ impl Relay {
         let tls_metrics = TlsMetrics::register(builder.registry());
         warn_if_expiring(&quic);
 
-        let gate = Arc::new(Gate::from_config(&config.auth)?);
-        let service = auth_service(&config, builder.registry())?;
-        let quota = session_quota(&config.limits);
-        let peer_quota = cluster::link_quota(&quota);
-        let hook = DirectoryHook::new(
-            cluster.clone(),
-            media.hop,
-            gate.verifies_tokens() || service.is_some(),
-            peer_quota.clone(),
-        );
-        let sessions = Arc::new(Sessions {
+        let sessions = Arc::new(sessions(
+            &config,
             media,
-            gate,
-            service,
-            admission: Admission::new(Policy::from_config(&config.limits)),
+            cluster.clone(),
+            lifecycle,
             registry,
             refusals,
-            quota,
-            peer_quota,
-            lifecycle,
-            hooks: vec![Arc::new(hook) as Arc<dyn Hook>],
-            quic: config.server_quic().apply(Default::default()),
-            ids: Default::default(),
-        });
+            &mut builder,
+        )?);
 
-        let public = match &config.web.http.listen {
-            Some(listen) => {
-                let mut addr = resolve(listen, "[web.http] listen")?;
-                // Port 0 follows the QUIC port, so one ephemeral port serves both.
-                if addr.port() == 0 {
-                    addr.set_port(quic.local_addr()?.port());
-                }
-                Some(http::bind(addr, "HTTP").await?)
-            }
-            None => None,
-        };
-        let https = match &config.web.https.listen {
-            Some(listen) => Some((
-                http::bind(resolve(listen, "[web.https] listen")?, "HTTPS").await?,
-                https_tls(&config, &quic)?,
-            )),
-            None => None,
-        };
-        let admin = match &config.internal.listen {
-            Some(listen) => Some(http::bind(resolve(listen, "[internal] listen")?, "[internal]").await?),
-            None => None,
-        };
+        let Listeners {
+            public,
+            https,
+            admin,
+            acme_http,
+        } = Listeners::bind(&config, &quic).await?;
         builder
             .registry()
             .register_collector(Box::new(http::admin::Readiness {
@@ -340,12 +394,6 @@ impl Relay {
                 admission: sessions.admission.clone(),
                 acme: quic.acme().cloned(),
             }));
-        let acme_http = match config.server.tls.acme.http_address() {
-            Some(listen) => {
-                Some(http::bind(resolve(&listen, "[server.tls.acme] http_listen")?, "ACME http-01").await?)
-            }
-            None => None,
-        };
         // With ACME and nothing cached yet, readiness waits for the first certificate
         // (see `follow_acme`).
         if quic.acme().is_none_or(|acme| acme.status().certificate.is_some()) {

@@ -523,7 +523,7 @@ impl Sessions {
             peer_setup,
             connection,
             in_band,
-            mut lease,
+            lease,
             ietf: established,
         } = accepted;
         tracing::Span::current().record("path", grant.root.as_str());
@@ -540,14 +540,7 @@ impl Sessions {
         config.peer_setup = peer_setup;
         // An auth server may change the grant while the session runs: the driver then
         // follows its permissions (a session a hook claimed keeps the hook's).
-        let permissions = match (&lease, claimed) {
-            (Some(_), false) => {
-                let (sender, receiver) = tokio::sync::watch::channel(config.permissions.clone());
-                config.live_permissions = Some(receiver);
-                Some(sender)
-            }
-            _ => None,
-        };
+        let permissions = (lease.is_some() && !claimed).then(|| follow_permissions(&mut config));
         tracing::info!(
             %version,
             %transport,
@@ -573,41 +566,75 @@ impl Sessions {
             service_id: lease.as_ref().map(|lease| lease.id().to_string()),
         });
         let _ticket = ticket;
+        let mut watch = Watch {
+            lease,
+            permissions,
+            revoke,
+        };
+        let driver = self.drive(&session, peer, version, config, in_band, established);
+        let ended = self.supervise(&session, peer, &grant, driver, &mut watch).await;
+        if let Some(lease) = watch.lease {
+            self.report_end(lease, ended, connection.as_ref());
+        }
+    }
 
+    /// Step 5's driver: the session's protocol, until the peer leaves or it fails. A
+    /// moq-transport session reached over WebTransport or WebSocket reads its SETUP first
+    /// (refused and closed here when it is bad or late).
+    async fn drive<S: moq_core::transport::Session>(
+        &self,
+        session: &S,
+        peer: SocketAddr,
+        version: Protocol,
+        config: session::Config,
+        in_band: Option<session::Negotiated<S>>,
+        established: Option<ietf::Established<S>>,
+    ) -> moq_core::Result<()> {
+        match (version, in_band, established) {
+            (_, Some(negotiated), _) => session::run_in_band(session.clone(), config, negotiated).await,
+            (Protocol::Ietf(draft), None, established) => {
+                let established = match established {
+                    Some(established) => established,
+                    // WebTransport and WebSocket: the URL said who it is; the SETUP
+                    // comes now.
+                    None => match ietf::accept(session, draft, SETUP_TIMEOUT).await {
+                        Ok(established) => established,
+                        Err(err) => {
+                            let refusal = setup_refusal(&err);
+                            self.record(&refusal, peer);
+                            session.close(refusal.code, &refusal.close_reason());
+                            return Err(err);
+                        }
+                    },
+                };
+                ietf::run(session.clone(), config, established).await
+            }
+            (Protocol::Lite(_), None, _) => session::run(session.clone(), config).await,
+        }
+    }
+
+    /// Run `driver` until it ends or something ends the session first: the grant's expiry,
+    /// the auth server's lease, a revocation or the relay's shutdown. Applies the lease's
+    /// permission changes meanwhile. Returns why the session ended (for the auth server).
+    async fn supervise<S: moq_core::transport::Session>(
+        &self,
+        session: &S,
+        peer: SocketAddr,
+        grant: &Grant,
+        driver: impl Future<Output = moq_core::Result<()>>,
+        watch: &mut Watch,
+    ) -> String {
         // A token (or client certificate) is good for the whole session, until it expires;
         // an auth server's grant is followed by its lease instead.
-        let leased = lease.is_some();
+        let leased = watch.lease.is_some();
         let expiry = async {
             match grant.remaining(std::time::SystemTime::now()) {
                 Some(left) if !leased => tokio::time::sleep(left).await,
                 _ => std::future::pending().await,
             }
         };
-        let driver = async {
-            match (version, in_band, established) {
-                (_, Some(negotiated), _) => session::run_in_band(session.clone(), config, negotiated).await,
-                (Protocol::Ietf(draft), None, established) => {
-                    let established = match established {
-                        Some(established) => established,
-                        // WebTransport and WebSocket: the URL said who it is; the SETUP
-                        // comes now.
-                        None => match ietf::accept(&session, draft, SETUP_TIMEOUT).await {
-                            Ok(established) => established,
-                            Err(err) => {
-                                let refusal = setup_refusal(&err);
-                                self.record(&refusal, peer);
-                                session.close(refusal.code, &refusal.close_reason());
-                                return Err(err);
-                            }
-                        },
-                    };
-                    ietf::run(session.clone(), config, established).await
-                }
-                (Protocol::Lite(_), None, _) => session::run(session.clone(), config).await,
-            }
-        };
         tokio::pin!(expiry, driver);
-        let ended = loop {
+        loop {
             tokio::select! {
                 result = &mut driver => {
                     match &result {
@@ -625,10 +652,10 @@ impl Sessions {
                     session.close(0x2, "unauthorized: token expired");
                     break "expired".to_string();
                 }
-                change = lease_changed(&mut lease) => match change {
+                change = lease_changed(&mut watch.lease) => match change {
                     Change::Permissions(now) => {
                         tracing::info!(%peer, permissions = ?now, "the auth server changed the grant; applied");
-                        if let Some(permissions) = &permissions {
+                        if let Some(permissions) = &watch.permissions {
                             permissions.send_replace(now);
                         }
                     }
@@ -639,7 +666,7 @@ impl Sessions {
                         break reason.to_string();
                     }
                 },
-                () = revoke.cancelled() => {
+                () = watch.revoke.cancelled() => {
                     tracing::info!(%peer, "the key behind this session's token is gone; closing the session");
                     session.close(0x2, "unauthorized: token revoked");
                     break "revoked".to_string();
@@ -649,9 +676,6 @@ impl Sessions {
                     break "shutdown".to_string();
                 }
             }
-        };
-        if let Some(lease) = lease {
-            self.report_end(lease, ended, connection.as_ref());
         }
     }
 
@@ -679,6 +703,24 @@ pub struct Revalidated {
     pub ended: usize,
     /// Sessions an auth server admitted: asked about again in the background.
     pub asked: usize,
+}
+
+/// What may change or end a running session besides its driver.
+struct Watch {
+    /// The auth server's hold on the grant, when one decided it.
+    lease: Option<Lease>,
+    /// Where the lease's permission changes go, when the driver follows them.
+    permissions: Option<tokio::sync::watch::Sender<Permissions>>,
+    /// Cancelled when the key behind the session's token is gone.
+    revoke: tokio_util::sync::CancellationToken,
+}
+
+/// Let the driver follow permission changes: `config` gets the receiving end, the
+/// returned sender feeds it.
+fn follow_permissions(config: &mut session::Config) -> tokio::sync::watch::Sender<Permissions> {
+    let (sender, receiver) = tokio::sync::watch::channel(config.permissions.clone());
+    config.live_permissions = Some(receiver);
+    sender
 }
 
 /// The next change to a session's grant, or never without an auth server's lease.

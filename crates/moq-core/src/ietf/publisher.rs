@@ -20,7 +20,7 @@ use tokio::{
     task::{AbortHandle, JoinSet},
 };
 
-use super::{Kind, NsRoute, State, error_code, refuse, stream::Writer};
+use super::{Kind, NsRoute, Slot, State, error_code, refuse, stream::Writer};
 use crate::{
     BroadcastConsumer, Error, GroupConsumer, OriginEvent, Result, TrackConsumer, TrackInfo,
     ietf::control::Channel,
@@ -132,111 +132,22 @@ pub(crate) async fn subscribe<S: Session>(
     let version = state.version;
     let id = msg.request_id;
     let kind = Kind::Subscribe;
-    let _slot = match state.admit(Limit::Subscriptions) {
-        Ok(slot) => slot,
-        Err(err) => {
-            return refuse(
-                version,
-                channel,
-                kind,
-                id,
-                codes::INTERNAL_ERROR,
-                &err.to_string(),
-            )
-            .await;
-        }
-    };
-    if msg.forward == Some(false) {
-        return refuse(
-            version,
-            channel,
-            kind,
-            id,
-            codes::NOT_SUPPORTED,
-            "FORWARD=0 is not supported",
-        )
-        .await;
-    }
-    let mut track = match broadcast(&state, &msg.namespace).and_then(|b| b.subscribe(&msg.name)) {
-        Ok(track) => track,
-        Err(err) => {
-            let (code, reason) = refusal(&err, kind, version);
-            return refuse(version, channel, kind, id, code, &reason).await;
-        }
-    };
-    // The track's properties come from its publisher; a relay's fresh upstream
-    // subscription answers them (or refuses the track) first.
-    let info = match tokio::time::timeout(INFO_TIMEOUT, track.info()).await {
-        Ok(Ok(info)) => Some(info),
-        Ok(Err(err)) => {
-            let (code, reason) = refusal(&err, kind, version);
-            return refuse(version, channel, kind, id, code, &reason).await;
-        }
-        Err(_) => None,
+    let (_slot, mut track, info) = match open_track(&state, &msg).await {
+        Ok(opened) => opened,
+        Err((code, reason)) => return refuse(version, channel, kind, id, code, &reason).await,
     };
     let _active = ActiveSubscription::new(&state.config.stats);
 
     // Where to start. By default the latest group, from its first object.
     let largest = largest(&track);
-    let mut start_object = 0;
-    let mut end = None;
-    match msg.filter {
-        // Before draft-20 NextGroupStart is served like LargestObject, as the reference
-        // relay does: peers use it to ask for whole groups, and the current one is whole.
-        Some(Filter::Relative(0)) if !version.has_filtered_fetch() => {}
-        Some(Filter::Relative(groups)) => {
-            if let Some(latest) = track.latest() {
-                track.start_at(latest.saturating_add(1).saturating_sub(groups));
-            }
-        }
-        Some(Filter::Unfiltered) => track.start_at(0),
-        Some(Filter::Absolute { start, end: until }) => {
-            track.start_at(start.group);
-            start_object = start.object;
-            end = until.map(|e| End {
-                group: e.group,
-                object: e.object,
-            });
-            if end.is_some_and(|e| e.group < start.group) {
-                return refuse(
-                    version,
-                    channel,
-                    kind,
-                    id,
-                    codes::INTERNAL_ERROR,
-                    "the filter ends before it starts",
-                )
-                .await;
-            }
-        }
-        Some(Filter::NextObject) | None => {}
-    }
+    let (start_object, end) = match start_at(&mut track, msg.filter, version) {
+        Ok(start) => start,
+        Err(reason) => return refuse(version, channel, kind, id, codes::INTERNAL_ERROR, reason).await,
+    };
     let stamps = match (version.has_unified_setup(), info) {
         (true, Some(info)) => Some(info.timescale),
         _ => None,
     };
-    let mut props = KeyValuePairs::new();
-    if version >= Version::Draft17 {
-        if let Some(timescale) = stamps {
-            props
-                .push(properties::PROPERTY_TIMESCALE, KvValue::Varint(timescale))
-                .map_err(|e| Error::Protocol(e.to_string()))?;
-        }
-        if let Some(info) = &info {
-            props
-                .push(
-                    properties::PROPERTY_DEFAULT_PUBLISHER_PRIORITY,
-                    KvValue::Varint(u64::from(wire_priority(Some(info)))),
-                )
-                .map_err(|e| Error::Protocol(e.to_string()))?;
-        }
-        props
-            .push(
-                properties::PROPERTY_DEFAULT_GROUP_ORDER,
-                KvValue::Varint(u64::from(GroupOrder::Descending.code())),
-            )
-            .map_err(|e| Error::Protocol(e.to_string()))?;
-    }
     let mut channel = channel;
     channel
         .send(Message::SubscribeOk(SubscribeOk {
@@ -246,7 +157,7 @@ pub(crate) async fn subscribe<S: Session>(
             group_order: Some(GroupOrder::Descending),
             largest,
             params: Parameters::new(),
-            properties: props,
+            properties: track_properties(version, stamps, info.as_ref())?,
         }))
         .await?;
     tracing::debug!(id, namespace = %msg.namespace, track = %msg.name, "subscribed");
@@ -273,54 +184,32 @@ pub(crate) async fn subscribe<S: Session>(
         start_object,
         end,
     };
-    let ended = loop {
-        tokio::select! {
-            group = track.next_group() => {
-                let group = match group {
-                    Ok(Some(group)) => group,
-                    Ok(None) => break Ok(()),
-                    Err(err) => break Err(err),
-                };
-                if end.is_some_and(|e| e.past(group.sequence())) {
-                    break Ok(());
-                }
-                delivery.send(group).await?;
-            }
-            msg = channel.recv() => match msg {
-                Ok(Some(Message::RequestUpdate(update))) => {
-                    if let Some(priority) = update.priority {
-                        delivery.priority = priority;
-                    }
-                    // Draft-14's SUBSCRIBE_UPDATE has no answer.
-                    if version.has_request_ok() {
-                        channel.send(Message::RequestOk(RequestOk {
-                            request_id: update.request_id,
-                            ..Default::default()
-                        })).await?;
-                    }
-                }
-                // The subscriber is done: UNSUBSCRIBE, or the end of its request stream
-                // (we take a FIN as the end on every draft: draft-19+ call it only the end
-                // of updates, but peers send it only when they leave).
-                Ok(Some(Message::Unsubscribe(_)) | None) => {
-                    delivery.groups.shutdown().await;
-                    return channel.finish().await;
-                }
-                Ok(Some(other)) => {
-                    return Err(Error::Protocol(format!("{:?} on a subscription", other.message_type())));
-                }
-                Err(err) => {
-                    delivery.groups.shutdown().await;
-                    channel.reset(err.stream_code());
-                    return Ok(());
-                }
-            },
-            Some(_) = delivery.groups.join_next() => {}
+    let ended = match delivery.run(&mut track, &mut channel).await? {
+        Stopped::Track(ended) => ended,
+        Stopped::Left => {
+            delivery.groups.shutdown().await;
+            return channel.finish().await;
+        }
+        Stopped::Broken(code) => {
+            delivery.groups.shutdown().await;
+            channel.reset(code);
+            return Ok(());
         }
     };
     // Let the groups in flight complete before saying the subscription is over.
     while delivery.groups.join_next().await.is_some() {}
-    let (status, reason) = match &ended {
+    publish_done(channel, id, &ended, delivery.opened).await
+}
+
+/// Say a subscription is over: PUBLISH_DONE with how it `ended` and the streams it
+/// `opened`, then the end of its request stream.
+async fn publish_done<S: Session>(
+    mut channel: Channel<S>,
+    id: u64,
+    ended: &Result<()>,
+    opened: u64,
+) -> Result<()> {
+    let (status, reason) = match ended {
         Ok(()) => (status::TRACK_ENDED, "track ended".to_string()),
         Err(Error::Unauthorized(_)) => (status::UNAUTHORIZED, "unauthorized".to_string()),
         Err(err) => (status::INTERNAL_ERROR, err.to_string()),
@@ -329,11 +218,116 @@ pub(crate) async fn subscribe<S: Session>(
         .send(Message::PublishDone(PublishDone {
             request_id: id,
             status,
-            stream_count: delivery.opened,
+            stream_count: opened,
             reason,
         }))
         .await?;
     channel.finish().await
+}
+
+/// The track a SUBSCRIBE names, with its properties (`None` when its publisher did not
+/// give them within [`INFO_TIMEOUT`]), once the session has room for the subscription;
+/// or the code and reason to refuse it with.
+async fn open_track(
+    state: &State,
+    msg: &Subscribe,
+) -> std::result::Result<(Slot, TrackConsumer, Option<TrackInfo>), (u64, String)> {
+    let version = state.version;
+    let kind = Kind::Subscribe;
+    let slot = state
+        .admit(Limit::Subscriptions)
+        .map_err(|err| (codes::INTERNAL_ERROR, err.to_string()))?;
+    if msg.forward == Some(false) {
+        return Err((codes::NOT_SUPPORTED, "FORWARD=0 is not supported".to_string()));
+    }
+    let mut track = broadcast(state, &msg.namespace)
+        .and_then(|b| b.subscribe(&msg.name))
+        .map_err(|err| refusal(&err, kind, version))?;
+    // The track's properties come from its publisher; a relay's fresh upstream
+    // subscription answers them (or refuses the track) first.
+    let info = match tokio::time::timeout(INFO_TIMEOUT, track.info()).await {
+        Ok(Ok(info)) => Some(info),
+        Ok(Err(err)) => return Err(refusal(&err, kind, version)),
+        Err(_) => None,
+    };
+    Ok((slot, track, info))
+}
+
+/// Point `track` at the first group the SUBSCRIBE's filter asks for. Returns the first
+/// object of that group and where the subscription ends, or why the filter is refused.
+fn start_at(
+    track: &mut TrackConsumer,
+    filter: Option<Filter>,
+    version: Version,
+) -> std::result::Result<(u64, Option<End>), &'static str> {
+    let mut start_object = 0;
+    let mut end = None;
+    match filter {
+        // Before draft-20 NextGroupStart is served like LargestObject, as the reference
+        // relay does: peers use it to ask for whole groups, and the current one is whole.
+        Some(Filter::Relative(0)) if !version.has_filtered_fetch() => {}
+        Some(Filter::Relative(groups)) => {
+            if let Some(latest) = track.latest() {
+                track.start_at(latest.saturating_add(1).saturating_sub(groups));
+            }
+        }
+        Some(Filter::Unfiltered) => track.start_at(0),
+        Some(Filter::Absolute { start, end: until }) => {
+            track.start_at(start.group);
+            start_object = start.object;
+            end = until.map(|e| End {
+                group: e.group,
+                object: e.object,
+            });
+            if end.is_some_and(|e| e.group < start.group) {
+                return Err("the filter ends before it starts");
+            }
+        }
+        Some(Filter::NextObject) | None => {}
+    }
+    Ok((start_object, end))
+}
+
+/// SUBSCRIBE_OK's track properties (draft-17+): the timescale objects are stamped in,
+/// the publisher priority when the track's properties are known, and the group order.
+fn track_properties(
+    version: Version,
+    stamps: Option<u64>,
+    info: Option<&TrackInfo>,
+) -> Result<KeyValuePairs> {
+    let mut props = KeyValuePairs::new();
+    if version >= Version::Draft17 {
+        if let Some(timescale) = stamps {
+            props
+                .push(properties::PROPERTY_TIMESCALE, KvValue::Varint(timescale))
+                .map_err(|e| Error::Protocol(e.to_string()))?;
+        }
+        if let Some(info) = info {
+            props
+                .push(
+                    properties::PROPERTY_DEFAULT_PUBLISHER_PRIORITY,
+                    KvValue::Varint(u64::from(wire_priority(Some(info)))),
+                )
+                .map_err(|e| Error::Protocol(e.to_string()))?;
+        }
+        props
+            .push(
+                properties::PROPERTY_DEFAULT_GROUP_ORDER,
+                KvValue::Varint(u64::from(GroupOrder::Descending.code())),
+            )
+            .map_err(|e| Error::Protocol(e.to_string()))?;
+    }
+    Ok(props)
+}
+
+/// How a subscription's delivery stopped.
+enum Stopped {
+    /// The track ended, failed or passed the subscription's end: PUBLISH_DONE follows.
+    Track(Result<()>),
+    /// The subscriber left: UNSUBSCRIBE, or the end of its request stream.
+    Left,
+    /// The request stream failed; it is reset with this code.
+    Broken(u32),
 }
 
 /// The groups of one subscription on their way, one subgroup stream each.
@@ -357,6 +351,50 @@ struct Delivery<'a, S: Session> {
 }
 
 impl<S: Session> Delivery<'_, S> {
+    /// Send the track's groups and answer the subscriber's updates until the track or
+    /// the subscriber stops.
+    async fn run(&mut self, track: &mut TrackConsumer, channel: &mut Channel<S>) -> Result<Stopped> {
+        let version = self.state.version;
+        loop {
+            tokio::select! {
+                group = track.next_group() => {
+                    let group = match group {
+                        Ok(Some(group)) => group,
+                        Ok(None) => return Ok(Stopped::Track(Ok(()))),
+                        Err(err) => return Ok(Stopped::Track(Err(err))),
+                    };
+                    if self.end.is_some_and(|e| e.past(group.sequence())) {
+                        return Ok(Stopped::Track(Ok(())));
+                    }
+                    self.send(group).await?;
+                }
+                msg = channel.recv() => match msg {
+                    Ok(Some(Message::RequestUpdate(update))) => {
+                        if let Some(priority) = update.priority {
+                            self.priority = priority;
+                        }
+                        // Draft-14's SUBSCRIBE_UPDATE has no answer.
+                        if version.has_request_ok() {
+                            channel.send(Message::RequestOk(RequestOk {
+                                request_id: update.request_id,
+                                ..Default::default()
+                            })).await?;
+                        }
+                    }
+                    // The subscriber is done: UNSUBSCRIBE, or the end of its request stream
+                    // (we take a FIN as the end on every draft: draft-19+ call it only the end
+                    // of updates, but peers send it only when they leave).
+                    Ok(Some(Message::Unsubscribe(_)) | None) => return Ok(Stopped::Left),
+                    Ok(Some(other)) => {
+                        return Err(Error::Protocol(format!("{:?} on a subscription", other.message_type())));
+                    }
+                    Err(err) => return Ok(Stopped::Broken(err.stream_code())),
+                },
+                Some(_) = self.groups.join_next() => {}
+            }
+        }
+    }
+
     async fn send(&mut self, group: GroupConsumer) -> Result<()> {
         let now = tokio::time::Instant::now();
         self.in_flight.make_room(now);
@@ -516,69 +554,10 @@ pub(crate) async fn fetch<S: Session>(
     let version = state.version;
     let id = msg.request_id;
     let kind = Kind::Fetch;
-    let _slot = match state.admit(Limit::Fetches) {
-        Ok(slot) => slot,
-        Err(err) => {
-            return refuse(
-                version,
-                channel,
-                kind,
-                id,
-                codes::INTERNAL_ERROR,
-                &err.to_string(),
-            )
-            .await;
-        }
+    let (_slot, track, info, range) = match open_fetch(&state, msg.kind).await {
+        Ok(opened) => opened,
+        Err((code, reason)) => return refuse(version, channel, kind, id, code, &reason).await,
     };
-    let (namespace, name, range) = match msg.kind {
-        FetchKind::Standalone {
-            namespace,
-            name,
-            start,
-            end,
-        } => {
-            // End Object 0 is the whole end group; otherwise the last object plus one.
-            let end = End {
-                group: end.group,
-                object: end.object.checked_sub(1),
-            };
-            (namespace, name, Some((start, end)))
-        }
-        FetchKind::Track { namespace, name } => (namespace, name, None),
-        FetchKind::RelativeJoining { .. } | FetchKind::AbsoluteJoining { .. } => {
-            return refuse(
-                version,
-                channel,
-                kind,
-                id,
-                codes::NOT_SUPPORTED,
-                "joining FETCH is not supported: a subscription starts with its whole current group",
-            )
-            .await;
-        }
-    };
-    let mut track = match broadcast(&state, &namespace).and_then(|b| b.subscribe(&name)) {
-        Ok(track) => track,
-        Err(err) => {
-            let (code, reason) = refusal(&err, kind, version);
-            return refuse(version, channel, kind, id, code, &reason).await;
-        }
-    };
-    let info = tokio::time::timeout(INFO_TIMEOUT, track.info())
-        .await
-        .ok()
-        .and_then(Result::ok);
-    // Wait (a little) for a track nobody was reading to produce its first group.
-    if track.latest().is_none() {
-        let _ = tokio::time::timeout(FETCH_WAIT, async {
-            while track.latest().is_none() {
-                if track.next_group().await.ok().flatten().is_none() {
-                    break;
-                }
-            }
-        })
-        .await;
-    }
     // Resolve the range against what the track holds now: never past its largest object.
     let Some(largest) = largest(&track) else {
         return refuse(
@@ -591,76 +570,12 @@ pub(crate) async fn fetch<S: Session>(
         )
         .await;
     };
-    let (start, end) = match (range, msg.filter) {
-        (Some(range), _) => range,
-        (None, None | Some(Filter::Unfiltered)) => (
-            Location { group: 0, object: 0 },
-            End {
-                group: largest.group,
-                object: Some(largest.object),
-            },
-        ),
-        (None, Some(Filter::Relative(groups))) => (
-            Location {
-                group: largest.group.saturating_add(1).saturating_sub(groups),
-                object: 0,
-            },
-            End {
-                group: largest.group,
-                object: Some(largest.object),
-            },
-        ),
-        (None, Some(Filter::Absolute { start, end })) => (
-            start,
-            end.map_or(
-                End {
-                    group: largest.group,
-                    object: Some(largest.object),
-                },
-                |e| End {
-                    group: e.group,
-                    object: e.object,
-                },
-            ),
-        ),
-        (None, Some(Filter::NextObject)) => {
-            return refuse(
-                version,
-                channel,
-                kind,
-                id,
-                invalid_range_code(version),
-                "nothing after the largest object yet",
-            )
-            .await;
-        }
+    let (start, end) = match fetch_range(range, msg.filter, largest) {
+        Ok(range) => range,
+        Err(reason) => return refuse(version, channel, kind, id, invalid_range_code(version), reason).await,
     };
     let descending = msg.group_order == Some(GroupOrder::Descending);
-    let mut groups: Vec<GroupConsumer> = track
-        .cached()
-        .into_iter()
-        .filter(|g| g.sequence() >= start.group && g.sequence() <= end.group.min(largest.group))
-        .collect();
-    groups.sort_by_key(GroupConsumer::sequence);
-    if descending {
-        groups.reverse();
-    }
-    // What each group contributes: its frames now, cut to the range.
-    let mut plan = Vec::new();
-    for group in groups {
-        let sequence = group.sequence();
-        let mut count = group.frames() as u64;
-        if let Some(until) = end.objects(sequence) {
-            count = count.min(until);
-        }
-        if sequence == largest.group {
-            count = count.min(largest.object.saturating_add(1));
-        }
-        let first = if sequence == start.group { start.object } else { 0 };
-        if first < count {
-            plan.push((group, first, count));
-        }
-    }
+    let plan = fetch_plan(&track, start, end, largest, descending);
     let Some(last) = plan
         .iter()
         .map(|(g, _, count)| Location {
@@ -695,76 +610,238 @@ pub(crate) async fn fetch<S: Session>(
         .await?;
 
     let publisher = wire_priority(info.as_ref());
-    let stats = state.config.stats.clone();
-    let written = async {
-        let mut writer = Writer::new(session.open_uni().await?, version);
-        writer.queue(&FetchHeader { request_id: id })?;
-        let mut sent = Batch::new(&stats);
-        let mut previous_group: Option<u64> = None;
-        for (mut group, first, count) in plan {
-            let sequence = group.sequence();
-            group.skip_to(usize::try_from(first).unwrap_or(usize::MAX));
-            for object in first..count {
-                let Some(frame) = group.next_frame().await? else {
-                    break;
-                };
-                let object_header = match (version.has_serialization_flags(), object == first) {
-                    // Draft-14 writes every field of every object.
-                    (false, _) => FetchObject::Object {
-                        group: Some(sequence),
-                        subgroup: FetchSubgroup::Explicit(0),
-                        object: Some(object),
-                        priority: Some(publisher),
-                        properties: Some(Bytes::new()),
-                        size: frame.payload.len() as u64,
-                        status: 0,
-                    },
-                    // A group's first object names its group and object (a group delta
-                    // from draft-18); the rest follow on (the previous ID plus one).
-                    (true, true) => FetchObject::Object {
-                        group: Some(match (version.has_fetch_group_delta(), previous_group) {
-                            (true, Some(previous)) => previous.abs_diff(sequence).saturating_sub(1),
-                            _ => sequence,
-                        }),
-                        subgroup: FetchSubgroup::Zero,
-                        object: Some(object),
-                        priority: Some(publisher),
-                        properties: None,
-                        size: frame.payload.len() as u64,
-                        status: 0,
-                    },
-                    (true, false) => FetchObject::Object {
-                        group: None,
-                        subgroup: FetchSubgroup::Zero,
-                        object: None,
-                        priority: None,
-                        properties: None,
-                        size: frame.payload.len() as u64,
-                        status: 0,
-                    },
-                };
-                let size = frame.payload.len() as u64;
-                writer.queue(&object_header)?;
-                writer.payload(frame.payload).await?;
-                sent.sent(size);
-            }
-            previous_group = Some(sequence);
-        }
-        writer.finish().await
-    };
+    let written = write_fetch(&session, version, id, publisher, &state.config.stats, plan);
     tokio::select! {
         result = written => result?,
         // FETCH_CANCEL (draft-14 … -16) or the end of the request stream.
-        _ = async {
-            loop {
-                match channel.recv().await {
-                    Ok(Some(Message::FetchCancel(_)) | None) | Err(_) => return,
-                    Ok(Some(other)) => tracing::debug!(kind = ?other.message_type(), "ignored on a fetch"),
-                }
-            }
-        } => return Ok(()),
+        () = fetch_cancelled(&mut channel) => return Ok(()),
     }
     channel.finish().await
+}
+
+/// The track a FETCH names, with its properties if its publisher gives them within
+/// [`INFO_TIMEOUT`], and the standalone range it asks for (End Object 0: the whole end
+/// group; otherwise the last object plus one), once the session has room for it; or the
+/// code and reason to refuse it with. Waits up to [`FETCH_WAIT`] for a track nobody was
+/// reading to produce its first group.
+async fn open_fetch(
+    state: &State,
+    kind: FetchKind,
+) -> std::result::Result<(Slot, TrackConsumer, Option<TrackInfo>, Option<(Location, End)>), (u64, String)> {
+    let version = state.version;
+    let slot = state
+        .admit(Limit::Fetches)
+        .map_err(|err| (codes::INTERNAL_ERROR, err.to_string()))?;
+    let (namespace, name, range) = match kind {
+        FetchKind::Standalone {
+            namespace,
+            name,
+            start,
+            end,
+        } => {
+            // End Object 0 is the whole end group; otherwise the last object plus one.
+            let end = End {
+                group: end.group,
+                object: end.object.checked_sub(1),
+            };
+            (namespace, name, Some((start, end)))
+        }
+        FetchKind::Track { namespace, name } => (namespace, name, None),
+        FetchKind::RelativeJoining { .. } | FetchKind::AbsoluteJoining { .. } => {
+            return Err((
+                codes::NOT_SUPPORTED,
+                "joining FETCH is not supported: a subscription starts with its whole current group"
+                    .to_string(),
+            ));
+        }
+    };
+    let mut track = broadcast(state, &namespace)
+        .and_then(|b| b.subscribe(&name))
+        .map_err(|err| refusal(&err, Kind::Fetch, version))?;
+    let info = tokio::time::timeout(INFO_TIMEOUT, track.info())
+        .await
+        .ok()
+        .and_then(Result::ok);
+    // Wait (a little) for a track nobody was reading to produce its first group.
+    if track.latest().is_none() {
+        let _ = tokio::time::timeout(FETCH_WAIT, async {
+            while track.latest().is_none() {
+                if track.next_group().await.ok().flatten().is_none() {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+    Ok((slot, track, info, range))
+}
+
+/// Where a FETCH starts and ends: its standalone `range`, else its `filter` resolved
+/// against the track's `largest` object; or why there is nothing to fetch.
+fn fetch_range(
+    range: Option<(Location, End)>,
+    filter: Option<Filter>,
+    largest: Location,
+) -> std::result::Result<(Location, End), &'static str> {
+    let to_largest = End {
+        group: largest.group,
+        object: Some(largest.object),
+    };
+    match (range, filter) {
+        (Some(range), _) => Ok(range),
+        (None, None | Some(Filter::Unfiltered)) => Ok((Location { group: 0, object: 0 }, to_largest)),
+        (None, Some(Filter::Relative(groups))) => Ok((
+            Location {
+                group: largest.group.saturating_add(1).saturating_sub(groups),
+                object: 0,
+            },
+            to_largest,
+        )),
+        (None, Some(Filter::Absolute { start, end })) => Ok((
+            start,
+            end.map_or(to_largest, |e| End {
+                group: e.group,
+                object: e.object,
+            }),
+        )),
+        (None, Some(Filter::NextObject)) => Err("nothing after the largest object yet"),
+    }
+}
+
+/// What each cached group of the range contributes, in the order it is sent: the group,
+/// its first object and its object bound (exclusive), cut to the range and to `largest`.
+fn fetch_plan(
+    track: &TrackConsumer,
+    start: Location,
+    end: End,
+    largest: Location,
+    descending: bool,
+) -> Vec<(GroupConsumer, u64, u64)> {
+    let mut groups: Vec<GroupConsumer> = track
+        .cached()
+        .into_iter()
+        .filter(|g| g.sequence() >= start.group && g.sequence() <= end.group.min(largest.group))
+        .collect();
+    groups.sort_by_key(GroupConsumer::sequence);
+    if descending {
+        groups.reverse();
+    }
+    // What each group contributes: its frames now, cut to the range.
+    let mut plan = Vec::new();
+    for group in groups {
+        let sequence = group.sequence();
+        let mut count = group.frames() as u64;
+        if let Some(until) = end.objects(sequence) {
+            count = count.min(until);
+        }
+        if sequence == largest.group {
+            count = count.min(largest.object.saturating_add(1));
+        }
+        let first = if sequence == start.group { start.object } else { 0 };
+        if first < count {
+            plan.push((group, first, count));
+        }
+    }
+    plan
+}
+
+/// Write the fetch stream: FETCH_HEADER, then the objects of `plan` in order, each
+/// frame's payload as it comes.
+async fn write_fetch<S: Session>(
+    session: &S,
+    version: Version,
+    id: u64,
+    publisher: u8,
+    stats: &Arc<Stats>,
+    plan: Vec<(GroupConsumer, u64, u64)>,
+) -> Result<()> {
+    let mut writer = Writer::new(session.open_uni().await?, version);
+    writer.queue(&FetchHeader { request_id: id })?;
+    let mut sent = Batch::new(stats);
+    let mut previous_group: Option<u64> = None;
+    for (mut group, first, count) in plan {
+        let sequence = group.sequence();
+        group.skip_to(usize::try_from(first).unwrap_or(usize::MAX));
+        for object in first..count {
+            let Some(frame) = group.next_frame().await? else {
+                break;
+            };
+            let size = frame.payload.len() as u64;
+            let at = FetchAt {
+                sequence,
+                object,
+                first: object == first,
+                previous_group,
+            };
+            writer.queue(&fetch_object(version, at, publisher, size))?;
+            writer.payload(frame.payload).await?;
+            sent.sent(size);
+        }
+        previous_group = Some(sequence);
+    }
+    writer.finish().await
+}
+
+/// Where an object of a fetch stream is.
+struct FetchAt {
+    /// Its group.
+    sequence: u64,
+    /// Its object ID.
+    object: u64,
+    /// Whether it is the first object sent of its group.
+    first: bool,
+    /// The group sent before it, if any.
+    previous_group: Option<u64>,
+}
+
+/// The header of one object of a fetch stream, `size` payload bytes.
+fn fetch_object(version: Version, at: FetchAt, publisher: u8, size: u64) -> FetchObject {
+    match (version.has_serialization_flags(), at.first) {
+        // Draft-14 writes every field of every object.
+        (false, _) => FetchObject::Object {
+            group: Some(at.sequence),
+            subgroup: FetchSubgroup::Explicit(0),
+            object: Some(at.object),
+            priority: Some(publisher),
+            properties: Some(Bytes::new()),
+            size,
+            status: 0,
+        },
+        // A group's first object names its group and object (a group delta
+        // from draft-18); the rest follow on (the previous ID plus one).
+        (true, true) => FetchObject::Object {
+            group: Some(match (version.has_fetch_group_delta(), at.previous_group) {
+                (true, Some(previous)) => previous.abs_diff(at.sequence).saturating_sub(1),
+                _ => at.sequence,
+            }),
+            subgroup: FetchSubgroup::Zero,
+            object: Some(at.object),
+            priority: Some(publisher),
+            properties: None,
+            size,
+            status: 0,
+        },
+        (true, false) => FetchObject::Object {
+            group: None,
+            subgroup: FetchSubgroup::Zero,
+            object: None,
+            priority: None,
+            properties: None,
+            size,
+            status: 0,
+        },
+    }
+}
+
+/// Returns once the fetcher cancels: FETCH_CANCEL (draft-14 … -16) or the end (or
+/// failure) of its request stream. Other messages are ignored.
+async fn fetch_cancelled<S: Session>(channel: &mut Channel<S>) {
+    loop {
+        match channel.recv().await {
+            Ok(Some(Message::FetchCancel(_)) | None) | Err(_) => return,
+            Ok(Some(other)) => tracing::debug!(kind = ?other.message_type(), "ignored on a fetch"),
+        }
+    }
 }
 
 fn invalid_range_code(version: Version) -> u64 {

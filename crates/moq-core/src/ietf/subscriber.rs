@@ -15,8 +15,8 @@ use moq_proto::{
     Hops, Path,
     ietf::{
         DatagramBody, Decode, Filter, GroupOrder, KvValue, Message, Namespace, ObjectDatagram, Parameters,
-        PublishNamespace, RequestId, RequestOk, SubgroupHeader, SubgroupId, Subscribe, SubscribeNamespace,
-        UniStream, Version, message::codes, properties, status,
+        PublishNamespace, RequestId, RequestOk, SubgroupHeader, SubgroupId, SubgroupObject, Subscribe,
+        SubscribeNamespace, SubscribeOk, UniStream, Version, message::codes, properties, status,
     },
 };
 use tokio::{
@@ -24,7 +24,7 @@ use tokio::{
     task::{JoinHandle, JoinSet},
 };
 
-use super::{Kind, State, code, refuse, stream::Reader};
+use super::{Kind, Slot, State, code, refuse, stream::Reader};
 use crate::{
     BroadcastProducer, Error, Frame, GroupProducer, Result, TrackInfo, TrackProducer,
     ietf::control::Channel,
@@ -414,16 +414,60 @@ async fn run_subscription<S: Session>(
     let version = state.version;
     let track = Arc::new(track);
     let _counted = Counted::new(&state.config.upstream);
-    // Whole groups: the next one before draft-20 (a publisher that keeps the current
-    // one, as moq-lite relays do, starts there), the current one from draft-20.
-    let filter = match version >= Version::Draft20 {
+    let (id, channel) = match request_track(&session, &state, &path, &track).await {
+        Ok(opened) => opened,
+        Err(err) => {
+            track.close(Err(err.clone()));
+            return Err(err);
+        }
+    };
+    let Some((ok, mut channel)) = await_subscribe_ok(version, id, channel, &track).await? else {
+        return Ok(());
+    };
+    let timescale = adopt_properties(&track, &ok);
+    let upstream = Arc::new(Upstream {
+        track: track.clone(),
+        timescale,
+        done: watch::channel(0).0,
+    });
+    let alias = ok.track_alias;
+    state.aliases.insert(alias, upstream.clone())?;
+    let result = follow(&mut channel, &upstream).await;
+    state.aliases.remove(alias);
+    match result {
+        Ok(true) => {
+            track.close(Ok(()));
+            channel.finish().await
+        }
+        Ok(false) => {
+            cancel(version, id, channel).await;
+            track.close(Err(Error::Cancelled));
+            Ok(())
+        }
+        Err(err) => {
+            track.close(Err(err.clone()));
+            Err(err)
+        }
+    }
+}
+
+/// Send SUBSCRIBE for `track` at `path`, asking for whole groups: the next one before
+/// draft-20 (a publisher that keeps the current one, as moq-lite relays do, starts
+/// there), the current one from draft-20. Returns the request's ID and stream.
+async fn request_track<S: Session>(
+    session: &S,
+    state: &State,
+    path: &Path,
+    track: &TrackProducer,
+) -> Result<(u64, Channel<S>)> {
+    let filter = match state.version >= Version::Draft20 {
         true => Filter::Relative(1),
         false => Filter::Relative(0),
     };
-    let namespace = Namespace::from_path(&path);
+    let namespace = Namespace::from_path(path);
     let name = track.name().to_string();
-    let opened = state
-        .request(&session, false, None, |id| {
+    state
+        .request(session, false, None, |id| {
             Message::Subscribe(Subscribe {
                 request_id: id,
                 required_request_id_delta: 0,
@@ -436,46 +480,54 @@ async fn run_subscription<S: Session>(
                 params: Parameters::new(),
             })
         })
-        .await;
-    let (id, mut channel) = match opened {
-        Ok(opened) => opened,
-        Err(err) => {
-            track.close(Err(err.clone()));
-            return Err(err);
-        }
-    };
+        .await
+}
+
+/// The publisher's SUBSCRIBE_OK, with the request stream; `None` when the subscription
+/// ended first (the track then closed: refused, or nobody reads it any more).
+async fn await_subscribe_ok<S: Session>(
+    version: Version,
+    id: u64,
+    mut channel: Channel<S>,
+    track: &TrackProducer,
+) -> Result<Option<(SubscribeOk, Channel<S>)>> {
     let response = tokio::select! {
         msg = channel.recv() => msg,
         _ = track.unused() => {
             cancel(version, id, channel).await;
             track.close(Err(Error::Cancelled));
-            return Ok(());
+            return Ok(None);
         }
     };
-    let ok = match response {
-        Ok(Some(Message::SubscribeOk(ok))) => ok,
+    match response {
+        Ok(Some(Message::SubscribeOk(ok))) => Ok(Some((ok, channel))),
         Ok(Some(Message::SubscribeError(err) | Message::RequestError(err))) => {
             let error = refused(err.code, version);
             tracing::debug!(code = err.code, reason = %err.reason, "publisher refused SUBSCRIBE");
             track.close(Err(error));
-            return Ok(());
+            Ok(None)
         }
         Ok(Some(other)) => {
             track.close(Err(Error::NotFound));
-            return Err(Error::Protocol(format!(
+            Err(Error::Protocol(format!(
                 "{:?} answered SUBSCRIBE",
                 other.message_type()
-            )));
+            )))
         }
         Ok(None) => {
             track.close(Err(Error::NotFound));
-            return Ok(());
+            Ok(None)
         }
         Err(err) => {
             track.close(Err(Error::NotFound));
-            return Err(err);
+            Err(err)
         }
-    };
+    }
+}
+
+/// Take the track's properties from SUBSCRIBE_OK when it has none yet (the publisher's
+/// priority, its timescale). Returns the timescale the publisher declared, if any.
+fn adopt_properties(track: &TrackProducer, ok: &SubscribeOk) -> Option<u64> {
     let timescale = ok
         .properties
         .get_varint(properties::PROPERTY_TIMESCALE)
@@ -492,50 +544,30 @@ async fn run_subscription<S: Session>(
             timescale: timescale.unwrap_or(1_000_000),
         });
     }
-    let upstream = Arc::new(Upstream {
-        track: track.clone(),
-        timescale,
-        done: watch::channel(0).0,
-    });
-    let alias = ok.track_alias;
-    state.aliases.insert(alias, upstream.clone())?;
-    let result = async {
-        loop {
-            tokio::select! {
-                msg = channel.recv() => match msg? {
-                    Some(Message::PublishDone(done)) => {
-                        // The streams it counts may still be arriving or in flight.
-                        let mut finished = upstream.done.subscribe();
-                        let _ = tokio::time::timeout(SETTLE, finished.wait_for(|n| *n >= done.stream_count)).await;
-                        return match done.status {
-                            0x2 => Ok(true),
-                            0x1 => Err(Error::Unauthorized("the publisher ended the subscription".into())),
-                            _ => Err(Error::Transport(format!("the publisher ended the subscription: {}", done.reason))),
-                        };
-                    }
-                    Some(other) => tracing::debug!(kind = ?other.message_type(), "ignored on a subscription"),
-                    // A request stream ending without PUBLISH_DONE: the publisher failed it.
-                    None => return Err(Error::Cancelled),
-                },
-                _ = track.unused() => return Ok(false),
-            }
-        }
-    }
-    .await;
-    state.aliases.remove(alias);
-    match result {
-        Ok(true) => {
-            track.close(Ok(()));
-            channel.finish().await
-        }
-        Ok(false) => {
-            cancel(version, id, channel).await;
-            track.close(Err(Error::Cancelled));
-            Ok(())
-        }
-        Err(err) => {
-            track.close(Err(err.clone()));
-            Err(err)
+    timescale
+}
+
+/// Follow a running subscription until the publisher ends it (`true`: the track ended
+/// cleanly) or nobody reads the track any more (`false`).
+async fn follow<S: Session>(channel: &mut Channel<S>, upstream: &Upstream) -> Result<bool> {
+    loop {
+        tokio::select! {
+            msg = channel.recv() => match msg? {
+                Some(Message::PublishDone(done)) => {
+                    // The streams it counts may still be arriving or in flight.
+                    let mut finished = upstream.done.subscribe();
+                    let _ = tokio::time::timeout(SETTLE, finished.wait_for(|n| *n >= done.stream_count)).await;
+                    return match done.status {
+                        0x2 => Ok(true),
+                        0x1 => Err(Error::Unauthorized("the publisher ended the subscription".into())),
+                        _ => Err(Error::Transport(format!("the publisher ended the subscription: {}", done.reason))),
+                    };
+                }
+                Some(other) => tracing::debug!(kind = ?other.message_type(), "ignored on a subscription"),
+                // A request stream ending without PUBLISH_DONE: the publisher failed it.
+                None => return Err(Error::Cancelled),
+            },
+            _ = upstream.track.unused() => return Ok(false),
         }
     }
 }
@@ -588,40 +620,15 @@ async fn ingest_group<R: RecvStream>(
     header: &SubgroupHeader,
     upstream: &Upstream,
 ) -> Result<()> {
-    // One ordered list of frames per group: subgroup 0 only, from its first object.
-    let subgroup_zero = match header.subgroup {
-        SubgroupId::Zero | SubgroupId::FirstObject => true,
-        SubgroupId::Explicit(id) => id == 0,
-    };
-    if !subgroup_zero || !header.first_object {
-        tracing::debug!(group = header.group, subgroup = ?header.subgroup, "not subgroup 0 from its start; stopped");
-        reader.stop(Error::Cancelled.stream_code());
+    let Some((_slot, mut group)) = open_group(state, reader, header, upstream) else {
         return Ok(());
-    }
-    let _slot = match state.admit(Limit::Groups) {
-        Ok(slot) => slot,
-        Err(err) => {
-            reader.stop(err.stream_code());
-            return Ok(());
-        }
-    };
-    let mut group = match upstream.track.create_group(header.group) {
-        Ok(group) => group,
-        Err(err) => {
-            reader.stop(err.stream_code());
-            return Ok(());
-        }
     };
     let stats = &state.config.stats;
     Stats::add(&stats.groups_received, 1);
     let version = state.version;
     let mut next_id: Option<u64> = None;
     loop {
-        let object = tokio::select! {
-            object = reader.object(header.properties) => object,
-            ended = group.closed() => Err(ended.err().unwrap_or(Error::Cancelled)),
-        };
-        let object = match object {
+        let object = match next_object(reader, &group, header.properties).await {
             Ok(Some(object)) => object,
             Ok(None) => break,
             Err(err) => {
@@ -681,6 +688,54 @@ async fn ingest_group<R: RecvStream>(
     }
     group.finish();
     Ok(())
+}
+
+/// The group a subgroup stream carries, once the session has room for it; `None` (the
+/// stream stopped) for a stream we do not take: not subgroup 0 from its first object
+/// (one ordered list of frames per group), over the session's limit, or refused by the
+/// track.
+fn open_group<R: RecvStream>(
+    state: &State,
+    reader: &mut Reader<R>,
+    header: &SubgroupHeader,
+    upstream: &Upstream,
+) -> Option<(Slot, GroupProducer)> {
+    // One ordered list of frames per group: subgroup 0 only, from its first object.
+    let subgroup_zero = match header.subgroup {
+        SubgroupId::Zero | SubgroupId::FirstObject => true,
+        SubgroupId::Explicit(id) => id == 0,
+    };
+    if !subgroup_zero || !header.first_object {
+        tracing::debug!(group = header.group, subgroup = ?header.subgroup, "not subgroup 0 from its start; stopped");
+        reader.stop(Error::Cancelled.stream_code());
+        return None;
+    }
+    let slot = match state.admit(Limit::Groups) {
+        Ok(slot) => slot,
+        Err(err) => {
+            reader.stop(err.stream_code());
+            return None;
+        }
+    };
+    match upstream.track.create_group(header.group) {
+        Ok(group) => Some((slot, group)),
+        Err(err) => {
+            reader.stop(err.stream_code());
+            None
+        }
+    }
+}
+
+/// The stream's next object header, or the group's end when our side closed it first.
+async fn next_object<R: RecvStream>(
+    reader: &mut Reader<R>,
+    group: &GroupProducer,
+    properties: bool,
+) -> Result<Option<SubgroupObject>> {
+    tokio::select! {
+        object = reader.object(properties) => object,
+        ended = group.closed() => Err(ended.err().unwrap_or(Error::Cancelled)),
+    }
 }
 
 /// The TIMESTAMP in an object's properties block, if it has one (a malformed block is

@@ -540,71 +540,77 @@ impl Acme {
             result => result,
         };
         match result {
-            Ok(issued) => {
-                tracing::info!(
-                    domains = ?self.inner.config.domains,
-                    fingerprint = %issued.fingerprint,
-                    expires = %humantime(issued.not_after),
-                    renew_at = %humantime(issued.renew_at),
-                    "ACME: certificate obtained; new handshakes use it"
-                );
-                self.inner.status.send_modify(|s| {
-                    s.issued = s.issued.saturating_add(1);
-                    s.consecutive_failures = 0;
-                    s.last_error = None;
-                    s.last_reason = None;
-                    s.next_attempt = Some(issued.renew_at);
-                });
-            }
-            Err(err) => {
-                let status = self.status();
-                let failures = status.consecutive_failures.saturating_add(1);
-                let rate_limited = matches!(err, Error::RateLimited { .. });
-                let wait = schedule::retry_delay(
-                    self.inner.config.retry,
-                    failures,
-                    rate_limited,
-                    schedule::random(),
-                );
-                let next = SystemTime::now()
-                    .checked_add(wait)
-                    .unwrap_or_else(SystemTime::now);
-                match &status.certificate {
-                    Some(issued) if issued.not_after <= SystemTime::now() => tracing::error!(
-                        %err,
-                        reason = err.reason(),
-                        failures,
-                        retry_in = ?wait,
-                        expired = %humantime(issued.not_after),
-                        "ACME: renewal failed and the served certificate has expired: clients refuse it"
-                    ),
-                    Some(issued) => tracing::warn!(
-                        %err,
-                        reason = err.reason(),
-                        failures,
-                        retry_in = ?wait,
-                        still_serving = %issued.fingerprint,
-                        expires = %humantime(issued.not_after),
-                        "ACME: renewal failed; still serving the current certificate"
-                    ),
-                    None => tracing::warn!(
-                        %err,
-                        reason = err.reason(),
-                        failures,
-                        retry_in = ?wait,
-                        "ACME: no certificate yet; TLS handshakes keep failing until an order succeeds"
-                    ),
-                }
-                self.inner.status.send_modify(|s| {
-                    s.consecutive_failures = failures;
-                    s.last_error = Some(err.to_string());
-                    s.last_reason = Some(err.reason());
-                    let count = s.failures.entry(err.reason()).or_default();
-                    *count = count.saturating_add(1);
-                    s.next_attempt = Some(next);
-                });
-            }
+            Ok(issued) => self.succeeded(&issued),
+            Err(err) => self.failed(&err),
         }
+    }
+
+    /// Record an order that succeeded.
+    fn succeeded(&self, issued: &Issued) {
+        tracing::info!(
+            domains = ?self.inner.config.domains,
+            fingerprint = %issued.fingerprint,
+            expires = %humantime(issued.not_after),
+            renew_at = %humantime(issued.renew_at),
+            "ACME: certificate obtained; new handshakes use it"
+        );
+        self.inner.status.send_modify(|s| {
+            s.issued = s.issued.saturating_add(1);
+            s.consecutive_failures = 0;
+            s.last_error = None;
+            s.last_reason = None;
+            s.next_attempt = Some(issued.renew_at);
+        });
+    }
+
+    /// Record an order that failed, say what it means for the clients and plan the retry.
+    fn failed(&self, err: &Error) {
+        let status = self.status();
+        let failures = status.consecutive_failures.saturating_add(1);
+        let rate_limited = matches!(err, Error::RateLimited { .. });
+        let wait = schedule::retry_delay(
+            self.inner.config.retry,
+            failures,
+            rate_limited,
+            schedule::random(),
+        );
+        let next = SystemTime::now()
+            .checked_add(wait)
+            .unwrap_or_else(SystemTime::now);
+        match &status.certificate {
+            Some(issued) if issued.not_after <= SystemTime::now() => tracing::error!(
+                %err,
+                reason = err.reason(),
+                failures,
+                retry_in = ?wait,
+                expired = %humantime(issued.not_after),
+                "ACME: renewal failed and the served certificate has expired: clients refuse it"
+            ),
+            Some(issued) => tracing::warn!(
+                %err,
+                reason = err.reason(),
+                failures,
+                retry_in = ?wait,
+                still_serving = %issued.fingerprint,
+                expires = %humantime(issued.not_after),
+                "ACME: renewal failed; still serving the current certificate"
+            ),
+            None => tracing::warn!(
+                %err,
+                reason = err.reason(),
+                failures,
+                retry_in = ?wait,
+                "ACME: no certificate yet; TLS handshakes keep failing until an order succeeds"
+            ),
+        }
+        self.inner.status.send_modify(|s| {
+            s.consecutive_failures = failures;
+            s.last_error = Some(err.to_string());
+            s.last_reason = Some(err.reason());
+            let count = s.failures.entry(err.reason()).or_default();
+            *count = count.saturating_add(1);
+            s.next_attempt = Some(next);
+        });
     }
 
     fn plan(&self, at: SystemTime) {
@@ -787,9 +793,49 @@ impl Acme {
     async fn order_once(&self) -> Result<Issued, Error> {
         let account = self.account().await?;
         let config = &self.inner.config;
+        let mut order = self.place_order(&account).await?;
+
+        let mut responses = Responses {
+            inner: &self.inner,
+            domains: Vec::new(),
+            tokens: Vec::new(),
+        };
+        self.answer_challenges(&mut order, &mut responses).await?;
+
+        let retry = RetryPolicy::new()
+            .initial_delay(Duration::from_millis(250))
+            .backoff(1.5)
+            .timeout(VALIDATION_TIMEOUT);
+        match order.poll_ready(&retry).await {
+            Ok(OrderStatus::Ready) => {}
+            Ok(_) | Err(instant_acme::Error::Api(_)) => {
+                return Err(why_invalid(&mut order, config.challenge).await);
+            }
+            Err(err) => return Err(Error::from_acme("waiting for the CA to validate", err)),
+        }
+        drop(responses);
+
+        let bundle = finalize(&mut order, &config.domains, &retry).await?;
+        let (cert, not_before, not_after) = self.parse_bundle(bundle.as_bytes())?;
+        let issued = self.install(cert, not_before, not_after, true);
+        // Serving it comes first; a cache that cannot be written only costs a new order
+        // at the next start.
+        if let Err(err) = self
+            .inner
+            .cache
+            .write(&self.certificate_path(), bundle.as_bytes())
+        {
+            tracing::warn!(%err, "ACME: cannot cache the new certificate; a restart will order another");
+        }
+        Ok(issued)
+    }
+
+    /// Place the order for the configured domains. A renewal names the certificate it
+    /// replaces when the CA speaks ARI (RFC 9773 §5): Let's Encrypt then exempts it from
+    /// its rate limits.
+    async fn place_order(&self, account: &Account) -> Result<Order, Error> {
+        let config = &self.inner.config;
         let identifiers: Vec<Identifier> = config.domains.iter().cloned().map(Identifier::Dns).collect();
-        // A renewal names the certificate it replaces when the CA speaks ARI (RFC 9773
-        // §5): Let's Encrypt then exempts it from its rate limits.
         let replaces = match self.inner.ari.load(Ordering::Relaxed) {
             ARI_YES => self
                 .inner
@@ -817,106 +863,85 @@ impl Acme {
             },
             None => account.new_order(&NewOrder::new(&identifiers)).await,
         };
-        let mut order = order.map_err(|err| Error::from_acme("placing the order", err))?;
+        order.map_err(|err| Error::from_acme("placing the order", err))
+    }
 
-        let mut responses = Responses {
-            inner: &self.inner,
-            domains: Vec::new(),
-            tokens: Vec::new(),
-        };
-        let challenge = config.challenge;
-        {
-            let mut authorizations = order.authorizations();
-            while let Some(authorization) = authorizations.next().await {
-                let mut authorization =
-                    authorization.map_err(|err| Error::from_acme("reading an authorization", err))?;
-                let domain = authorization.identifier().to_string();
-                match authorization.status {
-                    AuthorizationStatus::Pending => {}
-                    AuthorizationStatus::Valid => continue,
-                    status => {
-                        return Err(Error::Challenge {
-                            domain,
-                            challenge,
-                            detail: format!("the authorization is {status:?}"),
-                        });
-                    }
-                }
-                let Some(mut handle) = authorization.challenge(challenge.acme_type()) else {
+    /// Answer the configured challenge of every pending authorization of `order`: install
+    /// the response (kept in `responses` until the order ends), then tell the CA it is
+    /// ready.
+    async fn answer_challenges(&self, order: &mut Order, responses: &mut Responses<'_>) -> Result<(), Error> {
+        let challenge = self.inner.config.challenge;
+        let mut authorizations = order.authorizations();
+        while let Some(authorization) = authorizations.next().await {
+            let mut authorization =
+                authorization.map_err(|err| Error::from_acme("reading an authorization", err))?;
+            let domain = authorization.identifier().to_string();
+            match authorization.status {
+                AuthorizationStatus::Pending => {}
+                AuthorizationStatus::Valid => continue,
+                status => {
                     return Err(Error::Challenge {
                         domain,
                         challenge,
-                        detail: "the CA does not offer this challenge".to_string(),
+                        detail: format!("the authorization is {status:?}"),
                     });
-                };
-                let key_authorization = handle.key_authorization();
-                match challenge {
-                    Challenge::TlsAlpn01 => {
-                        let key =
-                            challenge_key(&domain, key_authorization.digest().as_ref(), &self.inner.certs)?;
-                        self.inner.certs.set_challenge(&domain, key);
-                        responses.domains.push(domain.clone());
-                    }
-                    Challenge::Http01 => {
-                        self.inner
-                            .tokens
-                            .write()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .insert(handle.token.clone(), key_authorization.as_str().to_string());
-                        responses.tokens.push(handle.token.clone());
-                    }
                 }
-                handle
-                    .set_ready()
-                    .await
-                    .map_err(|err| Error::from_acme("accepting the challenge", err))?;
             }
+            let Some(mut handle) = authorization.challenge(challenge.acme_type()) else {
+                return Err(Error::Challenge {
+                    domain,
+                    challenge,
+                    detail: "the CA does not offer this challenge".to_string(),
+                });
+            };
+            let key_authorization = handle.key_authorization();
+            match challenge {
+                Challenge::TlsAlpn01 => {
+                    let key = challenge_key(&domain, key_authorization.digest().as_ref(), &self.inner.certs)?;
+                    self.inner.certs.set_challenge(&domain, key);
+                    responses.domains.push(domain.clone());
+                }
+                Challenge::Http01 => {
+                    self.inner
+                        .tokens
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(handle.token.clone(), key_authorization.as_str().to_string());
+                    responses.tokens.push(handle.token.clone());
+                }
+            }
+            handle
+                .set_ready()
+                .await
+                .map_err(|err| Error::from_acme("accepting the challenge", err))?;
         }
-
-        let retry = RetryPolicy::new()
-            .initial_delay(Duration::from_millis(250))
-            .backoff(1.5)
-            .timeout(VALIDATION_TIMEOUT);
-        match order.poll_ready(&retry).await {
-            Ok(OrderStatus::Ready) => {}
-            Ok(_) | Err(instant_acme::Error::Api(_)) => return Err(why_invalid(&mut order, challenge).await),
-            Err(err) => return Err(Error::from_acme("waiting for the CA to validate", err)),
-        }
-        drop(responses);
-
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-            .map_err(|err| Error::Config(format!("generating a key: {err}")))?;
-        let mut params = rcgen::CertificateParams::new(config.domains.clone())
-            .map_err(|err| Error::Config(format!("the domains: {err}")))?;
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        let csr = params
-            .serialize_request(&key)
-            .map_err(|err| Error::Config(format!("the signing request: {err}")))?;
-        order
-            .finalize_csr(csr.der())
-            .await
-            .map_err(|err| Error::from_acme("finalizing the order", err))?;
-        let chain = order
-            .poll_certificate(&retry)
-            .await
-            .map_err(|err| Error::from_acme("downloading the certificate", err))?;
-
-        let mut bundle = chain.trim_end().to_string();
-        bundle.push('\n');
-        bundle.push_str(&key.serialize_pem());
-        let (cert, not_before, not_after) = self.parse_bundle(bundle.as_bytes())?;
-        let issued = self.install(cert, not_before, not_after, true);
-        // Serving it comes first; a cache that cannot be written only costs a new order
-        // at the next start.
-        if let Err(err) = self
-            .inner
-            .cache
-            .write(&self.certificate_path(), bundle.as_bytes())
-        {
-            tracing::warn!(%err, "ACME: cannot cache the new certificate; a restart will order another");
-        }
-        Ok(issued)
+        Ok(())
     }
+}
+
+/// Finalize a ready order with a new P-256 key for `domains` and download the
+/// certificate. Returns the bundle to serve and cache: the chain, then the key (PEM).
+async fn finalize(order: &mut Order, domains: &[String], retry: &RetryPolicy) -> Result<String, Error> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .map_err(|err| Error::Config(format!("generating a key: {err}")))?;
+    let mut params = rcgen::CertificateParams::new(domains.to_vec())
+        .map_err(|err| Error::Config(format!("the domains: {err}")))?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    let csr = params
+        .serialize_request(&key)
+        .map_err(|err| Error::Config(format!("the signing request: {err}")))?;
+    order
+        .finalize_csr(csr.der())
+        .await
+        .map_err(|err| Error::from_acme("finalizing the order", err))?;
+    let chain = order
+        .poll_certificate(retry)
+        .await
+        .map_err(|err| Error::from_acme("downloading the certificate", err))?;
+    let mut bundle = chain.trim_end().to_string();
+    bundle.push('\n');
+    bundle.push_str(&key.serialize_pem());
+    Ok(bundle)
 }
 
 /// Challenge responses installed for one order, removed when it ends however it ends.

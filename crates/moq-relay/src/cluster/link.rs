@@ -7,11 +7,11 @@ use std::{
 
 use moq_core::{
     Error as CoreError,
-    session::{Events, Permissions},
+    session::{Config, Events, Permissions},
     stats::Upstream,
     transport::Session as _,
 };
-use moq_native::adapter::MoqSession;
+use moq_native::{Protocol, adapter::MoqSession, client::Connected};
 use tokio::sync::oneshot;
 use url::Url;
 
@@ -189,23 +189,44 @@ impl Link {
     /// `moving`: the GOAWAY we follow (its URI) and the old session, released once this
     /// one is up (dropped, so closed at once, when this dial fails).
     async fn session(&self, moving: Option<(String, Leaving)>) -> Result<Ended, String> {
-        let Context {
-            cluster,
-            media,
-            client,
-            token_file,
-            quota,
-            lifecycle,
-            ..
-        } = &self.context;
-        let token = token(token_file.as_deref())?;
-        cluster.token_read(token.as_deref());
-        let (mut url, cost) = prepare(&self.url, token.as_deref())?;
+        let cluster = &self.context.cluster;
         let (uri, leaving) = match moving {
             Some((uri, leaving)) => (Some(uri), Some(leaving)),
             None => (None, None),
         };
-        if let Some(uri) = uri.as_deref() {
+        let (url, cost) = self.target(uri.as_deref())?;
+        cluster.update(&self.key, |s| {
+            s.state = LinkState::Connecting;
+            s.since = SystemTime::now();
+        });
+        let connected = self.dial(&url, leaving.is_some()).await?;
+        let version = connected.version;
+        let (config, in_use) = self.session_config(version, cost, connected.setup_path(&url));
+        let session = MoqSession::new(connected.session, connected.transport);
+        tracing::info!(url = %redact(url.as_str()), kind = self.kind.as_str(), %version, "cluster link up");
+        cluster.update(&self.key, |s| {
+            s.state = LinkState::Up;
+            s.since = SystemTime::now();
+            s.connects += 1;
+            s.last_error = None;
+        });
+        // The new session is up: the old one (if we are moving) may go after a handover.
+        if let Some(leaving) = leaving {
+            let _ = leaving.send(());
+        }
+        self.drive(session, version, config, &in_use, &url).await
+    }
+
+    /// The URL to dial and the link's cost: the configured URL with the cluster token,
+    /// or where a GOAWAY's `uri` sends it (refused outside `[cluster] allow`).
+    fn target(&self, uri: Option<&str>) -> Result<(Url, u64), String> {
+        let Context {
+            cluster, token_file, ..
+        } = &self.context;
+        let token = token(token_file.as_deref())?;
+        cluster.token_read(token.as_deref());
+        let (mut url, cost) = prepare(&self.url, token.as_deref())?;
+        if let Some(uri) = uri {
             url = redirect(&url, uri)?;
             if !self.context.allow.allows(&url) {
                 return Err(format!(
@@ -217,19 +238,40 @@ impl Link {
         if self.kind == LinkKind::Root {
             url.set_path(&format!("/{DIRECTORY_PATH}"));
         }
-        cluster.update(&self.key, |s| {
-            s.state = LinkState::Connecting;
-            s.since = SystemTime::now();
-        });
-        let connected = if leaving.is_some() {
-            tokio::time::timeout(GOAWAY_DIAL, client.connect(&url))
+        Ok((url, cost))
+    }
+
+    /// Dial `url`; a dial that follows a GOAWAY (`bounded`) gives up after [`GOAWAY_DIAL`].
+    async fn dial(&self, url: &Url, bounded: bool) -> Result<Connected, String> {
+        let client = &self.context.client;
+        if bounded {
+            tokio::time::timeout(GOAWAY_DIAL, client.connect(url))
                 .await
                 .map_err(|_| format!("cannot connect: no answer within {GOAWAY_DIAL:?}"))?
         } else {
-            client.connect(&url).await
+            client.connect(url).await
         }
-        .map_err(|e| format!("cannot connect: {e}"))?;
-        let mut config = media.session_config(connected.version);
+        .map_err(|e| format!("cannot connect: {e}"))
+    }
+
+    /// What a link session carries: every broadcast both ways (the directory on a root
+    /// link) at `cost`, with every permission. Also returns the link's own count of
+    /// upstream subscriptions (part of the total), by which an on-demand link notices
+    /// nothing uses it.
+    fn session_config(
+        &self,
+        version: Protocol,
+        cost: u64,
+        setup_path: Option<String>,
+    ) -> (Config, Arc<Upstream>) {
+        let Context {
+            cluster,
+            media,
+            quota,
+            lifecycle,
+            ..
+        } = &self.context;
+        let mut config = media.session_config(version);
         let origin = match self.kind {
             LinkKind::Root => cluster.directory.clone(),
             _ => media.origin.clone(),
@@ -244,28 +286,27 @@ impl Link {
         };
         config.shutdown = Some(lifecycle.draining());
         config.quota = quota.clone();
-        config.setup.path = connected.setup_path(&url);
-        // An on-demand link counts its own upstream subscriptions (into the total), so it
-        // can close once nothing uses it.
+        config.setup.path = setup_path;
         let in_use = Arc::new(Upstream::child(&media.upstream));
         config.upstream = in_use.clone();
+        (config, in_use)
+    }
+
+    /// Run the link session until it ends, sits idle (on-demand links: no upstream
+    /// subscription in `in_use` for [`ON_DEMAND_IDLE`]) or the peer sends GOAWAY (the
+    /// session then keeps serving, see [`leave`]).
+    async fn drive(
+        &self,
+        session: MoqSession,
+        version: Protocol,
+        config: Config,
+        in_use: &Upstream,
+        url: &Url,
+    ) -> Result<Ended, String> {
         let events: Events = config.events.clone();
-        let session = MoqSession::new(connected.session, connected.transport);
-        let version = connected.version;
-        tracing::info!(url = %redact(url.as_str()), kind = self.kind.as_str(), %version, "cluster link up");
-        cluster.update(&self.key, |s| {
-            s.state = LinkState::Up;
-            s.since = SystemTime::now();
-            s.connects += 1;
-            s.last_error = None;
-        });
-        // The new session is up: the old one (if we are moving) may go after a handover.
-        if let Some(leaving) = leaving {
-            let _ = leaving.send(());
-        }
         let idle = async {
             match self.kind {
-                LinkKind::OnDemand => unused_for(&in_use, ON_DEMAND_IDLE).await,
+                LinkKind::OnDemand => unused_for(in_use, ON_DEMAND_IDLE).await,
                 _ => std::future::pending().await,
             }
         };

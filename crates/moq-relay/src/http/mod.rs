@@ -19,10 +19,16 @@ use anyhow::Context;
 use axum::{Router, http::Request};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
+    server::{
+        conn::auto,
+        graceful::{GracefulShutdown, Watcher},
+    },
     service::TowerToHyperService,
 };
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::{OwnedSemaphorePermit, Semaphore},
+};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -92,13 +98,8 @@ pub async fn serve(listener: Listener, shutdown: CancellationToken) {
         .map_or_else(|err| err.to_string(), |a| a.to_string());
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
-    builder.http2().timer(TokioTimer::new()).enable_connect_protocol();
-    let builder = Arc::new(builder);
+    let builder = connection_builder(&limits);
+    let tls = tls.map(Arc::new);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = tcp.accept() => match accepted {
@@ -115,54 +116,19 @@ pub async fn serve(listener: Listener, shutdown: CancellationToken) {
             tracing::debug!(%peer, "HTTP connection refused: too many open");
             continue;
         };
-        // A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d.
-        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
-        let service = router
-            .clone()
-            .map_request(move |mut request: Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(Peer(peer));
-                request
-            });
-        let service = TowerToHyperService::new(service);
-        let builder = builder.clone();
-        let acceptor = tls.as_ref().map(|tls| tls.acceptor());
-        let handshake_timeout = limits.handshake_timeout;
-        let watcher = graceful.watcher();
-        let refusals = refusals.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let result = match acceptor {
-                Some(acceptor) => {
-                    let Ok(Ok(stream)) =
-                        tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
-                    else {
-                        refusals.refused("tls_handshake");
-                        tracing::debug!(%peer, "TLS handshake failed or timed out");
-                        return;
-                    };
-                    // An ACME TLS-ALPN-01 validation ends with the handshake (RFC 8737 §3).
-                    if stream.get_ref().1.alpn_protocol() == Some(moq_native::acme::ALPN_ACME_TLS) {
-                        tracing::debug!(%peer, "ACME tls-alpn-01 validation answered");
-                        return;
-                    }
-                    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    watcher.watch(connection.into_owned()).await
-                }
-                None => {
-                    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    watcher.watch(connection.into_owned()).await
-                }
-            };
-            // A client too slow with its headers (slowloris) is cut off and counted.
-            if let Err(err) = result
-                && err
-                    .downcast_ref::<hyper::Error>()
-                    .is_some_and(hyper::Error::is_timeout)
-            {
-                refusals.refused("http_header_timeout");
-                tracing::debug!(%peer, "HTTP request headers too slow; closed");
-            }
-        });
+        let connection = Connection {
+            stream,
+            // A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d.
+            peer: SocketAddr::new(peer.ip().to_canonical(), peer.port()),
+            permit,
+            router: router.clone(),
+            builder: builder.clone(),
+            tls: tls.clone(),
+            handshake_timeout: limits.handshake_timeout,
+            watcher: graceful.watcher(),
+            refusals: refusals.clone(),
+        };
+        tokio::spawn(connection.serve());
     }
     drop(tcp);
     if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
@@ -170,6 +136,89 @@ pub async fn serve(listener: Listener, shutdown: CancellationToken) {
         .is_err()
     {
         tracing::debug!(%addr, "HTTP connections still open at shutdown");
+    }
+}
+
+/// The HTTP/1 and HTTP/2 server every connection of a listener uses: request headers
+/// within the header timeout, and HTTP/2's CONNECT protocol (WebSocket over HTTP/2).
+fn connection_builder(limits: &Limits) -> Arc<auto::Builder<TokioExecutor>> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    builder.http2().timer(TokioTimer::new()).enable_connect_protocol();
+    Arc::new(builder)
+}
+
+/// One accepted TCP connection and what serving it takes.
+struct Connection {
+    stream: TcpStream,
+    /// The peer's address, canonical (IPv4 as IPv4).
+    peer: SocketAddr,
+    /// Its place among the listener's open connections, held until it closes.
+    permit: OwnedSemaphorePermit,
+    router: Router,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    /// TLS, for HTTPS.
+    tls: Option<Arc<moq_native::tls::TcpTls>>,
+    handshake_timeout: Duration,
+    /// Lets shutdown wait for the connection.
+    watcher: Watcher,
+    refusals: Refusals,
+}
+
+impl Connection {
+    /// The TLS handshake (bounded), if any, then HTTP until the connection closes;
+    /// refused handshakes and too slow headers are counted.
+    async fn serve(self) {
+        let Connection {
+            stream,
+            peer,
+            permit,
+            router,
+            builder,
+            tls,
+            handshake_timeout,
+            watcher,
+            refusals,
+        } = self;
+        let _permit = permit;
+        let service = router.map_request(move |mut request: Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(Peer(peer));
+            request
+        });
+        let service = TowerToHyperService::new(service);
+        let result = match tls.map(|tls| tls.acceptor()) {
+            Some(acceptor) => {
+                let Ok(Ok(stream)) = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
+                else {
+                    refusals.refused("tls_handshake");
+                    tracing::debug!(%peer, "TLS handshake failed or timed out");
+                    return;
+                };
+                // An ACME TLS-ALPN-01 validation ends with the handshake (RFC 8737 §3).
+                if stream.get_ref().1.alpn_protocol() == Some(moq_native::acme::ALPN_ACME_TLS) {
+                    tracing::debug!(%peer, "ACME tls-alpn-01 validation answered");
+                    return;
+                }
+                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                watcher.watch(connection.into_owned()).await
+            }
+            None => {
+                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                watcher.watch(connection.into_owned()).await
+            }
+        };
+        // A client too slow with its headers (slowloris) is cut off and counted.
+        if let Err(err) = result
+            && err
+                .downcast_ref::<hyper::Error>()
+                .is_some_and(hyper::Error::is_timeout)
+        {
+            refusals.refused("http_header_timeout");
+            tracing::debug!(%peer, "HTTP request headers too slow; closed");
+        }
     }
 }
 

@@ -320,27 +320,10 @@ async fn serve_fetch(
     wanted: Option<u64>,
     access: &Access,
 ) -> Response {
-    let slot = match peer {
-        Some(axum::Extension(super::Peer(peer))) => match state.fetch_sources.take(peer.ip()) {
-            Some(slot) => Some(slot),
-            None => {
-                state.refusals.refused("fetch_per_source");
-                return error(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too many fetches from this address; retry shortly",
-                );
-            }
-        },
-        None => None,
+    let hold = match admit_fetch(state, peer) {
+        Ok(hold) => hold,
+        Err(response) => return *response,
     };
-    let Ok(permit) = state.fetches.clone().try_acquire_owned() else {
-        state.refusals.refused("fetch_concurrency");
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many fetches in progress; retry shortly",
-        );
-    };
-    let _permit = (permit, slot);
     if !access.can_subscribe(broadcast) {
         state.refusals.auth_failed("no_access");
         return error(
@@ -359,22 +342,8 @@ async fn serve_fetch(
         Ok(track) => track,
         Err(err) => return error(StatusCode::NOT_FOUND, format!("track '{track_name}': {err}")),
     };
-    let find = async {
-        loop {
-            if let Some(seq) = wanted
-                && let Some(group) = track.get_group(seq)
-            {
-                return Some(group);
-            }
-            match track.next_group().await {
-                Ok(Some(group)) if wanted.is_none_or(|w| w == group.sequence()) => return Some(group),
-                Ok(Some(group)) if wanted.is_some_and(|w| group.sequence() > w) => return None,
-                Ok(Some(_)) => continue,
-                _ => return None,
-            }
-        }
-    };
-    let Ok(Some(mut group)) = tokio::time::timeout(FETCH_TIMEOUT, find).await else {
+    let Ok(Some(mut group)) = tokio::time::timeout(FETCH_TIMEOUT, find_group(&mut track, wanted)).await
+    else {
         return error(StatusCode::NOT_FOUND, "group not available");
     };
     // The first frame decides the status; the rest is streamed as it comes, each
@@ -385,6 +354,67 @@ async fn serve_fetch(
         Ok(Err(err)) => return error(StatusCode::BAD_GATEWAY, err.to_string()),
         Err(_) => return error(StatusCode::GATEWAY_TIMEOUT, "group did not complete in time"),
     };
+    stream_group(first, group, hold)
+}
+
+/// A fetch's admission: a place among the fetches in progress and its source's slot,
+/// both held until its body is done.
+type FetchHold = (tokio::sync::OwnedSemaphorePermit, Option<SourceSlot>);
+
+/// Admit a fetch: a slot for its source (429 when the source has none left), then a
+/// place among the concurrent fetches (503 when all are taken).
+fn admit_fetch(
+    state: &PublicState,
+    peer: Option<axum::Extension<super::Peer>>,
+) -> Result<FetchHold, Box<Response>> {
+    let slot = match peer {
+        Some(axum::Extension(super::Peer(peer))) => match state.fetch_sources.take(peer.ip()) {
+            Some(slot) => Some(slot),
+            None => {
+                state.refusals.refused("fetch_per_source");
+                return Err(Box::new(error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many fetches from this address; retry shortly",
+                )));
+            }
+        },
+        None => None,
+    };
+    let Ok(permit) = state.fetches.clone().try_acquire_owned() else {
+        state.refusals.refused("fetch_concurrency");
+        return Err(Box::new(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many fetches in progress; retry shortly",
+        )));
+    };
+    Ok((permit, slot))
+}
+
+/// The group a fetch asks for (`wanted`), else the next one to arrive; `None` once the
+/// track has passed the wanted group or ended.
+async fn find_group(
+    track: &mut moq_core::TrackConsumer,
+    wanted: Option<u64>,
+) -> Option<moq_core::GroupConsumer> {
+    loop {
+        if let Some(seq) = wanted
+            && let Some(group) = track.get_group(seq)
+        {
+            return Some(group);
+        }
+        match track.next_group().await {
+            Ok(Some(group)) if wanted.is_none_or(|w| w == group.sequence()) => return Some(group),
+            Ok(Some(group)) if wanted.is_some_and(|w| group.sequence() > w) => return None,
+            Ok(Some(_)) => continue,
+            _ => return None,
+        }
+    }
+}
+
+/// The fetch's 200 response: `first` (the group's first frame, already read), then the
+/// group's other frames as they come, until they pause for [`FRAME_PAUSE`] or
+/// [`FETCH_TIMEOUT`] has passed. `hold` is released when the body is done.
+fn stream_group(first: bytes::Bytes, group: moq_core::GroupConsumer, hold: FetchHold) -> Response {
     let deadline = tokio::time::Instant::now() + FETCH_TIMEOUT;
     let rest = futures::stream::unfold(Some(group), move |group| async move {
         let mut group = group?;
@@ -397,10 +427,9 @@ async fn serve_fetch(
         }
     });
     let body = futures::stream::once(async move { Ok(first) }).chain(rest);
-    let permit = _permit;
     let body = body.map(move |chunk| {
         // The fetch slot is held until the body is done.
-        let _ = &permit;
+        let _ = &hold;
         chunk
     });
     (

@@ -52,30 +52,11 @@ pub async fn upgrade(
     let Some(ticket) = sessions.admit(peer) else {
         return (StatusCode::SERVICE_UNAVAILABLE, "too many sessions\n").into_response();
     };
-    let offered = headers
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok());
-    let negotiated = match qmux::subprotocol::select(offered, &upgrades.versions) {
+    let negotiated = match subprotocol(&upgrades, &headers, peer) {
         Ok(negotiated) => negotiated,
-        Err(refusal) => {
-            tracing::info!(%peer, %refusal, "WebSocket refused: no common subprotocol");
-            sessions.refusals.refused("version");
-            let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::BAD_REQUEST);
-            return (status, format!("{refusal}\n")).into_response();
-        }
+        Err(response) => return *response,
     };
-    let target = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
-    let facts = crate::auth_service::Facts {
-        transport: Some(moq_auth::service::Transport::WebSocket),
-        target,
-        remote: Some(peer),
-        local: None,
-        server_name: host(&headers),
-        alpn: Some(negotiated.subprotocol.clone()),
-        role: None,
-        certificate: None,
-    };
+    let facts = facts(&uri, &headers, peer, &negotiated);
     let (grant, lease) = match sessions.decide(facts).await {
         Ok(decided) => decided,
         Err(refusal) => {
@@ -117,6 +98,45 @@ pub async fn upgrade(
             }
             .instrument(span)
         })
+}
+
+/// The subprotocol (the moq-lite or moq-transport version) to answer with, or the
+/// refusal (counted) when the client offers none we allow.
+fn subprotocol(
+    upgrades: &Upgrades,
+    headers: &HeaderMap,
+    peer: std::net::SocketAddr,
+) -> Result<qmux::subprotocol::Negotiated, Box<Response>> {
+    let offered = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    qmux::subprotocol::select(offered, &upgrades.versions).map_err(|refusal| {
+        tracing::info!(%peer, %refusal, "WebSocket refused: no common subprotocol");
+        upgrades.sessions.refusals.refused("version");
+        let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        Box::new((status, format!("{refusal}\n")).into_response())
+    })
+}
+
+/// What the gate (and an auth server) decides a WebSocket session by.
+fn facts(
+    uri: &Uri,
+    headers: &HeaderMap,
+    peer: std::net::SocketAddr,
+    negotiated: &qmux::subprotocol::Negotiated,
+) -> crate::auth_service::Facts {
+    let target = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    crate::auth_service::Facts {
+        transport: Some(moq_auth::service::Transport::WebSocket),
+        target,
+        remote: Some(peer),
+        local: None,
+        server_name: host(headers),
+        alpn: Some(negotiated.subprotocol.clone()),
+        role: None,
+        certificate: None,
+    }
 }
 
 /// The host the request addressed (`Host`), without its port, lowercased.
