@@ -90,7 +90,7 @@ fn check(raw: &str) {
     let gate = gate();
     let parsed = Target::parse(raw);
     let decision = gate.decide(raw, None);
-    let with_certificate = gate.decide(raw, Some(ClientCertificate { not_after: None }));
+    let with_certificate = gate.decide(raw, Some(ClientCertificate::default()));
     if crate::trace() {
         eprintln!("{raw:?}: {parsed:?} -> {decision:?}");
     }

@@ -32,7 +32,7 @@
 //! - when the whole runtime is dropped, the memory allocated during the input
 //!   is freed again (within [`RETAINED_SLACK`]).
 
-use std::{sync::atomic::Ordering, time::Duration};
+use std::time::Duration;
 
 use bytes::Bytes;
 use moq_core::{
@@ -601,14 +601,17 @@ async fn script(data: &[u8]) {
         1 => Permissions {
             publish: Vec::new(),
             subscribe: vec![Path::empty()],
+            ..Permissions::default()
         },
         2 => Permissions {
             publish: vec![Path::empty()],
             subscribe: Vec::new(),
+            ..Permissions::default()
         },
         _ => Permissions {
             publish: vec![Path::new("live").expect("a valid path")],
             subscribe: vec![Path::new("clock").expect("a valid path")],
+            ..Permissions::default()
         },
     };
     let mut config = Config::new(version);
@@ -625,6 +628,7 @@ async fn script(data: &[u8]) {
             max_subscriptions: 2,
             max_groups_in_flight: 1,
             max_announcements: 2,
+            ..Quota::default()
         };
     }
     let (drain, draining) = watch::channel(false);
@@ -700,9 +704,9 @@ async fn script(data: &[u8]) {
         Err(_) => panic!("the session driver did not return within 60 s of the connection closing"),
     }
     if trace() {
-        eprintln!("driver returned; upstream {}", upstream.load(Ordering::Relaxed));
+        eprintln!("driver returned; upstream {}", upstream.get());
         settle().await;
-        eprintln!("after 1 ms; upstream {}", upstream.load(Ordering::Relaxed));
+        eprintln!("after 1 ms; upstream {}", upstream.get());
     }
     for viewer in viewers {
         viewer.abort();
@@ -712,7 +716,7 @@ async fn script(data: &[u8]) {
     // Tasks the driver aborted on its way out are gone by then too.
     tokio::time::sleep(LINGER + Duration::from_secs(1)).await;
     assert_eq!(
-        upstream.load(Ordering::Relaxed),
+        upstream.get(),
         0,
         "upstream subscriptions still counted after the session ended"
     );
