@@ -205,6 +205,9 @@ async fn main() {
         eprintln!("moq: {}", redact::text(&message));
         std::process::exit(1);
     }
+    // Exit now: a thread blocked reading stdin (`publish stdin`) would otherwise keep the
+    // runtime, and the process, alive after the session is closed.
+    std::process::exit(0);
 }
 
 /// Where the token comes from, given the URL (whose own `?jwt=` is taken out of it).

@@ -766,3 +766,44 @@ async fn a_stopped_publisher_tells_the_relay_at_once() {
         .await;
     }
 }
+
+/// A `publish stdin` whose input is still open (a pipe nobody has closed) exits on SIGTERM
+/// too: the thread blocked reading stdin must not keep the process alive (it did, and
+/// the interop suite's publisher hung there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stdin_publisher_exits_on_sigterm_while_its_input_is_open() {
+    let (base, sessions) = relay().await;
+    let url = format!("{base}/anon");
+    let mut publisher = moq(&[
+        "publish",
+        "stdin",
+        &url,
+        "--broadcast",
+        "data",
+        "--track",
+        "lines",
+    ])
+    .stdin(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let input = publisher.stdin.take().unwrap();
+    let path = moq_proto::Path::new("anon/data").unwrap();
+    eventually("the stdin broadcast announced", Duration::from_secs(10), || {
+        sessions.registry.len() == 1 && sessions.media.origin.consume(&path).is_some()
+    })
+    .await;
+    let status = Command::new("kill")
+        .args(["-TERM", &publisher.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::task::spawn_blocking(move || publisher.wait().unwrap()),
+    )
+    .await
+    .expect("moq publish stdin still running 5 s after SIGTERM")
+    .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    drop(input);
+}
