@@ -363,8 +363,8 @@ async fn fetch_flood() {
         // held. How many the attacker opens depends on stream credit and timing, so the
         // held 64 are not counted against the relay.
         let held = u64::from(moq_relay::config::DEFAULT_FETCHES_PER_SESSION);
-        let beyond = (flood.opened as u64).saturating_sub(held);
-        (Some((flood.answered_fast as u64) * 10 >= beyond * 9), details)
+        let beyond = flood.opened.saturating_sub(held);
+        (Some(flood.answered_fast * 10 >= beyond * 9), details)
     })
     .await
     else {
