@@ -151,7 +151,7 @@ for version in "" moq-lite-05 moq-lite-04 moq-lite-03; do
     [[ -n $version ]] && args+=(--version-offer "$version")
     if timeout "$WAIT" "$OURS/moq" --log-level info "${args[@]}" clock "$WS" --broadcast theirclock --count "$LINES" \
         >"$WORK/$name.out" 2>"$WORK/$name.log"; then
-        got=$(plain "$WORK/$name.log" | grep -oE 'connected version=[^ ]+' | head -n 1 | sed 's/.*=//')
+        got=$(plain "$WORK/$name.log" | grep -E ' connected( |$)' | grep -oE 'version=[^ ]+' | head -n 1 | sed 's/.*=//')
         if [[ -n $version && $got != "$version" ]]; then
             fail "$name" "negotiated '$got'"
         elif ! plain "$WORK/$name.log" | grep -q 'transport=WebSocket'; then
