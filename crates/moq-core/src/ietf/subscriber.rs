@@ -661,7 +661,10 @@ async fn ingest_group<R: RecvStream>(
             }
         }
         let size = usize::try_from(object.size).map_err(|_| Error::Limit("object size"))?;
-        if let Err(err) = within_caps(state, &group, object.size) {
+        if let Err(err) = state
+            .usage
+            .group_within_caps(&state.config.quota, &group, object.size)
+        {
             reader.stop(err.stream_code());
             group.abort(err);
             return Ok(());
@@ -755,26 +758,6 @@ fn end_group<R: RecvStream>(reader: &mut Reader<R>, group: GroupProducer, err: E
         reader.stop(err.stream_code());
     }
     group.abort(err);
-}
-
-/// Refuse an object of `size` bytes that would take `group` past the quota's caps.
-fn within_caps(state: &State, group: &GroupProducer, size: u64) -> Result<()> {
-    let quota = &state.config.quota;
-    let bytes = (group.bytes() as u64).saturating_add(size);
-    let (limit, detail) = if bytes > quota.max_group_size {
-        (
-            Limit::GroupSize,
-            format!("{bytes} bytes, at most {}", quota.max_group_size),
-        )
-    } else if group.frames() as u64 >= quota.max_group_frames {
-        (Limit::GroupFrames, format!("{} frames", quota.max_group_frames))
-    } else {
-        return Ok(());
-    };
-    state
-        .usage
-        .refuse(limit, format_args!("group {}: {detail}", group.sequence()));
-    Err(Error::GroupTooLarge)
 }
 
 /// An OBJECT_DATAGRAM: a single-frame group, when it is object 0 of a subscription of

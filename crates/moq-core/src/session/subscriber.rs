@@ -654,7 +654,10 @@ async fn ingest_group<R: RecvStream>(shared: &SessionState, mut reader: Reader<R
             false => now_micros(),
         };
         let size = usize::try_from(header.size).map_err(|_| Error::Limit("frame size"))?;
-        if let Err(err) = within_caps(shared, &group, header.size) {
+        if let Err(err) = shared
+            .usage
+            .group_within_caps(&shared.config.quota, &group, header.size)
+        {
             reader.stop(err.stream_code());
             group.abort(err);
             return Ok(());
@@ -687,27 +690,6 @@ fn end_group<R: RecvStream>(reader: &mut Reader<R>, group: GroupProducer, err: E
         reader.stop(err.stream_code());
     }
     group.abort(err);
-}
-
-/// Refuse a frame of `size` bytes that would take `group` past the quota's caps
-/// (counted, logged); the caller ends the group with the error.
-fn within_caps(shared: &SessionState, group: &GroupProducer, size: u64) -> Result<()> {
-    let quota = &shared.config.quota;
-    let bytes = (group.bytes() as u64).saturating_add(size);
-    let (limit, detail) = if bytes > quota.max_group_size {
-        (
-            Limit::GroupSize,
-            format!("{bytes} bytes, at most {}", quota.max_group_size),
-        )
-    } else if group.frames() as u64 >= quota.max_group_frames {
-        (Limit::GroupFrames, format!("{} frames", quota.max_group_frames))
-    } else {
-        return Ok(());
-    };
-    shared
-        .usage
-        .refuse(limit, format_args!("group {}: {detail}", group.sequence()));
-    Err(Error::GroupTooLarge)
 }
 
 /// A group delivered as one QUIC datagram (lite-05+).

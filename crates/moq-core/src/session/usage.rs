@@ -68,6 +68,30 @@ impl Usage {
         (before < max).then_some(slot)
     }
 
+    /// Refuse a frame of `size` bytes that would take `group` past the quota's byte or
+    /// frame cap (counted, logged); the caller ends the group with the error. Shared by
+    /// the moq-lite and moq-transport ingest paths.
+    pub(crate) fn group_within_caps(
+        &self,
+        quota: &crate::session::Quota,
+        group: &crate::model::GroupProducer,
+        size: u64,
+    ) -> Result<()> {
+        let bytes = (group.bytes() as u64).saturating_add(size);
+        let (limit, detail) = if bytes > quota.max_group_size {
+            (
+                Limit::GroupSize,
+                format!("{bytes} bytes, at most {}", quota.max_group_size),
+            )
+        } else if group.frames() as u64 >= quota.max_group_frames {
+            (Limit::GroupFrames, format!("{} frames", quota.max_group_frames))
+        } else {
+            return Ok(());
+        };
+        self.refuse(limit, format_args!("group {}: {detail}", group.sequence()));
+        Err(Error::GroupTooLarge)
+    }
+
     /// Count and log a refusal because of `limit`.
     pub(crate) fn refuse(&self, limit: Limit, detail: impl Display) {
         self.stats.refuse(limit);
