@@ -281,6 +281,23 @@ mod tests {
     }
 
     #[test]
+    fn past_the_suspect_table_every_unvalidated_attempt_must_retry() {
+        let admission = Admission::new(policy(1, 100, 100));
+        // Each source passes once, then is over its rate and becomes a suspect.
+        for i in 0..MAX_SUSPECTS as u32 {
+            let source = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            assert!(!admission.needs_retry(source));
+            assert!(admission.needs_retry(source));
+        }
+        // The table is full: one more source over its rate puts everyone under Retry,
+        // a source never seen before included.
+        let one_more = ip("11.0.0.1");
+        assert!(!admission.needs_retry(one_more));
+        assert!(admission.needs_retry(one_more));
+        assert!(admission.needs_retry(ip("12.0.0.1")));
+    }
+
+    #[test]
     fn session_slots_are_held_until_the_ticket_drops() {
         let admission = Admission::new(policy(1000, 2, 3));
         let a = admission.admit(ip("10.0.0.1")).unwrap();
