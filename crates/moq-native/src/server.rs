@@ -227,11 +227,6 @@ impl Server {
         self.certs.files()
     }
 
-    /// Stop accepting new connections; established ones carry on.
-    pub fn stop_accepting(&self) {
-        self.endpoint.set_server_config(None);
-    }
-
     /// Wait for the next connection attempt. Returns `None` once the server is closed.
     ///
     /// This returns before any handshake work: a connection that cannot even be started
