@@ -53,6 +53,7 @@ mod websocket;
 pub mod acme;
 pub mod adapter;
 pub mod client;
+pub mod congestion;
 pub mod qmux;
 pub mod quic;
 pub mod server;

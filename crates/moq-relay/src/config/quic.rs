@@ -18,7 +18,8 @@ pub enum CongestionControl {
     #[serde(alias = "cubic")]
     #[value(alias = "cubic")]
     Loss,
-    /// Delay-based (BBR). Also accepted as `bbr`.
+    /// Delay-based (BBR, capped once loss comes from a full queue), the default as in the
+    /// reference relay. Also accepted as `bbr`.
     #[serde(alias = "bbr")]
     #[value(alias = "bbr")]
     Delay,
