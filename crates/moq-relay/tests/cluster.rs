@@ -622,10 +622,17 @@ async fn the_root_finds_broadcasts_and_a_second_root_takes_over() {
 
     // The first root dies: media keeps flowing, and new broadcasts are found through the second.
     root_a.kill();
+    let killed = std::time::Instant::now();
     viewer.more(10).await;
     let _second = Publisher::start(&client, &origin, "second", "o").await;
+    let joined = std::time::Instant::now();
     let late = Viewer::start(&client, &edge, "second").await;
     late.more(5).await;
+    eprintln!(
+        "MEASURED root killed: a viewer joining {} ms later got 5 frames of a new broadcast {} ms after joining",
+        (joined - killed).as_millis(),
+        joined.elapsed().as_millis()
+    );
 
     // The root comes back: relays register again. Then the other root dies,
     // and a broadcast that starts now is found through the restarted one.
@@ -634,8 +641,13 @@ async fn the_root_finds_broadcasts_and_a_second_root_takes_over() {
     origin.links_up("root", 2).await;
     root_b.kill();
     let _third = Publisher::start(&client, &origin, "third", "o").await;
+    let joined = std::time::Instant::now();
     let latest = Viewer::start(&client, &edge, "third").await;
     latest.more(5).await;
+    eprintln!(
+        "MEASURED the other root killed: 5 frames of a new broadcast {} ms after joining",
+        joined.elapsed().as_millis()
+    );
     viewer.more(5).await;
     viewer.check();
     late.check();

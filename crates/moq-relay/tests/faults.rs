@@ -320,6 +320,12 @@ impl Clock {
         }
     }
 
+    /// Publish the same broadcast (the same groups and frames) to `node` as well: a
+    /// redundant origin.
+    async fn also_to(&self, client: &client::Client, node: &Node) -> MoqSession {
+        connect(client, node, Some(self._origin.clone()), None).await
+    }
+
     fn stop(&self) {
         self.running.store(false, Ordering::Relaxed);
         moq_core::transport::Session::close(&self.session, 0, "done");
@@ -1100,4 +1106,75 @@ async fn killing_a_regional_under_load_loses_no_frame_for_twenty_viewers() {
         worst.0,
         worst.1.as_millis()
     );
+}
+
+/// Redundant origins, active-passive: one clock published to two origins, an edge linked to
+/// both (the second dearer). The active origin killed mid-group: viewers continue the group
+/// in flight from the standby's copy where they stood, without waiting for the next group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_on_two_origins_survives_losing_the_active_one_mid_group() {
+    let dir = TestDir::new();
+    let mut active = Node::start(dir.path(), 131, "").await;
+    let standby = Node::start(dir.path(), 132, "").await;
+    let edge = Node::start(dir.path(), 133, &links(&[(&active, 1), (&standby, 5)])).await;
+    edge.links_up(2).await;
+    let client = test_client();
+    let clock = Clock::start(&client, &active, 1).await;
+    let _second = clock.also_to(&client, &standby).await;
+    let viewer = Viewer::start(&client, &edge).await;
+    let mut moq_clock = MoqClock::start(&edge);
+    frames(&viewer.seen, 10, "the viewer").await;
+    if let Some(moq_clock) = &moq_clock {
+        frames(&moq_clock.seen, 10, "moq-clock").await;
+    }
+    let from = Instant::now();
+    poll("a group in flight", Duration::from_secs(10), async || match clock
+        .written
+        .lock()
+        .unwrap()
+        .keys()
+        .last()
+    {
+        Some((_, i)) if (8..FRAMES - 8).contains(i) => Ok(()),
+        other => Err(format!("{other:?}")),
+    })
+    .await;
+    let cut = clock.written.lock().unwrap().keys().last().unwrap().0;
+    let at = Instant::now();
+    active.kill();
+    let count = viewer.seen.lock().unwrap().frames.len();
+    frames(&viewer.seen, count + 40, "the viewer after the kill").await;
+    let to = Instant::now();
+    let mut viewers = vec![("in-process viewer", viewer.seen.clone())];
+    if let Some(moq_clock) = &moq_clock {
+        viewers.push(("moq-clock 0.10.21", moq_clock.seen.clone()));
+    }
+    for (_, seen) in &viewers {
+        settle(seen, &clock, (from, at, to)).await;
+    }
+    clock.stop();
+    for (name, seen) in &viewers {
+        verdict(name, "active origin killed", seen, &clock, (from, at, to));
+        // The cut group went on from the standby: its frames after the kill arrived
+        // (a viewer that waited for the next group would miss them, and `verdict` says so).
+        let seen = seen.lock().unwrap();
+        let rest = seen
+            .frames
+            .iter()
+            .filter(|((group, _), arrived)| *group == cut && *arrived >= at)
+            .count();
+        eprintln!(
+            "MEASURED active origin killed / {name}: frames of the cut group {cut} received after the kill {rest}"
+        );
+        assert!(rest > 0, "{name} did not continue the cut group {cut}");
+    }
+    if let Some(moq_clock) = &mut moq_clock {
+        assert_eq!(
+            moq_clock.exited(),
+            None,
+            "moq-clock exited: {:?}",
+            moq_clock.seen.lock().unwrap().errors
+        );
+    }
+    assert!(edge.log().contains("cluster link down"), "link loss is logged");
 }
