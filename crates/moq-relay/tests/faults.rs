@@ -217,7 +217,17 @@ async fn connect(
     publish: Option<Origin>,
     consume: Option<Origin>,
 ) -> MoqSession {
-    let url = Url::parse(&format!("{}anon", node.url())).unwrap();
+    connect_to(client, &node.url(), publish, consume).await
+}
+
+/// [`connect`] to a relay at `base` (`https://host:port/`), e.g. through an [`Impair`] path.
+async fn connect_to(
+    client: &client::Client,
+    base: &str,
+    publish: Option<Origin>,
+    consume: Option<Origin>,
+) -> MoqSession {
+    let url = Url::parse(&format!("{base}anon")).unwrap();
     common::connect(client, &url, publish, consume).await.0
 }
 
@@ -259,6 +269,11 @@ impl Clock {
     }
 
     async fn start_with(client: &client::Client, node: &Node, first: u64, shape: Shape) -> Self {
+        Self::start_at(client, &node.url(), first, shape).await
+    }
+
+    /// A clock publishing to the relay at `base` (`https://host:port/`).
+    async fn start_at(client: &client::Client, base: &str, first: u64, shape: Shape) -> Self {
         let origin = Origin::default();
         let broadcast = BroadcastProducer::new(Cache::default());
         let track = broadcast.create_track(TrackProducer::with_info(
@@ -267,7 +282,7 @@ impl Clock {
             Cache::default(),
         ));
         let publication = origin.publish(Path::new("clock").unwrap(), broadcast.consume(), Hops::new());
-        let session = connect(client, node, Some(origin.clone()), None).await;
+        let session = connect_to(client, base, Some(origin.clone()), None).await;
         let running = Arc::new(AtomicBool::new(true));
         let written = Written::default();
         let killed = Arc::new(AtomicBool::new(false));
@@ -1177,4 +1192,62 @@ async fn a_clock_on_two_origins_survives_losing_the_active_one_mid_group() {
         );
     }
     assert!(edge.log().contains("cluster link down"), "link loss is logged");
+}
+
+/// The clock's publisher goes silent mid-group, as when its machine dies (no close, no
+/// reset: its session lives on at the origin until the idle timeout), and a restarted
+/// publisher takes over within the linger. Viewers move to the new publisher's groups at
+/// once: the silent one's group in flight ends where they stand instead of holding a
+/// viewer that reads groups in order (moq-clock) until the old session times out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_publisher_replaced_within_the_linger_is_followed_at_once() {
+    let dir = TestDir::new();
+    let (origin, _r1, _r2, edge) = topology(dir.path(), 141).await;
+    let path = Impair::start(origin.ip, SocketAddr::new(origin.ip, origin.port)).await;
+    let client = test_client();
+    let first = Clock::start_at(&client, &path.url(), 1, CLOCK).await;
+    let viewer = Viewer::start(&client, &edge).await;
+    let mut moq_clock = MoqClock::start(&edge);
+    frames(&viewer.seen, 10, "the viewer").await;
+    if let Some(moq_clock) = &moq_clock {
+        frames(&moq_clock.seen, 10, "moq-clock").await;
+    }
+    poll(
+        "the first clock mid-group",
+        Duration::from_secs(10),
+        async || match first.written.lock().unwrap().keys().last() {
+            Some((_, i)) if (8..FRAMES - 8).contains(i) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+    // Silence first, so not even the stream reset of the unfinished group gets out.
+    path.partitioned.store(true, Ordering::Relaxed);
+    first.killed.store(true, Ordering::Relaxed);
+    first.running.store(false, Ordering::Relaxed);
+    let at = Instant::now();
+    let next_group = first.written.lock().unwrap().keys().last().unwrap().0 + 1;
+    let second = Clock::start(&client, &origin, next_group).await;
+    let count = viewer.seen.lock().unwrap().frames.len();
+    frames(&viewer.seen, count + 30, "the viewer after the restart").await;
+    let to = Instant::now();
+    let mut viewers = vec![("in-process viewer", viewer.seen.clone())];
+    if let Some(moq_clock) = &moq_clock {
+        viewers.push(("moq-clock 0.10.21", moq_clock.seen.clone()));
+    }
+    for (_, seen) in &viewers {
+        settle(seen, &second, (at, at, to)).await;
+    }
+    second.stop();
+    for (name, seen) in &viewers {
+        verdict(name, "silent publisher replaced", seen, &second, (at, at, to));
+    }
+    if let Some(moq_clock) = &mut moq_clock {
+        assert_eq!(
+            moq_clock.exited(),
+            None,
+            "moq-clock exited: {:?}",
+            moq_clock.seen.lock().unwrap().errors
+        );
+    }
 }

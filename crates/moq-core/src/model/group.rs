@@ -389,6 +389,12 @@ impl GroupConsumer {
         self.shared.as_ptr() as usize
     }
 
+    /// End a group that is still growing with `err`, from the reading side: a relay that
+    /// gave up on the route delivering it. Whether it was still growing.
+    pub(crate) fn cut_off(&self, err: Error) -> bool {
+        self.shared.upgrade().is_some_and(|shared| shared.end(Err(err)))
+    }
+
     /// End a group that is still growing with [`Error::Evicted`] (memory pressure): its
     /// producer stops, its readers see the error after the frames they have not read.
     /// Whether it was still growing.

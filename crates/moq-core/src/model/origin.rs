@@ -585,7 +585,23 @@ async fn guard(
 ) {
     let sequence = group.sequence();
     let source = route.id;
-    match group.outcome().await {
+    let outcome = tokio::select! {
+        outcome = group.outcome() => outcome,
+        () = superseded(&group, route.active.clone(), newest.clone(), source) => {
+            // Replaced by a route that delivers newer groups while this one stands still:
+            // a publisher or relay gone silent whose session has not timed out yet. Its
+            // readers continue from another route's copy if one came, else the group ends
+            // where they stand, so a viewer that reads groups in order moves on now.
+            let offered = copy.borrow().clone();
+            match offered {
+                Some(copy) => splicer.continue_with(copy),
+                None => splicer.finish(),
+            }
+            group.cut_off(Error::Cancelled);
+            return;
+        }
+    };
+    match outcome {
         Err(err) if route_lost(&err) => {}
         // Finished, or ended for what it is (too large, evicted, malformed): no copy
         // would differ, so its readers see how it ended.
@@ -627,6 +643,35 @@ async fn guard(
         biased;
         copy = offered => splicer.continue_with(copy),
         () = moved_on => splicer.finish(),
+    }
+}
+
+/// Resolves once `group`'s route is no longer the active one, another route has delivered
+/// a newer group, and `group` has had no new frame for [`SPLICE_GRACE`].
+async fn superseded(
+    group: &GroupConsumer,
+    mut active: watch::Receiver<Option<Source>>,
+    mut newest: watch::Receiver<(u64, u64)>,
+    source: u64,
+) {
+    let sequence = group.sequence();
+    let replaced = active
+        .wait_for(|a| a.as_ref().map(|s| s.id) != Some(source))
+        .await
+        .is_ok()
+        && newest
+            .wait_for(|&(from, newer)| from != source && newer > sequence)
+            .await
+            .is_ok();
+    if !replaced {
+        return std::future::pending().await;
+    }
+    loop {
+        let frames = group.frames();
+        tokio::time::sleep(SPLICE_GRACE).await;
+        if group.frames() == frames {
+            return;
+        }
     }
 }
 
@@ -865,6 +910,74 @@ mod tests {
         while let Some(event) = announced.try_next() {
             assert!(event.broadcast.is_some());
         }
+    }
+
+    #[tokio::test]
+    async fn a_silent_publishers_group_in_flight_ends_once_a_new_publisher_moves_on() {
+        let origin = Origin::new(Cache::default(), Duration::from_secs(5));
+        let (broadcast, track) = publisher();
+        let _p1 = origin.publish(path("b"), broadcast.consume(), Hops::new());
+        let mut viewer = origin.consume(&path("b")).unwrap().subscribe("t").unwrap();
+        // Group 0 gets a frame and then nothing more: the publisher went silent without
+        // ending anything (its session has not timed out).
+        let mut stalled = track.create_group(0).unwrap();
+        stalled.write(Frame {
+            timestamp: 0,
+            payload: Bytes::from_static(b"a"),
+        });
+        let mut group = timeout(viewer.next_group()).await.unwrap().unwrap();
+        assert!(timeout(group.next_frame()).await.unwrap().is_some());
+
+        // A new publisher of the same path takes over and moves on to group 1.
+        let (broadcast2, track2) = publisher();
+        let _p2 = origin.publish(path("b"), broadcast2.consume(), Hops::new());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        write(&track2, 1);
+        assert_eq!(timeout(viewer.next_group()).await.unwrap().unwrap().sequence(), 1);
+        // The silent group ends cleanly where the reader stood, within the grace.
+        let started = std::time::Instant::now();
+        assert_eq!(timeout(group.next_frame()).await.unwrap(), None);
+        assert!(
+            started.elapsed() < SPLICE_GRACE * 3,
+            "took {:?}",
+            started.elapsed()
+        );
+        drop(stalled);
+        drop((broadcast, track));
+    }
+
+    #[tokio::test]
+    async fn a_live_route_that_keeps_delivering_is_not_cut_when_replaced() {
+        let origin = Origin::new(Cache::default(), Duration::from_secs(5));
+        let (broadcast, track) = publisher();
+        let _p1 = origin.publish(path("b"), broadcast.consume(), Hops::new());
+        let mut viewer = origin.consume(&path("b")).unwrap().subscribe("t").unwrap();
+        let mut live = track.create_group(0).unwrap();
+        live.write(Frame {
+            timestamp: 0,
+            payload: Bytes::from_static(b"a"),
+        });
+        let mut group = timeout(viewer.next_group()).await.unwrap().unwrap();
+        assert!(timeout(group.next_frame()).await.unwrap().is_some());
+        let (broadcast2, track2) = publisher();
+        let _p2 = origin.publish(path("b"), broadcast2.consume(), Hops::new());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        write(&track2, 1);
+        // The old group keeps getting frames faster than the grace: it is read to its end.
+        for i in 1..8u8 {
+            tokio::time::sleep(SPLICE_GRACE / 4).await;
+            live.write(Frame {
+                timestamp: i.into(),
+                payload: Bytes::from(vec![i]),
+            });
+        }
+        live.finish();
+        let mut got = 1;
+        while let Some(_frame) = timeout(group.next_frame()).await.unwrap() {
+            got += 1;
+        }
+        assert_eq!(got, 8, "every frame of the live group");
+        drop((broadcast, track));
     }
 
     #[tokio::test(start_paused = true)]
