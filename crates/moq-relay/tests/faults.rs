@@ -985,18 +985,44 @@ async fn a_regional_drained_with_sigterm_is_invisible_to_viewers() {
 /// subscription (no error, no resubscribe) and go on with the new publisher's groups.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publisher_restarted_within_the_linger_is_followed_without_resubscribing() {
+    publisher_restarted(111, false).await;
+}
+
+/// The clock's publisher goes silent mid-group, as when its machine dies (no close, no
+/// reset: its session lives on at the origin until the idle timeout), and a restarted
+/// publisher takes over within the linger. Viewers move to the new publisher's groups at
+/// once: the silent one's group in flight ends where they stand instead of holding a
+/// viewer that reads groups in order (moq-clock) until the old session times out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_publisher_replaced_within_the_linger_is_followed_at_once() {
+    publisher_restarted(141, true).await;
+}
+
+/// The first clock is killed mid-group (its group in flight never finished), then a second
+/// one starts at the next group number within the linger. `silent`: the first goes quiet
+/// without a word (behind a path cut first, as a dead machine); else it resets its group
+/// and closes its session with an error.
+async fn publisher_restarted(base: u64, silent: bool) {
+    let fault = if silent {
+        "silent publisher replaced"
+    } else {
+        "publisher restarted"
+    };
     let dir = TestDir::new();
-    let (origin, _r1, _r2, edge) = topology(dir.path(), 111).await;
+    let (origin, _r1, _r2, edge) = topology(dir.path(), base).await;
+    let path = Impair::start(origin.ip, SocketAddr::new(origin.ip, origin.port)).await;
     let client = test_client();
-    let first = Clock::start(&client, &origin, 1).await;
+    let first = if silent {
+        Clock::start_at(&client, &path.url(), 1, CLOCK).await
+    } else {
+        Clock::start(&client, &origin, 1).await
+    };
     let viewer = Viewer::start(&client, &edge).await;
     let mut moq_clock = MoqClock::start(&edge);
     frames(&viewer.seen, 10, "the viewer").await;
     if let Some(moq_clock) = &moq_clock {
         frames(&moq_clock.seen, 10, "moq-clock").await;
     }
-    // Killed mid-group after its last frame went out: the group in flight is never
-    // finished and the session closes with an error (the broadcast is not finished).
     poll(
         "the first clock mid-group",
         Duration::from_secs(10),
@@ -1006,55 +1032,69 @@ async fn a_publisher_restarted_within_the_linger_is_followed_without_resubscribi
         },
     )
     .await;
+    // Silent: the path is cut first, so not even the unfinished group's reset gets out.
+    path.partitioned.store(silent, Ordering::Relaxed);
     first.killed.store(true, Ordering::Relaxed);
     first.running.store(false, Ordering::Relaxed);
     let at = Instant::now();
-    for (_, seen) in [("viewer", &viewer.seen)]
-        .into_iter()
-        .chain(moq_clock.as_ref().map(|m| ("moq-clock", &m.seen)))
-    {
-        settle(seen, &first, (at - Duration::from_secs(2), at, at)).await;
+    let mut viewers = vec![("in-process viewer", viewer.seen.clone())];
+    if let Some(moq_clock) = &moq_clock {
+        viewers.push(("moq-clock 0.10.21", moq_clock.seen.clone()));
     }
-    moq_core::transport::Session::close(&first.session, 1, "killed");
+    if !silent {
+        // Everything the first clock wrote arrives, then its session closes with an
+        // error (the broadcast is not finished).
+        for (_, seen) in &viewers {
+            settle(seen, &first, (at - Duration::from_secs(2), at, at)).await;
+        }
+        moq_core::transport::Session::close(&first.session, 1, "killed");
+    }
     let next_group = first.written.lock().unwrap().keys().last().unwrap().0 + 1;
     let second = Clock::start(&client, &origin, next_group).await;
     let count = viewer.seen.lock().unwrap().frames.len();
     frames(&viewer.seen, count + 30, "the viewer after the restart").await;
     let to = Instant::now();
-    let mut viewers = vec![("in-process viewer", viewer.seen.clone())];
-    if let Some(moq_clock) = &moq_clock {
-        viewers.push(("moq-clock 0.10.21", moq_clock.seen.clone()));
-    }
     for (_, seen) in &viewers {
         settle(seen, &second, (at, at, to)).await;
     }
     second.stop();
     for (name, seen) in &viewers {
-        verdict(name, "publisher restarted", seen, &second, (at, at, to));
-        let seen = seen.lock().unwrap();
-        let old = first.written.lock().unwrap();
-        let lost_before = old
-            .keys()
-            .filter(|f| !seen.frames.iter().any(|(g, _)| g == *f))
-            .count();
-        // Only what the first publisher wrote before the viewer joined is missing.
-        let joined = seen.frames.first().map(|(f, _)| *f).unwrap();
-        let missing: Vec<_> = old
-            .keys()
-            .filter(|f| **f >= joined && !seen.frames.iter().any(|(g, _)| g == *f))
-            .collect();
-        eprintln!(
-            "MEASURED publisher restarted / {name}: frames of the first publisher missing since joining {}",
-            missing.len()
-        );
-        assert!(
-            missing.is_empty(),
-            "{name} missed {missing:?} ({lost_before} before joining)"
-        );
+        verdict(name, fault, seen, &second, (at, at, to));
+        if !silent {
+            first_publisher_complete(name, seen, &first);
+        }
     }
     if let Some(moq_clock) = &mut moq_clock {
-        assert_eq!(moq_clock.exited(), None, "moq-clock exited");
+        assert_eq!(
+            moq_clock.exited(),
+            None,
+            "moq-clock exited: {:?}",
+            moq_clock.seen.lock().unwrap().errors
+        );
     }
+}
+
+/// Every frame the first publisher wrote after the viewer joined arrived.
+fn first_publisher_complete(name: &str, seen: &Shared, first: &Clock) {
+    let seen = seen.lock().unwrap();
+    let old = first.written.lock().unwrap();
+    let lost_before = old
+        .keys()
+        .filter(|f| !seen.frames.iter().any(|(g, _)| g == *f))
+        .count();
+    let joined = seen.frames.first().map(|(f, _)| *f).unwrap();
+    let missing: Vec<_> = old
+        .keys()
+        .filter(|f| **f >= joined && !seen.frames.iter().any(|(g, _)| g == *f))
+        .collect();
+    eprintln!(
+        "MEASURED publisher restarted / {name}: frames of the first publisher missing since joining {}",
+        missing.len()
+    );
+    assert!(
+        missing.is_empty(),
+        "{name} missed {missing:?} ({lost_before} before joining)"
+    );
 }
 
 /// The load scenario: a 1 Mbit/s broadcast in 2 s groups (30 frames/s of 4 KiB)
@@ -1192,62 +1232,4 @@ async fn a_clock_on_two_origins_survives_losing_the_active_one_mid_group() {
         );
     }
     assert!(edge.log().contains("cluster link down"), "link loss is logged");
-}
-
-/// The clock's publisher goes silent mid-group, as when its machine dies (no close, no
-/// reset: its session lives on at the origin until the idle timeout), and a restarted
-/// publisher takes over within the linger. Viewers move to the new publisher's groups at
-/// once: the silent one's group in flight ends where they stand instead of holding a
-/// viewer that reads groups in order (moq-clock) until the old session times out.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_silent_publisher_replaced_within_the_linger_is_followed_at_once() {
-    let dir = TestDir::new();
-    let (origin, _r1, _r2, edge) = topology(dir.path(), 141).await;
-    let path = Impair::start(origin.ip, SocketAddr::new(origin.ip, origin.port)).await;
-    let client = test_client();
-    let first = Clock::start_at(&client, &path.url(), 1, CLOCK).await;
-    let viewer = Viewer::start(&client, &edge).await;
-    let mut moq_clock = MoqClock::start(&edge);
-    frames(&viewer.seen, 10, "the viewer").await;
-    if let Some(moq_clock) = &moq_clock {
-        frames(&moq_clock.seen, 10, "moq-clock").await;
-    }
-    poll(
-        "the first clock mid-group",
-        Duration::from_secs(10),
-        async || match first.written.lock().unwrap().keys().last() {
-            Some((_, i)) if (8..FRAMES - 8).contains(i) => Ok(()),
-            other => Err(format!("{other:?}")),
-        },
-    )
-    .await;
-    // Silence first, so not even the stream reset of the unfinished group gets out.
-    path.partitioned.store(true, Ordering::Relaxed);
-    first.killed.store(true, Ordering::Relaxed);
-    first.running.store(false, Ordering::Relaxed);
-    let at = Instant::now();
-    let next_group = first.written.lock().unwrap().keys().last().unwrap().0 + 1;
-    let second = Clock::start(&client, &origin, next_group).await;
-    let count = viewer.seen.lock().unwrap().frames.len();
-    frames(&viewer.seen, count + 30, "the viewer after the restart").await;
-    let to = Instant::now();
-    let mut viewers = vec![("in-process viewer", viewer.seen.clone())];
-    if let Some(moq_clock) = &moq_clock {
-        viewers.push(("moq-clock 0.10.21", moq_clock.seen.clone()));
-    }
-    for (_, seen) in &viewers {
-        settle(seen, &second, (at, at, to)).await;
-    }
-    second.stop();
-    for (name, seen) in &viewers {
-        verdict(name, "silent publisher replaced", seen, &second, (at, at, to));
-    }
-    if let Some(moq_clock) = &mut moq_clock {
-        assert_eq!(
-            moq_clock.exited(),
-            None,
-            "moq-clock exited: {:?}",
-            moq_clock.seen.lock().unwrap().errors
-        );
-    }
 }

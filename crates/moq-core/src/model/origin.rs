@@ -801,7 +801,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::model::{Frame, TrackInfo};
+    use crate::model::{Frame, GroupProducer, TrackInfo};
 
     fn path(s: &str) -> Path {
         Path::new(s).unwrap()
@@ -912,28 +912,50 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_silent_publishers_group_in_flight_ends_once_a_new_publisher_moves_on() {
-        let origin = Origin::new(Cache::default(), Duration::from_secs(5));
+    /// What keeps both publishers of [`replaced_mid_group`] and its viewer's track alive
+    /// (with no reader left, the relay track and its guards go away).
+    type Publishers = (
+        Publication,
+        Publication,
+        BroadcastProducer,
+        TrackProducer,
+        BroadcastProducer,
+        TrackProducer,
+        TrackConsumer,
+    );
+
+    /// A viewer has read the one frame of group 0 that the first publisher of `b` wrote (the
+    /// group stays open), then a second publisher of `b` takes over and moves on to group
+    /// 1, which the viewer sees. Returns the viewer's group 0 and the first publisher's.
+    async fn replaced_mid_group(origin: &Origin) -> (GroupConsumer, GroupProducer, Publishers) {
         let (broadcast, track) = publisher();
-        let _p1 = origin.publish(path("b"), broadcast.consume(), Hops::new());
+        let p1 = origin.publish(path("b"), broadcast.consume(), Hops::new());
         let mut viewer = origin.consume(&path("b")).unwrap().subscribe("t").unwrap();
-        // Group 0 gets a frame and then nothing more: the publisher went silent without
-        // ending anything (its session has not timed out).
-        let mut stalled = track.create_group(0).unwrap();
-        stalled.write(Frame {
+        let mut first = track.create_group(0).unwrap();
+        first.write(Frame {
             timestamp: 0,
             payload: Bytes::from_static(b"a"),
         });
         let mut group = timeout(viewer.next_group()).await.unwrap().unwrap();
         assert!(timeout(group.next_frame()).await.unwrap().is_some());
-
-        // A new publisher of the same path takes over and moves on to group 1.
         let (broadcast2, track2) = publisher();
-        let _p2 = origin.publish(path("b"), broadcast2.consume(), Hops::new());
+        let p2 = origin.publish(path("b"), broadcast2.consume(), Hops::new());
         tokio::time::sleep(Duration::from_millis(50)).await;
         write(&track2, 1);
         assert_eq!(timeout(viewer.next_group()).await.unwrap().unwrap().sequence(), 1);
+        (
+            group,
+            first,
+            (p1, p2, broadcast, track, broadcast2, track2, viewer),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_silent_publishers_group_in_flight_ends_once_a_new_publisher_moves_on() {
+        let origin = Origin::new(Cache::default(), Duration::from_secs(5));
+        // The first publisher went silent without ending anything (its session has not
+        // timed out): group 0 gets nothing more.
+        let (mut group, _stalled, _publishers) = replaced_mid_group(&origin).await;
         // The silent group ends cleanly where the reader stood, within the grace.
         let started = std::time::Instant::now();
         assert_eq!(timeout(group.next_frame()).await.unwrap(), None);
@@ -942,27 +964,12 @@ mod tests {
             "took {:?}",
             started.elapsed()
         );
-        drop(stalled);
-        drop((broadcast, track));
     }
 
     #[tokio::test]
     async fn a_live_route_that_keeps_delivering_is_not_cut_when_replaced() {
         let origin = Origin::new(Cache::default(), Duration::from_secs(5));
-        let (broadcast, track) = publisher();
-        let _p1 = origin.publish(path("b"), broadcast.consume(), Hops::new());
-        let mut viewer = origin.consume(&path("b")).unwrap().subscribe("t").unwrap();
-        let mut live = track.create_group(0).unwrap();
-        live.write(Frame {
-            timestamp: 0,
-            payload: Bytes::from_static(b"a"),
-        });
-        let mut group = timeout(viewer.next_group()).await.unwrap().unwrap();
-        assert!(timeout(group.next_frame()).await.unwrap().is_some());
-        let (broadcast2, track2) = publisher();
-        let _p2 = origin.publish(path("b"), broadcast2.consume(), Hops::new());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        write(&track2, 1);
+        let (mut group, mut live, _publishers) = replaced_mid_group(&origin).await;
         // The old group keeps getting frames faster than the grace: it is read to its end.
         for i in 1..8u8 {
             tokio::time::sleep(SPLICE_GRACE / 4).await;
@@ -977,7 +984,6 @@ mod tests {
             got += 1;
         }
         assert_eq!(got, 8, "every frame of the live group");
-        drop((broadcast, track));
     }
 
     #[tokio::test(start_paused = true)]
