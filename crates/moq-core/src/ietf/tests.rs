@@ -395,6 +395,12 @@ impl Raw {
         }
     }
 
+    /// Send a request and return the code of the error reply it must get.
+    async fn refused(&mut self, msg: Message) -> u64 {
+        let mut req = self.send(msg).await;
+        error_code(self.recv(&mut req).await)
+    }
+
     /// How the server closed the session.
     async fn closed(&self) -> (u32, String) {
         within(async {
@@ -449,18 +455,20 @@ async fn refusals_and_not_supported_replies_on_every_draft() {
 
         // A broadcast that is not there.
         let id = raw.id();
-        let mut req = raw.send(subscribe(id, "nothing", "seconds")).await;
         let not_found = match version {
             Version::Draft14 => 0x4,
             _ => 0x10,
         };
-        assert_eq!(error_code(raw.recv(&mut req).await), not_found, "{version}");
+        assert_eq!(
+            raw.refused(subscribe(id, "nothing", "seconds")).await,
+            not_found,
+            "{version}"
+        );
 
         // One the session may not see.
         let id = raw.id();
-        let mut req = raw.send(subscribe(id, "secret/clock", "seconds")).await;
         assert_eq!(
-            error_code(raw.recv(&mut req).await),
+            raw.refused(subscribe(id, "secret/clock", "seconds")).await,
             codes::UNAUTHORIZED,
             "{version}"
         );
@@ -471,16 +479,11 @@ async fn refusals_and_not_supported_replies_on_every_draft() {
         if let Message::Subscribe(m) = track_status {
             track_status = Message::TrackStatus(m);
         }
-        let mut req = raw.send(track_status).await;
-        assert_eq!(
-            error_code(raw.recv(&mut req).await),
-            codes::NOT_SUPPORTED,
-            "{version}"
-        );
+        assert_eq!(raw.refused(track_status).await, codes::NOT_SUPPORTED, "{version}");
 
         let id = raw.id();
-        let mut req = raw
-            .send(Message::Publish(Publish {
+        assert_eq!(
+            raw.refused(Message::Publish(Publish {
                 request_id: id,
                 namespace: Namespace::from_path(&path("clock")),
                 name: "x".into(),
@@ -489,17 +492,15 @@ async fn refusals_and_not_supported_replies_on_every_draft() {
                 forward: Some(true),
                 ..Default::default()
             }))
-            .await;
-        assert_eq!(
-            error_code(raw.recv(&mut req).await),
+            .await,
             codes::NOT_SUPPORTED,
             "{version}"
         );
 
         if !version.has_filtered_fetch() {
             let id = raw.id();
-            let mut req = raw
-                .send(Message::Fetch(Fetch {
+            assert_eq!(
+                raw.refused(Message::Fetch(Fetch {
                     request_id: id,
                     priority: Some(1),
                     group_order: Some(GroupOrder::Ascending),
@@ -509,9 +510,7 @@ async fn refusals_and_not_supported_replies_on_every_draft() {
                     },
                     ..Default::default()
                 }))
-                .await;
-            assert_eq!(
-                error_code(raw.recv(&mut req).await),
+                .await,
                 codes::NOT_SUPPORTED,
                 "{version}"
             );
@@ -519,31 +518,27 @@ async fn refusals_and_not_supported_replies_on_every_draft() {
 
         // A session that may not publish cannot announce.
         let id = raw.id();
-        let mut req = raw
-            .send(Message::PublishNamespace(PublishNamespace {
+        assert_eq!(
+            raw.refused(Message::PublishNamespace(PublishNamespace {
                 request_id: id,
                 namespace: Namespace::from_path(&path("mine")),
                 ..Default::default()
             }))
-            .await;
-        assert_eq!(
-            error_code(raw.recv(&mut req).await),
+            .await,
             codes::UNAUTHORIZED,
             "{version}"
         );
 
         // Nor discover outside its permissions.
         let id = raw.id();
-        let mut req = raw
-            .send(Message::SubscribeNamespace(SubscribeNamespace {
+        assert_eq!(
+            raw.refused(Message::SubscribeNamespace(SubscribeNamespace {
                 request_id: id,
                 prefix: Namespace::from_path(&path("secret")),
                 options: u64::from(version.has_subscribe_options()),
                 ..Default::default()
             }))
-            .await;
-        assert_eq!(
-            error_code(raw.recv(&mut req).await),
+            .await,
             codes::UNAUTHORIZED,
             "{version}"
         );
@@ -563,14 +558,12 @@ async fn refusals_and_not_supported_replies_on_every_draft() {
 async fn an_unknown_request_type_on_its_own_stream_is_not_supported() {
     for version in Version::ALL.into_iter().filter(|v| v.has_request_streams()) {
         let mut raw = Raw::start(version, config(None, None)).await;
-        let mut req = raw
-            .send(Message::Unknown {
+        assert_eq!(
+            raw.refused(Message::Unknown {
                 kind: 0x3f,
                 body: Bytes::from_static(b"\x00"),
             })
-            .await;
-        assert_eq!(
-            error_code(raw.recv(&mut req).await),
+            .await,
             codes::NOT_SUPPORTED,
             "{version}"
         );
@@ -685,8 +678,7 @@ async fn draining_sends_goaway_on_every_draft() {
         assert_eq!(goaway.uri, "", "{version}");
         // Draining refuses new requests (GOING_AWAY from draft-17), and keeps the session.
         let id = raw.id();
-        let mut req = raw.send(subscribe(id, "clock", "seconds")).await;
-        let code = error_code(raw.recv(&mut req).await);
+        let code = raw.refused(subscribe(id, "clock", "seconds")).await;
         let expected = match version.has_unified_setup() {
             true => 0x6,
             false => codes::INTERNAL_ERROR,
