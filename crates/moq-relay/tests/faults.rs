@@ -674,69 +674,102 @@ fn verdict(name: &str, fault: &str, seen: &Shared, clock: &Clock, window: (Insta
     assert!(m.pause <= MAX_PAUSE, "{name} paused too long: {m:?}");
 }
 
+/// The viewers of a fault test at the edge: our in-process viewer and, when it is
+/// installed, the ecosystem's moq-clock.
+struct Watchers {
+    viewer: Viewer,
+    moq_clock: Option<MoqClock>,
+}
+
+impl Watchers {
+    /// Both watching `edge`, each having seen 10 frames.
+    async fn start(client: &client::Client, edge: &Node) -> Self {
+        let viewer = Viewer::start(client, edge).await;
+        let moq_clock = MoqClock::start(edge);
+        frames(&viewer.seen, 10, "the viewer").await;
+        if let Some(moq_clock) = &moq_clock {
+            frames(&moq_clock.seen, 10, "moq-clock").await;
+        }
+        Self { viewer, moq_clock }
+    }
+
+    /// Wait until the in-process viewer has `n` more frames than now.
+    async fn more(&self, n: usize, who: &str) {
+        let count = self.viewer.seen.lock().unwrap().frames.len();
+        frames(&self.viewer.seen, count + n, who).await;
+    }
+
+    /// Each watcher's name and what it saw.
+    fn all(&self) -> Vec<(&'static str, Shared)> {
+        let mut all = vec![("in-process viewer", self.viewer.seen.clone())];
+        if let Some(moq_clock) = &self.moq_clock {
+            all.push(("moq-clock 0.10.21", moq_clock.seen.clone()));
+        }
+        all
+    }
+
+    /// Wait until each has every frame `clock` wrote in the window (see [`settle`]).
+    async fn settle(&self, clock: &Clock, window: (Instant, Instant, Instant)) {
+        for (_, seen) in self.all() {
+            settle(&seen, clock, window).await;
+        }
+    }
+
+    /// moq-clock still runs, and each passes the [`verdict`] on `fault`.
+    fn verdict(&mut self, fault: &str, clock: &Clock, window: (Instant, Instant, Instant)) {
+        if let Some(moq_clock) = &mut self.moq_clock {
+            assert_eq!(
+                moq_clock.exited(),
+                None,
+                "moq-clock exited: {:?}",
+                moq_clock.seen.lock().unwrap().errors
+            );
+        }
+        for (name, seen) in self.all() {
+            verdict(name, fault, &seen, clock, window);
+        }
+    }
+}
+
+/// Wait until `clock` stands inside a group, at a frame index in `frames`, so that a fault
+/// now cuts a group in flight.
+async fn in_flight(clock: &Clock, frames: std::ops::Range<u64>) {
+    poll("a group in flight", Duration::from_secs(10), async || match clock
+        .written
+        .lock()
+        .unwrap()
+        .keys()
+        .last()
+    {
+        Some((_, i)) if frames.contains(i) => Ok(()),
+        other => Err(format!("{other:?}")),
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_regional_that_carries_a_clock_is_invisible_to_its_viewers() {
     let dir = TestDir::new();
     let (origin, mut r1, r2, edge) = topology(dir.path(), 71).await;
     let client = test_client();
     let clock = Clock::start(&client, &origin, 1).await;
-    let viewer = Viewer::start(&client, &edge).await;
-    let mut moq_clock = MoqClock::start(&edge);
-    frames(&viewer.seen, 10, "the viewer").await;
-    if let Some(moq_clock) = &moq_clock {
-        frames(&moq_clock.seen, 10, "moq-clock").await;
-    }
+    let mut watchers = Watchers::start(&client, &edge).await;
     r1.upstream(1.0).await;
     r2.upstream(0.0).await;
 
     let from = Instant::now();
     // Let the clock get into a group, so the kill cuts one in flight.
-    poll("a group in flight", Duration::from_secs(10), async || {
-        let written = clock.written.lock().unwrap();
-        match written.keys().last() {
-            Some((_, i)) if (8..FRAMES - 8).contains(i) => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
+    in_flight(&clock, 8..FRAMES - 8).await;
     let at = Instant::now();
     r1.kill();
-    let count = viewer.seen.lock().unwrap().frames.len();
     // Wait for the new route, then for more than the pause a viewer may see.
-    frames(&viewer.seen, count + 40, "the viewer after the kill").await;
+    watchers.more(40, "the viewer after the kill").await;
     r2.upstream(1.0).await;
     let to = Instant::now();
     // Every frame written up to now arrives (else it was lost): wait for the last ones.
-    let mut viewers = vec![("in-process viewer", viewer.seen.clone())];
-    if let Some(moq_clock) = &moq_clock {
-        viewers.push(("moq-clock 0.10.21", moq_clock.seen.clone()));
-    }
-    for (_, seen) in &viewers {
-        settle(seen, &clock, (from, at, to)).await;
-    }
+    watchers.settle(&clock, (from, at, to)).await;
     clock.stop();
-    verdict(
-        "in-process viewer",
-        "regional killed",
-        &viewer.seen,
-        &clock,
-        (from, at, to),
-    );
-    if let Some(moq_clock) = &mut moq_clock {
-        assert_eq!(
-            moq_clock.exited(),
-            None,
-            "moq-clock exited: {:?}",
-            moq_clock.seen.lock().unwrap().errors
-        );
-        verdict(
-            "moq-clock 0.10.21",
-            "regional killed",
-            &moq_clock.seen,
-            &clock,
-            (from, at, to),
-        );
-    }
+    watchers.verdict("regional killed", &clock, (from, at, to));
     assert!(edge.log().contains("cluster link down"), "link loss is logged");
 }
 
@@ -903,44 +936,20 @@ async fn a_five_second_partition_that_heals_is_invisible_to_viewers() {
     edge.links_up(2).await;
     let client = test_client();
     let clock = Clock::start(&client, &origin, 1).await;
-    let viewer = Viewer::start(&client, &edge).await;
-    let mut moq_clock = MoqClock::start(&edge);
-    frames(&viewer.seen, 10, "the viewer").await;
-    if let Some(moq_clock) = &moq_clock {
-        frames(&moq_clock.seen, 10, "moq-clock").await;
-    }
+    let mut watchers = Watchers::start(&client, &edge).await;
     r1.upstream(1.0).await;
     let from = Instant::now();
     let at = Instant::now();
     path.partitioned.store(true, Ordering::Relaxed);
     r2.upstream(1.0).await;
-    let count = viewer.seen.lock().unwrap().frames.len();
-    frames(&viewer.seen, count + 30, "the viewer during the partition").await;
+    watchers.more(30, "the viewer during the partition").await;
     path.partitioned.store(false, Ordering::Relaxed);
     edge.links_up(2).await;
-    let count = viewer.seen.lock().unwrap().frames.len();
-    frames(&viewer.seen, count + 30, "the viewer after the partition healed").await;
+    watchers.more(30, "the viewer after the partition healed").await;
     let to = Instant::now();
-    let mut viewers = vec![("in-process viewer", viewer.seen.clone())];
-    if let Some(moq_clock) = &moq_clock {
-        viewers.push(("moq-clock 0.10.21", moq_clock.seen.clone()));
-    }
-    for (_, seen) in &viewers {
-        settle(seen, &clock, (from, at, to)).await;
-    }
+    watchers.settle(&clock, (from, at, to)).await;
     clock.stop();
-    for (name, seen) in &viewers {
-        verdict(
-            name,
-            "5 s partition edge-regional, healed",
-            seen,
-            &clock,
-            (from, at, to),
-        );
-    }
-    if let Some(moq_clock) = &mut moq_clock {
-        assert_eq!(moq_clock.exited(), None, "moq-clock exited");
-    }
+    watchers.verdict("5 s partition edge-regional, healed", &clock, (from, at, to));
 }
 
 /// The regional carrying the clock is stopped with SIGTERM (it drains): viewers at the
@@ -951,34 +960,17 @@ async fn a_regional_drained_with_sigterm_is_invisible_to_viewers() {
     let (origin, r1, r2, edge) = topology(dir.path(), 101).await;
     let client = test_client();
     let clock = Clock::start(&client, &origin, 1).await;
-    let viewer = Viewer::start(&client, &edge).await;
-    let mut moq_clock = MoqClock::start(&edge);
-    frames(&viewer.seen, 10, "the viewer").await;
-    if let Some(moq_clock) = &moq_clock {
-        frames(&moq_clock.seen, 10, "moq-clock").await;
-    }
+    let mut watchers = Watchers::start(&client, &edge).await;
     r1.upstream(1.0).await;
     let from = Instant::now();
     let at = Instant::now();
     r1.sigterm();
     r2.upstream(1.0).await;
-    let count = viewer.seen.lock().unwrap().frames.len();
-    frames(&viewer.seen, count + 40, "the viewer after the drain").await;
+    watchers.more(40, "the viewer after the drain").await;
     let to = Instant::now();
-    let mut viewers = vec![("in-process viewer", viewer.seen.clone())];
-    if let Some(moq_clock) = &moq_clock {
-        viewers.push(("moq-clock 0.10.21", moq_clock.seen.clone()));
-    }
-    for (_, seen) in &viewers {
-        settle(seen, &clock, (from, at, to)).await;
-    }
+    watchers.settle(&clock, (from, at, to)).await;
     clock.stop();
-    for (name, seen) in &viewers {
-        verdict(name, "regional SIGTERM", seen, &clock, (from, at, to));
-    }
-    if let Some(moq_clock) = &mut moq_clock {
-        assert_eq!(moq_clock.exited(), None, "moq-clock exited");
-    }
+    watchers.verdict("regional SIGTERM", &clock, (from, at, to));
 }
 
 /// The clock's publisher dies and a new one starts within the linger: viewers keep their
@@ -1010,67 +1002,44 @@ async fn publisher_restarted(base: u64, silent: bool) {
     };
     let dir = TestDir::new();
     let (origin, _r1, _r2, edge) = topology(dir.path(), base).await;
-    let path = Impair::start(origin.ip, SocketAddr::new(origin.ip, origin.port)).await;
-    let client = test_client();
-    let first = if silent {
-        Clock::start_at(&client, &path.url(), 1, CLOCK).await
-    } else {
-        Clock::start(&client, &origin, 1).await
+    // Silent: the first clock publishes through a path that is cut before it dies.
+    let path = match silent {
+        true => Some(Impair::start(origin.ip, SocketAddr::new(origin.ip, origin.port)).await),
+        false => None,
     };
-    let viewer = Viewer::start(&client, &edge).await;
-    let mut moq_clock = MoqClock::start(&edge);
-    frames(&viewer.seen, 10, "the viewer").await;
-    if let Some(moq_clock) = &moq_clock {
-        frames(&moq_clock.seen, 10, "moq-clock").await;
+    let client = test_client();
+    let first = match &path {
+        Some(path) => Clock::start_at(&client, &path.url(), 1, CLOCK).await,
+        None => Clock::start(&client, &origin, 1).await,
+    };
+    let mut watchers = Watchers::start(&client, &edge).await;
+    in_flight(&first, 8..FRAMES - 8).await;
+    // Cut first, so not even the unfinished group's reset gets out.
+    if let Some(path) = &path {
+        path.partitioned.store(true, Ordering::Relaxed);
     }
-    poll(
-        "the first clock mid-group",
-        Duration::from_secs(10),
-        async || match first.written.lock().unwrap().keys().last() {
-            Some((_, i)) if (8..FRAMES - 8).contains(i) => Ok(()),
-            other => Err(format!("{other:?}")),
-        },
-    )
-    .await;
-    // Silent: the path is cut first, so not even the unfinished group's reset gets out.
-    path.partitioned.store(silent, Ordering::Relaxed);
     first.killed.store(true, Ordering::Relaxed);
     first.running.store(false, Ordering::Relaxed);
     let at = Instant::now();
-    let mut viewers = vec![("in-process viewer", viewer.seen.clone())];
-    if let Some(moq_clock) = &moq_clock {
-        viewers.push(("moq-clock 0.10.21", moq_clock.seen.clone()));
-    }
     if !silent {
         // Everything the first clock wrote arrives, then its session closes with an
         // error (the broadcast is not finished).
-        for (_, seen) in &viewers {
-            settle(seen, &first, (at - Duration::from_secs(2), at, at)).await;
-        }
+        watchers
+            .settle(&first, (at - Duration::from_secs(2), at, at))
+            .await;
         moq_core::transport::Session::close(&first.session, 1, "killed");
     }
     let next_group = first.written.lock().unwrap().keys().last().unwrap().0 + 1;
     let second = Clock::start(&client, &origin, next_group).await;
-    let count = viewer.seen.lock().unwrap().frames.len();
-    frames(&viewer.seen, count + 30, "the viewer after the restart").await;
+    watchers.more(30, "the viewer after the restart").await;
     let to = Instant::now();
-    for (_, seen) in &viewers {
-        settle(seen, &second, (at, at, to)).await;
-    }
+    watchers.settle(&second, (at, at, to)).await;
     second.stop();
-    for (name, seen) in &viewers {
-        verdict(name, fault, seen, &second, (at, at, to));
-        if !silent {
-            first_publisher_complete(name, seen, &first);
+    watchers.verdict(fault, &second, (at, at, to));
+    if !silent {
+        for (name, seen) in watchers.all() {
+            first_publisher_complete(name, &seen, &first);
         }
-    }
-    if let Some(moq_clock) = &mut moq_clock {
-        assert_eq!(
-            moq_clock.exited(),
-            None,
-            "moq-clock exited: {:?}",
-            moq_clock.seen.lock().unwrap().errors
-        );
     }
 }
 
@@ -1121,17 +1090,7 @@ async fn killing_a_regional_under_load_loses_no_frame_for_twenty_viewers() {
     }
     r1.upstream(1.0).await;
     let from = Instant::now();
-    poll("a group in flight", Duration::from_secs(10), async || match clock
-        .written
-        .lock()
-        .unwrap()
-        .keys()
-        .last()
-    {
-        Some((_, i)) if (15..45).contains(i) => Ok(()),
-        other => Err(format!("{other:?}")),
-    })
-    .await;
+    in_flight(&clock, 15..45).await;
     let at = Instant::now();
     r1.kill();
     r2.upstream(1.0).await;
@@ -1176,40 +1135,18 @@ async fn a_clock_on_two_origins_survives_losing_the_active_one_mid_group() {
     let client = test_client();
     let clock = Clock::start(&client, &active, 1).await;
     let _second = clock.also_to(&client, &standby).await;
-    let viewer = Viewer::start(&client, &edge).await;
-    let mut moq_clock = MoqClock::start(&edge);
-    frames(&viewer.seen, 10, "the viewer").await;
-    if let Some(moq_clock) = &moq_clock {
-        frames(&moq_clock.seen, 10, "moq-clock").await;
-    }
+    let mut watchers = Watchers::start(&client, &edge).await;
     let from = Instant::now();
-    poll("a group in flight", Duration::from_secs(10), async || match clock
-        .written
-        .lock()
-        .unwrap()
-        .keys()
-        .last()
-    {
-        Some((_, i)) if (8..FRAMES - 8).contains(i) => Ok(()),
-        other => Err(format!("{other:?}")),
-    })
-    .await;
+    in_flight(&clock, 8..FRAMES - 8).await;
     let cut = clock.written.lock().unwrap().keys().last().unwrap().0;
     let at = Instant::now();
     active.kill();
-    let count = viewer.seen.lock().unwrap().frames.len();
-    frames(&viewer.seen, count + 40, "the viewer after the kill").await;
+    watchers.more(40, "the viewer after the kill").await;
     let to = Instant::now();
-    let mut viewers = vec![("in-process viewer", viewer.seen.clone())];
-    if let Some(moq_clock) = &moq_clock {
-        viewers.push(("moq-clock 0.10.21", moq_clock.seen.clone()));
-    }
-    for (_, seen) in &viewers {
-        settle(seen, &clock, (from, at, to)).await;
-    }
+    watchers.settle(&clock, (from, at, to)).await;
     clock.stop();
-    for (name, seen) in &viewers {
-        verdict(name, "active origin killed", seen, &clock, (from, at, to));
+    watchers.verdict("active origin killed", &clock, (from, at, to));
+    for (name, seen) in watchers.all() {
         // The cut group went on from the standby: its frames after the kill arrived
         // (a viewer that waited for the next group would miss them, and `verdict` says so).
         let seen = seen.lock().unwrap();
@@ -1222,14 +1159,6 @@ async fn a_clock_on_two_origins_survives_losing_the_active_one_mid_group() {
             "MEASURED active origin killed / {name}: frames of the cut group {cut} received after the kill {rest}"
         );
         assert!(rest > 0, "{name} did not continue the cut group {cut}");
-    }
-    if let Some(moq_clock) = &mut moq_clock {
-        assert_eq!(
-            moq_clock.exited(),
-            None,
-            "moq-clock exited: {:?}",
-            moq_clock.seen.lock().unwrap().errors
-        );
     }
     assert!(edge.log().contains("cluster link down"), "link loss is logged");
 }
