@@ -125,6 +125,9 @@ async fn send(bind: SocketAddr, streams: usize, write: usize) -> anyhow::Result<
 }
 
 async fn recv(url: Url, connections: usize, duration: Duration, ramp: Duration) -> anyhow::Result<()> {
+    if !matches!(url.scheme(), "moql" | "moqt") {
+        anyhow::bail!("the sender must be reached over QUIC: use moql:// or moqt://, not {url}");
+    }
     let client = client::Client::new(client::Config {
         tls: client::ClientTls {
             insecure: true,
@@ -137,7 +140,7 @@ async fn recv(url: Url, connections: usize, duration: Duration, ramp: Duration) 
     for _ in 0..connections.max(1) {
         let connected = client.connect(&url).await.context("connecting to the sender")?;
         let Connection::Quic(session) = connected.session else {
-            anyhow::bail!("the sender must be reached over QUIC (moql:// or moqt://)");
+            anyhow::bail!("{url} was reached over a WebSocket, not QUIC");
         };
         let conn: quinn::Connection = (*session).clone();
         let received = received.clone();

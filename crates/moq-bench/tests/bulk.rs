@@ -49,3 +49,14 @@ fn the_bulk_pair_moves_data_and_reports_a_rate() {
     assert!(report["bytes"].as_u64().unwrap() > 1_000_000, "{report}");
     assert!(report["gbit_per_s"].as_f64().unwrap() > 0.0, "{report}");
 }
+
+#[test]
+fn the_receiver_refuses_a_url_that_is_not_quic() {
+    let out = Command::new(env!("CARGO_BIN_EXE_moq-quic-bulk"))
+        .args(["recv", "--connect", "https://127.0.0.1:9/", "--duration", "1s"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("use moql:// or moqt://"), "{stderr}");
+}

@@ -402,11 +402,22 @@ mod tests {
     fn the_controller_caps_bbr() {
         let now = Instant::now();
         let factory = Arc::new(BoundedBbrConfig::default());
-        let mut controller = factory.build(now, 1200);
-        let initial = controller.window();
-        assert!(initial > 0);
-        controller.on_sent(now, 1200, 1);
-        controller.on_congestion_event(now, now, false, 1200);
-        assert_eq!(controller.window(), controller.clone_box().window());
+        let controller = factory.build(now, 1200);
+        let uncapped = controller.window();
+        // The same controller once its bound has capped: the cap (4 packets, the floor)
+        // is what it allows, well under BBR's own window; a copy keeps the cap.
+        let mut bound = LossBound::new(now, MTU);
+        round(&mut bound, now, 45, 44, false);
+        let capped = BoundedBbr {
+            bbr: Box::new(Bbr::new(Arc::new(BbrConfig::default()), 1200)),
+            bound,
+        };
+        assert!(
+            uncapped > MIN_WINDOW_PACKETS * MTU,
+            "BBR starts above the cap: {uncapped}"
+        );
+        assert_eq!(capped.window(), MIN_WINDOW_PACKETS * MTU);
+        assert_eq!(capped.metrics().congestion_window, MIN_WINDOW_PACKETS * MTU);
+        assert_eq!(capped.clone_box().window(), MIN_WINDOW_PACKETS * MTU);
     }
 }

@@ -399,9 +399,7 @@ impl GroupConsumer {
     /// producer stops, its readers see the error after the frames they have not read.
     /// Whether it was still growing.
     pub(crate) fn evict(&self) -> bool {
-        self.shared
-            .upgrade()
-            .is_some_and(|shared| shared.end(Err(Error::Evicted)))
+        self.cut_off(Error::Evicted)
     }
 }
 
