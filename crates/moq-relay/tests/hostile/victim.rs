@@ -29,7 +29,10 @@ const PERIOD: Duration = Duration::from_millis(100);
 /// A publisher and a viewer of `anon/victim`.
 pub(crate) struct Victim {
     stop: watch::Sender<bool>,
-    writer: JoinHandle<u64>,
+    /// Returns how many groups it wrote and the publication, so the broadcast outlives
+    /// the count (ending it right after the last group could race that group through
+    /// the relay: an unannounced broadcast's group streams are stopped).
+    writer: JoinHandle<(u64, Box<dyn Send>)>,
     reader: JoinHandle<()>,
     received: Arc<Mutex<BTreeMap<u64, Vec<Frame>>>>,
     _publisher: MoqSession,
@@ -91,16 +94,16 @@ impl Victim {
         let publisher = connect(&client, publish, Some(origin.clone()), None).await;
         let (stop, mut stopped) = watch::channel(false);
         let writer = tokio::spawn(async move {
-            let _keep = (publication, broadcast);
+            let keep: Box<dyn Send> = Box::new((publication, broadcast));
             let mut ticker = tokio::time::interval(PERIOD);
             let mut seq = 0u64;
             loop {
                 tokio::select! {
                     _ = ticker.tick() => {}
-                    _ = stopped.wait_for(|s| *s) => return seq,
+                    _ = stopped.wait_for(|s| *s) => return (seq, keep),
                 }
                 let Ok(mut group) = track.create_group(seq) else {
-                    return seq;
+                    return (seq, keep);
                 };
                 for i in 0..FRAMES {
                     group.write(frame(seq, i));
@@ -177,7 +180,10 @@ impl Victim {
         // A little more after the attack: the relay must still serve.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let _ = self.stop.send(true);
-        let written = self.writer.await.unwrap_or(0);
+        let (written, _publication) = match self.writer.await {
+            Ok((written, publication)) => (written, Some(publication)),
+            Err(_) => (0, None),
+        };
         let last = written.saturating_sub(1);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
