@@ -743,6 +743,10 @@ struct Summary {
     errors: u64,
     error_kinds: BTreeMap<String, u64>,
     elapsed_s: f64,
+    /// The latency CDF over the window (the histogram `latency_ms` is read from):
+    /// `[latency_ms, fraction of frames at most that late]` at fixed quantiles (0, 0.01, 0.05,
+    /// 0.1 … 0.9, 0.95 … 0.9999, 1) and 10 log-spaced latencies per decade; empty without frames.
+    latency_cdf_ms: Vec<[f64; 2]>,
 }
 
 fn ms(us: u64) -> f64 {
@@ -891,6 +895,7 @@ fn summarize(shared: &Shared, elapsed: Duration) -> Summary {
         errors: shared.error_count.load(Relaxed),
         error_kinds: shared.errors.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         elapsed_s: elapsed.as_secs_f64(),
+        latency_cdf_ms: latency.cdf().into_iter().map(|(us, q)| [ms(us), q]).collect(),
     }
 }
 

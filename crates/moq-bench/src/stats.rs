@@ -4,6 +4,15 @@
 /// The largest latency tracked exactly: an hour, in microseconds (larger values count as it).
 const MAX_MICROS: u64 = 3_600_000_000;
 
+/// The quantiles a [`Histogram::cdf`] always has a point at.
+const CDF_QUANTILES: [f64; 20] = [
+    0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9995,
+    0.9999, 1.0,
+];
+
+/// Points per decade of value in a [`Histogram::cdf`]'s log-spaced set.
+const CDF_PER_DECADE: i32 = 10;
+
 /// A histogram of microsecond values.
 #[derive(Debug, Clone)]
 pub(crate) struct Histogram(hdrhistogram::Histogram<u64>);
@@ -43,6 +52,34 @@ impl Histogram {
             return 0;
         }
         self.0.value_at_quantile(q.clamp(0.0, 1.0))
+    }
+
+    /// A compact CDF: `(value, fraction of values <= value)` points, ascending in both, at the
+    /// quantiles in [`CDF_QUANTILES`] and at log-spaced values (10 per decade) between the
+    /// smallest and the largest value. Values are the histogram's bucket edges, so every point
+    /// lies on the histogram's step function. Empty when nothing was recorded.
+    pub(crate) fn cdf(&self) -> Vec<(u64, f64)> {
+        let h = &self.0;
+        if h.is_empty() {
+            return Vec::new();
+        }
+        let mut points: Vec<(u64, f64)> = CDF_QUANTILES
+            .iter()
+            .map(|&q| (h.value_at_quantile(q), q))
+            .collect();
+        let (min, max) = (h.min().max(1), h.max());
+        let decade = |v: u64| (v as f64).log10() * f64::from(CDF_PER_DECADE);
+        for k in decade(min).floor() as i32..=decade(max).ceil() as i32 {
+            let v = 10f64.powf(f64::from(k) / f64::from(CDF_PER_DECADE)).round() as u64;
+            if v < min || v >= max {
+                continue;
+            }
+            // The whole bucket `v` falls in counts as at most `v`: take its upper edge.
+            points.push((h.highest_equivalent(v), h.quantile_below(v)));
+        }
+        points.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        points.dedup();
+        points
     }
 
     /// Add another histogram's counts to this one.
@@ -113,6 +150,40 @@ mod tests {
         assert_eq!(a.quantile(0.999), 1000);
         assert!((a.quantile(1.0) as f64 - 250_000.0).abs() < 250.0);
         assert_eq!(Histogram::default().quantile(0.99), 0);
+    }
+
+    #[test]
+    fn cdf_is_small_ascending_and_on_the_histogram() {
+        assert!(Histogram::default().cdf().is_empty());
+        // 1 ms .. 1 s, skewed: most values small, a long tail.
+        let mut h = Histogram::default();
+        for i in 1..=100_000u64 {
+            h.record(1000 + i * i / 10_000);
+        }
+        let cdf = h.cdf();
+        assert!(cdf.len() <= CDF_QUANTILES.len() + 40, "{} points", cdf.len());
+        for pair in cdf.windows(2) {
+            assert!(
+                pair[0].0 <= pair[1].0 && pair[0].1 <= pair[1].1,
+                "not ascending: {pair:?}"
+            );
+        }
+        let first = cdf.first().copied().unwrap_or_default();
+        let last = cdf.last().copied().unwrap_or_default();
+        assert_eq!(first.1, 0.0);
+        assert!(first.0 <= 1001);
+        assert_eq!(last, (h.max(), 1.0));
+        // Every fixed quantile is there with the histogram's value.
+        for q in CDF_QUANTILES {
+            assert!(cdf.contains(&(h.quantile(q), q)), "q{q}");
+        }
+        // The log-spaced points: 100 ms is between p30 and p32 (i*i/10^4 <= 99_000 for i <= 31_464).
+        let (_, at_100ms) = cdf
+            .iter()
+            .copied()
+            .find(|&(v, _)| (v as f64 - 100_000.0).abs() < 100.0)
+            .unwrap_or_default();
+        assert!((at_100ms - 0.3146).abs() < 0.002, "{at_100ms}");
     }
 
     #[test]
