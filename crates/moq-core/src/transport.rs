@@ -74,6 +74,20 @@ pub trait SendStream: Send + 'static {
     fn write_all(&mut self, buf: &[u8]) -> impl Future<Output = Result<(), TransportError>> + Send;
     /// Write a shared buffer without copying it.
     fn write_chunk(&mut self, buf: Bytes) -> impl Future<Output = Result<(), TransportError>> + Send;
+    /// Write shared buffers in order without copying them, in as few operations as the
+    /// transport allows (QUIC: one, so one wake of the connection for a frame's header and
+    /// payload). The buffers are taken (left empty). By default, one `write_chunk` each.
+    fn write_chunks(
+        &mut self,
+        bufs: &mut [Bytes],
+    ) -> impl Future<Output = Result<(), TransportError>> + Send {
+        async move {
+            for buf in bufs.iter_mut() {
+                self.write_chunk(std::mem::take(buf)).await?;
+            }
+            Ok(())
+        }
+    }
     /// Higher is sent first.
     fn set_priority(&mut self, priority: i32);
     /// Gracefully end the stream (FIN).
@@ -91,4 +105,22 @@ pub trait RecvStream: Send + 'static {
     ) -> impl Future<Output = Result<Option<Bytes>, TransportError>> + Send;
     /// Tell the peer to stop sending (STOP_SENDING) with a code.
     fn stop(&mut self, code: u32);
+}
+
+/// Write the bytes `queued` (message headers encoded ahead) then `payload`, neither
+/// copied (the few header bytes are), in one [`SendStream::write_chunks`]; `queued` is
+/// left empty.
+pub(crate) async fn write_with_payload<S: SendStream>(
+    stream: &mut S,
+    queued: &mut Vec<u8>,
+    payload: Bytes,
+) -> Result<(), TransportError> {
+    let header = Bytes::copy_from_slice(queued);
+    queued.clear();
+    match (header.is_empty(), payload.is_empty()) {
+        (true, true) => Ok(()),
+        (true, false) => stream.write_chunk(payload).await,
+        (false, true) => stream.write_chunk(header).await,
+        (false, false) => stream.write_chunks(&mut [header, payload]).await,
+    }
 }

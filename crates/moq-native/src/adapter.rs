@@ -454,6 +454,14 @@ impl transport::SendStream for SendStream {
         }
     }
 
+    async fn write_chunks(&mut self, bufs: &mut [Bytes]) -> Result<(), TransportError> {
+        match self {
+            Self::WebTransport(s) => s.write_all_chunks(bufs).await.map_err(wt_write_error),
+            Self::Quic(s) => s.write_all_chunks(bufs).await.map_err(quic_write_error),
+            Self::WebSocket(s) => transport::SendStream::write_chunks(s, bufs).await,
+        }
+    }
+
     fn set_priority(&mut self, priority: i32) {
         let _ = match self {
             Self::WebTransport(s) => s.set_priority(priority),

@@ -19,11 +19,6 @@ use crate::{
 /// Largest read per call; also bounds what one read adds to the buffer.
 const CHUNK: usize = 64 * 1024;
 
-/// Payloads up to this size go out in one write with the object header before them (a
-/// copy of the payload is cheaper than a second write); larger ones are handed over
-/// without a copy.
-const MERGE: usize = 8 * 1024;
-
 /// Reads moq-transport values and payloads from a stream.
 pub(crate) struct Reader<R> {
     stream: R,
@@ -223,19 +218,10 @@ impl<S: SendStream> Writer<S> {
         self.flush().await
     }
 
-    /// Write what is buffered, then a shared payload (copied once only when small).
+    /// Write buffered messages then a shared payload: neither is copied, and both go
+    /// out in one write (one wake of the connection per frame).
     pub(crate) async fn payload(&mut self, payload: Bytes) -> Result<()> {
-        if !self.buf.is_empty() && payload.len() <= MERGE {
-            let mut chunk = BytesMut::with_capacity(self.buf.len().saturating_add(payload.len()));
-            chunk.extend_from_slice(&self.buf);
-            chunk.extend_from_slice(&payload);
-            self.buf.clear();
-            return Ok(self.stream.write_chunk(chunk.freeze()).await?);
-        }
-        self.flush().await?;
-        if !payload.is_empty() {
-            self.stream.write_chunk(payload).await?;
-        }
+        crate::transport::write_with_payload(&mut self.stream, &mut self.buf, payload).await?;
         Ok(())
     }
 

@@ -12,12 +12,6 @@ use crate::{
 /// Largest read per call; also bounds what one read adds to the buffer.
 const CHUNK: usize = 64 * 1024;
 
-/// Payloads up to this size go out in one write together with the messages queued
-/// before them (a frame header), at the cost of copying the payload once. Each write
-/// takes the connection lock and wakes its driver, which costs more than copying a few
-/// KiB; larger payloads are handed over without a copy, in a second write.
-const MERGE: usize = 8 * 1024;
-
 /// Reads messages and payloads from a stream.
 pub(crate) struct Reader<R> {
     stream: R,
@@ -207,21 +201,10 @@ impl<S: SendStream> Writer<S> {
         self.flush().await
     }
 
-    /// Write buffered messages then a shared payload. A payload larger than [`MERGE`] is
-    /// not copied; a smaller one is copied once so that both go out in one write.
+    /// Write buffered messages then a shared payload: neither is copied, and both go
+    /// out in one write (one wake of the connection per frame).
     pub(crate) async fn payload(&mut self, payload: Bytes) -> Result<()> {
-        if !self.buf.is_empty() && payload.len() <= MERGE {
-            let mut chunk = BytesMut::with_capacity(self.buf.len().saturating_add(payload.len()));
-            chunk.extend_from_slice(&self.buf);
-            chunk.extend_from_slice(&payload);
-            self.buf.clear();
-            self.stream.write_chunk(chunk.freeze()).await?;
-            return Ok(());
-        }
-        self.flush().await?;
-        if !payload.is_empty() {
-            self.stream.write_chunk(payload).await?;
-        }
+        crate::transport::write_with_payload(&mut self.stream, &mut self.buf, payload).await?;
         Ok(())
     }
 
@@ -250,12 +233,12 @@ mod tests {
     use crate::{mem, transport::Session};
 
     #[tokio::test]
-    async fn small_payloads_share_a_write_with_their_header_and_large_ones_are_not_copied() {
+    async fn payloads_go_out_as_the_very_buffers_handed_over() {
         let (a, b) = mem::pair();
         let version = Version::Lite06;
         let mut writer = Writer::new(a.open_uni().await.unwrap(), version);
-        let small = Bytes::from(vec![1u8; MERGE]);
-        let large = Bytes::from(vec![2u8; MERGE + 1]);
+        let small = Bytes::from(vec![1u8; 100]);
+        let large = Bytes::from(vec![2u8; 64 * 1024]);
         for payload in [&small, &large] {
             writer
                 .queue(&FrameHeader {
@@ -272,16 +255,11 @@ mod tests {
         while let Some(chunk) = recv.read_chunk(usize::MAX).await.unwrap() {
             chunks.push(chunk);
         }
-        // Header and small payload in one chunk; then the large one's header, then the
-        // large payload itself, the very buffer we handed over.
-        assert_eq!(
-            chunks.len(),
-            3,
-            "{:?}",
-            chunks.iter().map(Bytes::len).collect::<Vec<_>>()
-        );
-        assert!(chunks[0].ends_with(&small));
-        assert_eq!(chunks[2].as_ptr(), large.as_ptr());
+        // Header, payload, header, payload: no payload was copied, small or large.
+        let sizes = chunks.iter().map(Bytes::len).collect::<Vec<_>>();
+        assert_eq!(chunks.len(), 4, "{sizes:?}");
+        assert_eq!(chunks[1].as_ptr(), small.as_ptr());
+        assert_eq!(chunks[3].as_ptr(), large.as_ptr());
 
         let mut reader = Reader::new(mem_stream(&chunks), version);
         for payload in [&small, &large] {
