@@ -419,16 +419,18 @@ async fn pipe(track: TrackProducer, mut active: watch::Receiver<Option<Source>>,
             Err(err) => return track.abort(err),
         };
         let watching = active.clone();
+        let forwarding = forward(&track, upstream, &source, &watching, &mut splices);
+        tokio::pin!(forwarding);
         tokio::select! {
-            result = forward(&track, upstream, &source, &watching, &mut splices) => match result {
+            result = &mut forwarding => match result {
                 // The publisher ended the track.
-                Ok(()) => return track.finish(),
+                Ok(()) => return track.close(Ok(())),
                 // The publisher went away, or its relay is draining: wait for the next
                 // one (linger, failover). Our subscribers keep their track.
                 Err(err) if source.broadcast.is_closed() || going_away(&err) => {
                     if active.borrow().as_ref().map(|s| s.id) == Some(source.id) {
                         tokio::select! {
-                            changed = active.changed() => if changed.is_err() { return track.finish() },
+                            changed = active.changed() => if changed.is_err() { return track.close(Ok(())) },
                             _ = retired(&track, &relay) => return,
                         }
                     }
@@ -436,23 +438,33 @@ async fn pipe(track: TrackProducer, mut active: watch::Receiver<Option<Source>>,
                 // The publisher refused the subscription: tell our subscribers, and
                 // forget the track so a later request asks again.
                 Err(err @ (Error::NotFound | Error::Unauthorized(_) | Error::Reset(_) | Error::Protocol(_))) => {
-                    return track.abort(err);
+                    return track.close(Err(err));
                 }
                 // The source lives but its track went away under us (it was
                 // being retired as we subscribed): subscribe again.
                 Err(_) => {
                     tokio::select! {
                         _ = tokio::time::sleep(RESUBSCRIBE) => {}
-                        changed = active.changed() => if changed.is_err() { return track.finish() },
+                        changed = active.changed() => if changed.is_err() { return track.close(Ok(())) },
                         _ = retired(&track, &relay) => return,
                     }
                 }
             },
-            changed = active.changed() => if changed.is_err() { return track.finish() },
+            changed = active.changed() => if changed.is_err() {
+                // The path was unannounced. Its last groups may still be arriving (the
+                // end of an announcement and the groups travel separately): forward them
+                // until the publisher's track ends, for a while, then end ours.
+                let _ = tokio::time::timeout(DRAIN, &mut forwarding).await;
+                return track.close(Ok(()));
+            },
             _ = retired(&track, &relay) => return,
         }
     }
 }
+
+/// How long a track of an unannounced path goes on forwarding the groups still
+/// arriving from its publisher before it ends.
+const DRAIN: Duration = Duration::from_secs(2);
 
 /// Whether a group ended with `err` because the way it came went away (the session or
 /// the relay that delivered it died, drained or cancelled it), rather than for what it is.

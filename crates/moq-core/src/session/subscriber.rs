@@ -93,11 +93,28 @@ struct Mirrored {
     task: AbortHandle,
 }
 
+/// How long the subscriptions of a broadcast the peer ended may go on delivering the
+/// groups already on their way. The announcement's end and the last groups travel on
+/// different streams, so the end can arrive first; the peer ends each subscription
+/// itself once those groups are sent.
+const ENDED_GRACE: Duration = Duration::from_secs(2);
+
 impl Mirrored {
     /// Stop serving the peer's broadcast and unannounce it.
     fn end(self) {
         self.task.abort();
         self.publication.finish();
+    }
+
+    /// The peer ended its broadcast: unannounce it at once, and give its subscriptions
+    /// [`ENDED_GRACE`] to finish the groups still arriving.
+    fn ended(self) {
+        self.publication.finish();
+        let task = self.task;
+        tokio::spawn(async move {
+            tokio::time::sleep(ENDED_GRACE).await;
+            task.abort();
+        });
     }
 }
 
@@ -262,14 +279,14 @@ impl<S: Session> Mirror<S> {
                 None => return self.unknown_id("RESTART", id),
             },
             Announce::Ended { suffix, .. } => {
-                self.withdraw(&suffix);
+                self.ended(&suffix);
                 return Ok(());
             }
             Announce::EndedId { id } => {
                 let Some(suffix) = self.ids.remove(&id) else {
                     return self.unknown_id("END", id);
                 };
-                self.withdraw(&suffix);
+                self.ended(&suffix);
                 return Ok(());
             }
             Announce::Unknown { .. } => return Ok(()),
@@ -311,6 +328,13 @@ impl<S: Session> Mirror<S> {
     fn withdraw(&mut self, suffix: &Path) {
         if let Some(old) = self.active.remove(suffix) {
             old.end();
+        }
+    }
+
+    /// The peer ended its broadcast at `suffix` (see [`Mirrored::ended`]).
+    fn ended(&mut self, suffix: &Path) {
+        if let Some(old) = self.active.remove(suffix) {
+            old.ended();
         }
     }
 

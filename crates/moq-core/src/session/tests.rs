@@ -205,6 +205,55 @@ async fn unannounce_reaches_the_viewer() {
     }
 }
 
+/// A publisher that writes its last group and ends the broadcast at once: the relay
+/// hears the announcement end while that group's stream may still be on its way, and
+/// must deliver the group rather than stop its stream (the hostile suite's victim lost
+/// it this way under load).
+#[tokio::test]
+async fn the_last_group_before_a_broadcast_ends_reaches_the_viewer() {
+    for version in [Version::Lite02, Version::Lite03, Version::Lite06] {
+        for round in 0..20 {
+            let publisher = publisher("clock");
+            let relay = Origin::default();
+            connect(
+                client(version, Some(publisher.origin.clone()), None),
+                client(version, None, Some(relay.clone())),
+            );
+            let viewer = Origin::default();
+            connect(
+                client(version, Some(relay.clone()), None),
+                client(version, None, Some(viewer.clone())),
+            );
+            let broadcast = within(viewer.wait_for(&path("clock"), Duration::from_secs(5)))
+                .await
+                .expect("viewer never saw the broadcast");
+            let mut track = broadcast.subscribe("seconds").unwrap();
+            write_group(&publisher.track, 0, &["first"]);
+            let first = within(track.next_group()).await.unwrap().unwrap();
+            assert_eq!(first.sequence(), 0);
+            write_group(&publisher.track, 1, &["last", "frame"]);
+            drop(publisher);
+            let mut last = None;
+            while let Ok(Ok(Some(mut group))) =
+                tokio::time::timeout(Duration::from_secs(2), track.next_group()).await
+            {
+                let mut frames = Vec::new();
+                while let Ok(Ok(Some(frame))) =
+                    tokio::time::timeout(Duration::from_secs(2), group.next_frame()).await
+                {
+                    frames.push(frame.payload);
+                }
+                last = Some((group.sequence(), frames));
+            }
+            assert_eq!(
+                last,
+                Some((1, vec![Bytes::from("last"), Bytes::from("frame")])),
+                "{version}, round {round}: the last group was lost"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn one_upstream_subscription_for_many_viewers() {
     let version = Version::Lite05;
