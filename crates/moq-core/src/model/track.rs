@@ -206,6 +206,14 @@ impl TrackProducer {
         self.shared.state.borrow().latest
     }
 
+    /// Resolves once a group numbered `sequence` or later exists, or the track ended.
+    pub(crate) async fn reached(&self, sequence: u64) {
+        let mut state = self.shared.state.subscribe();
+        let _ = state
+            .wait_for(|s| s.end.is_some() || s.latest.is_some_and(|l| l >= sequence))
+            .await;
+    }
+
     /// End the track cleanly.
     pub fn finish(self) {
         self.end(Ok(()));

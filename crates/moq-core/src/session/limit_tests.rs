@@ -544,3 +544,94 @@ async fn over_the_cache_budget_groups_still_being_written_are_evicted_and_the_vi
     .await;
     victim_loses_nothing(&relay).await;
 }
+
+/// A SUBSCRIBE_END that overtakes the stream of the last group it counts (they travel on
+/// different streams; under loss the end can arrive first): the relay waits for that
+/// group instead of ending the track without it.
+#[tokio::test]
+async fn a_subscribe_end_that_overtakes_its_last_group_still_delivers_that_group() {
+    let relay = Relay::new(Quota::default());
+    let (_relay_session, peer) = relay.raw();
+    // The relay asks the peer for its broadcasts; one answer by hand.
+    let (mut announce, recv) = within(peer.accept_bi()).await.unwrap();
+    let mut reader = Reader::new(recv, VERSION);
+    assert_eq!(
+        within(reader.decode::<ControlStream>()).await.unwrap(),
+        ControlStream::Announce
+    );
+    within(reader.decode::<AnnounceRequest>()).await.unwrap();
+    let mut out = AnnounceOk { origin: 0, active: 0 }.to_vec(VERSION).unwrap();
+    let active = Announce::Active {
+        suffix: path("pub"),
+        hops: Hops::new(),
+        cost: Cost::default(),
+    };
+    out.extend(active.to_vec(VERSION).unwrap());
+    announce.write_all(&out).await.unwrap();
+
+    let mut viewer = relay.viewer("pub").await;
+    // The relay's SUBSCRIBE and its TRACK (info) request, in either order.
+    let mut subscription = None;
+    for _ in 0..2 {
+        let (mut send, recv) = within(peer.accept_bi()).await.unwrap();
+        let mut reader = Reader::new(recv, VERSION);
+        match within(reader.decode::<ControlStream>()).await.unwrap() {
+            ControlStream::Subscribe => {
+                let subscribe = within(reader.decode::<moq_proto::Subscribe>()).await.unwrap();
+                subscription = Some((send, reader, subscribe.id));
+            }
+            ControlStream::Track => {
+                within(reader.decode::<TrackRequest>()).await.unwrap();
+                let info = moq_proto::TrackInfo {
+                    priority: 0,
+                    ordered: false,
+                    max_latency: Duration::from_secs(5),
+                    timescale: 1_000_000,
+                };
+                send.write_all(&info.to_vec(VERSION).unwrap()).await.unwrap();
+                send.finish().unwrap();
+            }
+            other => panic!("unexpected request {other:?}"),
+        }
+    }
+    let (mut send, _reader, id) = subscription.expect("a SUBSCRIBE");
+    // Let the track's info land first (a track that ends before its info is asked again).
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // START at group 0, END after one group, and the subscription finished...
+    let mut out = SubscribeResponse::Start { group: 0 }.to_vec(VERSION).unwrap();
+    out.extend(SubscribeResponse::End { group: 1 }.to_vec(VERSION).unwrap());
+    send.write_all(&out).await.unwrap();
+    send.finish().unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // ...before group 0's stream arrives.
+    let mut group = peer.open_uni().await.unwrap();
+    let mut out = moq_proto::DataStream::Group.to_vec(VERSION).unwrap();
+    out.extend(
+        moq_proto::GroupHeader {
+            subscribe: id,
+            sequence: 0,
+            frame_start: 0,
+        }
+        .to_vec(VERSION)
+        .unwrap(),
+    );
+    out.extend(
+        moq_proto::FrameHeader {
+            timestamp_delta: 0,
+            size: 4,
+        }
+        .to_vec(VERSION)
+        .unwrap(),
+    );
+    out.extend(b"last");
+    group.write_all(&out).await.unwrap();
+    group.finish().unwrap();
+
+    let (sequence, frames, end) = read_group(&mut viewer).await;
+    assert_eq!((sequence, frames), (0, 1), "the last group, whole");
+    end.unwrap();
+    assert!(
+        within(viewer.next_group()).await.unwrap().is_none(),
+        "then the track ends"
+    );
+}

@@ -484,6 +484,8 @@ async fn run_subscription<S: Session>(
                 request_track_info(session, version, broadcast, track).await;
             })
         }));
+        // lite-05+: the publisher's SUBSCRIBE_END says how many groups it started.
+        let mut end = None;
         loop {
             tokio::select! {
                 msg = reader.decode_maybe::<SubscribeResponse>() => match msg? {
@@ -491,10 +493,19 @@ async fn run_subscription<S: Session>(
                         if let Some(answered) = answered.take() {
                             let _ = answered.send(());
                         }
+                        if let SubscribeResponse::End { group } = response {
+                            end = Some(group);
+                        }
                         on_subscribe_response(&track, response);
                     }
-                    // The publisher finished: every group is accounted for.
-                    None => return Ok(()),
+                    // The publisher finished. The last group it counted travels on its own
+                    // stream and may still be on the way: wait for it, for a while.
+                    None => {
+                        if let Some(last) = end.and_then(|end| end.checked_sub(1)) {
+                            let _ = tokio::time::timeout(ENDED_GRACE, track.reached(last)).await;
+                        }
+                        return Ok(());
+                    }
                 },
                 _ = track.unused() => {
                     writer.finish().await?;
