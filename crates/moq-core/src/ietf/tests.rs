@@ -198,6 +198,50 @@ async fn through_relay(version: Version) {
     assert_eq!(info.priority, expected, "{version}");
 }
 
+/// An IETF publisher that writes its last group and ends its namespace at once: the
+/// relay delivers that group (PUBLISH_NAMESPACE_DONE and the group's stream travel
+/// separately, and the DONE often arrives first).
+#[tokio::test]
+async fn the_last_group_before_a_namespace_ends_reaches_the_viewer() {
+    for version in [Version::ALL[0], Version::ALL[Version::ALL.len() - 1]] {
+        for round in 0..3 {
+            let publisher = publisher("clock");
+            let relay = Origin::default();
+            connect(
+                version,
+                config(Some(publisher.origin.clone()), None),
+                relay_config(&relay),
+            );
+            let at_relay = within(relay.wait_for(&path("anon/clock"), Duration::from_secs(5)))
+                .await
+                .expect("announced at the relay");
+            let mut track = at_relay.subscribe("seconds").unwrap();
+            eventually(|| publisher.track.consumers() >= 1).await;
+            write_group(&publisher.track, 0, &["first"]);
+            assert_eq!(read_group(&mut track).await.0, 0);
+            write_group(&publisher.track, 1, &["last", "frame"]);
+            drop(publisher);
+            let mut last = None;
+            while let Ok(Ok(Some(mut group))) =
+                tokio::time::timeout(Duration::from_secs(5), track.next_group()).await
+            {
+                let mut frames = Vec::new();
+                while let Ok(Ok(Some(frame))) =
+                    tokio::time::timeout(Duration::from_secs(5), group.next_frame()).await
+                {
+                    frames.push(frame.payload);
+                }
+                last = Some((group.sequence(), frames));
+            }
+            assert_eq!(
+                last,
+                Some((1, vec![Bytes::from("last"), Bytes::from("frame")])),
+                "{version}, round {round}: the last group was lost"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn media_crosses_a_relay_on_every_draft() {
     for version in Version::ALL {
