@@ -22,3 +22,6 @@ pub use model::*;
 pub mod mem;
 pub mod session;
 pub mod transport;
+
+#[cfg(test)]
+mod testing;

@@ -134,9 +134,8 @@ fn payloads(frames: &[Frame]) -> Vec<&[u8]> {
     frames.iter().map(|f| &f.payload[..]).collect()
 }
 
-/// An IETF publisher → relay → IETF subscriber, and a moq-lite-style local reader of
-/// the relay's origin, for one draft.
-async fn through_relay(version: Version) {
+/// An IETF publisher of broadcast `clock` connected to a relay's origin (its root `anon`).
+fn publishing_to_a_relay(version: Version) -> (Publisher, Origin) {
     let publisher = publisher("clock");
     let relay = Origin::default();
     connect(
@@ -144,6 +143,13 @@ async fn through_relay(version: Version) {
         config(Some(publisher.origin.clone()), None),
         relay_config(&relay),
     );
+    (publisher, relay)
+}
+
+/// An IETF publisher → relay → IETF subscriber, and a moq-lite-style local reader of
+/// the relay's origin, for one draft.
+async fn through_relay(version: Version) {
+    let (publisher, relay) = publishing_to_a_relay(version);
     let viewer = Origin::default();
     let viewer_side = relay_config(&relay);
     let serving = viewer_side.stats.clone();
@@ -205,13 +211,7 @@ async fn through_relay(version: Version) {
 async fn the_last_group_before_a_namespace_ends_reaches_the_viewer() {
     for version in [Version::ALL[0], Version::ALL[Version::ALL.len() - 1]] {
         for round in 0..3 {
-            let publisher = publisher("clock");
-            let relay = Origin::default();
-            connect(
-                version,
-                config(Some(publisher.origin.clone()), None),
-                relay_config(&relay),
-            );
+            let (publisher, relay) = publishing_to_a_relay(version);
             let at_relay = within(relay.wait_for(&path("anon/clock"), Duration::from_secs(5)))
                 .await
                 .expect("announced at the relay");
@@ -221,20 +221,8 @@ async fn the_last_group_before_a_namespace_ends_reaches_the_viewer() {
             assert_eq!(read_group(&mut track).await.0, 0);
             write_group(&publisher.track, 1, &["last", "frame"]);
             drop(publisher);
-            let mut last = None;
-            while let Ok(Ok(Some(mut group))) =
-                tokio::time::timeout(Duration::from_secs(5), track.next_group()).await
-            {
-                let mut frames = Vec::new();
-                while let Ok(Ok(Some(frame))) =
-                    tokio::time::timeout(Duration::from_secs(5), group.next_frame()).await
-                {
-                    frames.push(frame.payload);
-                }
-                last = Some((group.sequence(), frames));
-            }
             assert_eq!(
-                last,
+                crate::testing::last_group(&mut track, Duration::from_secs(5)).await,
                 Some((1, vec![Bytes::from("last"), Bytes::from("frame")])),
                 "{version}, round {round}: the last group was lost"
             );

@@ -454,7 +454,7 @@ async fn pipe(track: TrackProducer, mut active: watch::Receiver<Option<Source>>,
                 // The path was unannounced. Its last groups may still be arriving (the
                 // end of an announcement and the groups travel separately): forward them
                 // until the publisher's track ends, for a while, then end ours.
-                let _ = tokio::time::timeout(DRAIN, &mut forwarding).await;
+                let _ = tokio::time::timeout(END_GRACE, &mut forwarding).await;
                 return track.close(Ok(()));
             },
             _ = retired(&track, &relay) => return,
@@ -462,9 +462,12 @@ async fn pipe(track: TrackProducer, mut active: watch::Receiver<Option<Source>>,
     }
 }
 
-/// How long a track of an unannounced path goes on forwarding the groups still
-/// arriving from its publisher before it ends.
-const DRAIN: Duration = Duration::from_secs(2);
+/// How long the last groups of something that ended may still arrive. An end (of an
+/// announcement, of a subscription) and the groups before it travel on different
+/// streams, so the end often arrives first: a track of an unannounced path goes on
+/// forwarding for this long, and a session lets the subscriptions of an ended broadcast,
+/// or one whose end counted a group not yet here, run this long before it ends them.
+pub(crate) const END_GRACE: Duration = Duration::from_secs(2);
 
 /// Whether a group ended with `err` because the way it came went away (the session or
 /// the relay that delivered it died, drained or cancelled it), rather than for what it is.

@@ -201,6 +201,19 @@ async fn request(peer: &MemSession, request: &[u8]) -> (mem::MemSend, Reader<mem
     (send, Reader::new(recv, VERSION))
 }
 
+/// Accept the ANNOUNCE_REQUEST the relay sends a raw peer (the pull model); returns the
+/// stream to answer on.
+async fn announce_request(peer: &MemSession) -> mem::MemSend {
+    let (send, recv) = within(peer.accept_bi()).await.unwrap();
+    let mut reader = Reader::new(recv, VERSION);
+    assert_eq!(
+        within(reader.decode::<ControlStream>()).await.unwrap(),
+        ControlStream::Announce
+    );
+    within(reader.decode::<AnnounceRequest>()).await.unwrap();
+    send
+}
+
 fn bytes(kind: ControlStream, message: &impl Encode) -> Vec<u8> {
     let mut out = kind.to_vec(VERSION).unwrap();
     out.extend(message.to_vec(VERSION).unwrap());
@@ -451,13 +464,7 @@ async fn lite06_announcements_past_the_limit_are_counted_and_their_ids_not_store
     });
     let (relay_session, peer) = relay.raw();
     // The relay asks the peer for its broadcasts (the pull model); answer by hand.
-    let (mut send, recv) = within(peer.accept_bi()).await.unwrap();
-    let mut reader = Reader::new(recv, VERSION);
-    assert_eq!(
-        within(reader.decode::<ControlStream>()).await.unwrap(),
-        ControlStream::Announce
-    );
-    within(reader.decode::<AnnounceRequest>()).await.unwrap();
+    let mut send = announce_request(&peer).await;
     let start = |name: &str| Announce::Active {
         suffix: path(name),
         hops: Hops::new(),
@@ -553,13 +560,7 @@ async fn a_subscribe_end_that_overtakes_its_last_group_still_delivers_that_group
     let relay = Relay::new(Quota::default());
     let (_relay_session, peer) = relay.raw();
     // The relay asks the peer for its broadcasts; one answer by hand.
-    let (mut announce, recv) = within(peer.accept_bi()).await.unwrap();
-    let mut reader = Reader::new(recv, VERSION);
-    assert_eq!(
-        within(reader.decode::<ControlStream>()).await.unwrap(),
-        ControlStream::Announce
-    );
-    within(reader.decode::<AnnounceRequest>()).await.unwrap();
+    let mut announce = announce_request(&peer).await;
     let mut out = AnnounceOk { origin: 0, active: 0 }.to_vec(VERSION).unwrap();
     let active = Announce::Active {
         suffix: path("pub"),

@@ -204,8 +204,7 @@ impl<S: SendStream> Writer<S> {
     /// Write buffered messages then a shared payload: neither is copied, and both go
     /// out in one write (one wake of the connection per frame).
     pub(crate) async fn payload(&mut self, payload: Bytes) -> Result<()> {
-        crate::transport::write_with_payload(&mut self.stream, &mut self.buf, payload).await?;
-        Ok(())
+        Ok(crate::transport::write_with_payload(&mut self.stream, &mut self.buf, payload).await?)
     }
 
     pub(crate) fn set_priority(&mut self, priority: i32) {

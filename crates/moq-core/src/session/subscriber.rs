@@ -2,6 +2,7 @@
 //! stream, publishes them into the `consume` origin, subscribes upstream when
 //! a local consumer asks for a track, and ingests the groups that arrive.
 
+use crate::model::origin::END_GRACE;
 use std::{
     collections::HashMap,
     sync::{
@@ -93,12 +94,6 @@ struct Mirrored {
     task: AbortHandle,
 }
 
-/// How long the subscriptions of a broadcast the peer ended may go on delivering the
-/// groups already on their way. The announcement's end and the last groups travel on
-/// different streams, so the end can arrive first; the peer ends each subscription
-/// itself once those groups are sent.
-const ENDED_GRACE: Duration = Duration::from_secs(2);
-
 impl Mirrored {
     /// Stop serving the peer's broadcast and unannounce it.
     fn end(self) {
@@ -107,12 +102,12 @@ impl Mirrored {
     }
 
     /// The peer ended its broadcast: unannounce it at once, and give its subscriptions
-    /// [`ENDED_GRACE`] to finish the groups still arriving.
+    /// [`END_GRACE`] to finish the groups still arriving.
     fn ended(self) {
         self.publication.finish();
         let task = self.task;
         tokio::spawn(async move {
-            tokio::time::sleep(ENDED_GRACE).await;
+            tokio::time::sleep(END_GRACE).await;
             task.abort();
         });
     }
@@ -502,7 +497,7 @@ async fn run_subscription<S: Session>(
                     // stream and may still be on the way: wait for it, for a while.
                     None => {
                         if let Some(last) = end.and_then(|end| end.checked_sub(1)) {
-                            let _ = tokio::time::timeout(ENDED_GRACE, track.reached(last)).await;
+                            let _ = tokio::time::timeout(END_GRACE, track.reached(last)).await;
                         }
                         return Ok(());
                     }

@@ -233,20 +233,8 @@ async fn the_last_group_before_a_broadcast_ends_reaches_the_viewer() {
             assert_eq!(first.sequence(), 0);
             write_group(&publisher.track, 1, &["last", "frame"]);
             drop(publisher);
-            let mut last = None;
-            while let Ok(Ok(Some(mut group))) =
-                tokio::time::timeout(Duration::from_secs(2), track.next_group()).await
-            {
-                let mut frames = Vec::new();
-                while let Ok(Ok(Some(frame))) =
-                    tokio::time::timeout(Duration::from_secs(2), group.next_frame()).await
-                {
-                    frames.push(frame.payload);
-                }
-                last = Some((group.sequence(), frames));
-            }
             assert_eq!(
-                last,
+                crate::testing::last_group(&mut track, Duration::from_secs(2)).await,
                 Some((1, vec![Bytes::from("last"), Bytes::from("frame")])),
                 "{version}, round {round}: the last group was lost"
             );
