@@ -116,6 +116,11 @@ pub async fn serve(listener: Listener, shutdown: CancellationToken) {
             tracing::debug!(%peer, "HTTP connection refused: too many open");
             continue;
         };
+        // A WebSocket session's small writes (control messages, a frame's header before
+        // its payload) must not wait for the peer's delayed ACK behind Nagle's algorithm.
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, %err, "TCP_NODELAY not set");
+        }
         let connection = Connection {
             stream,
             // A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d.
