@@ -19,3 +19,23 @@ pub(crate) async fn last_group(track: &mut TrackConsumer, wait: Duration) -> Opt
     }
     last
 }
+
+/// A stream that yields `chunks`, then ends.
+pub(crate) fn chunks(chunks: &[Bytes]) -> impl crate::transport::RecvStream {
+    struct Chunks(std::collections::VecDeque<Bytes>);
+    impl crate::transport::RecvStream for Chunks {
+        async fn read_chunk(
+            &mut self,
+            max: usize,
+        ) -> std::result::Result<Option<Bytes>, crate::transport::TransportError> {
+            Ok(self.0.pop_front().map(|mut chunk| {
+                if chunk.len() > max {
+                    self.0.push_front(chunk.split_off(max));
+                }
+                chunk
+            }))
+        }
+        fn stop(&mut self, _: u32) {}
+    }
+    Chunks(chunks.iter().cloned().collect())
+}

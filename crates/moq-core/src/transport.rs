@@ -107,6 +107,49 @@ pub trait RecvStream: Send + 'static {
     fn stop(&mut self, code: u32);
 }
 
+/// At most this many frames already waiting for a viewer go out in one write...
+pub(crate) const COALESCE_FRAMES: usize = 64;
+/// ...and no more once this much payload is in it.
+pub(crate) const COALESCE_BYTES: usize = 256 * 1024;
+
+/// [`write_with_payload`] for several frames at once: `queued` holds every frame's header
+/// back to back, and each payload goes after the header bytes up to its offset. One
+/// write, no payload copied, the headers copied once into one shared buffer.
+pub(crate) async fn write_with_payloads<S: SendStream>(
+    stream: &mut S,
+    queued: &mut Vec<u8>,
+    payloads: &mut Vec<(usize, Bytes)>,
+) -> Result<(), TransportError> {
+    if let [(offset, _)] = payloads.as_slice()
+        && *offset == queued.len()
+    {
+        // One frame (the live case): no list of chunks to build.
+        let (_, payload) = payloads.remove(0);
+        return write_with_payload(stream, queued, payload).await;
+    }
+    let headers = Bytes::copy_from_slice(queued);
+    queued.clear();
+    let mut chunks = Vec::with_capacity(payloads.len().saturating_mul(2).saturating_add(1));
+    let mut at = 0;
+    for (offset, payload) in payloads.drain(..) {
+        let offset = offset.clamp(at, headers.len());
+        if offset > at {
+            chunks.push(headers.slice(at..offset));
+            at = offset;
+        }
+        if !payload.is_empty() {
+            chunks.push(payload);
+        }
+    }
+    if at < headers.len() {
+        chunks.push(headers.slice(at..));
+    }
+    if chunks.is_empty() {
+        return Ok(());
+    }
+    stream.write_chunks(&mut chunks).await
+}
+
 /// Write the bytes `queued` (message headers encoded ahead) then `payload`, neither
 /// copied (the few header bytes are), in one [`SendStream::write_chunks`]; `queued` is
 /// left empty.

@@ -21,6 +21,7 @@ use tokio::{
 };
 
 use super::{Kind, NsRoute, Slot, State, error_code, refuse, stream::Writer};
+use crate::transport::{COALESCE_BYTES, COALESCE_FRAMES};
 use crate::{
     BroadcastConsumer, Error, GroupConsumer, OriginEvent, Result, TrackConsumer, TrackInfo,
     ietf::control::Channel,
@@ -466,32 +467,43 @@ async fn serve_group<S: Session>(session: S, serve: Serve, mut group: GroupConsu
         let mut sent = Batch::new(&serve.stats);
         let mut index = 0u64;
         let mut previous: Option<u64> = None;
+        let mut ready = Vec::new();
+        let mut payloads = Vec::new();
         while let Some(frame) = group.next_frame().await? {
+            // Objects already here behind this one go out with it in one write.
+            ready.push(frame);
+            group.ready_frames(COALESCE_FRAMES, COALESCE_BYTES, &mut ready);
+            for frame in ready.drain(..) {
+                if serve.until.is_some_and(|until| index >= until) {
+                    break;
+                }
+                if index >= serve.start {
+                    let id_delta = match previous {
+                        None => index,
+                        Some(previous) => index.saturating_sub(previous).saturating_sub(1),
+                    };
+                    let properties = match serve.stamps {
+                        Some(_) => Some(timestamp_block(frame.timestamp, version)?),
+                        None => None,
+                    };
+                    let size = frame.payload.len() as u64;
+                    let object = SubgroupObject {
+                        id_delta,
+                        properties,
+                        size,
+                        status: 0,
+                    };
+                    writer.raw(|buf| object.encode(buf, version))?;
+                    payloads.push((writer.queued(), frame.payload));
+                    sent.sent(size);
+                    previous = Some(index);
+                }
+                index = index.saturating_add(1);
+            }
+            writer.payloads(&mut payloads).await?;
             if serve.until.is_some_and(|until| index >= until) {
                 break;
             }
-            if index >= serve.start {
-                let id_delta = match previous {
-                    None => index,
-                    Some(previous) => index.saturating_sub(previous).saturating_sub(1),
-                };
-                let properties = match serve.stamps {
-                    Some(_) => Some(timestamp_block(frame.timestamp, version)?),
-                    None => None,
-                };
-                let size = frame.payload.len() as u64;
-                let object = SubgroupObject {
-                    id_delta,
-                    properties,
-                    size,
-                    status: 0,
-                };
-                writer.raw(|buf| object.encode(buf, version))?;
-                writer.payload(frame.payload).await?;
-                sent.sent(size);
-                previous = Some(index);
-            }
-            index = index.saturating_add(1);
         }
         Ok(())
     }

@@ -224,6 +224,17 @@ impl<S: SendStream> Writer<S> {
         Ok(crate::transport::write_with_payload(&mut self.stream, &mut self.buf, payload).await?)
     }
 
+    /// Bytes buffered so far: where a payload goes among queued headers.
+    pub(crate) fn queued(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Write buffered messages with shared payloads among them, each after the buffered
+    /// bytes up to its offset, in one write (as the moq-lite writer's `payloads`).
+    pub(crate) async fn payloads(&mut self, payloads: &mut Vec<(usize, Bytes)>) -> Result<()> {
+        Ok(crate::transport::write_with_payloads(&mut self.stream, &mut self.buf, payloads).await?)
+    }
+
     pub(crate) fn set_priority(&mut self, priority: i32) {
         self.stream.set_priority(priority);
     }

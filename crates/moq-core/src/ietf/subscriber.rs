@@ -25,6 +25,7 @@ use tokio::{
 };
 
 use super::{Kind, Slot, State, code, refuse, stream::Reader};
+use crate::model::origin::abort_after_grace;
 use crate::{
     BroadcastProducer, Error, Frame, GroupProducer, Result, TrackInfo, TrackProducer,
     ietf::control::Channel,
@@ -144,14 +145,19 @@ impl Mirrors {
         if mirror.sources > 0 {
             return;
         }
-        if let Some(mut mirror) = map.remove(path) {
+        let Some(mut mirror) = map.remove(path) else {
+            return;
+        };
+        let Some(publication) = mirror.publication.take().filter(|_| clean) else {
+            // Withdrawn abruptly: the broadcast lingers, and nothing more will come.
             mirror.task.abort();
-            if let Some(publication) = mirror.publication.take()
-                && clean
-            {
-                publication.finish();
-            }
-        }
+            return;
+        };
+        // Ended cleanly: unannounced at once, and its subscriptions get END_GRACE to take
+        // the groups still arriving and their PUBLISH_DONE (the namespace's end often
+        // overtakes the last group's stream), as on moq-lite sessions.
+        publication.finish();
+        abort_after_grace(mirror.task.abort_handle());
     }
 }
 

@@ -221,10 +221,18 @@ async fn the_last_group_before_a_namespace_ends_reaches_the_viewer() {
             assert_eq!(read_group(&mut track).await.0, 0);
             write_group(&publisher.track, 1, &["last", "frame"]);
             drop(publisher);
+            let ended = std::time::Instant::now();
             assert_eq!(
                 crate::testing::last_group(&mut track, Duration::from_secs(5)).await,
                 Some((1, vec![Bytes::from("last"), Bytes::from("frame")])),
                 "{version}, round {round}: the last group was lost"
+            );
+            // And the track ends with the publisher's PUBLISH_DONE, not when the relay's
+            // wait for stragglers (END_GRACE, 2 s) runs out.
+            let took = ended.elapsed();
+            assert!(
+                took < Duration::from_millis(1500),
+                "{version}, round {round}: the track ended {took:?} after its publisher"
             );
         }
     }

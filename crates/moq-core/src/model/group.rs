@@ -315,6 +315,23 @@ impl GroupConsumer {
         }
     }
 
+    /// Take the frames that are already here after the ones read, without waiting: at most
+    /// `max_frames`, and none after `max_bytes` of payload have been taken. A sender
+    /// that fell behind writes them in one go; [`next_frame`](Self::next_frame) goes on
+    /// after them.
+    pub fn ready_frames(&mut self, max_frames: usize, max_bytes: usize, out: &mut Vec<Frame>) {
+        let state = self.state.borrow();
+        let mut bytes = 0usize;
+        for frame in state.frames.iter().skip(self.index).take(max_frames) {
+            if bytes >= max_bytes {
+                break;
+            }
+            bytes = bytes.saturating_add(frame.payload.len());
+            out.push(frame.clone());
+            self.index = self.index.saturating_add(1);
+        }
+    }
+
     /// The next frame of this copy (without following a splice).
     async fn read_frame(&mut self) -> Result<Option<Frame>> {
         let index = self.index;
@@ -412,6 +429,37 @@ mod tests {
             timestamp: n.into(),
             payload: Bytes::from(vec![n; 3]),
         }
+    }
+
+    #[tokio::test]
+    async fn ready_frames_takes_what_is_here_within_its_bounds_without_waiting() {
+        let (mut producer, mut consumer) = GroupProducer::new(0);
+        for n in 0..10 {
+            producer.write(frame(n));
+        }
+        assert_eq!(consumer.next_frame().await.unwrap().unwrap().timestamp, 0);
+        let mut ready = Vec::new();
+        // At most 4 frames...
+        consumer.ready_frames(4, usize::MAX, &mut ready);
+        assert_eq!(
+            ready.iter().map(|f| f.timestamp).collect::<Vec<_>>(),
+            [1, 2, 3, 4]
+        );
+        // ...and none after 5 bytes are taken (3 per frame: two frames).
+        ready.clear();
+        consumer.ready_frames(64, 5, &mut ready);
+        assert_eq!(ready.iter().map(|f| f.timestamp).collect::<Vec<_>>(), [5, 6]);
+        // The rest, then nothing: it never waits, and reading goes on after them.
+        ready.clear();
+        consumer.ready_frames(64, usize::MAX, &mut ready);
+        assert_eq!(ready.len(), 3);
+        ready.clear();
+        consumer.ready_frames(64, usize::MAX, &mut ready);
+        assert!(ready.is_empty());
+        producer.write(frame(10));
+        producer.finish();
+        assert_eq!(consumer.next_frame().await.unwrap().unwrap().timestamp, 10);
+        assert!(consumer.next_frame().await.unwrap().is_none());
     }
 
     #[tokio::test]

@@ -469,6 +469,21 @@ async fn pipe(track: TrackProducer, mut active: watch::Receiver<Option<Source>>,
 /// or one whose end counted a group not yet here, run this long before it ends them.
 pub(crate) const END_GRACE: Duration = Duration::from_secs(2);
 
+/// Abort `task` (the subscriptions of a broadcast its peer ended) once [`END_GRACE`] has
+/// passed, so the groups still on their way arrive; at once when no runtime runs (one
+/// shutting down).
+pub(crate) fn abort_after_grace(task: tokio::task::AbortHandle) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(async move {
+                tokio::time::sleep(END_GRACE).await;
+                task.abort();
+            });
+        }
+        Err(_) => task.abort(),
+    }
+}
+
 /// Whether a group ended with `err` because the way it came went away (the session or
 /// the relay that delivered it died, drained or cancelled it), rather than for what it is.
 fn route_lost(err: &Error) -> bool {

@@ -15,6 +15,7 @@ use moq_proto::{
 use tokio::task::{AbortHandle, JoinSet};
 
 use super::{Reader, SessionState, Writer, permissions_changed, reject};
+use crate::transport::{COALESCE_BYTES, COALESCE_FRAMES};
 use crate::{
     Announced, BroadcastConsumer, Error, GroupConsumer, OriginEvent, Result,
     stats::{ActiveSubscription, Batch, Limit, Stats},
@@ -593,23 +594,34 @@ async fn write_frames<S: SendStream>(
     let mut cursor = TimestampCursor::new();
     let mut index = 0u64;
     let mut sent = Batch::new(stats);
+    let mut ready = Vec::new();
+    let mut payloads = Vec::new();
     while let Some(frame) = group.next_frame().await? {
+        // Frames already here behind this one (a viewer that joined mid-group, or fell
+        // behind) go out with it in one write.
+        ready.push(frame);
+        group.ready_frames(COALESCE_FRAMES, COALESCE_BYTES, &mut ready);
+        for frame in ready.drain(..) {
+            if end.is_some_and(|end| index > end) {
+                break;
+            }
+            let delta = cursor
+                .delta_to(frame.timestamp)
+                .ok_or_else(|| Error::Protocol("timestamp out of range".into()))?;
+            if index >= start {
+                writer.queue(&FrameHeader {
+                    timestamp_delta: if version.has_frame_timestamps() { delta } else { 0 },
+                    size: frame.payload.len() as u64,
+                })?;
+                sent.sent(frame.payload.len() as u64);
+                payloads.push((writer.queued(), frame.payload));
+            }
+            index = index.saturating_add(1);
+        }
+        writer.payloads(&mut payloads).await?;
         if end.is_some_and(|end| index > end) {
             break;
         }
-        let delta = cursor
-            .delta_to(frame.timestamp)
-            .ok_or_else(|| Error::Protocol("timestamp out of range".into()))?;
-        if index >= start {
-            writer.queue(&FrameHeader {
-                timestamp_delta: if version.has_frame_timestamps() { delta } else { 0 },
-                size: frame.payload.len() as u64,
-            })?;
-            let size = frame.payload.len() as u64;
-            writer.payload(frame.payload).await?;
-            sent.sent(size);
-        }
-        index = index.saturating_add(1);
     }
     Ok(())
 }
@@ -678,7 +690,10 @@ async fn serve_track<S: SendStream, R: RecvStream>(
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
+    use crate::{Frame, GroupProducer, transport::TransportError};
 
     fn pending(set: &mut JoinSet<Result<()>>) -> AbortHandle {
         set.spawn(std::future::pending())
@@ -699,6 +714,124 @@ mod tests {
         assert_eq!(in_flight.streams.len(), 1);
         tokio::task::yield_now().await;
         assert!(oldest.is_finished(), "the oldest group stream was aborted");
+    }
+
+    /// A send stream that keeps what it is given and counts the writes.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<std::sync::Mutex<(usize, Vec<u8>)>>);
+
+    impl Recorder {
+        fn take(&self) -> (usize, Vec<u8>) {
+            std::mem::take(&mut *self.0.lock().unwrap())
+        }
+    }
+
+    impl crate::transport::SendStream for Recorder {
+        async fn write_all(&mut self, buf: &[u8]) -> std::result::Result<(), TransportError> {
+            let mut seen = self.0.lock().unwrap();
+            seen.0 += 1;
+            seen.1.extend_from_slice(buf);
+            Ok(())
+        }
+        async fn write_chunk(&mut self, buf: Bytes) -> std::result::Result<(), TransportError> {
+            self.write_all(&buf).await
+        }
+        async fn write_chunks(&mut self, bufs: &mut [Bytes]) -> std::result::Result<(), TransportError> {
+            let mut seen = self.0.lock().unwrap();
+            seen.0 += 1;
+            for buf in bufs.iter_mut() {
+                seen.1.extend_from_slice(&std::mem::take(buf));
+            }
+            Ok(())
+        }
+        fn set_priority(&mut self, _: i32) {}
+        fn finish(&mut self) -> std::result::Result<(), TransportError> {
+            Ok(())
+        }
+        fn reset(&mut self, _: u32) {}
+    }
+
+    /// What `write_frames` wrote, decoded back: (timestamp delta, payload) per frame.
+    async fn frames_in(bytes: Vec<u8>, version: Version) -> Vec<(i64, Bytes)> {
+        let mut reader = Reader::new(crate::testing::chunks(&[Bytes::from(bytes)]), version);
+        let mut out = Vec::new();
+        while let Some(header) = reader.decode_maybe::<FrameHeader>().await.unwrap() {
+            let size = usize::try_from(header.size).unwrap();
+            out.push((header.timestamp_delta, reader.read_exact(size).await.unwrap()));
+        }
+        out
+    }
+
+    fn frame(i: u64) -> Frame {
+        Frame {
+            timestamp: i * 33,
+            payload: Bytes::from(vec![u8::try_from(i).unwrap(); 100 + usize::try_from(i).unwrap()]),
+        }
+    }
+
+    #[tokio::test]
+    async fn frames_already_waiting_go_out_in_one_write() {
+        let version = Version::Lite06;
+        let stats = Stats::default();
+        let (mut producer, mut group) = GroupProducer::new(7);
+        for i in 0..40 {
+            producer.write(frame(i));
+        }
+        producer.finish();
+        let stream = Recorder::default();
+        let mut writer = Writer::new(stream.clone(), version);
+        write_frames(&mut writer, version, &mut group, 0, None, &stats)
+            .await
+            .unwrap();
+        writer.finish().await.unwrap();
+        let (writes, bytes) = stream.take();
+        // A viewer that joins a group 40 frames in gets them in one write, not 40.
+        assert_eq!(writes, 1);
+        let frames = frames_in(bytes, version).await;
+        assert_eq!(frames.len(), 40);
+        for (i, (delta, payload)) in frames.iter().enumerate() {
+            let expected = frame(i as u64);
+            assert_eq!(*delta, if i == 0 { 0 } else { 33 });
+            assert_eq!(payload, &expected.payload);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_backlog_is_written_in_bounded_batches_and_live_frames_one_by_one() {
+        let version = Version::Lite06;
+        let (mut producer, mut group) = GroupProducer::new(7);
+        // 150 frames waiting: batches of at most COALESCE_FRAMES.
+        for i in 0..150 {
+            producer.write(frame(i % 200));
+        }
+        let stream = Recorder::default();
+        let mut writer = Writer::new(stream.clone(), version);
+        let task = tokio::spawn(async move {
+            write_frames(&mut writer, version, &mut group, 0, None, &Stats::default()).await
+        });
+        let wait_for = async |frames: usize| {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            loop {
+                let seen = stream.0.lock().unwrap().clone();
+                if frames_in(seen.1.clone(), version).await.len() >= frames {
+                    return seen.0;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{frames} frames not written"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        assert_eq!(wait_for(150).await, 150usize.div_ceil(COALESCE_FRAMES));
+        // Then frames that arrive one at a time go out one at a time, at once.
+        for i in 150..153 {
+            producer.write(frame(i));
+            wait_for(usize::try_from(i).unwrap() + 1).await;
+        }
+        assert_eq!(wait_for(153).await, 150usize.div_ceil(COALESCE_FRAMES) + 3);
+        producer.finish();
+        task.await.unwrap().unwrap();
     }
 
     #[tokio::test(start_paused = true)]

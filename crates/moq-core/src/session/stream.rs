@@ -201,10 +201,17 @@ impl<S: SendStream> Writer<S> {
         self.flush().await
     }
 
-    /// Write buffered messages then a shared payload: neither is copied, and both go
-    /// out in one write (one wake of the connection per frame).
-    pub(crate) async fn payload(&mut self, payload: Bytes) -> Result<()> {
-        Ok(crate::transport::write_with_payload(&mut self.stream, &mut self.buf, payload).await?)
+    /// Bytes buffered so far: where a payload goes among queued headers (see
+    /// [`payloads`](Self::payloads)).
+    pub(crate) fn queued(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Write buffered messages with shared payloads among them, each after the buffered
+    /// bytes up to its offset (from [`queued`](Self::queued)), in one write: several
+    /// frames, one wake of the connection, no payload copied.
+    pub(crate) async fn payloads(&mut self, payloads: &mut Vec<(usize, Bytes)>) -> Result<()> {
+        Ok(crate::transport::write_with_payloads(&mut self.stream, &mut self.buf, payloads).await?)
     }
 
     pub(crate) fn set_priority(&mut self, priority: i32) {
@@ -245,7 +252,8 @@ mod tests {
                     size: payload.len() as u64,
                 })
                 .unwrap();
-            writer.payload(payload.clone()).await.unwrap();
+            let at = writer.queued();
+            writer.payloads(&mut vec![(at, payload.clone())]).await.unwrap();
         }
         writer.finish().await.unwrap();
 
@@ -260,32 +268,12 @@ mod tests {
         assert_eq!(chunks[1].as_ptr(), small.as_ptr());
         assert_eq!(chunks[3].as_ptr(), large.as_ptr());
 
-        let mut reader = Reader::new(mem_stream(&chunks), version);
+        let mut reader = Reader::new(crate::testing::chunks(&chunks), version);
         for payload in [&small, &large] {
             let header = reader.decode::<FrameHeader>().await.unwrap();
             let size = usize::try_from(header.size).unwrap();
             assert_eq!(&reader.read_exact(size).await.unwrap(), payload);
         }
         assert!(reader.decode_maybe::<FrameHeader>().await.unwrap().is_none());
-    }
-
-    /// A stream that yields `chunks`, then ends.
-    fn mem_stream(chunks: &[Bytes]) -> impl RecvStream {
-        struct Chunks(std::collections::VecDeque<Bytes>);
-        impl RecvStream for Chunks {
-            async fn read_chunk(
-                &mut self,
-                max: usize,
-            ) -> std::result::Result<Option<Bytes>, crate::transport::TransportError> {
-                Ok(self.0.pop_front().map(|mut chunk| {
-                    if chunk.len() > max {
-                        self.0.push_front(chunk.split_off(max));
-                    }
-                    chunk
-                }))
-            }
-            fn stop(&mut self, _: u32) {}
-        }
-        Chunks(chunks.iter().cloned().collect())
     }
 }

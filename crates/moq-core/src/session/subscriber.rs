@@ -2,7 +2,7 @@
 //! stream, publishes them into the `consume` origin, subscribes upstream when
 //! a local consumer asks for a track, and ingests the groups that arrive.
 
-use crate::model::origin::END_GRACE;
+use crate::model::origin::{END_GRACE, abort_after_grace};
 use std::{
     collections::HashMap,
     sync::{
@@ -105,11 +105,7 @@ impl Mirrored {
     /// [`END_GRACE`] to finish the groups still arriving.
     fn ended(self) {
         self.publication.finish();
-        let task = self.task;
-        tokio::spawn(async move {
-            tokio::time::sleep(END_GRACE).await;
-            task.abort();
-        });
+        abort_after_grace(self.task);
     }
 }
 
