@@ -27,7 +27,7 @@ use tokio::{
 use super::{Kind, Slot, State, code, refuse, stream::Reader};
 use crate::model::origin::abort_after_grace;
 use crate::{
-    BroadcastProducer, Error, Frame, GroupProducer, Result, TrackInfo, TrackProducer,
+    BroadcastConsumer, BroadcastProducer, Error, Frame, GroupProducer, Result, TrackInfo, TrackProducer,
     ietf::control::Channel,
     model::Publication,
     stats::{Limit, Stats},
@@ -371,9 +371,10 @@ async fn subscribe_on_request<S: Session>(
                 let session = session.clone();
                 let state = state.clone();
                 let path = path.clone();
+                let mirrored = broadcast.consume();
                 subscriptions.spawn(async move {
                     let name = track.name().to_string();
-                    if let Err(err) = run_subscription(session, state, path.clone(), track).await {
+                    if let Err(err) = run_subscription(session, state, path.clone(), &mirrored, track).await {
                         tracing::debug!(broadcast = %path, track = %name, %err, "upstream subscription ended");
                     }
                 }.in_current_span());
@@ -415,6 +416,7 @@ async fn run_subscription<S: Session>(
     session: S,
     state: Arc<State>,
     path: Path,
+    mirrored: &BroadcastConsumer,
     track: TrackProducer,
 ) -> Result<()> {
     let version = state.version;
@@ -427,7 +429,7 @@ async fn run_subscription<S: Session>(
             return Err(err);
         }
     };
-    let Some((ok, mut channel)) = await_subscribe_ok(version, id, channel, &track).await? else {
+    let Some((ok, mut channel)) = await_subscribe_ok(version, id, channel, mirrored, &track).await? else {
         return Ok(());
     };
     let timescale = adopt_properties(&track, &ok);
@@ -438,7 +440,7 @@ async fn run_subscription<S: Session>(
     });
     let alias = ok.track_alias;
     state.aliases.insert(alias, upstream.clone())?;
-    let result = follow(&mut channel, &upstream).await;
+    let result = follow(&mut channel, &upstream, mirrored).await;
     state.aliases.remove(alias);
     match result {
         Ok(true) => {
@@ -495,11 +497,13 @@ async fn await_subscribe_ok<S: Session>(
     version: Version,
     id: u64,
     mut channel: Channel<S>,
+    mirrored: &BroadcastConsumer,
     track: &TrackProducer,
 ) -> Result<Option<(SubscribeOk, Channel<S>)>> {
     let response = tokio::select! {
         msg = channel.recv() => msg,
-        _ = track.unused() => {
+        // Taken out of the broadcast first: a viewer arriving now gets a new subscription.
+        _ = mirrored.retired(track) => {
             cancel(version, id, channel).await;
             track.close(Err(Error::Cancelled));
             return Ok(None);
@@ -555,7 +559,11 @@ fn adopt_properties(track: &TrackProducer, ok: &SubscribeOk) -> Option<u64> {
 
 /// Follow a running subscription until the publisher ends it (`true`: the track ended
 /// cleanly) or nobody reads the track any more (`false`).
-async fn follow<S: Session>(channel: &mut Channel<S>, upstream: &Upstream) -> Result<bool> {
+async fn follow<S: Session>(
+    channel: &mut Channel<S>,
+    upstream: &Upstream,
+    mirrored: &BroadcastConsumer,
+) -> Result<bool> {
     loop {
         tokio::select! {
             msg = channel.recv() => match msg? {
@@ -573,7 +581,7 @@ async fn follow<S: Session>(channel: &mut Channel<S>, upstream: &Upstream) -> Re
                 // A request stream ending without PUBLISH_DONE: the publisher failed it.
                 None => return Err(Error::Cancelled),
             },
-            _ = upstream.track.unused() => return Ok(false),
+            _ = mirrored.retired(&upstream.track) => return Ok(false),
         }
     }
 }

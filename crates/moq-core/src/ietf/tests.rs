@@ -146,6 +146,20 @@ fn publishing_to_a_relay(version: Version) -> (Publisher, Origin) {
     (publisher, relay)
 }
 
+/// A relay viewer that subscribes just as the last one leaves is not handed the IETF
+/// upstream subscription being torn down (see
+/// [`crate::testing::rejoining_viewers_get_each_frame_once`]).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_joining_as_the_last_one_leaves_gets_each_frame_once() {
+    for version in [Version::Draft14, Version::Draft22] {
+        let (publisher, relay) = publishing_to_a_relay(version);
+        let broadcast = within(relay.wait_for(&path("anon/clock"), Duration::from_secs(5)))
+            .await
+            .expect("announced at the relay");
+        crate::testing::rejoining_viewers_get_each_frame_once(&broadcast, &publisher.track, version).await;
+    }
+}
+
 /// An IETF publisher → relay → IETF subscriber, and a moq-lite-style local reader of
 /// the relay's origin, for one draft.
 async fn through_relay(version: Version) {

@@ -208,6 +208,21 @@ impl BroadcastConsumer {
         true
     }
 
+    /// Resolves once nobody reads `track` and it has been taken out of this broadcast,
+    /// so no new subscriber can be handed it while its producer goes away (one that came
+    /// back in time keeps it serving). What a producer waits for before it stops feeding
+    /// a track of a broadcast others may subscribe to at any moment.
+    pub(crate) async fn retired(&self, track: &TrackProducer) {
+        loop {
+            track.unused().await;
+            if self.retire_unused(track) {
+                return;
+            }
+            // Someone subscribed again just now: keep serving.
+            tokio::task::yield_now().await;
+        }
+    }
+
     /// Whether the broadcast has ended.
     pub fn is_closed(&self) -> bool {
         self.closed.borrow().is_some()

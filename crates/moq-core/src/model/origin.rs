@@ -383,19 +383,6 @@ async fn route(mut relay: BroadcastProducer, active: watch::Receiver<Option<Sour
     relay.close(Ok(()));
 }
 
-/// Resolves once nobody reads `track` and it has been taken out of the
-/// relay broadcast (so no new subscriber can pick it up as it goes away).
-async fn retired(track: &TrackProducer, relay: &BroadcastConsumer) {
-    loop {
-        track.unused().await;
-        if relay.retire_unused(track) {
-            return;
-        }
-        // Someone subscribed again just now: keep serving.
-        tokio::task::yield_now().await;
-    }
-}
-
 /// Fill a relay track from whichever source is active, re-binding when the
 /// active source changes, until nobody reads the track or the path is gone.
 async fn pipe(track: TrackProducer, mut active: watch::Receiver<Option<Source>>, relay: BroadcastConsumer) {
@@ -408,7 +395,7 @@ async fn pipe(track: TrackProducer, mut active: watch::Receiver<Option<Source>>,
             // Lingering: keep the track open until a publisher returns.
             tokio::select! {
                 changed = active.changed() => if changed.is_err() { return track.finish() },
-                _ = retired(&track, &relay) => return,
+                _ = relay.retired(&track) => return,
             }
             continue;
         };
@@ -431,7 +418,7 @@ async fn pipe(track: TrackProducer, mut active: watch::Receiver<Option<Source>>,
                     if active.borrow().as_ref().map(|s| s.id) == Some(source.id) {
                         tokio::select! {
                             changed = active.changed() => if changed.is_err() { return track.close(Ok(())) },
-                            _ = retired(&track, &relay) => return,
+                            _ = relay.retired(&track) => return,
                         }
                     }
                 }
@@ -446,7 +433,7 @@ async fn pipe(track: TrackProducer, mut active: watch::Receiver<Option<Source>>,
                     tokio::select! {
                         _ = tokio::time::sleep(RESUBSCRIBE) => {}
                         changed = active.changed() => if changed.is_err() { return track.close(Ok(())) },
-                        _ = retired(&track, &relay) => return,
+                        _ = relay.retired(&track) => return,
                     }
                 }
             },
@@ -457,7 +444,7 @@ async fn pipe(track: TrackProducer, mut active: watch::Receiver<Option<Source>>,
                 let _ = tokio::time::timeout(END_GRACE, &mut forwarding).await;
                 return track.close(Ok(()));
             },
-            _ = retired(&track, &relay) => return,
+            _ = relay.retired(&track) => return,
         }
     }
 }

@@ -22,7 +22,8 @@ use tokio::task::{AbortHandle, JoinSet};
 
 use super::{Reader, SessionState, Writer, permissions_changed};
 use crate::{
-    BroadcastProducer, Error, Frame, GroupProducer, Origin, Result, TrackInfo, TrackProducer,
+    BroadcastConsumer, BroadcastProducer, Error, Frame, GroupProducer, Origin, Result, TrackInfo,
+    TrackProducer,
     model::Publication,
     stats::{Limit, Stats},
     transport::{RecvStream, Session},
@@ -432,7 +433,8 @@ async fn subscribe_on_request<S: Session>(
         tokio::select! {
             track = broadcast.requested_track() => {
                 let Some(track) = track else { break };
-                subscriptions.spawn(subscribe(session.clone(), shared.clone(), suffix.clone(), track));
+                let mirrored = broadcast.consume();
+                subscriptions.spawn(subscribe(session.clone(), shared.clone(), suffix.clone(), mirrored, track));
             }
             Some(_) = subscriptions.join_next() => {}
         }
@@ -440,9 +442,15 @@ async fn subscribe_on_request<S: Session>(
 }
 
 /// Subscribe upstream for one track and feed it until nobody reads it.
-async fn subscribe<S: Session>(session: S, shared: Arc<SessionState>, broadcast: Path, track: TrackProducer) {
+async fn subscribe<S: Session>(
+    session: S,
+    shared: Arc<SessionState>,
+    broadcast: Path,
+    mirrored: BroadcastConsumer,
+    track: TrackProducer,
+) {
     let name = track.name().to_string();
-    if let Err(err) = run_subscription(session, &shared, broadcast.clone(), track).await {
+    if let Err(err) = run_subscription(session, &shared, broadcast.clone(), &mirrored, track).await {
         tracing::debug!(%broadcast, track = %name, %err, "upstream subscription ended");
     }
 }
@@ -451,6 +459,7 @@ async fn run_subscription<S: Session>(
     session: S,
     shared: &SessionState,
     broadcast: Path,
+    mirrored: &BroadcastConsumer,
     track: TrackProducer,
 ) -> Result<()> {
     let track = Arc::new(track);
@@ -498,7 +507,9 @@ async fn run_subscription<S: Session>(
                         return Ok(());
                     }
                 },
-                _ = track.unused() => {
+                // Taken out of the broadcast first: a viewer arriving now gets a new
+                // subscription, not this one as it ends.
+                _ = mirrored.retired(&track) => {
                     writer.finish().await?;
                     return Err(Error::Cancelled);
                 }

@@ -242,6 +242,24 @@ async fn the_last_group_before_a_broadcast_ends_reaches_the_viewer() {
     }
 }
 
+/// A viewer that subscribes just as the last one leaves must not be handed the upstream
+/// subscription being torn down (see [`crate::testing::rejoining_viewers_get_each_frame_once`]).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_joining_as_the_last_one_leaves_gets_each_frame_once() {
+    for version in [Version::Lite02, Version::Lite06] {
+        let publisher = publisher("clock");
+        let relay = Origin::default();
+        connect(
+            client(version, Some(publisher.origin.clone()), None),
+            client(version, None, Some(relay.clone())),
+        );
+        let broadcast = within(relay.wait_for(&path("clock"), Duration::from_secs(5)))
+            .await
+            .expect("the relay never saw the broadcast");
+        crate::testing::rejoining_viewers_get_each_frame_once(&broadcast, &publisher.track, version).await;
+    }
+}
+
 #[tokio::test]
 async fn one_upstream_subscription_for_many_viewers() {
     let version = Version::Lite05;
