@@ -66,13 +66,18 @@ pub use subprotocol::{Negotiated, Refusal};
 /// make it buffer more than this per message (tungstenite's default is 64 MiB).
 pub const MAX_MESSAGE_SIZE: usize = MAX_FRAME_00;
 
+/// The WebSocket library's read buffer for a qmux socket. tungstenite allocates it for
+/// every connection and zero-fills all of it before each read, so every connection keeps
+/// this much resident (its default, 128 KiB, is most of what a WebSocket viewer cost a
+/// relay beyond a QUIC one); a larger message is read in several reads.
+pub const READ_BUFFER_SIZE: usize = 32 << 10;
+
 /// The tungstenite settings for a qmux socket: messages and frames of at most
 /// [`MAX_MESSAGE_SIZE`], so nothing bigger is ever buffered for a peer, and a
-/// 32 KiB read buffer (tungstenite allocates it up front for every connection; its
-/// default is 128 KiB). A server on axum sets the same limits on its `WebSocketUpgrade`.
+/// [`READ_BUFFER_SIZE`] read buffer. A server on axum sets the same on its `WebSocketUpgrade`.
 pub fn websocket_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
     tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .read_buffer_size(32 << 10)
+        .read_buffer_size(READ_BUFFER_SIZE)
         .max_message_size(Some(MAX_MESSAGE_SIZE))
         .max_frame_size(Some(MAX_MESSAGE_SIZE))
 }

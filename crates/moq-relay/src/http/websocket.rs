@@ -73,6 +73,7 @@ pub async fn upgrade(
     ws.protocols([negotiated.subprotocol.clone()])
         .max_message_size(qmux::MAX_MESSAGE_SIZE)
         .max_frame_size(qmux::MAX_MESSAGE_SIZE)
+        .read_buffer_size(qmux::READ_BUFFER_SIZE)
         .on_upgrade(move |socket| {
             async move {
                 let _tracked = tracked;
